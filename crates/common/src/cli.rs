@@ -1,0 +1,217 @@
+//! The command-line edge both binaries share: global flags, the signal handler, exit codes.
+//!
+//! Only the binaries use this module (feature `cli`); engines take plain settings and a
+//! [`Shutdown`] handle instead.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+
+use crate::config::{CommonConfig, CommonOverrides, ConfigError, FileConfig, LogFormat, Origin};
+use crate::exit;
+use crate::shutdown::Shutdown;
+
+/// Flags every command of both programs accepts. Each can also be set by the environment
+/// variable it names, or in `sluice.toml`; a flag wins over the variable, which wins over the
+/// file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// PostgreSQL URL, e.g. postgres://app@db:5432/prod?sslmode=require. Prefer the
+    /// environment variable: a flag is visible in the process list.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+
+    /// Config file [default: ./sluice.toml when it exists].
+    #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Schema for sluice's own tables [default: sluice].
+    #[arg(long, env = "SLUICE_SCHEMA", value_name = "NAME", global = true)]
+    pub schema: Option<String>,
+
+    /// Longest wait for one connection attempt, e.g. 10s [default: 10s].
+    #[arg(long, env = "SLUICE_CONNECT_TIMEOUT", value_name = "DURATION",
+          value_parser = humantime::parse_duration, global = true)]
+    pub connect_timeout: Option<Duration>,
+
+    /// Log lines on stderr as text (for people) or json (for Jobs and log shippers)
+    /// [default: text].
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+
+    /// More log detail (-v debug, -vv trace). RUST_LOG, when set, overrides -v and -q.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Less log detail (-q warnings only, -qq errors only).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+impl GlobalArgs {
+    /// The shared settings given on the command line or in the environment, with their origin.
+    pub fn overrides(&self, matches: &ArgMatches) -> CommonOverrides {
+        CommonOverrides {
+            database_url: with_origin(self.database_url.clone(), matches, "database_url"),
+            schema: with_origin(self.schema.clone(), matches, "schema"),
+            connect_timeout: with_origin(self.connect_timeout, matches, "connect_timeout"),
+            log_format: with_origin(self.log_format, matches, "log_format"),
+        }
+    }
+
+    /// Log verbosity: negative is quieter, positive louder.
+    pub fn verbosity(&self) -> i8 {
+        i8::try_from(self.verbose).unwrap_or(i8::MAX) - i8::try_from(self.quiet).unwrap_or(i8::MAX)
+    }
+}
+
+/// Pairs a value clap produced with where clap found it.
+pub fn with_origin<T>(value: Option<T>, matches: &ArgMatches, id: &str) -> Option<(T, Origin)> {
+    value.map(|v| (v, origin_of(matches, id)))
+}
+
+/// Where clap found argument `id`, looking in the deepest subcommand first (global flags may
+/// be written after the subcommand).
+pub fn origin_of(matches: &ArgMatches, id: &str) -> Origin {
+    let mut chain = vec![matches];
+    let mut current = matches;
+    while let Some((_, sub)) = current.subcommand() {
+        chain.push(sub);
+        current = sub;
+    }
+    let source = chain
+        .iter()
+        .rev()
+        .find_map(|m| m.try_get_raw(id).ok().flatten().and(m.value_source(id)));
+    match source {
+        Some(ValueSource::EnvVariable) => Origin::Env,
+        Some(ValueSource::DefaultValue) => Origin::Default,
+        _ => Origin::Flag,
+    }
+}
+
+/// Wires SIGINT and SIGTERM (Kubernetes' eviction signal) to `shutdown`. The first signal asks
+/// the engine to stop at the next safe point; a second one exits at once with the
+/// "interrupted" code, which is still safe because uncommitted work rolls back.
+pub fn install_signal_handler(
+    shutdown: Shutdown,
+    program: &'static str,
+) -> Result<(), ctrlc::Error> {
+    ctrlc::set_handler(move || {
+        if shutdown.trigger() == 1 {
+            eprintln!(
+                "{program}: interrupt received; stopping at the next safe point \
+                 (interrupt again to stop at once; uncommitted work rolls back)"
+            );
+        } else {
+            eprintln!("{program}: second interrupt; exiting now");
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
+    })
+}
+
+/// The footer of `--help` listing the exit codes.
+pub fn exit_codes_help() -> String {
+    let mut text = String::from("Exit codes:\n");
+    for (code, name, meaning) in exit::ALL {
+        text.push_str(&format!("  {code:>3}  {name:<21} {meaning}\n"));
+    }
+    text
+}
+
+/// What every command starts from: the config file read, shared settings resolved, logging
+/// installed, and the shutdown handle wired to signals.
+#[derive(Debug)]
+pub struct Startup {
+    pub file: FileConfig,
+    pub file_path: Option<PathBuf>,
+    pub common: CommonConfig,
+    pub shutdown: Shutdown,
+}
+
+/// Reads configuration and installs logging and the signal handler.
+pub fn start(
+    global: &GlobalArgs,
+    matches: &ArgMatches,
+    program: &'static str,
+) -> Result<Startup, ConfigError> {
+    let loaded = FileConfig::load(global.config.as_deref());
+    // Log even when the file is bad, so the error below is printed the usual way.
+    let (file, file_path) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            crate::telemetry::init(global.log_format.unwrap_or_default(), global.verbosity());
+            return Err(error);
+        }
+    };
+    let common = CommonConfig::resolve(global.overrides(matches), &file)?;
+    crate::telemetry::init(common.log_format.value, global.verbosity());
+    let shutdown = Shutdown::new();
+    if let Err(error) = install_signal_handler(shutdown.clone(), program) {
+        tracing::warn!("cannot install the signal handler: {error}; Ctrl-C will stop at once");
+    }
+    Ok(Startup {
+        file,
+        file_path,
+        common,
+        shutdown,
+    })
+}
+
+/// One row of `config` output: name, value (passwords masked), origin.
+pub type ConfigRow = (&'static str, String, Origin);
+
+/// The shared settings as `config` rows.
+pub fn common_config_rows(common: &CommonConfig) -> Vec<ConfigRow> {
+    let url = match &common.database_url {
+        Some(setting) => (setting.value.redacted(), setting.origin),
+        None => ("(not set)".to_owned(), Origin::Default),
+    };
+    vec![
+        ("database_url", url.0, url.1),
+        (
+            "schema",
+            common.schema.value.as_str().to_owned(),
+            common.schema.origin,
+        ),
+        (
+            "connect_timeout",
+            humantime::format_duration(common.connect_timeout.value).to_string(),
+            common.connect_timeout.origin,
+        ),
+        (
+            "connect_attempts",
+            common.connect_attempts.value.to_string(),
+            common.connect_attempts.origin,
+        ),
+        (
+            "log_format",
+            format!("{:?}", common.log_format.value).to_lowercase(),
+            common.log_format.origin,
+        ),
+    ]
+}
+
+/// Renders `config` rows as aligned text.
+pub fn render_config_rows(file_path: Option<&std::path::Path>, rows: &[ConfigRow]) -> String {
+    let mut out = format!(
+        "config file: {}\n",
+        file_path.map_or_else(|| "(none)".to_owned(), |p| p.display().to_string())
+    );
+    for (name, value, origin) in rows {
+        out.push_str(&format!("{name:<20} {value:<40} ({origin})\n"));
+    }
+    out
+}
+
+/// The exit code for an error from the shared layer, if it is one.
+pub fn common_exit_code(error: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    if let Some(e) = error.downcast_ref::<ConfigError>() {
+        return Some(e.exit_code());
+    }
+    error
+        .downcast_ref::<crate::db::DbError>()
+        .map(crate::db::DbError::exit_code)
+}

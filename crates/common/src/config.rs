@@ -1,0 +1,310 @@
+//! Settings and where they come from.
+//!
+//! One precedence everywhere: **flag > environment variable > `sluice.toml` > default**.
+//! clap resolves the first two (each flag names its variable in `--help`); this module reads
+//! the file and applies the rest, remembering each value's [`Origin`] so that `sluice config`
+//! can say why a value is what it is.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ident::{Ident, IdentError};
+use crate::redact::SecretUrl;
+
+/// The file read from the working directory when `--config` is not given.
+pub const FILE_NAME: &str = "sluice.toml";
+/// Schema holding sluice's own tables.
+pub const DEFAULT_SCHEMA: &str = "sluice";
+/// How long one connection attempt may take.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connection attempts before giving up on a server that refuses or is starting up.
+pub const DEFAULT_CONNECT_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid {setting} (from {origin}): {source}")]
+    Ident {
+        setting: &'static str,
+        origin: Origin,
+        #[source]
+        source: IdentError,
+    },
+}
+
+impl ConfigError {
+    pub fn exit_code(&self) -> u8 {
+        crate::exit::INVALID_INPUT
+    }
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Flag,
+    Env,
+    File,
+    Default,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Flag => "command line",
+            Self::Env => "environment",
+            Self::File => "config file",
+            Self::Default => "default",
+        })
+    }
+}
+
+/// A value and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+/// Applies the precedence: `cli` (a flag or its environment variable, as clap resolved it),
+/// then the file, then the default.
+pub fn layered<T>(cli: Option<(T, Origin)>, file: Option<T>, default: T) -> Setting<T> {
+    layered_opt(cli, file).unwrap_or(Setting {
+        value: default,
+        origin: Origin::Default,
+    })
+}
+
+/// [`layered`] for settings without a default.
+pub fn layered_opt<T>(cli: Option<(T, Origin)>, file: Option<T>) -> Option<Setting<T>> {
+    match (cli, file) {
+        (Some((value, origin)), _) => Some(Setting { value, origin }),
+        (None, Some(value)) => Some(Setting {
+            value,
+            origin: Origin::File,
+        }),
+        (None, None) => None,
+    }
+}
+
+/// Output format of log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for Kubernetes Jobs and log shippers.
+    Json,
+}
+
+/// The contents of `sluice.toml`. Every key is optional; unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Prefer `DATABASE_URL` for anything with a password in it.
+    pub database_url: Option<String>,
+    pub schema: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+    pub connect_attempts: Option<u32>,
+    pub log_format: Option<LogFormat>,
+    #[serde(default)]
+    pub runner: RunnerFile,
+    #[serde(default)]
+    pub backfill: BackfillFile,
+}
+
+/// `[runner]` in `sluice.toml`: settings of `sluice`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunnerFile {
+    pub migrations: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub lock_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub statement_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub lock_wait: Option<Duration>,
+    pub max_retries: Option<u32>,
+}
+
+/// `[backfill]` in `sluice.toml`: settings of `sluice-backfill`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillFile {
+    pub jobs: Option<PathBuf>,
+}
+
+impl FileConfig {
+    /// Reads `explicit` (which must exist) or, without it, `./sluice.toml` if there is one.
+    pub fn load(explicit: Option<&Path>) -> Result<(Self, Option<PathBuf>), ConfigError> {
+        let path = match explicit {
+            Some(path) => path.to_path_buf(),
+            None if Path::new(FILE_NAME).is_file() => PathBuf::from(FILE_NAME),
+            None => return Ok((Self::default(), None)),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let config = Self::parse(&text, &path)?;
+        Ok((config, Some(path)))
+    }
+
+    /// Parses the text of a config file; `path` is only for messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: error.to_string().trim_end().to_owned(),
+        })
+    }
+}
+
+/// What the command line (flags, or their environment variables) said about shared settings.
+#[derive(Debug, Default, Clone)]
+pub struct CommonOverrides {
+    pub database_url: Option<(String, Origin)>,
+    pub schema: Option<(String, Origin)>,
+    pub connect_timeout: Option<(Duration, Origin)>,
+    pub log_format: Option<(LogFormat, Origin)>,
+}
+
+/// Settings both programs use, resolved.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    pub database_url: Option<Setting<SecretUrl>>,
+    pub schema: Setting<Ident>,
+    pub connect_timeout: Setting<Duration>,
+    pub connect_attempts: Setting<u32>,
+    pub log_format: Setting<LogFormat>,
+}
+
+impl CommonConfig {
+    pub fn resolve(cli: CommonOverrides, file: &FileConfig) -> Result<Self, ConfigError> {
+        let schema = layered(cli.schema, file.schema.clone(), DEFAULT_SCHEMA.to_owned());
+        let schema_ident = Ident::parse(&schema.value).map_err(|source| ConfigError::Ident {
+            setting: "schema",
+            origin: schema.origin,
+            source,
+        })?;
+        Ok(Self {
+            database_url: layered_opt(cli.database_url, file.database_url.clone()).map(|s| {
+                Setting {
+                    value: SecretUrl::new(s.value),
+                    origin: s.origin,
+                }
+            }),
+            schema: Setting {
+                value: schema_ident,
+                origin: schema.origin,
+            },
+            connect_timeout: layered(
+                cli.connect_timeout,
+                file.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+            ),
+            connect_attempts: layered(None, file.connect_attempts, DEFAULT_CONNECT_ATTEMPTS),
+            log_format: layered(cli.log_format, file.log_format, LogFormat::default()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> FileConfig {
+        FileConfig::parse(text, Path::new("sluice.toml")).unwrap()
+    }
+
+    #[test]
+    fn flag_or_env_beats_file_beats_default() {
+        let from_file = file("schema = \"from_file\"\nconnect_timeout = \"3s\"\n");
+        let cli = CommonOverrides {
+            schema: Some(("from_env".into(), Origin::Env)),
+            ..CommonOverrides::default()
+        };
+        let config = CommonConfig::resolve(cli, &from_file).unwrap();
+        assert_eq!(config.schema.value.as_str(), "from_env");
+        assert_eq!(config.schema.origin, Origin::Env);
+        assert_eq!(config.connect_timeout.value, Duration::from_secs(3));
+        assert_eq!(config.connect_timeout.origin, Origin::File);
+        assert_eq!(config.connect_attempts.value, DEFAULT_CONNECT_ATTEMPTS);
+        assert_eq!(config.connect_attempts.origin, Origin::Default);
+        assert!(config.database_url.is_none());
+    }
+
+    #[test]
+    fn flag_beats_file_for_database_url() {
+        let from_file = file("database_url = \"postgres://file/db\"\n");
+        let cli = CommonOverrides {
+            database_url: Some(("postgres://flag/db".into(), Origin::Flag)),
+            ..CommonOverrides::default()
+        };
+        let url = CommonConfig::resolve(cli, &from_file)
+            .unwrap()
+            .database_url
+            .unwrap();
+        assert_eq!(url.value.expose(), "postgres://flag/db");
+        assert_eq!(url.origin, Origin::Flag);
+    }
+
+    #[test]
+    fn layered_falls_through_in_order() {
+        assert_eq!(layered(Some((1, Origin::Flag)), Some(2), 3).value, 1);
+        assert_eq!(layered(None, Some(2), 3).origin, Origin::File);
+        assert_eq!(layered::<i32>(None, None, 3).origin, Origin::Default);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_key_and_file() {
+        let err = FileConfig::parse(
+            "schema = \"x\"\nshcema = \"y\"\n",
+            Path::new("conf/sluice.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("conf/sluice.toml"), "{err}");
+        assert!(err.contains("shcema"), "{err}");
+        let nested = FileConfig::parse("[runner]\nlock_timout = \"1s\"\n", Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(nested.contains("lock_timout"), "{nested}");
+    }
+
+    #[test]
+    fn durations_use_humantime() {
+        let config = file("[runner]\nlock_timeout = \"500ms\"\nlock_wait = \"5m\"\n");
+        assert_eq!(config.runner.lock_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(config.runner.lock_wait, Some(Duration::from_secs(300)));
+        let bad = FileConfig::parse("connect_timeout = \"soon\"\n", Path::new("s.toml"));
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn a_hostile_schema_name_is_refused() {
+        let cli = CommonOverrides {
+            schema: Some(("sluice; drop table x".into(), Origin::Flag)),
+            ..CommonOverrides::default()
+        };
+        let err = CommonConfig::resolve(cli, &FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("schema"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_explicit_file_is_an_error() {
+        let err = FileConfig::load(Some(Path::new("/nonexistent/sluice.toml"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/sluice.toml"));
+    }
+}

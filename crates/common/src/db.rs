@@ -1,0 +1,314 @@
+//! Connections to PostgreSQL: a pool for ordinary work and dedicated connections for locks.
+//!
+//! Connecting retries only what may pass by itself (a server that refuses connections, is
+//! starting up or is full), with backoff and a bound; a wrong password or an unknown database
+//! fails at once with a message that says what to fix. No message carries the password.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+use crate::config::{CommonConfig, DEFAULT_CONNECT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT};
+use crate::redact::{SecretUrl, scrub};
+use crate::retry::{Backoff, sqlstate};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(
+        "no database URL: set DATABASE_URL, pass --database-url, or set database_url in sluice.toml"
+    )]
+    MissingUrl,
+    #[error("invalid database URL {url}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error(
+        "cannot reach PostgreSQL at {target} after {attempts} attempt(s) over {elapsed}: \
+         {reason}; check that the server is running and that the host and port in the \
+         database URL are right"
+    )]
+    Unreachable {
+        target: String,
+        attempts: u32,
+        elapsed: String,
+        reason: String,
+    },
+    #[error(
+        "PostgreSQL at {target} refused the login of role \"{user}\": {reason}; check the user \
+         and password in the database URL"
+    )]
+    LoginRefused {
+        target: String,
+        user: String,
+        reason: String,
+    },
+    #[error(
+        "database \"{database}\" does not exist on {target}; create it or fix the database name \
+         in the database URL"
+    )]
+    UnknownDatabase { target: String, database: String },
+    #[error("cannot connect to PostgreSQL at {target}: {reason}")]
+    Connect { target: String, reason: String },
+}
+
+impl DbError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::MissingUrl => crate::exit::USAGE,
+            Self::InvalidUrl { .. } => crate::exit::INVALID_INPUT,
+            _ => crate::exit::DATABASE_UNAVAILABLE,
+        }
+    }
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectSettings {
+    pub url: SecretUrl,
+    /// Shown in `pg_stat_activity`, so an operator can tell who holds a lock.
+    pub application_name: String,
+    /// Longest wait for one connection attempt.
+    pub connect_timeout: Duration,
+    /// Attempts before giving up on a transient failure.
+    pub attempts: u32,
+    pub backoff: Backoff,
+}
+
+impl ConnectSettings {
+    pub fn new(url: SecretUrl, application_name: &str) -> Self {
+        Self {
+            url,
+            application_name: application_name.to_owned(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            attempts: DEFAULT_CONNECT_ATTEMPTS,
+            backoff: Backoff {
+                initial: Duration::from_millis(250),
+                max: Duration::from_secs(5),
+            },
+        }
+    }
+
+    /// Settings from resolved configuration; fails when no URL was given anywhere.
+    pub fn from_config(config: &CommonConfig, application_name: &str) -> Result<Self, DbError> {
+        let url = config.database_url.as_ref().ok_or(DbError::MissingUrl)?;
+        Ok(Self {
+            connect_timeout: config.connect_timeout.value,
+            attempts: config.connect_attempts.value.max(1),
+            ..Self::new(url.value.clone(), application_name)
+        })
+    }
+
+    /// Parsed driver options, with sluice's session defaults.
+    pub fn options(&self) -> Result<PgConnectOptions, DbError> {
+        let url = self.url.expose();
+        let mut options = PgConnectOptions::from_str(url).map_err(|e| DbError::InvalidUrl {
+            url: self.url.redacted(),
+            reason: scrub(&e.to_string(), url),
+        })?;
+        if !url_sets_application_name(url) {
+            options = options.application_name(&self.application_name);
+        }
+        // sluice logs what it runs itself, at the right level and without bind values.
+        Ok(options.disable_statement_logging())
+    }
+
+    /// `host:port`, or the socket path: where we are trying to connect, for messages.
+    pub fn target(&self) -> String {
+        match self.options() {
+            Ok(options) => describe_target(&options),
+            Err(_) => self.url.redacted(),
+        }
+    }
+}
+
+fn url_sets_application_name(url: &str) -> bool {
+    url::Url::parse(url)
+        .map(|u| u.query_pairs().any(|(k, _)| k == "application_name"))
+        .unwrap_or(false)
+}
+
+fn describe_target(options: &PgConnectOptions) -> String {
+    match options.get_socket() {
+        Some(socket) => format!("{} (socket)", socket.display()),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    }
+}
+
+/// A connection of its own, outside any pool: for advisory locks and `SET` that must not leak
+/// to other work.
+pub async fn connect(settings: &ConnectSettings) -> Result<PgConnection, DbError> {
+    let options = settings.options()?;
+    let target = describe_target(&options);
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = tokio::time::timeout(settings.connect_timeout, options.connect()).await;
+        let failure = match outcome {
+            Ok(Ok(connection)) => return Ok(connection),
+            Ok(Err(error)) => classify_connect_error(&error, settings, &options, &target),
+            Err(_) => Failure::Transient(format!(
+                "no answer within {}",
+                humantime::format_duration(settings.connect_timeout)
+            )),
+        };
+        match failure {
+            Failure::Permanent(error) => return Err(error),
+            Failure::Transient(reason) if attempt >= settings.attempts => {
+                return Err(DbError::Unreachable {
+                    target,
+                    attempts: attempt,
+                    elapsed: format_elapsed(started.elapsed()),
+                    reason,
+                });
+            }
+            Failure::Transient(reason) => {
+                let delay = settings.backoff.delay(attempt - 1);
+                tracing::warn!(
+                    target = %target,
+                    attempt,
+                    of = settings.attempts,
+                    retry_in = %format_elapsed(delay),
+                    "cannot connect to PostgreSQL: {reason}; retrying"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// A pool of up to `max_connections`. One connection is opened first, with the retries of
+/// [`connect`], so a wrong URL fails here rather than at first use.
+pub async fn pool(settings: &ConnectSettings, max_connections: u32) -> Result<PgPool, DbError> {
+    connect(settings)
+        .await?
+        .close()
+        .await
+        .map_err(|e| DbError::Connect {
+            target: settings.target(),
+            reason: scrub(&e.to_string(), settings.url.expose()),
+        })?;
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(settings.connect_timeout)
+        .connect_lazy_with(settings.options()?))
+}
+
+enum Failure {
+    Transient(String),
+    Permanent(DbError),
+}
+
+fn classify_connect_error(
+    error: &sqlx::Error,
+    settings: &ConnectSettings,
+    options: &PgConnectOptions,
+    target: &str,
+) -> Failure {
+    let reason = scrub(&error.to_string(), settings.url.expose());
+    match error {
+        sqlx::Error::Io(_) => Failure::Transient(reason),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some(
+                sqlstate::CANNOT_CONNECT_NOW
+                | sqlstate::TOO_MANY_CONNECTIONS
+                | sqlstate::ADMIN_SHUTDOWN
+                | sqlstate::CRASH_SHUTDOWN,
+            ) => Failure::Transient(reason),
+            Some(sqlstate::INVALID_PASSWORD | sqlstate::INVALID_AUTHORIZATION) => {
+                Failure::Permanent(DbError::LoginRefused {
+                    target: target.to_owned(),
+                    user: options.get_username().to_owned(),
+                    reason,
+                })
+            }
+            Some(sqlstate::INVALID_CATALOG_NAME) => Failure::Permanent(DbError::UnknownDatabase {
+                target: target.to_owned(),
+                database: options
+                    .get_database()
+                    .unwrap_or(options.get_username())
+                    .to_owned(),
+            }),
+            _ => Failure::Permanent(DbError::Connect {
+                target: target.to_owned(),
+                reason,
+            }),
+        },
+        _ => Failure::Permanent(DbError::Connect {
+            target: target.to_owned(),
+            reason,
+        }),
+    }
+}
+
+fn format_elapsed(duration: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(
+        u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+    ))
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_url_error_hides_the_password() {
+        let settings = ConnectSettings::new(
+            SecretUrl::new("postgres://app:hunter2@db:notaport/prod"),
+            "sluice",
+        );
+        let err = settings.options().unwrap_err().to_string();
+        assert!(err.contains("invalid database URL"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn application_name_defaults_to_the_program() {
+        let settings = ConnectSettings::new(SecretUrl::new("postgres://db/prod"), "sluice");
+        let options = settings.options().unwrap();
+        assert_eq!(options.get_application_name(), Some("sluice"));
+        let custom = ConnectSettings::new(
+            SecretUrl::new("postgres://db/prod?application_name=deploy"),
+            "sluice",
+        );
+        assert_eq!(
+            custom.options().unwrap().get_application_name(),
+            Some("deploy")
+        );
+    }
+
+    #[test]
+    fn target_names_host_and_port_only() {
+        let settings =
+            ConnectSettings::new(SecretUrl::new("postgres://u:pw@db.internal:6432/x"), "s");
+        assert_eq!(settings.target(), "db.internal:6432");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_fails_after_bounded_retries_naming_host_and_port() {
+        // Bind then drop a listener: the port is free, so connecting is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut settings = ConnectSettings::new(
+            SecretUrl::new(format!("postgres://app:hunter2@127.0.0.1:{port}/prod")),
+            "sluice",
+        );
+        settings.attempts = 3;
+        settings.backoff = Backoff {
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(2),
+        };
+        let err = connect(&settings).await.unwrap_err();
+        assert!(
+            matches!(err, DbError::Unreachable { attempts: 3, .. }),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+}

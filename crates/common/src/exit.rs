@@ -1,0 +1,78 @@
+//! Exit codes shared by `sluice` and `sluice-backfill`, documented in the README.
+//!
+//! Scripts, CI and Kubernetes act on these numbers, so they never change meaning once released.
+
+/// Everything asked for was done (or there was nothing to do).
+pub const OK: u8 = 0;
+/// An unexpected failure: a migration or batch failed for a reason that is not retryable.
+pub const FAILED: u8 = 1;
+/// The command line was wrong (clap's own code for usage errors).
+pub const USAGE: u8 = 2;
+/// A file sluice reads is invalid: `sluice.toml`, a migration file, a job spec.
+pub const INVALID_INPUT: u8 = 3;
+/// PostgreSQL could not be reached or refused the login.
+pub const DATABASE_UNAVAILABLE: u8 = 4;
+/// Another runner holds sluice's lock and did not release it within `--lock-wait`.
+pub const LOCK_HELD: u8 = 5;
+/// Recorded history and the files disagree: an applied migration was edited or removed, or a
+/// new one is older than the newest applied one.
+pub const HISTORY_DRIFT: u8 = 6;
+/// `sluice check`: migrations are pending.
+pub const PENDING: u8 = 7;
+/// A safety gate stopped the run: a backfill the migration requires is not complete, or lint
+/// found an unapproved dangerous change.
+pub const BLOCKED: u8 = 8;
+/// Stopped by a signal or a run limit after recording progress; running the same command again
+/// resumes. 75 is `EX_TEMPFAIL` from sysexits.h: "try again later".
+pub const INTERRUPTED: u8 = 75;
+
+/// Every code with its name and meaning, for `--help` footers and the README table.
+pub const ALL: &[(u8, &str, &str)] = &[
+    (OK, "ok", "done, or nothing to do"),
+    (
+        FAILED,
+        "failed",
+        "a migration or batch failed; see the message",
+    ),
+    (USAGE, "usage", "the command line is wrong"),
+    (
+        INVALID_INPUT,
+        "invalid-input",
+        "sluice.toml, a migration file or a job spec is invalid",
+    ),
+    (
+        DATABASE_UNAVAILABLE,
+        "database-unavailable",
+        "PostgreSQL unreachable or login refused",
+    ),
+    (LOCK_HELD, "lock-held", "another runner holds the lock"),
+    (
+        HISTORY_DRIFT,
+        "history-drift",
+        "applied migrations edited, missing or out of order",
+    ),
+    (PENDING, "pending", "sluice check: migrations are pending"),
+    (
+        BLOCKED,
+        "blocked",
+        "a backfill gate or a lint finding stopped the run",
+    ),
+    (
+        INTERRUPTED,
+        "interrupted",
+        "stopped by a signal or limit; run again to resume",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct() {
+        let mut codes: Vec<u8> = ALL.iter().map(|(code, _, _)| *code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), ALL.len());
+    }
+}

@@ -1,0 +1,19 @@
+//! What both sluice programs share: configuration and its precedence, PostgreSQL connections,
+//! password redaction, identifier quoting, retry classification and backoff, the shutdown
+//! handle, and the named exit codes.
+//!
+//! The command-line edge (clap arguments, the signal handler, the tracing subscriber) lives
+//! behind the `cli` feature so that engine code cannot reach for it.
+
+pub mod config;
+pub mod db;
+pub mod exit;
+pub mod ident;
+pub mod redact;
+pub mod retry;
+pub mod shutdown;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "cli")]
+pub mod telemetry;

@@ -1,0 +1,99 @@
+//! A cooperative shutdown request, shared by the signal handler and the engines.
+//!
+//! Engines never install signal handlers: they receive a [`Shutdown`] and check it between
+//! units of work (a migration, a batch), so an interrupted run always stops at a point where
+//! its progress is committed. Tests pass [`Shutdown::never`] or trigger it themselves.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio::sync::watch;
+
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    requests: AtomicU32,
+    sender: watch::Sender<bool>,
+}
+
+impl Shutdown {
+    /// A handle that fires when [`Shutdown::trigger`] is called.
+    pub fn new() -> Self {
+        let (sender, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(Inner {
+                requests: AtomicU32::new(0),
+                sender,
+            }),
+        }
+    }
+
+    /// A handle nobody will trigger, for tests and one-shot commands.
+    pub fn never() -> Self {
+        Self::new()
+    }
+
+    /// Requests shutdown; returns how many requests there have been, this one included.
+    /// Safe to call from a signal-handling thread.
+    pub fn trigger(&self) -> u32 {
+        let count = self.inner.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner.sender.send_replace(true);
+        count
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.inner.requests.load(Ordering::SeqCst) > 0
+    }
+
+    /// Completes once shutdown has been requested (at once if it already was).
+    pub async fn requested(&self) {
+        let mut receiver = self.inner.sender.subscribe();
+        // An error means the sender is gone, which cannot happen while `self` lives.
+        let _ = receiver.wait_for(|requested| *requested).await;
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn counts_requests() {
+        let shutdown = Shutdown::new();
+        assert!(!shutdown.is_requested());
+        assert_eq!(shutdown.trigger(), 1);
+        assert_eq!(shutdown.clone().trigger(), 2);
+        assert!(shutdown.is_requested());
+    }
+
+    #[tokio::test]
+    async fn waiters_wake_when_triggered_from_another_thread() {
+        let shutdown = Shutdown::new();
+        let remote = shutdown.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            remote.trigger();
+        });
+        tokio::time::timeout(Duration::from_secs(5), shutdown.requested())
+            .await
+            .expect("the waiter was not woken");
+    }
+
+    #[tokio::test]
+    async fn a_handle_that_never_fires_does_not_complete() {
+        let shutdown = Shutdown::never();
+        let waited = tokio::time::timeout(Duration::from_millis(50), shutdown.requested()).await;
+        assert!(waited.is_err());
+    }
+}

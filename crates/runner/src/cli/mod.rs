@@ -1,0 +1,79 @@
+//! Command-line interface of `sluice`.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use sluice_common::cli::{GlobalArgs, common_config_rows, common_exit_code, render_config_rows};
+use sluice_common::exit;
+
+const PROGRAM: &str = "sluice";
+
+/// sluice: apply PostgreSQL schema migrations without downtime.
+///
+/// Migrations are SQL files in ./migrations (`<version>_<name>.sql`). Every statement runs
+/// under lock_timeout and statement_timeout, one runner at a time.
+#[derive(Debug, Parser)]
+#[command(name = PROGRAM, version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new migration file.
+    New,
+    /// Apply pending migrations in version order.
+    Up,
+    /// Revert applied migrations, newest first, with their .down.sql files.
+    Down,
+    /// Show applied, pending, edited and missing migrations.
+    Status,
+    /// Exit non-zero when anything is pending, edited or missing (for CI and app start-up).
+    Check,
+    /// Check the migration files without a database: names, versions, directives.
+    Validate,
+    /// Show the effective settings and where each comes from.
+    Config,
+}
+
+pub fn main() -> ExitCode {
+    let matches = Cli::command()
+        .after_long_help(sluice_common::cli::exit_codes_help())
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    match run(cli, &matches) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("{PROGRAM}: error: {error:#}");
+            ExitCode::from(exit_code_of(&error))
+        }
+    }
+}
+
+fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
+    let startup = sluice_common::cli::start(&cli.global, matches, PROGRAM)?;
+    match cli.command {
+        Command::Config => {
+            let rows = common_config_rows(&startup.common);
+            print!(
+                "{}",
+                render_config_rows(startup.file_path.as_deref(), &rows)
+            );
+            Ok(exit::OK)
+        }
+        other => anyhow::bail!("`{PROGRAM} {other:?}` is not implemented yet"),
+    }
+}
+
+fn exit_code_of(error: &anyhow::Error) -> u8 {
+    error
+        .chain()
+        .find_map(common_exit_code)
+        .unwrap_or(exit::FAILED)
+}

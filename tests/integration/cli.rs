@@ -1,0 +1,145 @@
+//! Both binaries as a user runs them: help, configuration precedence and errors, unreachable
+//! servers.
+
+use std::process::Output;
+
+use assert_cmd::Command;
+use sluice_common::exit;
+use sluice_tests::bin;
+
+fn sluice(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(bin::sluice());
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    command
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn help_lists_the_commands_of_both_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sluice(dir.path()).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    for command in ["new", "up", "down", "status", "check", "validate", "config"] {
+        assert!(
+            stdout(&output).contains(&format!("  {command} ")),
+            "sluice --help lacks {command}"
+        );
+    }
+    assert!(stdout(&output).contains("Exit codes"));
+
+    let output = Command::new(bin::sluice_backfill())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    for command in ["run", "plan", "status", "pause", "resume", "cancel"] {
+        assert!(
+            stdout(&output).contains(&format!("  {command} ")),
+            "sluice-backfill --help lacks {command}"
+        );
+    }
+}
+
+#[test]
+fn a_usage_error_exits_with_the_usage_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sluice(dir.path()).arg("frobnicate").output().unwrap();
+    assert_eq!(output.status.code(), Some(i32::from(exit::USAGE)));
+}
+
+#[test]
+fn settings_follow_flag_then_env_then_file_then_default() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        "schema = \"from_file\"\nconnect_timeout = \"7s\"\nlog_format = \"json\"\n",
+    )
+    .unwrap();
+
+    let output = sluice(dir.path()).arg("config").output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(line_of(&text, "schema").contains("from_file"), "{text}");
+    assert!(line_of(&text, "schema").contains("(config file)"), "{text}");
+    assert!(
+        line_of(&text, "connect_attempts").contains("(default)"),
+        "{text}"
+    );
+
+    let output = sluice(dir.path())
+        .env("SLUICE_SCHEMA", "from_env")
+        .arg("config")
+        .output()
+        .unwrap();
+    let text = stdout(&output);
+    assert!(line_of(&text, "schema").contains("from_env"), "{text}");
+    assert!(line_of(&text, "schema").contains("(environment)"), "{text}");
+    assert!(line_of(&text, "connect_timeout").contains("7s"), "{text}");
+
+    let output = sluice(dir.path())
+        .env("SLUICE_SCHEMA", "from_env")
+        .args(["config", "--schema", "from_flag"])
+        .output()
+        .unwrap();
+    let text = stdout(&output);
+    assert!(line_of(&text, "schema").contains("from_flag"), "{text}");
+    assert!(
+        line_of(&text, "schema").contains("(command line)"),
+        "{text}"
+    );
+}
+
+fn line_of<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find(|line| line.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} line in:\n{text}"))
+}
+
+#[test]
+fn config_never_shows_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sluice(dir.path())
+        .env("DATABASE_URL", "postgres://app:hunter2secret@db:5432/prod")
+        .arg("config")
+        .output()
+        .unwrap();
+    let text = stdout(&output);
+    assert!(text.contains("postgres://app:***@db:5432/prod"), "{text}");
+    assert!(!text.contains("hunter2secret"));
+}
+
+#[test]
+fn an_unknown_key_in_the_config_file_names_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        "[runner]\nlock_timout = \"1s\"\n",
+    )
+    .unwrap();
+    let output = sluice(dir.path()).arg("config").output().unwrap();
+    assert_eq!(output.status.code(), Some(i32::from(exit::INVALID_INPUT)));
+    let text = stderr(&output);
+    assert!(text.contains("sluice.toml"), "{text}");
+    assert!(text.contains("lock_timout"), "{text}");
+}
+
+#[test]
+fn a_missing_explicit_config_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sluice(dir.path())
+        .args(["config", "--config", "nope.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(i32::from(exit::INVALID_INPUT)));
+    assert!(stderr(&output).contains("nope.toml"));
+}

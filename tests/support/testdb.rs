@@ -1,0 +1,100 @@
+//! A database of its own for each test, so tests run in parallel without seeing each other.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+
+use crate::cluster::server;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh, empty database, dropped when the value is dropped (also when the test panics).
+#[derive(Debug)]
+pub struct TestDb {
+    pub name: String,
+    /// A URL for this database with the server's superuser.
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let server = server();
+        let name = format!(
+            "sluice_test_{}_{}_{:04x}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst),
+            fastrand::u16(..)
+        );
+        let mut admin = PgConnection::connect(&server.admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test server: {e}"));
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("cannot create test database {name} (the role needs CREATEDB): {e}")
+            });
+        let _ = admin.close().await;
+        let url = url_for_database(&server.admin_url, &name);
+        Self { name, url }
+    }
+
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.name))
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.name))
+    }
+
+    /// Runs SQL (several statements allowed) and panics with the error if it fails.
+    pub async fn exec(&self, sql: &str) {
+        let mut connection = self.connect().await;
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+            .execute(&mut connection)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let _ = connection.close().await;
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin_url = server().admin_url.clone();
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        // Drop may run inside the test's runtime, which cannot be blocked on; use a thread
+        // with a runtime of its own.
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&admin_url).await.ok()?;
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(&mut admin)
+                    .await
+                    .ok()?;
+                admin.close().await.ok()
+            })
+        });
+        let _ = dropper.join();
+    }
+}
+
+/// The server URL with its database replaced.
+fn url_for_database(server_url: &str, database: &str) -> String {
+    match url::Url::parse(server_url) {
+        Ok(mut url) => {
+            url.set_path(&format!("/{database}"));
+            url.to_string()
+        }
+        Err(e) => panic!("DATABASE_URL is not a URL the tests can use: {e}"),
+    }
+}
