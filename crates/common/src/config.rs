@@ -133,10 +133,13 @@ pub struct RunnerFile {
     #[serde(default, with = "humantime_serde")]
     pub lock_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
+    pub max_lock_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
     pub statement_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub lock_wait: Option<Duration>,
     pub max_retries: Option<u32>,
+    pub actor: Option<String>,
 }
 
 /// `[backfill]` in `sluice.toml`: settings of `sluice-backfill`.

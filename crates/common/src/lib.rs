@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod exit;
 pub mod ident;
+pub mod lock;
 pub mod redact;
 pub mod retry;
 pub mod shutdown;

@@ -1,3 +1,16 @@
 //! The schema runner: loads migration files, compares them with the history recorded in the
 //! database, and applies or reverts them one transaction at a time, under an advisory lock and
 //! lock-timeout guards. Emits progress as events; never prints.
+
+pub mod apply;
+pub mod directive;
+pub mod dryrun;
+pub mod error;
+pub mod event;
+pub mod guard;
+pub mod history;
+pub mod index;
+pub mod migrator;
+pub mod plan;
+pub mod script;
+pub mod source;

@@ -1,39 +1,88 @@
-//! Command-line interface of `sluice`.
+//! Command-line interface of `sluice`: parses arguments, resolves settings, runs one command
+//! of the engine, renders its events and maps the result to an exit code.
+
+mod new;
+mod render;
+mod settings;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use sluice_common::cli::{GlobalArgs, common_config_rows, common_exit_code, render_config_rows};
+use sluice_common::cli::{GlobalArgs, common_exit_code, render_config_rows};
 use sluice_common::exit;
+use sluice_runner::error::RunnerError;
+use sluice_runner::migrator::Migrator;
+use sluice_runner::plan::{self, DownTarget};
+use sluice_runner::source;
+
+use self::render::Renderer;
+use self::settings::RunnerArgs;
 
 const PROGRAM: &str = "sluice";
 
 /// sluice: apply PostgreSQL schema migrations without downtime.
 ///
-/// Migrations are SQL files in ./migrations (`<version>_<name>.sql`). Every statement runs
-/// under lock_timeout and statement_timeout, one runner at a time.
+/// Migrations are SQL files in ./migrations (`<version>_<name>.sql`, or `.up.sql` with a
+/// `.down.sql`). Each runs in its own transaction with its history row, under lock_timeout
+/// and statement_timeout, one runner at a time.
 #[derive(Debug, Parser)]
 #[command(name = PROGRAM, version, propagate_version = true)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
+    #[command(flatten)]
+    runner: RunnerArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a new migration file.
-    New,
+    /// Create a new migration file: migrations/<UTC timestamp>_<name>.sql.
+    New {
+        /// snake_case name, e.g. add_users_email.
+        name: String,
+        /// Create <name>.up.sql and <name>.down.sql, so `sluice down` can revert it.
+        #[arg(long)]
+        reversible: bool,
+    },
     /// Apply pending migrations in version order.
-    Up,
+    Up {
+        /// Apply up to and including this version only.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        /// Print the exact SQL and settings that would run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revert applied migrations, newest first, with their .down.sql files.
-    Down,
+    Down {
+        /// Revert this many migrations [default: 1].
+        #[arg(long, value_name = "N", conflicts_with = "to")]
+        steps: Option<usize>,
+        /// Revert every migration newer than this version.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        /// Print the exact SQL and settings that would run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show applied, pending, edited and missing migrations.
-    Status,
-    /// Exit non-zero when anything is pending, edited or missing (for CI and app start-up).
+    Status {
+        /// Print one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit non-zero when anything is pending (7), or edited, missing or out of order (6):
+    /// for CI and for applications that refuse to start against an unmigrated database.
     Check,
-    /// Check the migration files without a database: names, versions, directives.
+    /// Check the migration files without a database: names, versions, pairs, directives.
     Validate,
     /// Show the effective settings and where each comes from.
     Config,
@@ -47,7 +96,17 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    match run(cli, &matches) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("{PROGRAM}: error: cannot start the async runtime: {error}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match runtime.block_on(run(cli, &matches)) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("{PROGRAM}: error: {error:#}");
@@ -56,24 +115,112 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
+async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
     let startup = sluice_common::cli::start(&cli.global, matches, PROGRAM)?;
+    let resolved = settings::resolve(&cli.runner, matches, &startup)?;
     match cli.command {
         Command::Config => {
-            let rows = common_config_rows(&startup.common);
+            let rows = settings::config_rows(&startup, &resolved);
             print!(
                 "{}",
                 render_config_rows(startup.file_path.as_deref(), &rows)
             );
             Ok(exit::OK)
         }
-        other => anyhow::bail!("`{PROGRAM} {other:?}` is not implemented yet"),
+        Command::New { name, reversible } => {
+            new::create(&resolved.migrations_dir, &name, reversible)
+        }
+        Command::Validate => validate(&resolved.migrations_dir),
+        command => {
+            let runner = resolved.into_runner(&startup)?;
+            let migrator = Migrator::load(runner)?;
+            run_against_database(&migrator, command, &startup).await
+        }
     }
+}
+
+async fn run_against_database(
+    migrator: &Migrator,
+    command: Command,
+    startup: &sluice_common::cli::Startup,
+) -> anyhow::Result<u8> {
+    let shutdown = &startup.shutdown;
+    match command {
+        Command::Up { to, dry_run, json } => {
+            let target = to.as_deref().map(parse_version).transpose()?;
+            let mut renderer = Renderer::new(json, dry_run);
+            let result = migrator
+                .up(target, dry_run, shutdown, &mut |e| renderer.event(&e))
+                .await;
+            Ok(renderer.finish("up", result))
+        }
+        Command::Down {
+            steps,
+            to,
+            dry_run,
+            json,
+        } => {
+            let target = match to {
+                Some(v) => DownTarget::To(parse_version(&v)?),
+                None => DownTarget::Steps(steps.unwrap_or(1)),
+            };
+            let mut renderer = Renderer::new(json, dry_run);
+            let result = migrator
+                .down(target, dry_run, shutdown, &mut |e| renderer.event(&e))
+                .await;
+            Ok(renderer.finish("down", result))
+        }
+        Command::Status { json } => {
+            let recorded = migrator.recorded().await?;
+            let entries = migrator.status(&recorded);
+            render::status(migrator, &entries, json)?;
+            Ok(exit::OK)
+        }
+        Command::Check => {
+            let recorded = migrator.recorded().await?;
+            Ok(render::check(&migrator.status(&recorded)))
+        }
+        Command::New { .. } | Command::Validate | Command::Config => {
+            unreachable!("handled offline")
+        }
+    }
+}
+
+fn validate(dir: &std::path::Path) -> anyhow::Result<u8> {
+    let migrations = source::load(dir).map_err(RunnerError::from)?;
+    match (migrations.first(), migrations.last()) {
+        (Some(first), Some(last)) => println!(
+            "{} migrations in {} are valid ({} to {})",
+            migrations.len(),
+            dir.display(),
+            first.id(),
+            last.id()
+        ),
+        _ => println!("{} holds no migrations", dir.display()),
+    }
+    Ok(exit::OK)
+}
+
+fn parse_version(text: &str) -> anyhow::Result<source::Version> {
+    let digits = text.split('_').next().unwrap_or(text);
+    digits.parse().map_err(|_| {
+        anyhow::Error::new(RunnerError::Plan(plan::PlanError::UnknownTarget(
+            text.to_owned(),
+        )))
+    })
 }
 
 fn exit_code_of(error: &anyhow::Error) -> u8 {
     error
         .chain()
-        .find_map(common_exit_code)
+        .find_map(|e| {
+            e.downcast_ref::<RunnerError>()
+                .map(RunnerError::exit_code)
+                .or_else(|| common_exit_code(e))
+                .or_else(|| {
+                    e.downcast_ref::<new::NewError>()
+                        .map(new::NewError::exit_code)
+                })
+        })
         .unwrap_or(exit::FAILED)
 }

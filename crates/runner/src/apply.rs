@@ -1,0 +1,640 @@
+//! Running one migration, or its revert, under the guards: each transactional migration in
+//! one transaction together with its history row; a no-transaction migration statement by
+//! statement with its progress recorded after each; transient failures retried with backoff
+//! and an escalating `lock_timeout`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use sluice_common::db::{self, ConnectSettings};
+use sluice_common::retry::{Transient, classify, sqlstate_of};
+use sluice_common::shutdown::Shutdown;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use crate::event::{Direction, Event};
+use crate::guard::{Blocker, Guards, Timeouts, blockers_of, set_timeouts_sql};
+use crate::history::{Action, History, Record, Who};
+use crate::index::drop_invalid_index;
+use crate::script::{Script, Statement, prefix_checksum};
+use crate::source::Migration;
+
+/// Everything a migration runs with.
+#[derive(Debug)]
+pub struct Session<'a> {
+    /// The migration connection.
+    pub conn: PgConnection,
+    /// Its backend pid, to ask who blocks it.
+    pub pid: i32,
+    /// A second connection (the lock's) for watching `pg_blocking_pids`.
+    pub probe: &'a mut PgConnection,
+    pub connect: &'a ConnectSettings,
+    pub history: &'a History,
+    pub guards: Guards,
+    pub who: &'a Who,
+    pub shutdown: &'a Shutdown,
+}
+
+/// Why a migration did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{0}")]
+    Failed(Box<Failure>),
+    #[error("interrupted during migration {id}: {state}; run the same command again to continue")]
+    Interrupted { id: String, state: String },
+    #[error("cannot reconnect after losing the connection during migration {id}: {source}")]
+    Reconnect {
+        id: String,
+        #[source]
+        source: Box<db::DbError>,
+    },
+}
+
+/// A migration statement failed for good.
+#[derive(Debug)]
+pub struct Failure {
+    pub id: String,
+    pub direction: Direction,
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub statement: Option<String>,
+    pub sqlstate: Option<String>,
+    pub message: String,
+    pub attempts: u32,
+    /// What state the migration was left in.
+    pub outcome: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = match self.direction {
+            Direction::Up => "migration",
+            Direction::Down => "revert of migration",
+        };
+        write!(f, "{verb} {} failed in {}", self.id, self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, " at line {line}")?;
+        }
+        if let Some(statement) = &self.statement {
+            write!(f, ", statement `{}`", excerpt(statement))?;
+        }
+        if let Some(code) = &self.sqlstate {
+            write!(f, ": SQLSTATE {code}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if self.attempts > 1 {
+            write!(f, " (after {} attempts)", self.attempts)?;
+        }
+        write!(f, "; {}", self.outcome)
+    }
+}
+
+fn excerpt(sql: &str) -> String {
+    let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        None => one_line,
+    }
+}
+
+/// A failed attempt: the error, the statement it came from, and who blocked us.
+struct AttemptError {
+    error: sqlx::Error,
+    statement: Option<(usize, String)>,
+    blockers: Vec<Blocker>,
+}
+
+impl From<sqlx::Error> for AttemptError {
+    fn from(error: sqlx::Error) -> Self {
+        Self {
+            error,
+            statement: None,
+            blockers: Vec::new(),
+        }
+    }
+}
+
+/// What to do after an attempt failed.
+enum Next {
+    Retry,
+    Fail(AttemptError),
+}
+
+impl Session<'_> {
+    /// Applies `migration`, skipping the first `resume_at` statements of a no-transaction
+    /// migration that already ran.
+    pub async fn apply(
+        &mut self,
+        migration: &Migration,
+        resume_at: usize,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Duration, ApplyError> {
+        let script = &migration.up;
+        emit_started(events, migration, Direction::Up, script, resume_at);
+        let duration = if script.directives.no_transaction {
+            self.no_transaction(migration, script, Direction::Up, resume_at, events)
+                .await?
+        } else {
+            self.transactional(migration, script, Direction::Up, events)
+                .await?
+        };
+        events(Event::Finished {
+            id: migration.id(),
+            direction: Direction::Up,
+            duration,
+        });
+        Ok(duration)
+    }
+
+    /// Reverts `migration` with its down script.
+    pub async fn revert(
+        &mut self,
+        migration: &Migration,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Duration, ApplyError> {
+        let script = migration
+            .down
+            .as_ref()
+            .expect("the plan only reverts reversible migrations");
+        emit_started(events, migration, Direction::Down, script, 0);
+        let duration = if script.directives.no_transaction {
+            self.no_transaction(migration, script, Direction::Down, 0, events)
+                .await?
+        } else {
+            self.transactional(migration, script, Direction::Down, events)
+                .await?
+        };
+        events(Event::Finished {
+            id: migration.id(),
+            direction: Direction::Down,
+            duration,
+        });
+        Ok(duration)
+    }
+
+    async fn transactional(
+        &mut self,
+        migration: &Migration,
+        script: &Script,
+        direction: Direction,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Duration, ApplyError> {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let timeouts = self.guards.timeouts(&script.directives, attempt);
+            let result = self
+                .attempt_transaction(migration, script, direction, timeouts, started)
+                .await;
+            let Err(failed) = result else {
+                return Ok(started.elapsed());
+            };
+            match self
+                .after_failure(migration, script, attempt, failed, events)
+                .await?
+            {
+                Next::Retry => attempt += 1,
+                Next::Fail(failed) => {
+                    let outcome =
+                        "the migration was rolled back: nothing of it is applied".to_owned();
+                    return Err(self
+                        .fail(
+                            migration, script, direction, attempt, failed, outcome, started,
+                        )
+                        .await);
+                }
+            }
+        }
+    }
+
+    async fn attempt_transaction(
+        &mut self,
+        migration: &Migration,
+        script: &Script,
+        direction: Direction,
+        timeouts: Timeouts,
+        started: Instant,
+    ) -> Result<(), AttemptError> {
+        let mut tx = self.conn.begin().await?;
+        sqlx::raw_sql(AssertSqlSafe(set_timeouts_sql(timeouts, true)))
+            .execute(&mut *tx)
+            .await?;
+        for (index, sql) in chunks(script).into_iter().enumerate() {
+            let work = sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&mut *tx);
+            watched(self.probe, self.pid, timeouts.lock_timeout, work)
+                .await
+                .map_err(|(error, blockers)| AttemptError {
+                    error,
+                    statement: Some((index, sql)),
+                    blockers,
+                })?;
+        }
+        let record = record(migration, script, self.who, elapsed_ms(started));
+        match direction {
+            Direction::Up => self.history.record_applied(&mut tx, record).await?,
+            Direction::Down => self.history.record_reverted(&mut tx, record).await?,
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn no_transaction(
+        &mut self,
+        migration: &Migration,
+        script: &Script,
+        direction: Direction,
+        resume_at: usize,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Duration, ApplyError> {
+        let started = Instant::now();
+        let statements = script.statements.as_deref().unwrap_or_default();
+        let total = statements.len();
+        let tracked = direction == Direction::Up;
+        if tracked {
+            let record = record(migration, script, self.who, 0);
+            let total = i32::try_from(total).unwrap_or(i32::MAX);
+            self.history
+                .start_partial(&mut self.conn, record, total)
+                .await
+                .map_err(|e| history_failed(migration, self.history, e))?;
+        }
+        for (index, statement) in statements.iter().enumerate().skip(resume_at) {
+            if self.shutdown.is_requested() {
+                return Err(ApplyError::Interrupted {
+                    id: migration.id(),
+                    state: format!("{index} of {total} statements ran and are recorded"),
+                });
+            }
+            let statement_started = Instant::now();
+            self.statement_with_retries(
+                migration, script, direction, index, statement, events, started,
+            )
+            .await?;
+            if tracked {
+                let done = i32::try_from(index + 1).unwrap_or(i32::MAX);
+                let done_checksum = prefix_checksum(statements, index + 1);
+                self.history
+                    .advance_partial(&mut self.conn, migration.version, done, &done_checksum)
+                    .await
+                    .map_err(|e| history_failed(migration, self.history, e))?;
+            }
+            events(Event::StatementDone {
+                id: migration.id(),
+                number: index + 1,
+                total,
+                duration: statement_started.elapsed(),
+            });
+        }
+        let _ = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
+            .execute(&mut self.conn)
+            .await;
+        let record = record(migration, script, self.who, elapsed_ms(started));
+        let recorded = match direction {
+            Direction::Up => self.history.record_applied(&mut self.conn, record).await,
+            Direction::Down => self.history.record_reverted(&mut self.conn, record).await,
+        };
+        recorded.map_err(|e| history_failed(migration, self.history, e))?;
+        Ok(started.elapsed())
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "private step of no_transaction; all are its locals"
+    )]
+    async fn statement_with_retries(
+        &mut self,
+        migration: &Migration,
+        script: &Script,
+        direction: Direction,
+        index: usize,
+        statement: &Statement,
+        events: &mut dyn FnMut(Event),
+        started: Instant,
+    ) -> Result<(), ApplyError> {
+        let mut attempt = 0;
+        loop {
+            let timeouts = self.guards.timeouts(&script.directives, attempt);
+            let result = self
+                .attempt_statement(migration, index, statement, timeouts, events)
+                .await;
+            let Err(failed) = result else { return Ok(()) };
+            match self
+                .after_failure(migration, script, attempt, failed, events)
+                .await?
+            {
+                Next::Retry => attempt += 1,
+                Next::Fail(failed) => {
+                    let outcome = match direction {
+                        Direction::Up => {
+                            let detail = failed.error.to_string();
+                            let _ = self
+                                .history
+                                .partial_failed(&mut self.conn, migration.version, &detail)
+                                .await;
+                            format!(
+                                "statements 1 to {index} ran and are recorded (of {}); fix statement {} \
+                                 and run `sluice up` to resume there",
+                                script.statements.as_ref().map_or(0, Vec::len),
+                                index + 1
+                            )
+                        }
+                        Direction::Down => format!(
+                            "statements 1 to {index} of the down file ran; the migration is still \
+                             recorded as applied"
+                        ),
+                    };
+                    return Err(self
+                        .fail(
+                            migration, script, direction, attempt, failed, outcome, started,
+                        )
+                        .await);
+                }
+            }
+        }
+    }
+
+    async fn attempt_statement(
+        &mut self,
+        migration: &Migration,
+        index: usize,
+        statement: &Statement,
+        timeouts: Timeouts,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<(), AttemptError> {
+        sqlx::raw_sql(AssertSqlSafe(set_timeouts_sql(timeouts, false)))
+            .execute(&mut self.conn)
+            .await?;
+        if let Some(index_spec) = &statement.concurrent_index
+            && let Some(dropped) = drop_invalid_index(&mut self.conn, index_spec).await?
+        {
+            tracing::warn!(
+                migration = %migration.id(),
+                index = %dropped,
+                "dropped INVALID index {dropped}, left by an earlier failed CREATE INDEX CONCURRENTLY, before building it again"
+            );
+            events(Event::InvalidIndexDropped {
+                id: migration.id(),
+                index: dropped,
+            });
+        }
+        let work = sqlx::raw_sql(AssertSqlSafe(statement.sql.clone())).execute(&mut self.conn);
+        watched(self.probe, self.pid, timeouts.lock_timeout, work)
+            .await
+            .map(drop)
+            .map_err(|(error, blockers)| AttemptError {
+                error,
+                statement: Some((index, statement.sql.clone())),
+                blockers,
+            })
+    }
+
+    /// Decides whether to retry a failed attempt, and waits the backoff if so.
+    async fn after_failure(
+        &mut self,
+        migration: &Migration,
+        script: &Script,
+        attempt: u32,
+        failed: AttemptError,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Next, ApplyError> {
+        let transient = classify(&failed.error);
+        let Some(kind) = transient.filter(|_| attempt < self.guards.max_retries) else {
+            return Ok(Next::Fail(failed));
+        };
+        let delay = self.guards.backoff.delay(attempt);
+        let next_lock_timeout = self
+            .guards
+            .timeouts(&script.directives, attempt + 1)
+            .lock_timeout;
+        let blockers: Vec<String> = failed.blockers.iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            migration = %migration.id(),
+            attempt = attempt + 1,
+            max_retries = self.guards.max_retries,
+            retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            next_lock_timeout_ms = u64::try_from(next_lock_timeout.as_millis()).unwrap_or(u64::MAX),
+            blocked_by = ?blockers,
+            "{}: {}; rolled back, retrying",
+            kind.as_str(),
+            failed.error
+        );
+        events(Event::Retrying {
+            id: migration.id(),
+            attempt: attempt + 1,
+            max_retries: self.guards.max_retries,
+            delay,
+            next_lock_timeout,
+            reason: failed.error.to_string(),
+            blockers: failed.blockers,
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = self.shutdown.requested() => {
+                return Err(ApplyError::Interrupted {
+                    id: migration.id(),
+                    state: "it was rolled back while waiting to retry".to_owned(),
+                });
+            }
+        }
+        if kind == Transient::ConnectionLost {
+            self.reconnect(migration).await?;
+        }
+        Ok(Next::Retry)
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "assembles the failure from its parts"
+    )]
+    async fn fail(
+        &mut self,
+        migration: &Migration,
+        script: &Script,
+        direction: Direction,
+        attempt: u32,
+        failed: AttemptError,
+        outcome: String,
+        started: Instant,
+    ) -> ApplyError {
+        let (line, statement) = locate(script, &failed);
+        let failure = Failure {
+            id: migration.id(),
+            direction,
+            path: script.path.clone(),
+            line,
+            statement,
+            sqlstate: sqlstate_of(&failed.error),
+            message: failed
+                .error
+                .as_database_error()
+                .map_or_else(|| failed.error.to_string(), |e| e.message().to_owned()),
+            attempts: attempt + 1,
+            outcome,
+        };
+        let record = record(migration, script, self.who, elapsed_ms(started));
+        let action = match direction {
+            Direction::Up => Action::Apply,
+            Direction::Down => Action::Revert,
+        };
+        let detail = failure.to_string();
+        if let Err(error) = self
+            .history
+            .record_failure(&mut self.conn, record, action, &detail)
+            .await
+        {
+            tracing::warn!(
+                "could not write the failure of {} to the audit table: {error}",
+                migration.id()
+            );
+        }
+        ApplyError::Failed(Box::new(failure))
+    }
+
+    async fn reconnect(&mut self, migration: &Migration) -> Result<(), ApplyError> {
+        let (conn, pid) = open_migration_connection(self.connect)
+            .await
+            .map_err(|source| ApplyError::Reconnect {
+                id: migration.id(),
+                source: Box::new(source),
+            })?;
+        self.conn = conn;
+        self.pid = pid;
+        Ok(())
+    }
+}
+
+fn record<'r>(
+    migration: &'r Migration,
+    script: &Script,
+    who: &'r Who,
+    duration_ms: i64,
+) -> Record<'r> {
+    Record {
+        version: migration.version,
+        name: &migration.name,
+        checksum: &migration.up.checksum,
+        no_transaction: script.directives.no_transaction,
+        duration_ms,
+        who,
+    }
+}
+
+/// A history write outside a migration transaction failed: the migration fails with it.
+fn history_failed(migration: &Migration, history: &History, error: sqlx::Error) -> ApplyError {
+    ApplyError::Failed(Box::new(Failure {
+        id: migration.id(),
+        direction: Direction::Up,
+        path: migration.up.path.clone(),
+        line: None,
+        statement: None,
+        sqlstate: sqlstate_of(&error),
+        message: format!(
+            "recording progress in {}: {error}",
+            history.migrations_table()
+        ),
+        attempts: 1,
+        outcome: "see `sluice status` for what is recorded".to_owned(),
+    }))
+}
+
+/// Opens the connection migrations run on, and returns it with its backend pid.
+pub async fn open_migration_connection(
+    settings: &ConnectSettings,
+) -> Result<(PgConnection, i32), db::DbError> {
+    let mut conn = db::connect(settings).await?;
+    // PostgreSQL 14+: notice within a second when the runner is gone (killed during a long
+    // CREATE INDEX CONCURRENTLY), instead of building on for the dead client.
+    let pid = sqlx::query_scalar(
+        "SELECT pg_backend_pid() FROM (SELECT CASE WHEN current_setting('server_version_num')::int >= 140000 \
+         THEN set_config('client_connection_check_interval', '1000', false) END) AS s",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(|e| db::DbError::Connect {
+        target: settings.target(),
+        reason: e.to_string(),
+    })?;
+    Ok((conn, pid))
+}
+
+fn emit_started(
+    events: &mut dyn FnMut(Event),
+    migration: &Migration,
+    direction: Direction,
+    script: &Script,
+    resume_at: usize,
+) {
+    events(Event::Started {
+        id: migration.id(),
+        direction,
+        no_transaction: script.directives.no_transaction,
+        statements: script.statements.as_ref().map_or(1, Vec::len),
+        resume_at,
+    });
+}
+
+/// The SQL sent per round trip: each statement when the file could be split, else the file.
+fn chunks(script: &Script) -> Vec<String> {
+    match &script.statements {
+        Some(statements) => statements.iter().map(|s| s.sql.clone()).collect(),
+        None => vec![script.sql.clone()],
+    }
+}
+
+/// The line and text of the failing statement.
+fn locate(script: &Script, failed: &AttemptError) -> (Option<usize>, Option<String>) {
+    let Some((index, sql)) = &failed.statement else {
+        return (None, None);
+    };
+    match &script.statements {
+        Some(statements) => (statements.get(*index).map(|s| s.line), Some(sql.clone())),
+        // The whole file went as one: PostgreSQL's error position, if any, gives the line.
+        None => {
+            let position = failed.error.as_database_error().and_then(|e| {
+                e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .and_then(|pg| match pg.position() {
+                        Some(sqlx::postgres::PgErrorPosition::Original(p)) => Some(p),
+                        _ => None,
+                    })
+            });
+            let line = position.map(|chars| {
+                let byte = script
+                    .sql
+                    .char_indices()
+                    .nth(chars.saturating_sub(1))
+                    .map_or(script.sql.len(), |(b, _)| b);
+                script.line_of(byte)
+            });
+            (line, None)
+        }
+    }
+}
+
+/// Runs `work`, sampling `pg_blocking_pids` of `pid` on `probe` while it waits, so a lock
+/// timeout can say who held the lock.
+async fn watched<T>(
+    probe: &mut PgConnection,
+    pid: i32,
+    lock_timeout: Duration,
+    work: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, (sqlx::Error, Vec<Blocker>)> {
+    tokio::pin!(work);
+    let mut seen = Vec::new();
+    let mut wait = (lock_timeout / 2).max(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            result = &mut work => return result.map_err(|e| (e, seen)),
+            () = tokio::time::sleep(wait) => {
+                if let Ok(now) = blockers_of(probe, pid).await
+                    && !now.is_empty()
+                {
+                    seen = now;
+                }
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn elapsed_ms(started: Instant) -> i64 {
+    i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,154 @@
+//! `sluice new`: a new, correctly named migration file with a header that documents the
+//! directives.
+
+use std::path::{Path, PathBuf};
+
+use sluice_common::exit;
+use sluice_runner::source;
+
+const TEMPLATE_HEADER: &str = "\
+-- Directives go here, before the first statement (remove the ones you do not need):
+--   -- sluice:no-transaction        run statements one by one, outside a transaction
+--                                   (needed for CREATE INDEX CONCURRENTLY)
+--   -- sluice:lock-timeout 2s       this file's lock_timeout
+--   -- sluice:statement-timeout 1h  this file's statement_timeout
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NewError {
+    #[error(
+        "invalid migration name `{0}`: use snake_case (lower-case letters, digits and _, \
+         starting with a letter), e.g. add_users_email"
+    )]
+    Name(String),
+    #[error("cannot create {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl NewError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Name(_) => exit::USAGE,
+            Self::Write { .. } => exit::FAILED,
+        }
+    }
+}
+
+pub fn create(dir: &Path, name: &str, reversible: bool) -> anyhow::Result<u8> {
+    if !is_snake_case(name) {
+        return Err(NewError::Name(name.to_owned()).into());
+    }
+    let version = next_version(dir, chrono::Utc::now());
+    let files: Vec<(PathBuf, String)> = if reversible {
+        vec![
+            (
+                dir.join(format!("{version}_{name}.up.sql")),
+                format!("-- {name}\n{TEMPLATE_HEADER}\n"),
+            ),
+            (
+                dir.join(format!("{version}_{name}.down.sql")),
+                format!("-- Reverts {name}: undo exactly what the .up.sql file does.\n"),
+            ),
+        ]
+    } else {
+        vec![(
+            dir.join(format!("{version}_{name}.sql")),
+            format!("-- {name}\n{TEMPLATE_HEADER}\n"),
+        )]
+    };
+    std::fs::create_dir_all(dir).map_err(|source| NewError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (path, text) in &files {
+        write_new(path, text)?;
+        println!("created {}", path.display());
+    }
+    Ok(exit::OK)
+}
+
+fn write_new(path: &Path, text: &str) -> Result<(), NewError> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|source| NewError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    file.write_all(text.as_bytes())
+        .map_err(|source| NewError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn is_snake_case(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.ends_with('_')
+        && !name.contains("__")
+}
+
+/// The current UTC time as `YYYYMMDDHHMMSS`, or one past the newest existing version when that
+/// is not older (two files in one second, or a clock behind the repository).
+fn next_version(dir: &Path, now: chrono::DateTime<chrono::Utc>) -> String {
+    let stamp: i64 = now.format("%Y%m%d%H%M%S").to_string().parse().unwrap_or(0);
+    let newest = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            source::parse_file_name(e.file_name().to_str()?)
+                .ok()
+                .flatten()
+        })
+        .map(|f| f.version)
+        .max();
+    match newest {
+        Some(newest) if newest >= stamp => (newest + 1).to_string(),
+        _ => stamp.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_case_names_only() {
+        for good in ["add_users", "a", "add_email2", "v2_backfill"] {
+            assert!(is_snake_case(good), "{good}");
+        }
+        for bad in [
+            "AddUsers",
+            "add-users",
+            "add users",
+            "_x",
+            "x_",
+            "2x",
+            "",
+            "a__b",
+            "drop;table",
+        ] {
+            assert!(!is_snake_case(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn versions_are_utc_timestamps_that_never_go_backwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-21T10:20:30Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(next_version(dir.path(), now), "20261121102030");
+        std::fs::write(dir.path().join("20261121102030_a.sql"), "").unwrap();
+        assert_eq!(next_version(dir.path(), now), "20261121102031");
+    }
+}

@@ -1,0 +1,297 @@
+//! Turning engine events and reports into output: lines for people (results on stdout,
+//! progress on stderr) or one JSON document on stdout with `--json`.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_common::exit;
+use sluice_runner::error::RunnerError;
+use sluice_runner::event::{Direction, Event};
+use sluice_runner::migrator::{Migrator, Report};
+use sluice_runner::plan::{Entry, State};
+
+/// Renders one `up` or `down` run.
+#[derive(Debug)]
+pub struct Renderer {
+    json: bool,
+    dry_run: bool,
+    planned: Vec<serde_json::Value>,
+    direction: Direction,
+}
+
+impl Renderer {
+    pub fn new(json: bool, dry_run: bool) -> Self {
+        Self {
+            json,
+            dry_run,
+            planned: Vec::new(),
+            direction: Direction::Up,
+        }
+    }
+
+    pub fn event(&mut self, event: &Event) {
+        match event {
+            Event::Planned { id, direction, sql } => {
+                self.direction = *direction;
+                if self.json {
+                    self.planned.push(json!({ "id": id, "sql": sql }));
+                } else {
+                    println!("{sql}\n");
+                }
+            }
+            Event::Started { direction, .. } => self.direction = *direction,
+            Event::Finished {
+                id,
+                direction,
+                duration,
+            } if !self.json => {
+                println!("{} {id} ({})", verb(*direction), human(*duration));
+            }
+            Event::StatementDone {
+                id,
+                number,
+                total,
+                duration,
+            } if !self.json => {
+                eprintln!(
+                    "  {id}: statement {number}/{total} done ({})",
+                    human(*duration)
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Prints the outcome and returns the exit code.
+    pub fn finish(self, command: &str, result: Result<Report, RunnerError>) -> u8 {
+        let code = result
+            .as_ref()
+            .map_or_else(RunnerError::exit_code, |_| exit::OK);
+        if self.json {
+            self.print_json(command, &result, code);
+        } else {
+            self.print_human(&result);
+        }
+        code
+    }
+
+    fn print_json(&self, command: &str, result: &Result<Report, RunnerError>, code: u8) {
+        let (migrations, error) = match result {
+            Ok(report) => (
+                serde_json::to_value(&report.migrations).unwrap_or_default(),
+                None,
+            ),
+            Err(error) => (
+                json!(error.done()),
+                Some(json!({ "message": error.to_string(), "exit_code": code })),
+            ),
+        };
+        let document = json!({
+            "command": command,
+            "ok": result.is_ok(),
+            "dry_run": self.dry_run,
+            "migrations": migrations,
+            "planned": self.planned,
+            "error": error,
+        });
+        println!("{document}");
+    }
+
+    fn print_human(&self, result: &Result<Report, RunnerError>) {
+        let done = verb(self.direction);
+        match result {
+            Ok(report) if report.dry_run => println!(
+                "dry run: {} migration(s) would be {done}; nothing was changed",
+                report.migrations.len()
+            ),
+            Ok(report) if report.migrations.is_empty() => {
+                println!("nothing to do: the database is up to date")
+            }
+            Ok(report) => {
+                let total: u64 = report.migrations.iter().map(|m| m.duration_ms).sum();
+                println!(
+                    "{done} {} migration(s) in {}",
+                    report.migrations.len(),
+                    human(Duration::from_millis(total))
+                );
+            }
+            Err(error) => {
+                eprintln!("sluice: error: {error}");
+                if !error.done().is_empty() {
+                    eprintln!(
+                        "sluice: {done} before stopping: {}",
+                        error.done().join(", ")
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn verb(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Up => "applied",
+        Direction::Down => "reverted",
+    }
+}
+
+/// `12ms`, `1.52s`, `3m 4s`.
+pub fn human(duration: Duration) -> String {
+    if duration < Duration::from_secs(1) {
+        format!("{}ms", duration.as_millis())
+    } else if duration < Duration::from_secs(60) {
+        format!("{:.2}s", duration.as_secs_f64())
+    } else {
+        humantime::format_duration(Duration::from_secs(duration.as_secs())).to_string()
+    }
+}
+
+/// `sluice status`.
+pub fn status(migrator: &Migrator, entries: &[Entry<'_>], json: bool) -> anyhow::Result<()> {
+    if json {
+        let rows: Vec<serde_json::Value> = entries.iter().map(status_json).collect();
+        let document = json!({
+            "schema": migrator.history().schema().as_str(),
+            "migrations": rows,
+            "summary": summary_counts(entries),
+        });
+        println!("{document}");
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<32} {:<13} {:<24} {:>9}  BY",
+        "VERSION", "NAME", "STATE", "APPLIED AT", "DURATION"
+    );
+    for entry in entries {
+        let applied = entry.applied;
+        let version = entry
+            .file
+            .map_or_else(|| entry.version.to_string(), |f| f.version_text.clone());
+        let state = match entry.state {
+            State::Partial { done, total } => format!("partial {done}/{total}"),
+            ref other => other.label().to_owned(),
+        };
+        println!(
+            "{:<16} {:<32} {:<13} {:<24} {:>9}  {}",
+            version,
+            entry.name,
+            state,
+            applied
+                .and_then(|a| a.applied_at)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default(),
+            applied
+                .map(|a| human(Duration::from_millis(
+                    u64::try_from(a.duration_ms).unwrap_or(0)
+                )))
+                .unwrap_or_default(),
+            applied.map(applied_by).unwrap_or_default()
+        );
+    }
+    let counts = summary_counts(entries);
+    let parts: Vec<String> = counts
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+        .map(|(state, n)| format!("{n} {state}"))
+        .collect();
+    println!(
+        "\n{} migration(s): {}",
+        entries.len(),
+        if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    );
+    Ok(())
+}
+
+fn applied_by(applied: &sluice_runner::history::Applied) -> String {
+    let mut by = applied.applied_by_role.clone();
+    if let Some(host) = &applied.applied_by_host {
+        by.push_str(&format!("@{host}"));
+    }
+    if let Some(actor) = &applied.actor {
+        by.push_str(&format!(" ({actor})"));
+    }
+    by
+}
+
+fn status_json(entry: &Entry<'_>) -> serde_json::Value {
+    let applied = entry.applied;
+    json!({
+        "version": entry.file.map_or_else(|| entry.version.to_string(), |f| f.version_text.clone()),
+        "name": entry.name,
+        "state": entry.state.label(),
+        "file": entry.file.map(|f| f.up.path.display().to_string()),
+        "reversible": entry.file.map(|f| f.down.is_some()),
+        "checksum": {
+            "file": entry.file.map(|f| f.up.checksum.clone()),
+            "applied": applied.map(|a| a.checksum.clone()),
+        },
+        "applied_at": applied.and_then(|a| a.applied_at).map(|t| t.to_rfc3339()),
+        "duration_ms": applied.map(|a| a.duration_ms),
+        "applied_by": applied.map(|a| json!({
+            "role": a.applied_by_role,
+            "host": a.applied_by_host,
+            "program": a.applied_by_program,
+            "actor": a.actor,
+        })),
+        "progress": entry.partial.map(|p| json!({
+            "statements_done": p.statements_done,
+            "statements_total": p.statements_total,
+            "last_error": p.last_error,
+        })),
+    })
+}
+
+fn summary_counts(entries: &[Entry<'_>]) -> serde_json::Value {
+    let count = |label: &str| entries.iter().filter(|e| e.state.label() == label).count();
+    json!({
+        "applied": count("applied"),
+        "pending": count("pending"),
+        "partial": count("partial"),
+        "edited": count("edited"),
+        "missing": count("missing"),
+        "out-of-order": count("out-of-order"),
+    })
+}
+
+/// `sluice check`: prints problems and returns the exit code.
+pub fn check(entries: &[Entry<'_>]) -> u8 {
+    let drift: Vec<&Entry<'_>> = entries
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.state,
+                State::Edited { .. } | State::Missing | State::OutOfOrder
+            )
+        })
+        .collect();
+    let pending: Vec<&Entry<'_>> = entries
+        .iter()
+        .filter(|e| matches!(e.state, State::Pending | State::Partial { .. }))
+        .collect();
+    for entry in drift.iter().chain(&pending) {
+        println!("{}: {}", entry.id(), entry.state.label());
+    }
+    if !drift.is_empty() {
+        eprintln!(
+            "sluice: history and files disagree ({} migration(s)); see `sluice status`",
+            drift.len()
+        );
+        return exit::HISTORY_DRIFT;
+    }
+    if !pending.is_empty() {
+        eprintln!(
+            "sluice: {} migration(s) pending; run `sluice up`",
+            pending.len()
+        );
+        return exit::PENDING;
+    }
+    let applied = entries.iter().filter(|e| e.state == State::Applied).count();
+    println!("up to date: {applied} migration(s) applied, none pending");
+    exit::OK
+}

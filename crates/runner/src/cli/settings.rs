@@ -1,0 +1,209 @@
+//! The runner's own flags and their resolution: flag > environment > `[runner]` in
+//! `sluice.toml` > default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ArgMatches;
+use sluice_common::cli::{ConfigRow, Startup, common_config_rows, with_origin};
+use sluice_common::config::{Origin, Setting, layered, layered_opt};
+use sluice_common::db::{ConnectSettings, DbError};
+use sluice_runner::guard::{
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_LOCK_TIMEOUT, DEFAULT_MAX_RETRIES, DEFAULT_STATEMENT_TIMEOUT,
+    Guards,
+};
+use sluice_runner::history::Who;
+use sluice_runner::migrator::{DEFAULT_LOCK_WAIT, RunnerSettings};
+use sluice_runner::plan::Allow;
+
+/// Default migrations directory.
+pub const DEFAULT_MIGRATIONS_DIR: &str = "migrations";
+
+/// Flags of `sluice` besides the shared ones. All can follow the subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunnerArgs {
+    /// Directory of migration files [default: ./migrations].
+    #[arg(long, env = "SLUICE_MIGRATIONS", value_name = "DIR", global = true)]
+    pub migrations: Option<PathBuf>,
+
+    /// lock_timeout of each migration: the longest application queries can queue behind it
+    /// [default: 500ms]. A file's `-- sluice:lock-timeout` wins.
+    #[arg(long, env = "SLUICE_LOCK_TIMEOUT", value_name = "DURATION", value_parser = positive_duration, global = true)]
+    pub lock_timeout: Option<Duration>,
+
+    /// Ceiling of lock_timeout, which doubles on each retry [default: 5s].
+    #[arg(long, env = "SLUICE_MAX_LOCK_TIMEOUT", value_name = "DURATION", value_parser = positive_duration, global = true)]
+    pub max_lock_timeout: Option<Duration>,
+
+    /// statement_timeout of each statement [default: 15m]. A file's
+    /// `-- sluice:statement-timeout` wins.
+    #[arg(long, env = "SLUICE_STATEMENT_TIMEOUT", value_name = "DURATION", value_parser = positive_duration, global = true)]
+    pub statement_timeout: Option<Duration>,
+
+    /// Retries of a migration after a lock timeout, deadlock, serialization failure or lost
+    /// connection [default: 10].
+    #[arg(long, env = "SLUICE_MAX_RETRIES", value_name = "N", global = true)]
+    pub max_retries: Option<u32>,
+
+    /// How long to wait for another runner's lock before giving up [default: 5m]; 0 tries once.
+    #[arg(long, env = "SLUICE_LOCK_WAIT", value_name = "DURATION", value_parser = humantime::parse_duration, global = true)]
+    pub lock_wait: Option<Duration>,
+
+    /// Do not refuse to run when applied migrations' files are missing.
+    #[arg(long, global = true)]
+    pub allow_missing: bool,
+
+    /// Apply new files older than the newest applied migration instead of refusing.
+    #[arg(long, global = true)]
+    pub allow_out_of_order: bool,
+
+    /// Who is running this (a person or CI job), recorded in history and audit.
+    #[arg(long, env = "SLUICE_ACTOR", value_name = "NAME", global = true)]
+    pub actor: Option<String>,
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be greater than zero (0 would disable the guard)".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e}; expected e.g. 500ms, 5s, 10m")),
+    }
+}
+
+/// The runner's settings with their origins.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub migrations_dir: PathBuf,
+    migrations_origin: Origin,
+    lock_timeout: Setting<Duration>,
+    max_lock_timeout: Setting<Duration>,
+    statement_timeout: Setting<Duration>,
+    max_retries: Setting<u32>,
+    lock_wait: Setting<Duration>,
+    actor: Option<Setting<String>>,
+    allow: Allow,
+}
+
+pub fn resolve(
+    args: &RunnerArgs,
+    matches: &ArgMatches,
+    startup: &Startup,
+) -> anyhow::Result<Resolved> {
+    let file = &startup.file.runner;
+    let migrations = layered(
+        with_origin(args.migrations.clone(), matches, "migrations"),
+        file.migrations.clone(),
+        PathBuf::from(DEFAULT_MIGRATIONS_DIR),
+    );
+    let nonzero = |name: &str, setting: Setting<Duration>| {
+        if setting.value.is_zero() {
+            anyhow::bail!("{name} must be greater than zero (from {})", setting.origin);
+        }
+        Ok(setting)
+    };
+    Ok(Resolved {
+        migrations_dir: migrations.value,
+        migrations_origin: migrations.origin,
+        lock_timeout: nonzero(
+            "lock_timeout",
+            layered(
+                with_origin(args.lock_timeout, matches, "lock_timeout"),
+                file.lock_timeout,
+                DEFAULT_LOCK_TIMEOUT,
+            ),
+        )?,
+        max_lock_timeout: nonzero(
+            "max_lock_timeout",
+            layered(
+                with_origin(args.max_lock_timeout, matches, "max_lock_timeout"),
+                file.max_lock_timeout,
+                DEFAULT_MAX_LOCK_TIMEOUT,
+            ),
+        )?,
+        statement_timeout: nonzero(
+            "statement_timeout",
+            layered(
+                with_origin(args.statement_timeout, matches, "statement_timeout"),
+                file.statement_timeout,
+                DEFAULT_STATEMENT_TIMEOUT,
+            ),
+        )?,
+        max_retries: layered(
+            with_origin(args.max_retries, matches, "max_retries"),
+            file.max_retries,
+            DEFAULT_MAX_RETRIES,
+        ),
+        lock_wait: layered(
+            with_origin(args.lock_wait, matches, "lock_wait"),
+            file.lock_wait,
+            DEFAULT_LOCK_WAIT,
+        ),
+        actor: layered_opt(
+            with_origin(args.actor.clone(), matches, "actor"),
+            file.actor.clone(),
+        ),
+        allow: Allow {
+            missing: args.allow_missing,
+            out_of_order: args.allow_out_of_order,
+        },
+    })
+}
+
+impl Resolved {
+    /// Engine settings; needs a database URL.
+    pub fn into_runner(self, startup: &Startup) -> Result<RunnerSettings, DbError> {
+        let connect = ConnectSettings::from_config(&startup.common, "sluice")?;
+        Ok(RunnerSettings {
+            connect,
+            schema: startup.common.schema.value.clone(),
+            migrations_dir: self.migrations_dir,
+            guards: Guards {
+                lock_timeout: self.lock_timeout.value,
+                max_lock_timeout: self.max_lock_timeout.value,
+                statement_timeout: self.statement_timeout.value,
+                max_retries: self.max_retries.value,
+                ..Guards::default()
+            },
+            lock_wait: self.lock_wait.value,
+            allow: self.allow,
+            who: Who {
+                program: format!("sluice {}", env!("CARGO_PKG_VERSION")),
+                actor: self.actor.map(|a| a.value),
+            },
+        })
+    }
+}
+
+/// Rows for `sluice config`.
+pub fn config_rows(startup: &Startup, resolved: &Resolved) -> Vec<ConfigRow> {
+    let duration =
+        |s: &Setting<Duration>| (humantime::format_duration(s.value).to_string(), s.origin);
+    let mut rows = common_config_rows(&startup.common);
+    rows.push((
+        "migrations",
+        resolved.migrations_dir.display().to_string(),
+        resolved.migrations_origin,
+    ));
+    for (name, setting) in [
+        ("lock_timeout", &resolved.lock_timeout),
+        ("max_lock_timeout", &resolved.max_lock_timeout),
+        ("statement_timeout", &resolved.statement_timeout),
+        ("lock_wait", &resolved.lock_wait),
+    ] {
+        let (value, origin) = duration(setting);
+        rows.push((name, value, origin));
+    }
+    rows.push((
+        "max_retries",
+        resolved.max_retries.value.to_string(),
+        resolved.max_retries.origin,
+    ));
+    let (actor, origin) = resolved
+        .actor
+        .as_ref()
+        .map_or(("(not set)".to_owned(), Origin::Default), |a| {
+            (a.value.clone(), a.origin)
+        });
+    rows.push(("actor", actor, origin));
+    rows
+}

@@ -1,0 +1,178 @@
+//! Header directives: `-- sluice:<name> [value]` comment lines before the first statement.
+//!
+//! Parsed once when a file is loaded. An unknown `sluice:` directive, a bad value, or a
+//! directive below the first statement is an error naming the file and line, because a
+//! misspelt `no-transaction` would otherwise run a `CREATE INDEX CONCURRENTLY` inside a
+//! transaction and fail in production instead of in review.
+
+use std::time::Duration;
+
+/// What a migration file's header asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Directives {
+    /// Run each statement on its own, outside a transaction (`CREATE INDEX CONCURRENTLY`).
+    pub no_transaction: bool,
+    /// Overrides the run's `lock_timeout` for this file.
+    pub lock_timeout: Option<Duration>,
+    /// Overrides the run's `statement_timeout` for this file.
+    pub statement_timeout: Option<Duration>,
+}
+
+/// The directives sluice knows, for messages.
+pub const KNOWN: &[&str] = &[
+    "no-transaction",
+    "lock-timeout <duration>",
+    "statement-timeout <duration>",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct DirectiveError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Parses the directives of a file's text.
+pub fn parse(text: &str) -> Result<Directives, DirectiveError> {
+    let mut directives = Directives::default();
+    let mut in_header = true;
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        let trimmed = raw.trim();
+        let comment = trimmed.strip_prefix("--").map(str::trim);
+        if in_header && !trimmed.is_empty() && comment.is_none() {
+            in_header = false;
+        }
+        let Some(comment) = comment else { continue };
+        if let Some(body) = comment.strip_prefix("sluice:") {
+            if !in_header {
+                return Err(DirectiveError {
+                    line,
+                    message: format!(
+                        "directive `sluice:{}` must come before the first statement",
+                        body.trim()
+                    ),
+                });
+            }
+            apply(&mut directives, body.trim(), line)?;
+        } else if in_header && comment == "no-transaction" {
+            // sqlx's spelling, so sqlx migration directories work unchanged.
+            directives.no_transaction = true;
+        }
+    }
+    Ok(directives)
+}
+
+fn apply(directives: &mut Directives, body: &str, line: usize) -> Result<(), DirectiveError> {
+    let (name, value) = match body.split_once(char::is_whitespace) {
+        Some((name, value)) => (name, value.trim()),
+        None => (body, ""),
+    };
+    let error = |message: String| DirectiveError { line, message };
+    match name {
+        "no-transaction" if value.is_empty() => directives.no_transaction = true,
+        "no-transaction" => return Err(error("`sluice:no-transaction` takes no value".into())),
+        "lock-timeout" => directives.lock_timeout = Some(duration(name, value).map_err(error)?),
+        "statement-timeout" => {
+            directives.statement_timeout = Some(duration(name, value).map_err(error)?);
+        }
+        _ => {
+            return Err(error(format!(
+                "unknown directive `sluice:{name}`; known directives: {}",
+                KNOWN
+                    .iter()
+                    .map(|k| format!("sluice:{k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn duration(name: &str, value: &str) -> Result<Duration, String> {
+    if value.is_empty() {
+        return Err(format!(
+            "`sluice:{name}` needs a duration, e.g. `-- sluice:{name} 5s`"
+        ));
+    }
+    let parsed = humantime::parse_duration(value)
+        .map_err(|e| format!("`sluice:{name} {value}`: {e}; expected e.g. 500ms, 5s, 10m"))?;
+    if parsed.is_zero() {
+        // Zero means "no timeout" to PostgreSQL: the opposite of a guard.
+        return Err(format!("`sluice:{name}` must be greater than zero"));
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_header_directives() {
+        let d = parse(
+            "-- add an index\n-- sluice:no-transaction\n-- sluice:lock-timeout 2s\n\
+             -- sluice:statement-timeout 1h\n\nCREATE INDEX CONCURRENTLY i ON t (a);\n",
+        )
+        .unwrap();
+        assert!(d.no_transaction);
+        assert_eq!(d.lock_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(d.statement_timeout, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn accepts_sqlx_no_transaction() {
+        assert!(
+            parse("-- no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);")
+                .unwrap()
+                .no_transaction
+        );
+    }
+
+    #[test]
+    fn files_without_directives_use_defaults() {
+        assert_eq!(
+            parse("CREATE TABLE t (id int);").unwrap(),
+            Directives::default()
+        );
+    }
+
+    #[test]
+    fn unknown_directives_are_errors_naming_the_line() {
+        let err = parse("-- ok\n-- sluice:no-transacton\nSELECT 1;").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(
+            err.message.contains("sluice:no-transacton"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.contains("sluice:no-transaction"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn bad_durations_are_errors() {
+        assert!(parse("-- sluice:lock-timeout soon\n").is_err());
+        assert!(parse("-- sluice:lock-timeout\n").is_err());
+        assert!(parse("-- sluice:statement-timeout 0s\n").is_err());
+    }
+
+    #[test]
+    fn directives_below_the_first_statement_are_errors() {
+        let err = parse("CREATE TABLE t (id int);\n-- sluice:no-transaction\n").unwrap_err();
+        assert_eq!(err.line, 2);
+    }
+
+    #[test]
+    fn sqlx_spelling_below_statements_is_an_ordinary_comment() {
+        assert!(
+            !parse("SELECT 1;\n-- no-transaction\n")
+                .unwrap()
+                .no_transaction
+        );
+    }
+}

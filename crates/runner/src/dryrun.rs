@@ -1,0 +1,71 @@
+//! `--dry-run`: the exact SQL and session settings a run would send, without sending it.
+
+use crate::event::Direction;
+use crate::guard::{Timeouts, set_timeouts_sql};
+use crate::history::History;
+use crate::script::Script;
+use crate::source::Migration;
+
+/// The statements `up` (or `down`) would run for one migration, in order.
+pub fn render(
+    migration: &Migration,
+    script: &Script,
+    direction: Direction,
+    timeouts: Timeouts,
+    history: &History,
+    resume_at: usize,
+) -> String {
+    let record = match direction {
+        Direction::Up => format!(
+            "INSERT INTO {} (version, name, checksum, ...) VALUES ({}, '{}', '{}', ...); -- and an audit row in {}",
+            history.migrations_table(),
+            migration.version,
+            migration.name.replace('\'', "''"),
+            migration.up.checksum,
+            history.audit_table()
+        ),
+        Direction::Down => format!(
+            "DELETE FROM {} WHERE version = {}; -- and an audit row in {}",
+            history.migrations_table(),
+            migration.version,
+            history.audit_table()
+        ),
+    };
+    let statements: Vec<String> = match &script.statements {
+        Some(statements) => statements
+            .iter()
+            .skip(resume_at)
+            .map(|s| s.sql.clone())
+            .collect(),
+        None => vec![script.sql.trim().to_owned()],
+    };
+    let mut out = Vec::new();
+    if script.directives.no_transaction {
+        out.push(format!(
+            "-- {} ({}): no transaction, one statement at a time, progress recorded after each",
+            migration.id(),
+            script.path.display()
+        ));
+        if resume_at > 0 {
+            out.push(format!(
+                "-- resuming after statement {resume_at}, which already ran"
+            ));
+        }
+        out.push(format!("{};", set_timeouts_sql(timeouts, false)));
+        out.extend(statements);
+        out.push(record);
+        out.push("RESET lock_timeout; RESET statement_timeout;".to_owned());
+    } else {
+        out.push(format!(
+            "-- {} ({}): one transaction",
+            migration.id(),
+            script.path.display()
+        ));
+        out.push("BEGIN;".to_owned());
+        out.push(format!("{};", set_timeouts_sql(timeouts, true)));
+        out.extend(statements);
+        out.push(record);
+        out.push("COMMIT;".to_owned());
+    }
+    out.join("\n")
+}

@@ -1,0 +1,76 @@
+//! The runner's errors, each with its exit code and the progress made before it.
+
+use sluice_common::db::DbError;
+use sluice_common::exit;
+use sluice_common::lock::LockError;
+
+use crate::apply::ApplyError;
+use crate::plan::PlanError;
+use crate::source::SourceError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("invalid migrations:\n{0}")]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Lock(Box<LockError>),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("{source}")]
+    Apply {
+        source: ApplyError,
+        /// Migrations finished in this run before the failure.
+        done: Vec<String>,
+    },
+    #[error("interrupted before migration {next}; run the same command again to continue")]
+    Interrupted { next: String, done: Vec<String> },
+    #[error("{what} failed: {source}")]
+    Query {
+        what: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl From<LockError> for RunnerError {
+    fn from(error: LockError) -> Self {
+        Self::Lock(Box::new(error))
+    }
+}
+
+impl RunnerError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Source(_) => exit::INVALID_INPUT,
+            Self::Db(e) => e.exit_code(),
+            Self::Lock(lock) => match **lock {
+                LockError::Interrupted { .. } => exit::INTERRUPTED,
+                LockError::Held { .. } => exit::LOCK_HELD,
+                LockError::Query { .. } => exit::FAILED,
+            },
+            Self::Query { .. } => exit::FAILED,
+            Self::Plan(e) => e.exit_code(),
+            Self::Apply {
+                source: ApplyError::Interrupted { .. },
+                ..
+            }
+            | Self::Interrupted { .. } => exit::INTERRUPTED,
+            Self::Apply { .. } => exit::FAILED,
+        }
+    }
+
+    /// Migrations this run completed before stopping.
+    pub fn done(&self) -> &[String] {
+        match self {
+            Self::Apply { done, .. } | Self::Interrupted { done, .. } => done,
+            _ => &[],
+        }
+    }
+
+    pub(crate) fn query(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Query { what, source }
+    }
+}

@@ -1,0 +1,67 @@
+//! What the runner reports while it works. The CLI renders these; tests collect them.
+
+use std::time::Duration;
+
+use sluice_common::lock::LockHolder;
+
+use crate::guard::Blocker;
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Another runner holds the lock; we wait up to `--lock-wait`.
+    LockWaiting {
+        holder: Option<LockHolder>,
+    },
+    LockAcquired,
+    /// A migration (or its revert) begins.
+    Started {
+        id: String,
+        direction: Direction,
+        no_transaction: bool,
+        statements: usize,
+        resume_at: usize,
+    },
+    /// A transient failure; the migration (or, without a transaction, the statement) will run
+    /// again after `delay` with `next_lock_timeout`.
+    Retrying {
+        id: String,
+        attempt: u32,
+        max_retries: u32,
+        delay: Duration,
+        next_lock_timeout: Duration,
+        reason: String,
+        blockers: Vec<Blocker>,
+    },
+    /// An INVALID index left by an earlier failed `CREATE INDEX CONCURRENTLY` was dropped
+    /// before building it again.
+    InvalidIndexDropped {
+        id: String,
+        index: String,
+    },
+    /// One statement of a no-transaction migration finished and was recorded.
+    StatementDone {
+        id: String,
+        number: usize,
+        total: usize,
+        duration: Duration,
+    },
+    /// A migration was applied or reverted and recorded.
+    Finished {
+        id: String,
+        direction: Direction,
+        duration: Duration,
+    },
+    /// Dry run: the exact SQL and settings that would run for one migration.
+    Planned {
+        id: String,
+        direction: Direction,
+        sql: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Up,
+    Down,
+}

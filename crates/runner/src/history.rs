@@ -1,0 +1,367 @@
+//! sluice's own tables, and every query against them.
+//!
+//! - `migrations`: one row per applied migration, written in the migration's own transaction.
+//! - `migration_progress`: how far a no-transaction migration got, statement by statement,
+//!   so a failed or interrupted one resumes at the statement that did not finish.
+//! - `audit`: append-only (a trigger refuses UPDATE and DELETE): every apply, revert and
+//!   failure, with the database role, client address, program and actor.
+
+use chrono::{DateTime, Utc};
+use sluice_common::ident::{Ident, quote_literal};
+use sqlx::{AssertSqlSafe, PgConnection};
+
+/// A row of `migrations`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Applied {
+    pub version: i64,
+    pub name: String,
+    pub checksum: String,
+    pub no_transaction: bool,
+    pub applied_at: Option<DateTime<Utc>>,
+    pub duration_ms: i64,
+    pub applied_by_role: String,
+    pub applied_by_host: Option<String>,
+    pub applied_by_program: Option<String>,
+    pub actor: Option<String>,
+}
+
+/// A row of `migration_progress`: a no-transaction migration that has not finished.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Partial {
+    pub version: i64,
+    pub name: String,
+    pub checksum: String,
+    pub statements_done: i32,
+    pub statements_total: i32,
+    /// [`crate::script::prefix_checksum`] of the statements that ran.
+    pub done_checksum: String,
+    pub last_error: Option<String>,
+}
+
+/// Who is running: the program and the optional `--actor`. The database role and client
+/// address are taken by the server itself.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub program: String,
+    pub actor: Option<String>,
+}
+
+/// What is being recorded about one migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub version: i64,
+    pub name: &'a str,
+    pub checksum: &'a str,
+    pub no_transaction: bool,
+    pub duration_ms: i64,
+    pub who: &'a Who,
+}
+
+/// The audit actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Apply,
+    Revert,
+    Fail,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Apply => "apply",
+            Self::Revert => "revert",
+            Self::Fail => "fail",
+        }
+    }
+}
+
+/// The history tables of one schema, with their SQL prepared once.
+#[derive(Debug, Clone)]
+pub struct History {
+    schema: Ident,
+    migrations: String,
+    progress: String,
+    audit: String,
+}
+
+impl History {
+    pub fn new(schema: Ident) -> Self {
+        let table = |name: &str| {
+            format!(
+                "{}.{}",
+                schema.quoted(),
+                Ident::new(name).expect("valid").quoted()
+            )
+        };
+        Self {
+            migrations: table("migrations"),
+            progress: table("migration_progress"),
+            audit: table("audit"),
+            schema,
+        }
+    }
+
+    pub fn schema(&self) -> &Ident {
+        &self.schema
+    }
+
+    /// The qualified name of the history table, for messages and dry runs.
+    pub fn migrations_table(&self) -> &str {
+        &self.migrations
+    }
+
+    pub fn audit_table(&self) -> &str {
+        &self.audit
+    }
+
+    /// Whether the tables exist (a dry run or `status` must not create them).
+    pub async fn exists(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL",
+        )
+        .bind(&self.migrations)
+        .bind(&self.progress)
+        .bind(&self.audit)
+        .fetch_one(conn)
+        .await
+    }
+
+    /// Creates the schema and tables if they are missing. Call under the runner lock.
+    pub async fn ensure(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.exists(conn).await? {
+            return Ok(());
+        }
+        sqlx::raw_sql(AssertSqlSafe(self.ddl()))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    fn ddl(&self) -> String {
+        let schema = self.schema.quoted();
+        let (migrations, progress, audit) = (&self.migrations, &self.progress, &self.audit);
+        let audit_literal = quote_literal(audit);
+        format!(
+            "BEGIN;
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {migrations} (
+    version bigint PRIMARY KEY,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    no_transaction boolean NOT NULL DEFAULT false,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    duration_ms bigint NOT NULL,
+    applied_by_role text NOT NULL DEFAULT current_user,
+    applied_by_host text DEFAULT host(inet_client_addr()),
+    applied_by_program text,
+    actor text
+);
+CREATE TABLE IF NOT EXISTS {progress} (
+    version bigint PRIMARY KEY,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    statements_done integer NOT NULL,
+    statements_total integer NOT NULL,
+    done_checksum text NOT NULL DEFAULT '',
+    started_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    last_error text
+);
+CREATE TABLE IF NOT EXISTS {audit} (
+    id bigserial PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    action text NOT NULL,
+    version bigint,
+    name text,
+    checksum text,
+    duration_ms bigint,
+    detail text,
+    role text NOT NULL DEFAULT current_user,
+    client_addr text DEFAULT host(inet_client_addr()),
+    program text,
+    actor text
+);
+CREATE OR REPLACE FUNCTION {schema}.audit_is_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $sluice$
+BEGIN
+    RAISE EXCEPTION 'the sluice audit table is append-only';
+END
+$sluice$;
+DO $sluice$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgname = 'audit_is_append_only' AND tgrelid = {audit_literal}::regclass) THEN
+        CREATE TRIGGER audit_is_append_only BEFORE UPDATE OR DELETE ON {audit}
+            FOR EACH ROW EXECUTE FUNCTION {schema}.audit_is_append_only();
+    END IF;
+END
+$sluice$;
+COMMIT;"
+        )
+    }
+
+    pub async fn applied(&self, conn: &mut PgConnection) -> Result<Vec<Applied>, sqlx::Error> {
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT version, name, checksum, no_transaction, applied_at, duration_ms, \
+                    applied_by_role, applied_by_host, applied_by_program, actor \
+             FROM {} ORDER BY version",
+            self.migrations
+        )))
+        .fetch_all(conn)
+        .await
+    }
+
+    pub async fn partial(&self, conn: &mut PgConnection) -> Result<Vec<Partial>, sqlx::Error> {
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT version, name, checksum, statements_done, statements_total, done_checksum, last_error \
+             FROM {} ORDER BY version",
+            self.progress
+        )))
+        .fetch_all(conn)
+        .await
+    }
+
+    /// Records an applied migration and its audit row, and clears its progress row. Run it in
+    /// the migration's transaction so that both commit together.
+    pub async fn record_applied(
+        &self,
+        conn: &mut PgConnection,
+        record: Record<'_>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "WITH applied AS (
+                 INSERT INTO {m} (version, name, checksum, no_transaction, duration_ms, applied_by_program, actor)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ), cleared AS (
+                 DELETE FROM {p} WHERE version = $1
+             )
+             INSERT INTO {a} (action, version, name, checksum, duration_ms, program, actor)
+             VALUES ('apply', $1, $2, $3, $5, $6, $7)",
+            m = self.migrations,
+            p = self.progress,
+            a = self.audit
+        )))
+        .bind(record.version)
+        .bind(record.name)
+        .bind(record.checksum)
+        .bind(record.no_transaction)
+        .bind(record.duration_ms)
+        .bind(&record.who.program)
+        .bind(&record.who.actor)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a reverted migration from history and audits it, in the revert's transaction.
+    pub async fn record_reverted(
+        &self,
+        conn: &mut PgConnection,
+        record: Record<'_>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "WITH reverted AS (DELETE FROM {m} WHERE version = $1)
+             INSERT INTO {a} (action, version, name, checksum, duration_ms, program, actor)
+             VALUES ('revert', $1, $2, $3, $4, $5, $6)",
+            m = self.migrations,
+            a = self.audit
+        )))
+        .bind(record.version)
+        .bind(record.name)
+        .bind(record.checksum)
+        .bind(record.duration_ms)
+        .bind(&record.who.program)
+        .bind(&record.who.actor)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Audits a failure, after the failed transaction has rolled back.
+    pub async fn record_failure(
+        &self,
+        conn: &mut PgConnection,
+        record: Record<'_>,
+        action: Action,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (action, version, name, checksum, duration_ms, detail, program, actor)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            self.audit
+        )))
+        .bind(format!("{}-{}", Action::Fail.as_str(), action.as_str()))
+        .bind(record.version)
+        .bind(record.name)
+        .bind(record.checksum)
+        .bind(record.duration_ms)
+        .bind(detail)
+        .bind(&record.who.program)
+        .bind(&record.who.actor)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a no-transaction migration as started (or keeps its progress when resuming), so
+    /// a crash leaves a visible mark.
+    pub async fn start_partial(
+        &self,
+        conn: &mut PgConnection,
+        record: Record<'_>,
+        total: i32,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (version, name, checksum, statements_done, statements_total)
+             VALUES ($1, $2, $3, 0, $4)
+             ON CONFLICT (version) DO UPDATE SET updated_at = now()",
+            self.progress
+        )))
+        .bind(record.version)
+        .bind(record.name)
+        .bind(record.checksum)
+        .bind(total)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that the first `done` statements of a no-transaction migration have run.
+    pub async fn advance_partial(
+        &self,
+        conn: &mut PgConnection,
+        version: i64,
+        done: i32,
+        done_checksum: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET statements_done = $2, done_checksum = $3, updated_at = now(), last_error = NULL \
+             WHERE version = $1",
+            self.progress
+        )))
+        .bind(version)
+        .bind(done)
+        .bind(done_checksum)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores the error that stopped a no-transaction migration.
+    pub async fn partial_failed(
+        &self,
+        conn: &mut PgConnection,
+        version: i64,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET last_error = $2, updated_at = now() WHERE version = $1",
+            self.progress
+        )))
+        .bind(version)
+        .bind(error)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,365 @@
+//! The runner's entry points: `up`, `down` and `status` against one database.
+//!
+//! Each run takes the runner's advisory lock on a dedicated connection, creates sluice's
+//! tables if needed, compares files with history, and applies or reverts one migration at a
+//! time. The lock is released on every path; a shutdown request stops between migrations.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sluice_common::db::{self, ConnectSettings};
+use sluice_common::ident::Ident;
+use sluice_common::lock::{AdvisoryLock, DEFAULT_POLL_INTERVAL, LockRequest, lock_key};
+use sluice_common::shutdown::Shutdown;
+use sqlx::{Connection, PgConnection};
+
+use crate::apply::{Session, open_migration_connection};
+use crate::dryrun;
+use crate::error::RunnerError;
+use crate::event::{Direction, Event};
+use crate::guard::Guards;
+use crate::history::{Applied, History, Partial, Who};
+use crate::plan::{self, Allow, DownTarget, Entry, UpStep};
+use crate::source::{self, Migration, Version};
+
+/// Default wait for another runner's lock.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5 * 60);
+
+/// Everything a run needs, resolved from flags, environment and `sluice.toml`.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    pub connect: ConnectSettings,
+    pub schema: Ident,
+    pub migrations_dir: PathBuf,
+    pub guards: Guards,
+    pub lock_wait: Duration,
+    pub allow: Allow,
+    pub who: Who,
+}
+
+/// One migration finished by a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Done {
+    pub id: String,
+    pub version: Version,
+    pub duration_ms: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub migrations: Vec<Done>,
+}
+
+/// The loaded migrations of a directory, ready to run against a database.
+#[derive(Debug)]
+pub struct Migrator {
+    settings: RunnerSettings,
+    history: History,
+    files: Vec<Migration>,
+}
+
+/// History as read from the database (empty when sluice's tables do not exist yet).
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub applied: Vec<Applied>,
+    pub partial: Vec<Partial>,
+}
+
+impl Migrator {
+    /// Loads and checks the migration files.
+    pub fn load(settings: RunnerSettings) -> Result<Self, RunnerError> {
+        let files = source::load(&settings.migrations_dir)?;
+        Ok(Self {
+            history: History::new(settings.schema.clone()),
+            settings,
+            files,
+        })
+    }
+
+    pub fn files(&self) -> &[Migration] {
+        &self.files
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Reads history without creating anything.
+    pub async fn recorded(&self) -> Result<Recorded, RunnerError> {
+        let mut conn = db::connect(&self.settings.connect).await?;
+        let recorded = self.read_history(&mut conn).await;
+        let _ = conn.close().await;
+        recorded
+    }
+
+    async fn read_history(&self, conn: &mut PgConnection) -> Result<Recorded, RunnerError> {
+        let exists = self
+            .history
+            .exists(conn)
+            .await
+            .map_err(RunnerError::query("looking for sluice's history tables"))?;
+        if !exists {
+            return Ok(Recorded::default());
+        }
+        Ok(Recorded {
+            applied: self
+                .history
+                .applied(conn)
+                .await
+                .map_err(RunnerError::query("reading applied migrations"))?,
+            partial: self
+                .history
+                .partial(conn)
+                .await
+                .map_err(RunnerError::query("reading migration progress"))?,
+        })
+    }
+
+    /// Applies pending migrations up to `target` (all when `None`).
+    pub async fn up(
+        &self,
+        target: Option<Version>,
+        dry_run: bool,
+        shutdown: &Shutdown,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Report, RunnerError> {
+        if dry_run {
+            let recorded = self.recorded().await?;
+            let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
+            let steps = plan::plan_up(&entries, target, self.settings.allow)?;
+            return Ok(self.render_up(&steps, events));
+        }
+        let mut lock = self.acquire(shutdown, events).await?;
+        let result = self.up_locked(&mut lock, target, shutdown, events).await;
+        release(lock).await;
+        result
+    }
+
+    /// Reverts applied migrations, newest first.
+    pub async fn down(
+        &self,
+        target: DownTarget,
+        dry_run: bool,
+        shutdown: &Shutdown,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Report, RunnerError> {
+        if dry_run {
+            let recorded = self.recorded().await?;
+            let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
+            let steps = plan::plan_down(&entries, target, self.settings.allow)?;
+            return Ok(self.render_down(&steps, events));
+        }
+        let mut lock = self.acquire(shutdown, events).await?;
+        let result = self.down_locked(&mut lock, target, shutdown, events).await;
+        release(lock).await;
+        result
+    }
+
+    /// Compares files with history.
+    pub fn status<'a>(&'a self, recorded: &'a Recorded) -> Vec<Entry<'a>> {
+        plan::status(&self.files, &recorded.applied, &recorded.partial)
+    }
+
+    /// Takes the runner lock on a connection of its own.
+    async fn acquire(
+        &self,
+        shutdown: &Shutdown,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<AdvisoryLock, RunnerError> {
+        let conn = db::connect(&self.settings.connect).await?;
+        let request = LockRequest {
+            name: format!("the migration lock of schema {}", self.settings.schema),
+            key: lock_key(&format!("sluice:runner:{}", self.settings.schema.as_str())),
+            wait: self.settings.lock_wait,
+            poll: DEFAULT_POLL_INTERVAL,
+        };
+        let lock = AdvisoryLock::acquire(conn, &request, shutdown, |holder| {
+            tracing::info!(
+                holder = ?holder.map(ToString::to_string),
+                "another runner holds the migration lock; waiting up to {}",
+                humantime::format_duration(request.wait)
+            );
+            events(Event::LockWaiting {
+                holder: holder.cloned(),
+            });
+        })
+        .await?;
+        events(Event::LockAcquired);
+        Ok(lock)
+    }
+
+    async fn up_locked(
+        &self,
+        lock: &mut AdvisoryLock,
+        target: Option<Version>,
+        shutdown: &Shutdown,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Report, RunnerError> {
+        let recorded = self.prepare(lock.connection()).await?;
+        let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
+        let steps = plan::plan_up(&entries, target, self.settings.allow)?;
+        let mut report = Report::default();
+        if steps.is_empty() {
+            return Ok(report);
+        }
+        let mut session = self.session(lock.connection(), shutdown).await?;
+        for step in &steps {
+            if shutdown.is_requested() {
+                return Err(RunnerError::Interrupted {
+                    next: step.migration.id(),
+                    done: ids(&report),
+                });
+            }
+            match session.apply(step.migration, step.resume_at, events).await {
+                Ok(duration) => report.migrations.push(done(step.migration, duration)),
+                Err(source) => {
+                    return Err(RunnerError::Apply {
+                        source,
+                        done: ids(&report),
+                    });
+                }
+            }
+        }
+        let _ = session.conn.close().await;
+        Ok(report)
+    }
+
+    async fn down_locked(
+        &self,
+        lock: &mut AdvisoryLock,
+        target: DownTarget,
+        shutdown: &Shutdown,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Report, RunnerError> {
+        let recorded = self.prepare(lock.connection()).await?;
+        let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
+        let steps = plan::plan_down(&entries, target, self.settings.allow)?;
+        let mut report = Report::default();
+        if steps.is_empty() {
+            return Ok(report);
+        }
+        let mut session = self.session(lock.connection(), shutdown).await?;
+        for migration in steps {
+            if shutdown.is_requested() {
+                return Err(RunnerError::Interrupted {
+                    next: migration.id(),
+                    done: ids(&report),
+                });
+            }
+            match session.revert(migration, events).await {
+                Ok(duration) => report.migrations.push(done(migration, duration)),
+                Err(source) => {
+                    return Err(RunnerError::Apply {
+                        source,
+                        done: ids(&report),
+                    });
+                }
+            }
+        }
+        let _ = session.conn.close().await;
+        Ok(report)
+    }
+
+    /// Creates sluice's tables if needed and reads history (under the lock).
+    async fn prepare(&self, conn: &mut PgConnection) -> Result<Recorded, RunnerError> {
+        self.history
+            .ensure(conn)
+            .await
+            .map_err(RunnerError::query(format!(
+                "creating sluice's tables in schema {}",
+                self.settings.schema
+            )))?;
+        self.read_history(conn).await
+    }
+
+    async fn session<'a>(
+        &'a self,
+        probe: &'a mut PgConnection,
+        shutdown: &'a Shutdown,
+    ) -> Result<Session<'a>, RunnerError> {
+        let (conn, pid) = open_migration_connection(&self.settings.connect).await?;
+        Ok(Session {
+            conn,
+            pid,
+            probe,
+            connect: &self.settings.connect,
+            history: &self.history,
+            guards: self.settings.guards,
+            who: &self.settings.who,
+            shutdown,
+        })
+    }
+
+    fn render_up(&self, steps: &[UpStep<'_>], events: &mut dyn FnMut(Event)) -> Report {
+        for step in steps {
+            let script = &step.migration.up;
+            let timeouts = self.settings.guards.timeouts(&script.directives, 0);
+            events(Event::Planned {
+                id: step.migration.id(),
+                direction: Direction::Up,
+                sql: dryrun::render(
+                    step.migration,
+                    script,
+                    Direction::Up,
+                    timeouts,
+                    &self.history,
+                    step.resume_at,
+                ),
+            });
+        }
+        Report {
+            dry_run: true,
+            migrations: steps
+                .iter()
+                .map(|s| done(s.migration, Duration::ZERO))
+                .collect(),
+        }
+    }
+
+    fn render_down(&self, steps: &[&Migration], events: &mut dyn FnMut(Event)) -> Report {
+        for migration in steps {
+            let script = migration
+                .down
+                .as_ref()
+                .expect("planned reverts have down files");
+            let timeouts = self.settings.guards.timeouts(&script.directives, 0);
+            events(Event::Planned {
+                id: migration.id(),
+                direction: Direction::Down,
+                sql: dryrun::render(
+                    migration,
+                    script,
+                    Direction::Down,
+                    timeouts,
+                    &self.history,
+                    0,
+                ),
+            });
+        }
+        Report {
+            dry_run: true,
+            migrations: steps.iter().map(|m| done(m, Duration::ZERO)).collect(),
+        }
+    }
+}
+
+/// Releases the runner lock; a failure to unlock still closes the connection, which frees it.
+async fn release(lock: AdvisoryLock) {
+    if let Err(error) = lock.release().await {
+        tracing::warn!("{error}; the lock was freed by closing its connection");
+    }
+}
+
+fn done(migration: &Migration, duration: Duration) -> Done {
+    Done {
+        id: migration.id(),
+        version: migration.version,
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+fn ids(report: &Report) -> Vec<String> {
+    report.migrations.iter().map(|d| d.id.clone()).collect()
+}

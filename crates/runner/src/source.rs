@@ -1,0 +1,342 @@
+//! Loading a migrations directory: file names, pairing of up and down files, versions.
+//!
+//! The layout is sqlx's, so sqlx users can point sluice at their directory:
+//! `<version>_<name>.sql` (irreversible) or `<version>_<name>.up.sql` + `.down.sql`, where
+//! `<version>` is a UTC timestamp (`YYYYMMDDHHMMSS`) or a zero-padded sequence (`0001`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::script::{Script, ScriptError};
+
+/// A migration version: the number its file name starts with.
+pub type Version = i64;
+
+/// One migration: an up script and, when reversible, a down script.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub version: Version,
+    /// The version as written in the file name (`0001`, `20260101120000`).
+    pub version_text: String,
+    pub name: String,
+    pub up: Script,
+    pub down: Option<Script>,
+}
+
+impl Migration {
+    /// `0001_create_users`: how messages name a migration.
+    pub fn id(&self) -> String {
+        format!("{}_{}", self.version_text, self.name)
+    }
+}
+
+/// Everything wrong with a directory, one problem per line, each naming its file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", problems.join("\n"))]
+pub struct SourceError {
+    pub problems: Vec<String>,
+}
+
+/// Which half of a migration a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `<version>_<name>.sql`: an up migration with no down.
+    Plain,
+    Up,
+    Down,
+}
+
+/// A migration file name, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName {
+    pub version: Version,
+    pub version_text: String,
+    pub name: String,
+    pub direction: Direction,
+}
+
+const EXPECTED_NAME: &str = "expected <version>_<name>.sql, <version>_<name>.up.sql or \
+     <version>_<name>.down.sql, where <version> is a UTC timestamp (20260101120000) or a \
+     zero-padded number (0001)";
+
+/// Parses a file name. `Ok(None)` for files that are not SQL (a README), which are skipped.
+pub fn parse_file_name(file_name: &str) -> Result<Option<FileName>, String> {
+    let Some(stem) = file_name.strip_suffix(".sql") else {
+        return Ok(None);
+    };
+    let (stem, direction) = if let Some(s) = stem.strip_suffix(".up") {
+        (s, Direction::Up)
+    } else if let Some(s) = stem.strip_suffix(".down") {
+        (s, Direction::Down)
+    } else {
+        (stem, Direction::Plain)
+    };
+    let (version_text, name) = stem
+        .split_once('_')
+        .ok_or_else(|| format!("{file_name}: {EXPECTED_NAME}"))?;
+    if version_text.is_empty() || !version_text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{file_name}: the version `{version_text}` is not a number; {EXPECTED_NAME}"
+        ));
+    }
+    let version = version_text
+        .parse::<Version>()
+        .map_err(|_| format!("{file_name}: the version `{version_text}` is too large"))?;
+    if name.is_empty() || name.contains('.') {
+        return Err(format!("{file_name}: {EXPECTED_NAME}"));
+    }
+    Ok(Some(FileName {
+        version,
+        version_text: version_text.to_owned(),
+        name: name.to_owned(),
+        direction,
+    }))
+}
+
+/// Loads and checks every migration in `dir`, sorted by version.
+pub fn load(dir: &Path) -> Result<Vec<Migration>, SourceError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| SourceError {
+        problems: vec![format!(
+            "cannot read the migrations directory {}: {e}; create it (sluice new <name>) or \
+             point --migrations at yours",
+            dir.display()
+        )],
+    })?;
+    let mut problems = Vec::new();
+    let mut files: Vec<(FileName, PathBuf)> = Vec::new();
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if file_name.starts_with('.') || !path.is_file() {
+            continue;
+        }
+        match parse_file_name(file_name) {
+            Ok(Some(parsed)) => files.push((parsed, path)),
+            Ok(None) => {}
+            Err(problem) => problems.push(format!("{}: {}", dir.display(), problem)),
+        }
+    }
+    let migrations = assemble(files, &mut problems);
+    if problems.is_empty() {
+        Ok(migrations)
+    } else {
+        Err(SourceError { problems })
+    }
+}
+
+/// Pairs up and down files by version and parses them.
+fn assemble(files: Vec<(FileName, PathBuf)>, problems: &mut Vec<String>) -> Vec<Migration> {
+    let mut by_version: BTreeMap<Version, Vec<(FileName, PathBuf)>> = BTreeMap::new();
+    for (name, path) in files {
+        by_version
+            .entry(name.version)
+            .or_default()
+            .push((name, path));
+    }
+    by_version
+        .into_values()
+        .filter_map(|group| match pair(group) {
+            Ok((up, down)) => build(up, down, problems),
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        })
+        .collect()
+}
+
+type Named = (FileName, PathBuf);
+
+/// One up file and at most one down file with the same name.
+fn pair(group: Vec<Named>) -> Result<(Named, Option<Named>), String> {
+    let (downs, ups): (Vec<Named>, Vec<Named>) = group
+        .into_iter()
+        .partition(|(n, _)| n.direction == Direction::Down);
+    let show = |files: &[Named]| {
+        files
+            .iter()
+            .map(|(_, p)| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if ups.len() > 1 {
+        return Err(format!(
+            "{}: several migrations have version {}; versions must be unique",
+            show(&ups),
+            ups[0].0.version_text
+        ));
+    }
+    if downs.len() > 1 {
+        return Err(format!(
+            "{}: more than one down file for one version",
+            show(&downs)
+        ));
+    }
+    let down = downs.into_iter().next();
+    let Some(up) = ups.into_iter().next() else {
+        let (_, path) = down.expect("a group is never empty");
+        return Err(format!(
+            "{}: a down file without its up file; expected the matching .up.sql beside it",
+            path.display()
+        ));
+    };
+    if let Some((down_name, down_path)) = &down {
+        if up.0.direction == Direction::Plain {
+            return Err(format!(
+                "{}: a down file for {}, which is not an .up.sql file; rename it to {}.up.sql",
+                down_path.display(),
+                up.1.display(),
+                up.1.file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+            ));
+        }
+        if down_name.name != up.0.name {
+            return Err(format!(
+                "{}: its name does not match {}; up and down files must share <version>_<name>",
+                down_path.display(),
+                up.1.display()
+            ));
+        }
+    }
+    Ok((up, down))
+}
+
+fn build(up: Named, down: Option<Named>, problems: &mut Vec<String>) -> Option<Migration> {
+    let up_script = read_script(&up.1, problems)?;
+    let down_script = match &down {
+        Some((_, path)) => Some(read_script(path, problems)?),
+        None => None,
+    };
+    Some(Migration {
+        version: up.0.version,
+        version_text: up.0.version_text,
+        name: up.0.name,
+        up: up_script,
+        down: down_script,
+    })
+}
+
+fn read_script(path: &Path, problems: &mut Vec<String>) -> Option<Script> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            problems.push(format!("{}: cannot read: {e}", path.display()));
+            return None;
+        }
+    };
+    Script::parse(path, &text)
+        .map_err(|e: ScriptError| problems.push(e.to_string()))
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_three_layouts() {
+        let plain = parse_file_name("20260101120000_create_users.sql")
+            .unwrap()
+            .unwrap();
+        assert_eq!(plain.version, 20_260_101_120_000);
+        assert_eq!(plain.name, "create_users");
+        assert_eq!(plain.direction, Direction::Plain);
+        let up = parse_file_name("0002_add_email.up.sql").unwrap().unwrap();
+        assert_eq!(
+            (up.version, up.version_text.as_str(), up.direction),
+            (2, "0002", Direction::Up)
+        );
+        let down = parse_file_name("0002_add_email.down.sql").unwrap().unwrap();
+        assert_eq!(down.direction, Direction::Down);
+    }
+
+    #[test]
+    fn skips_files_that_are_not_sql() {
+        assert_eq!(parse_file_name("README.md").unwrap(), None);
+    }
+
+    #[test]
+    fn refuses_malformed_names_saying_what_was_expected() {
+        for bad in [
+            "create_users.sql",
+            "v1_x.sql",
+            "0001.sql",
+            "0001_.sql",
+            "0001_a.b.sql",
+            "99999999999999999999_x.sql",
+        ] {
+            let err = parse_file_name(bad).unwrap_err();
+            assert!(err.starts_with(bad), "{err}");
+        }
+        assert!(
+            parse_file_name("create_users.sql")
+                .unwrap_err()
+                .contains("expected <version>_<name>.sql")
+        );
+    }
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn loads_sorted_by_version_with_downs_paired() {
+        let dir = dir_with(&[
+            ("0010_b.up.sql", "SELECT 2;"),
+            ("0010_b.down.sql", "SELECT -2;"),
+            ("0002_a.sql", "SELECT 1;"),
+            ("README.md", "not a migration"),
+        ]);
+        let migrations = load(dir.path()).unwrap();
+        let ids: Vec<String> = migrations.iter().map(Migration::id).collect();
+        assert_eq!(ids, vec!["0002_a", "0010_b"]);
+        assert!(migrations[0].down.is_none());
+        assert_eq!(migrations[1].down.as_ref().unwrap().sql, "SELECT -2;");
+    }
+
+    #[test]
+    fn reports_duplicates_orphans_and_mismatches_naming_files() {
+        let dir = dir_with(&[
+            ("0001_a.sql", "SELECT 1;"),
+            ("0001_b.sql", "SELECT 1;"),
+            ("0002_c.down.sql", "SELECT 1;"),
+            ("0003_d.up.sql", "SELECT 1;"),
+            ("0003_e.down.sql", "SELECT 1;"),
+            ("0004_f.sql", "SELECT 1;"),
+            ("0004_f.down.sql", "SELECT 1;"),
+            ("bad.sql", "SELECT 1;"),
+        ]);
+        let err = load(dir.path()).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 5, "{text}");
+        assert!(
+            text.contains("0001_a.sql") && text.contains("versions must be unique"),
+            "{text}"
+        );
+        assert!(
+            text.contains("0002_c.down.sql: a down file without its up file"),
+            "{text}"
+        );
+        assert!(
+            text.contains("0003_e.down.sql: its name does not match"),
+            "{text}"
+        );
+        assert!(text.contains("0004_f.down.sql: a down file for"), "{text}");
+        assert!(text.contains("bad.sql: expected"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_directory_says_what_to_do() {
+        let err = load(Path::new("/nonexistent/migrations")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/migrations"));
+        assert!(err.to_string().contains("sluice new"));
+    }
+}
