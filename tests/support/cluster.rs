@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 /// The superuser of throwaway clusters. Its password is required over TCP, so the tests see
 /// password authentication (and redaction) for real.
-const SUPERUSER: &str = "sluice";
+/// Not `sluice`: with the default `search_path` (`"$user", public`) a role named like sluice's
+/// schema would create unqualified objects in that schema.
+const SUPERUSER: &str = "sluice_test_admin";
 const SUPERUSER_PASSWORD: &str = "throwaway-pw-5c1f";
 /// Longest wait for a new cluster to accept connections.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);

@@ -3,11 +3,16 @@
 //! - [`server`]: the PostgreSQL server the tests use: `DATABASE_URL` when it is set, otherwise a
 //!   throwaway cluster started from the installed binaries and removed when the tests end.
 //! - [`TestDb`]: a fresh database per test, so tests run in parallel.
+//! - [`Project`]: a scratch project directory with its own database, and the CLI run in it.
+//! - [`catalog`]: catalog snapshots for comparing schemas.
 //! - [`bin`]: the paths of the `sluice` and `sluice-backfill` binaries, built and current.
 
 pub mod bin;
+pub mod catalog;
 mod cluster;
+mod project;
 mod testdb;
 
 pub use cluster::{Server, server};
+pub use project::{Project, Run};
 pub use testdb::TestDb;

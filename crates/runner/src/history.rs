@@ -128,12 +128,38 @@ impl History {
 
     /// Creates the schema and tables if they are missing. Call under the runner lock.
     pub async fn ensure(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        self.warn_if_role_shadows_schema(conn).await?;
         if self.exists(conn).await? {
             return Ok(());
         }
         sqlx::raw_sql(AssertSqlSafe(self.ddl()))
             .execute(conn)
             .await?;
+        Ok(())
+    }
+
+    /// With the default `search_path` (`"$user", public`), a role named like sluice's schema
+    /// creates its unqualified objects in that schema: almost certainly not what the
+    /// migrations mean.
+    async fn warn_if_role_shadows_schema(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<(), sqlx::Error> {
+        let shadows: bool = sqlx::query_scalar(
+            "SELECT current_user = $1 AND current_setting('search_path') LIKE '%$user%'",
+        )
+        .bind(self.schema.as_str())
+        .fetch_one(conn)
+        .await?;
+        if shadows {
+            tracing::warn!(
+                schema = self.schema.as_str(),
+                "the database role has the same name as sluice's schema, and search_path starts \
+                 with \"$user\": unqualified objects in migrations will be created in schema {} \
+                 instead of public; pick another --schema or set the role's search_path",
+                self.schema
+            );
+        }
         Ok(())
     }
 

@@ -1,0 +1,151 @@
+//! Lock-timeout guards: a migration blocked by another session retries instead of making
+//! application queries queue behind it.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use sluice_common::exit;
+use sluice_tests::Project;
+use sqlx::Executor;
+
+use super::recorded_versions;
+
+/// How long the blocking session keeps its transaction open.
+const HOLD: Duration = Duration::from_secs(3);
+/// The migration's lock_timeout ceiling in this test.
+const MAX_LOCK_TIMEOUT: Duration = Duration::from_millis(400);
+
+#[tokio::test]
+async fn a_blocked_alter_table_retries_without_stalling_application_queries() {
+    let project = Project::new().await;
+    project.db.exec("CREATE TABLE orders (id bigserial PRIMARY KEY, total int); INSERT INTO orders (total) SELECT g FROM generate_series(1, 100) g").await;
+    project.write(
+        "0001_add_note.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\n",
+    );
+
+    // A long transaction that has read the table: ALTER TABLE cannot get its lock until it ends.
+    let mut holder = project.db.connect().await;
+    holder
+        .execute("SET application_name = 'long-report'")
+        .await
+        .unwrap();
+    holder
+        .execute("BEGIN; SELECT count(*) FROM orders")
+        .await
+        .unwrap();
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+
+    let runner = project
+        .sluice()
+        .args([
+            "up",
+            "--lock-timeout",
+            "200ms",
+            "--max-lock-timeout",
+            "400ms",
+            "--max-retries",
+            "30",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The application keeps querying the table and measures every query.
+    let app_url = project.db.url.clone();
+    let app = tokio::spawn(async move {
+        use sqlx::Connection;
+        let mut app = sqlx::PgConnection::connect(&app_url).await.unwrap();
+        let mut slowest = Duration::ZERO;
+        let started = Instant::now();
+        while started.elapsed() < HOLD + Duration::from_secs(1) {
+            let query_started = Instant::now();
+            sqlx::query("SELECT count(*) FROM orders")
+                .execute(&mut app)
+                .await
+                .unwrap();
+            slowest = slowest.max(query_started.elapsed());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        slowest
+    });
+
+    tokio::time::sleep(HOLD).await;
+    holder.execute("COMMIT").await.unwrap();
+    let slowest_app_query = app.await.unwrap();
+    let output = runner.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert_eq!(output.status.code(), Some(i32::from(exit::OK)), "{stderr}");
+    assert!(
+        stderr.contains("lock timeout"),
+        "no retry was logged: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pid {holder_pid} (long-report)")),
+        "the blocker was not named: {stderr}"
+    );
+    // Without the guard the application would have waited about HOLD (3 s) behind the
+    // ALTER TABLE; with it, at most the lock_timeout ceiling (generous margin for a busy CI).
+    assert!(
+        slowest_app_query < MAX_LOCK_TIMEOUT + Duration::from_millis(600),
+        "an application query waited {slowest_app_query:?} behind the migration"
+    );
+    let mut conn = project.db.connect().await;
+    assert_eq!(recorded_versions(&mut conn).await, vec![1]);
+    let has_note: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'note')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(has_note);
+}
+
+#[tokio::test]
+async fn retries_are_bounded_and_the_failure_is_clear() {
+    let project = Project::new().await;
+    project.db.exec("CREATE TABLE t (id int)").await;
+    project.write("0001_alter.sql", "ALTER TABLE t ADD COLUMN x int;\n");
+    let mut holder = project.db.connect().await;
+    holder
+        .execute("BEGIN; LOCK TABLE t IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+    let run = project.run(&[
+        "up",
+        "--lock-timeout",
+        "50ms",
+        "--max-lock-timeout",
+        "50ms",
+        "--max-retries",
+        "2",
+    ]);
+    run.expect_code(exit::FAILED);
+    let err = run.stderr();
+    assert!(err.contains("SQLSTATE 55P03"), "{err}");
+    assert!(err.contains("after 3 attempts"), "{err}");
+    assert!(err.contains("0001_alter.sql at line 1"), "{err}");
+    holder.execute("ROLLBACK").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_file_directive_overrides_the_run_timeouts() {
+    let project = Project::new().await;
+    project.write(
+        "0001_slow.sql",
+        "-- sluice:statement-timeout 100ms\nSELECT pg_sleep(2);\n",
+    );
+    let run = project.run(&["up", "--statement-timeout", "1h", "--max-retries", "0"]);
+    run.expect_code(exit::FAILED);
+    assert!(run.stderr().contains("SQLSTATE 57014"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("statement timeout"),
+        "{}",
+        run.stderr()
+    );
+}

@@ -1,0 +1,87 @@
+//! A scratch project for CLI tests: a migrations directory and a database of its own, and
+//! `sluice` run against them the way a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::{TestDb, bin};
+
+/// A temporary project directory with its own database.
+#[derive(Debug)]
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub db: TestDb,
+}
+
+impl Project {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::create_dir(dir.path().join("migrations")).expect("migrations directory");
+        Self {
+            dir,
+            db: TestDb::new().await,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn migrations(&self) -> PathBuf {
+        self.path().join("migrations")
+    }
+
+    /// Writes `migrations/<file_name>`.
+    pub fn write(&self, file_name: &str, sql: &str) -> PathBuf {
+        let path = self.migrations().join(file_name);
+        std::fs::write(&path, sql).expect("write a migration");
+        path
+    }
+
+    /// `sluice <args>` in the project directory against its database, with a clean
+    /// environment.
+    pub fn sluice(&self) -> Command {
+        let mut command = Command::new(bin::sluice());
+        command
+            .current_dir(self.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.db.url);
+        command
+    }
+
+    /// Runs `sluice <args>` to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run(self.sluice().args(args).output().expect("run sluice"))
+    }
+}
+
+/// The outcome of one command.
+#[derive(Debug)]
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> Option<i32> {
+        self.0.status.code()
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    /// Panics with both streams unless the exit code is `code`.
+    pub fn expect_code(&self, code: u8) -> &Self {
+        assert_eq!(
+            self.code(),
+            Some(i32::from(code)),
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
