@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,14 @@ pub struct Server {
 }
 
 static SERVER: OnceLock<Server> = OnceLock::new();
+static DURABLE: AtomicBool = AtomicBool::new(false);
+
+/// Makes a throwaway server started after this call keep PostgreSQL's default durability
+/// (fsync, synchronous commit), so benchmarks pay for commits as production does. Tests
+/// leave it off for speed.
+pub fn prefer_durable_server() {
+    DURABLE.store(true, Ordering::SeqCst);
+}
 static RUNNING: Mutex<Option<Cluster>> = Mutex::new(None);
 
 /// The server for this test process, started on first call. When no server can be had, prints
@@ -119,7 +128,7 @@ impl Cluster {
             .arg(port.to_string())
             .arg("-k")
             .arg(dir)
-            .args(SERVER_SETTINGS.iter().flat_map(|s| ["-c", s]))
+            .args(server_settings().iter().flat_map(|s| ["-c", *s]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -221,17 +230,29 @@ fn try_login(url: &str) -> Result<(), String> {
     .unwrap_or_else(|_| Err("the login attempt panicked".to_owned()))
 }
 
-/// Test servers trade durability for speed: their data is thrown away anyway.
+/// Settings of every throwaway server.
 const SERVER_SETTINGS: &[&str] = &[
     "listen_addresses=127.0.0.1",
-    "fsync=off",
-    "synchronous_commit=off",
-    "full_page_writes=off",
     "max_connections=300",
     "shared_buffers=128MB",
     "unix_socket_permissions=0777",
     "log_min_messages=warning",
 ];
+
+/// Test servers trade durability for speed: their data is thrown away anyway.
+const FAST_SETTINGS: &[&str] = &[
+    "fsync=off",
+    "synchronous_commit=off",
+    "full_page_writes=off",
+];
+
+fn server_settings() -> Vec<&'static str> {
+    let mut settings = SERVER_SETTINGS.to_vec();
+    if !DURABLE.load(Ordering::SeqCst) {
+        settings.extend_from_slice(FAST_SETTINGS);
+    }
+    settings
+}
 
 /// Where `initdb` and `postgres` live: a `PATH` directory holding both, else the newest
 /// `/usr/lib/postgresql/<version>/bin`.

@@ -13,6 +13,6 @@ mod cluster;
 mod project;
 mod testdb;
 
-pub use cluster::{Server, server};
+pub use cluster::{Server, prefer_durable_server, server};
 pub use project::{Project, Run};
 pub use testdb::TestDb;

@@ -246,7 +246,7 @@ impl Session<'_> {
         events: &mut dyn FnMut(Event),
     ) -> Result<Duration, ApplyError> {
         let started = Instant::now();
-        let statements = script.statements.as_deref().unwrap_or_default();
+        let statements = script.statements().unwrap_or_default();
         let total = statements.len();
         let tracked = direction == Direction::Up;
         if tracked {
@@ -333,7 +333,7 @@ impl Session<'_> {
                             format!(
                                 "statements 1 to {index} ran and are recorded (of {}); fix statement {} \
                                  and run `sluice up` to resume there",
-                                script.statements.as_ref().map_or(0, Vec::len),
+                                script.statements().map_or(0, <[Statement]>::len),
                                 index + 1
                             )
                         }
@@ -567,14 +567,14 @@ fn emit_started(
         id: migration.id(),
         direction,
         no_transaction: script.directives.no_transaction,
-        statements: script.statements.as_ref().map_or(1, Vec::len),
+        statements: script.statements().map_or(1, <[Statement]>::len),
         resume_at,
     });
 }
 
 /// The SQL sent per round trip: each statement when the file could be split, else the file.
 fn chunks(script: &Script) -> Vec<String> {
-    match &script.statements {
+    match script.statements() {
         Some(statements) => statements.iter().map(|s| s.sql.clone()).collect(),
         None => vec![script.sql.clone()],
     }
@@ -585,7 +585,7 @@ fn locate(script: &Script, failed: &AttemptError) -> (Option<usize>, Option<Stri
     let Some((index, sql)) = &failed.statement else {
         return (None, None);
     };
-    match &script.statements {
+    match script.statements() {
         Some(statements) => (statements.get(*index).map(|s| s.line), Some(sql.clone())),
         // The whole file went as one: PostgreSQL's error position, if any, gives the line.
         None => {

@@ -31,7 +31,7 @@ pub fn render(
             history.audit_table()
         ),
     };
-    let statements: Vec<String> = match &script.statements {
+    let statements: Vec<String> = match script.statements() {
         Some(statements) => statements
             .iter()
             .skip(resume_at)

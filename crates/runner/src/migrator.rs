@@ -129,6 +129,7 @@ impl Migrator {
             let recorded = self.recorded().await?;
             let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
             let steps = plan::plan_up(&entries, target, self.settings.allow)?;
+            source::analyse(steps.iter().map(|s| &s.migration.up))?;
             return Ok(self.render_up(&steps, events));
         }
         let mut lock = self.acquire(shutdown, events).await?;
@@ -149,6 +150,7 @@ impl Migrator {
             let recorded = self.recorded().await?;
             let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
             let steps = plan::plan_down(&entries, target, self.settings.allow)?;
+            source::analyse(steps.iter().filter_map(|m| m.down.as_ref()))?;
             return Ok(self.render_down(&steps, events));
         }
         let mut lock = self.acquire(shutdown, events).await?;
@@ -200,6 +202,8 @@ impl Migrator {
         let recorded = self.prepare(lock.connection()).await?;
         let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
         let steps = plan::plan_up(&entries, target, self.settings.allow)?;
+        // Every file about to run is checked before the first one runs.
+        source::analyse(steps.iter().map(|s| &s.migration.up))?;
         let mut report = Report::default();
         if steps.is_empty() {
             return Ok(report);
@@ -236,6 +240,7 @@ impl Migrator {
         let recorded = self.prepare(lock.connection()).await?;
         let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
         let steps = plan::plan_down(&entries, target, self.settings.allow)?;
+        source::analyse(steps.iter().filter_map(|m| m.down.as_ref()))?;
         let mut report = Report::default();
         if steps.is_empty() {
             return Ok(report);

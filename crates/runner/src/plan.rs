@@ -281,7 +281,7 @@ fn edited_partial(entry: &Entry<'_>) -> Option<String> {
 /// Whether the statements a part-applied migration already ran are still the same.
 fn ran_unchanged(file: &Migration, partial: &Partial) -> bool {
     let done = usize::try_from(partial.statements_done).unwrap_or(usize::MAX);
-    file.up.statements.as_ref().is_some_and(|statements| {
+    file.up.statements().is_some_and(|statements| {
         statements.len() >= done && prefix_checksum(statements, done) == partial.done_checksum
     })
 }
@@ -525,7 +525,7 @@ mod tests {
 
     fn partial_after_first_statement_of(sql: &str) -> Partial {
         let original = migration(1, sql, None);
-        let statements = original.up.statements.as_ref().unwrap();
+        let statements = original.up.statements().unwrap();
         Partial {
             version: 1,
             name: "m1".into(),

@@ -1,6 +1,7 @@
 //! One SQL file: its text, checksum, directives and statements.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 use sluice_common::ident::{Ident, QualifiedName};
@@ -16,9 +17,9 @@ pub struct Script {
     /// SHA-256 of the text with line endings normalised, in hex.
     pub checksum: String,
     pub directives: Directives,
-    /// The statements, when the parser could split the file. Always present for a
-    /// no-transaction file (loading fails otherwise).
-    pub statements: Option<Vec<Statement>>,
+    /// The statements, split on first use: parsing is the costly part of loading, and files
+    /// that are already applied never need it.
+    analysis: OnceLock<Result<Option<Vec<Statement>>, ScriptError>>,
 }
 
 /// One statement of a file.
@@ -72,33 +73,52 @@ pub enum ScriptError {
 }
 
 impl Script {
-    /// Parses a file's text; `path` is for messages.
+    /// Reads a file's text: directives and checksum. Statements are split on first use
+    /// ([`Script::analyse`]).
     pub fn parse(path: &Path, text: &str) -> Result<Self, ScriptError> {
         let sql = text.strip_prefix('\u{feff}').unwrap_or(text).to_owned();
         let directives = directive::parse(&sql).map_err(|source| ScriptError::Directive {
             path: path.to_path_buf(),
             source,
         })?;
-        let statements = split(&sql);
-        if directives.no_transaction {
-            if let Err((line, message)) = &statements {
-                return Err(ScriptError::Unsplittable {
-                    path: path.to_path_buf(),
-                    line: *line,
-                    message: message.clone(),
-                });
-            }
-        } else if let Ok(statements) = &statements {
-            refuse_transaction_control(path, statements)?;
-        }
         Ok(Self {
             path: path.to_path_buf(),
             checksum: checksum(&sql),
             directives,
-            statements: statements
-                .ok()
-                .map(|s| s.into_iter().map(|p| p.statement).collect()),
+            analysis: OnceLock::new(),
             sql,
+        })
+    }
+
+    /// Splits the file into statements and checks them: a no-transaction file must parse
+    /// cleanly, and a transactional one must not control the transaction itself. Cached.
+    pub fn analyse(&self) -> Result<(), ScriptError> {
+        self.analysis().as_ref().map(drop).map_err(Clone::clone)
+    }
+
+    /// The statements, when the parser could split the file (always, for a no-transaction
+    /// file that passed [`Script::analyse`]); `None` means "send the file as a whole".
+    pub fn statements(&self) -> Option<&[Statement]> {
+        self.analysis().as_ref().ok().and_then(|s| s.as_deref())
+    }
+
+    fn analysis(&self) -> &Result<Option<Vec<Statement>>, ScriptError> {
+        self.analysis.get_or_init(|| {
+            let split = split(&self.sql);
+            if self.directives.no_transaction {
+                if let Err((line, message)) = &split {
+                    return Err(ScriptError::Unsplittable {
+                        path: self.path.clone(),
+                        line: *line,
+                        message: message.clone(),
+                    });
+                }
+            } else if let Ok(parsed) = &split {
+                refuse_transaction_control(&self.path, parsed)?;
+            }
+            Ok(split
+                .ok()
+                .map(|s| s.into_iter().map(|p| p.statement).collect()))
         })
     }
 
@@ -207,7 +227,9 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Script, ScriptError> {
-        Script::parse(Path::new("migrations/0001_x.sql"), text)
+        let script = Script::parse(Path::new("migrations/0001_x.sql"), text)?;
+        script.analyse()?;
+        Ok(script)
     }
 
     #[test]
@@ -229,7 +251,7 @@ mod tests {
              CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\n\nSELECT 'x;y';\n",
         )
         .unwrap();
-        let statements = script.statements.unwrap();
+        let statements = script.statements().unwrap();
         let lines: Vec<usize> = statements.iter().map(|s| s.line).collect();
         assert_eq!(lines, vec![2, 3, 5]);
         assert_eq!(
@@ -245,7 +267,7 @@ mod tests {
              CREATE INDEX CONCURRENTLY plain ON t (b);\nCREATE INDEX not_concurrent ON t (c);\n",
         )
         .unwrap();
-        let statements = script.statements.unwrap();
+        let statements = script.statements().unwrap();
         let first = statements[0].concurrent_index.clone().unwrap();
         assert_eq!(first.name.as_str(), "Idx");
         assert_eq!(first.schema.unwrap().as_str(), "app");
@@ -280,7 +302,7 @@ mod tests {
     fn an_unparsable_transactional_file_is_left_to_postgresql() {
         let script =
             parse("CREATE TABLE t (id int);\nsome syntax squawk does not know;\n").unwrap();
-        assert!(script.statements.is_none());
+        assert!(script.statements().is_none());
     }
 
     #[test]

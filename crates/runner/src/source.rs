@@ -93,7 +93,32 @@ pub fn parse_file_name(file_name: &str) -> Result<Option<FileName>, String> {
     }))
 }
 
-/// Loads and checks every migration in `dir`, sorted by version.
+/// Loads every migration in `dir` and checks every statement of every file: `validate`.
+pub fn load_checked(dir: &Path) -> Result<Vec<Migration>, SourceError> {
+    let migrations = load(dir)?;
+    analyse(
+        migrations
+            .iter()
+            .flat_map(|m| std::iter::once(&m.up).chain(&m.down)),
+    )?;
+    Ok(migrations)
+}
+
+/// Splits and checks the statements of `scripts`, reporting every problem at once.
+pub fn analyse<'a>(scripts: impl IntoIterator<Item = &'a Script>) -> Result<(), SourceError> {
+    let problems: Vec<String> = scripts
+        .into_iter()
+        .filter_map(|script| script.analyse().err().map(|e| e.to_string()))
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(SourceError { problems })
+    }
+}
+
+/// Loads every migration in `dir`, sorted by version: names, pairs, directives and
+/// checksums. Statements are split later, only for files about to run ([`analyse`]).
 pub fn load(dir: &Path) -> Result<Vec<Migration>, SourceError> {
     let entries = std::fs::read_dir(dir).map_err(|e| SourceError {
         problems: vec![format!(
@@ -300,6 +325,7 @@ mod tests {
         assert_eq!(ids, vec!["0002_a", "0010_b"]);
         assert!(migrations[0].down.is_none());
         assert_eq!(migrations[1].down.as_ref().unwrap().sql, "SELECT -2;");
+        assert!(load_checked(dir.path()).is_ok());
     }
 
     #[test]

@@ -187,7 +187,7 @@ async fn run_against_database(
 }
 
 fn validate(dir: &std::path::Path) -> anyhow::Result<u8> {
-    let migrations = source::load(dir).map_err(RunnerError::from)?;
+    let migrations = source::load_checked(dir).map_err(RunnerError::from)?;
     match (migrations.first(), migrations.last()) {
         (Some(first), Some(last)) => println!(
             "{} migrations in {} are valid ({} to {})",
