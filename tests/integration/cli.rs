@@ -143,3 +143,44 @@ fn a_missing_explicit_config_file_is_an_error() {
     assert_eq!(output.status.code(), Some(i32::from(exit::INVALID_INPUT)));
     assert!(stderr(&output).contains("nope.toml"));
 }
+
+#[test]
+fn an_unreachable_server_fails_after_bounded_retries_naming_host_and_port() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sluice.toml"), "connect_attempts = 2\n").unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = sluice(dir.path())
+        .env(
+            "DATABASE_URL",
+            format!("postgres://app:hunter2secret@127.0.0.1:{port}/prod"),
+        )
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(exit::DATABASE_UNAVAILABLE))
+    );
+    let text = stderr(&output);
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(text.contains("after 2 attempt(s)"), "{text}");
+    assert!(!text.contains("hunter2secret"), "{text}");
+}
+
+#[test]
+fn no_database_url_says_how_to_give_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    let output = sluice(dir.path()).arg("status").output().unwrap();
+    assert_eq!(output.status.code(), Some(i32::from(exit::USAGE)));
+    assert!(
+        stderr(&output).contains("set DATABASE_URL"),
+        "{}",
+        stderr(&output)
+    );
+}

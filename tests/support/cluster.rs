@@ -54,7 +54,10 @@ pub fn server() -> &'static Server {
     SERVER.get_or_init(|| match start_or_use_existing() {
         Ok(server) => server,
         Err(message) => {
-            eprintln!("sluice tests: {message}");
+            // Straight to the process's stderr: the test harness captures `eprintln!`, and
+            // this line must be seen even though the process ends here.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "sluice tests: {message}");
             std::process::exit(2);
         }
     })
