@@ -1,22 +1,39 @@
-//! Command-line interface of `sluice`.
+//! Command-line interface of `sluice-backfill`: parses arguments, resolves settings, runs one
+//! command of the engine, renders its events and maps the result to an exit code.
 
+mod render;
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use sluice_common::cli::{GlobalArgs, common_config_rows, common_exit_code, render_config_rows};
+use sluice_backfill::engine::{self, EngineSettings, Outcome, RunOptions};
+use sluice_backfill::error::BackfillError;
+use sluice_backfill::job::{Job, JobError, Overrides};
+use sluice_backfill::state::control;
+use sluice_backfill::{ops, plan};
+use sluice_common::cli::{GlobalArgs, Startup, common_config_rows, common_exit_code, render_config_rows, with_origin};
+use sluice_common::config::layered;
+use sluice_common::db::ConnectSettings;
 use sluice_common::exit;
 
 const PROGRAM: &str = "sluice-backfill";
+/// Default directory of job specs.
+const DEFAULT_JOBS_DIR: &str = "jobs";
 
 /// sluice-backfill: fill or rewrite table data in throttled, resumable batches.
 ///
 /// Jobs are TOML specs in ./jobs. Each batch commits together with its progress, so a crash,
-/// Ctrl-C or pod eviction loses nothing and repeats nothing.
+/// Ctrl-C or pod eviction loses nothing and repeats nothing; `run` again to resume.
 #[derive(Debug, Parser)]
 #[command(name = PROGRAM, version, propagate_version = true)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
+    /// Directory of job specs, for jobs given by name [default: ./jobs].
+    #[arg(long, env = "SLUICE_JOBS", value_name = "DIR", global = true)]
+    jobs: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,19 +41,95 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start a job, or resume it where it stopped.
-    Run,
+    Run {
+        /// The job spec: a path, or a name in the jobs directory.
+        job: String,
+        /// Show the plan instead, as `plan` does; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Continue an unfinished job although its table, key, set or where changed.
+        #[arg(long)]
+        accept_spec_change: bool,
+        /// Go over the whole key range again (after a failed verification).
+        #[arg(long)]
+        rescan: bool,
+        #[command(flatten)]
+        overrides: OverrideArgs,
+    },
     /// Show key bounds, estimated rows and batches, the batch SQL and its plan; changes nothing.
-    Plan,
+    Plan {
+        /// The job spec: a path, or a name in the jobs directory.
+        job: String,
+        /// Print one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        overrides: OverrideArgs,
+    },
     /// Show jobs: state, cursor, rows done, rate, ETA, last error.
-    Status,
-    /// Ask running workers of a job to pause after their current batch.
-    Pause,
-    /// Let a paused job continue.
-    Resume,
-    /// Stop a job for good; its committed batches stay.
-    Cancel,
+    Status {
+        /// One job; all when omitted.
+        name: Option<String>,
+        /// Print one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the job's worker to pause after its current batch.
+    Pause { name: String },
+    /// Let a paused job continue (its next `run` picks it up).
+    Resume { name: String },
+    /// Stop a job for good after its current batch; committed batches stay.
+    Cancel { name: String },
     /// Show the effective settings and where each comes from.
     Config,
+}
+
+/// Flags that override a job spec's pacing and guards.
+#[derive(Debug, Clone, Default, clap::Args)]
+struct OverrideArgs {
+    /// Initial rows per batch.
+    #[arg(long, value_name = "N")]
+    batch_size: Option<u32>,
+    /// Smallest batch adaptive sizing may choose.
+    #[arg(long, value_name = "N")]
+    min_batch_size: Option<u32>,
+    /// Largest batch adaptive sizing may choose.
+    #[arg(long, value_name = "N")]
+    max_batch_size: Option<u32>,
+    /// Batch duration adaptive sizing aims at, e.g. 200ms.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    target_batch_time: Option<Duration>,
+    /// Rate limit in rows per second; 0 for none.
+    #[arg(long, value_name = "N")]
+    max_rows_per_second: Option<u32>,
+    /// Sleep between batches, e.g. 50ms.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pause: Option<Duration>,
+    /// lock_timeout of each batch.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    lock_timeout: Option<Duration>,
+    /// statement_timeout of each batch.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    statement_timeout: Option<Duration>,
+    /// Retries of a failing batch before the job fails.
+    #[arg(long, value_name = "N")]
+    max_retries: Option<u32>,
+}
+
+impl From<OverrideArgs> for Overrides {
+    fn from(a: OverrideArgs) -> Self {
+        Self {
+            batch_size: a.batch_size,
+            min_batch_size: a.min_batch_size,
+            max_batch_size: a.max_batch_size,
+            target_batch_time: a.target_batch_time,
+            max_rows_per_second: a.max_rows_per_second,
+            pause: a.pause,
+            lock_timeout: a.lock_timeout,
+            statement_timeout: a.statement_timeout,
+            max_retries: a.max_retries,
+        }
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -47,7 +140,14 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    match run(cli, &matches) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("{PROGRAM}: error: cannot start the async runtime: {error}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match runtime.block_on(run(cli, &matches)) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("{PROGRAM}: error: {error:#}");
@@ -56,24 +156,84 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
+async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
     let startup = sluice_common::cli::start(&cli.global, matches, PROGRAM)?;
+    let jobs_dir = layered(
+        with_origin(cli.jobs.clone(), matches, "jobs"),
+        startup.file.backfill.jobs.clone(),
+        PathBuf::from(DEFAULT_JOBS_DIR),
+    );
+    if let Command::Config = cli.command {
+        let mut rows = common_config_rows(&startup.common);
+        rows.push(("jobs", jobs_dir.value.display().to_string(), jobs_dir.origin));
+        print!("{}", render_config_rows(startup.file_path.as_deref(), &rows));
+        return Ok(exit::OK);
+    }
+    let settings = EngineSettings {
+        connect: ConnectSettings::from_config(&startup.common, PROGRAM)?,
+        schema: startup.common.schema.value.clone(),
+    };
+    let load = |spec: &str, overrides: OverrideArgs| Job::load(&spec_path(&jobs_dir.value, spec), &overrides.into());
     match cli.command {
-        Command::Config => {
-            let rows = common_config_rows(&startup.common);
-            print!(
-                "{}",
-                render_config_rows(startup.file_path.as_deref(), &rows)
-            );
+        Command::Run { job, dry_run: true, overrides, .. } | Command::Plan { job, overrides, json: false } => {
+            let job = load(&job, overrides)?;
+            render::plan(&plan::plan(&settings, &job).await?, false);
             Ok(exit::OK)
         }
-        other => anyhow::bail!("`{PROGRAM} {other:?}` is not implemented yet"),
+        Command::Plan { job, overrides, json: true } => {
+            let job = load(&job, overrides)?;
+            render::plan(&plan::plan(&settings, &job).await?, true);
+            Ok(exit::OK)
+        }
+        Command::Run { job, accept_spec_change, rescan, overrides, .. } => {
+            let job = load(&job, overrides)?;
+            run_job(&settings, &job, RunOptions { accept_spec_change, rescan }, &startup).await
+        }
+        Command::Status { name, json } => {
+            render::status(&ops::status(&settings, name.as_deref()).await?, json);
+            Ok(exit::OK)
+        }
+        Command::Pause { name } => request(&settings, &name, control::PAUSE, "pause requested: the worker pauses after its current batch").await,
+        Command::Resume { name } => request(&settings, &name, control::RUN, "resumed: the next `run` of the job continues it").await,
+        Command::Cancel { name } => request(&settings, &name, control::CANCEL, "cancel requested: the worker stops after its current batch").await,
+        Command::Config => unreachable!("handled above"),
+    }
+}
+
+async fn run_job(settings: &EngineSettings, job: &Job, options: RunOptions, startup: &Startup) -> anyhow::Result<u8> {
+    let mut renderer = render::Progress::new(job);
+    let outcome = engine::run(settings, job, options, &startup.shutdown, &mut |e| renderer.event(&e)).await;
+    renderer.finish(job, outcome.as_ref().ok());
+    Ok(match outcome? {
+        Outcome::Interrupted { .. } => exit::INTERRUPTED,
+        Outcome::Completed { .. } | Outcome::AlreadyCompleted | Outcome::Paused | Outcome::Cancelled => exit::OK,
+    })
+}
+
+async fn request(settings: &EngineSettings, name: &str, what: &str, done: &str) -> anyhow::Result<u8> {
+    ops::request(settings, name, what).await?;
+    println!("job {name}: {done}");
+    Ok(exit::OK)
+}
+
+/// A path as given, or `<jobs dir>/<name>.toml` for a bare name.
+fn spec_path(jobs_dir: &Path, spec: &str) -> PathBuf {
+    let given = PathBuf::from(spec);
+    if given.extension().is_some() || given.components().count() > 1 {
+        given
+    } else {
+        jobs_dir.join(format!("{spec}.toml"))
     }
 }
 
 fn exit_code_of(error: &anyhow::Error) -> u8 {
     error
         .chain()
-        .find_map(common_exit_code)
+        .find_map(|e| {
+            e.downcast_ref::<BackfillError>()
+                .map(BackfillError::exit_code)
+                .or_else(|| e.downcast_ref::<JobError>().map(|_| exit::INVALID_INPUT))
+                .or_else(|| common_exit_code(e))
+        })
         .unwrap_or(exit::FAILED)
 }

@@ -1,0 +1,241 @@
+//! Output of `sluice-backfill`: a live progress bar on a terminal, a structured log line every
+//! few seconds otherwise (Kubernetes Jobs), and a summary at the end.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use sluice_backfill::engine::Outcome;
+use sluice_backfill::event::Event;
+use sluice_backfill::job::Job;
+use sluice_backfill::ops::JobStatus;
+use sluice_backfill::plan::Plan;
+use sluice_backfill::throttle::Reason;
+
+/// How often a progress line is logged when stderr is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Renders one `run`.
+#[derive(Debug)]
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    last_log: Instant,
+    /// Working time of this run (batches), and throttled time.
+    work: Duration,
+    throttled: Duration,
+    throttle_state: Option<Reason>,
+    estimated: u64,
+    scanned_before: u64,
+    scanned: u64,
+    updated: u64,
+    batch_size: u32,
+    job: String,
+}
+
+impl Progress {
+    pub fn new(job: &Job) -> Self {
+        Self {
+            bar: None,
+            last_log: Instant::now(),
+            work: Duration::ZERO,
+            throttled: Duration::ZERO,
+            throttle_state: None,
+            estimated: 0,
+            scanned_before: 0,
+            scanned: 0,
+            updated: 0,
+            batch_size: job.pacing.batch_size,
+            job: job.name.clone(),
+        }
+    }
+
+    pub fn event(&mut self, event: &Event) {
+        match event {
+            Event::Started { resumed, rows_scanned, rows_updated, estimated_rows, batch_size, .. } => {
+                self.estimated = (*estimated_rows).max(*rows_scanned);
+                self.scanned_before = *rows_scanned;
+                self.scanned = *rows_scanned;
+                self.updated = *rows_updated;
+                self.batch_size = *batch_size;
+                let verb = if *resumed { "resuming" } else { "starting" };
+                tracing::info!(job = %self.job, rows_done = rows_scanned, estimated_rows, "{verb} job {}", self.job);
+                self.bar = std::io::stderr().is_terminal().then(|| self.new_bar());
+            }
+            Event::Batch(batch) => {
+                self.work += batch.duration;
+                self.scanned = batch.total_scanned;
+                self.updated = batch.total_updated;
+                self.batch_size = batch.next_batch_size;
+                self.throttle_state = None;
+                self.estimated = self.estimated.max(self.scanned);
+                self.show();
+            }
+            Event::Throttled { reason, waited } => {
+                self.throttled += *waited;
+                self.throttle_state = Some(*reason);
+                self.show();
+            }
+            Event::Retrying { .. } => {}
+            Event::Verified { remaining } => {
+                tracing::info!(job = %self.job, remaining, "verification: {remaining} row(s) in range still match `where`");
+            }
+        }
+    }
+
+    fn new_bar(&self) -> ProgressBar {
+        let bar = ProgressBar::with_draw_target(Some(self.estimated), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {human_pos}/{human_len} rows  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(self.job.clone());
+        bar.set_position(self.scanned);
+        bar
+    }
+
+    /// Rows per second of working time: throttled time is left out.
+    fn rate(&self) -> f64 {
+        let secs = self.work.as_secs_f64();
+        #[expect(clippy::cast_precision_loss, reason = "a rate needs no exactness")]
+        let done = self.scanned.saturating_sub(self.scanned_before) as f64;
+        if secs > 0.0 { done / secs } else { 0.0 }
+    }
+
+    fn eta(&self) -> Option<Duration> {
+        let rate = self.rate();
+        #[expect(clippy::cast_precision_loss, reason = "an ETA needs no exactness")]
+        let left = self.estimated.saturating_sub(self.scanned) as f64;
+        (rate > 0.0).then(|| Duration::from_secs_f64(left / rate))
+    }
+
+    fn show(&mut self) {
+        let eta = self.eta().map_or_else(|| "?".to_owned(), |d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string());
+        let throttle = self.throttle_state.map_or("", Reason::as_str);
+        if let Some(bar) = &self.bar {
+            bar.set_length(self.estimated);
+            bar.set_position(self.scanned);
+            bar.set_message(format!(
+                "{:.0} rows/s  ETA {eta}  batch {}  throttled {:.1}s {throttle}",
+                self.rate(),
+                self.batch_size,
+                self.throttled.as_secs_f64()
+            ));
+        } else if self.last_log.elapsed() >= LOG_EVERY {
+            self.last_log = Instant::now();
+            tracing::info!(
+                job = %self.job,
+                rows_scanned = self.scanned,
+                rows_updated = self.updated,
+                estimated_rows = self.estimated,
+                rows_per_second = format!("{:.0}", self.rate()),
+                eta = %eta,
+                batch_size = self.batch_size,
+                throttled_s = format!("{:.1}", self.throttled.as_secs_f64()),
+                throttle = throttle,
+                "progress"
+            );
+        }
+    }
+
+    /// Clears the bar and prints the summary (stdout) or the resume hint (stderr).
+    pub fn finish(self, job: &Job, outcome: Option<&Outcome>) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        let spec = job.path.as_ref().map_or_else(|| job.name.clone(), |p| p.display().to_string());
+        let totals = format!(
+            "{} row(s) updated, {} scanned; this run {:.1}s working at {:.0} rows/s, {:.1}s throttled",
+            self.updated,
+            self.scanned,
+            self.work.as_secs_f64(),
+            self.rate(),
+            self.throttled.as_secs_f64()
+        );
+        match outcome {
+            Some(Outcome::Completed { batches, .. }) => println!("job {} completed and verified: {totals}; {batches} batch(es)", job.name),
+            Some(Outcome::AlreadyCompleted) => println!("job {} is already complete; nothing to do", job.name),
+            Some(Outcome::Paused) => println!(
+                "job {} is paused: {totals}; `sluice-backfill resume {}` then `sluice-backfill run {spec}` to continue",
+                job.name, job.name
+            ),
+            Some(Outcome::Cancelled) => println!("job {} is cancelled: {totals}", job.name),
+            Some(Outcome::Interrupted { cursor }) => eprintln!(
+                "sluice-backfill: job {} stopped after key ({}): {totals}; every committed batch is kept. Resume with: sluice-backfill run {spec}",
+                job.name,
+                cursor.as_ref().map_or_else(|| "start".to_owned(), |c| c.join(", "))
+            ),
+            None => {}
+        }
+    }
+}
+
+/// `plan`.
+pub fn plan(plan: &Plan, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(plan).unwrap_or_default());
+        return;
+    }
+    let key = |k: &Option<Vec<String>>| k.as_ref().map_or_else(|| "(empty table)".to_owned(), |k| format!("({})", k.join(", ")));
+    println!("job:            {}", plan.job);
+    println!("table:          {}", plan.table);
+    println!("key:            ({}) of type ({}), walked with index {}", plan.key.join(", "), plan.key_types.join(", "), plan.index);
+    println!("key bounds:     {} to {}", key(&plan.min_key), key(&plan.max_key));
+    println!("estimated rows: {} in about {} batch(es) of {}", plan.estimated_rows, plan.estimated_batches, plan.batch_size);
+    if let Some(recorded) = &plan.recorded {
+        println!(
+            "recorded:       {} — {} rows scanned, {} updated, cursor {}",
+            recorded.state,
+            recorded.rows_scanned,
+            recorded.rows_updated,
+            recorded.cursor.as_ref().map_or_else(|| "(start)".to_owned(), |c| format!("({})", c.join(", ")))
+        );
+    }
+    println!("\neach batch, in one transaction:");
+    for line in &plan.batch_sql {
+        println!("  {line}");
+    }
+    println!("\nEXPLAIN of the first batch:");
+    for line in &plan.explain {
+        println!("  {line}");
+    }
+    println!("\n(nothing was changed)");
+}
+
+/// `status`.
+pub fn status(statuses: &[JobStatus], json: bool) {
+    if json {
+        println!("{}", json!({ "jobs": statuses }));
+        return;
+    }
+    if statuses.is_empty() {
+        println!("no jobs recorded yet");
+        return;
+    }
+    for s in statuses {
+        let row = &s.row;
+        let worker = s.worker.as_ref().map_or_else(String::new, |w| format!(" (worker pid {} {})", w.pid, w.application_name));
+        let stale = if row.state == "running" && s.worker.is_none() { " (no worker: it stopped uncleanly; `run` resumes it)" } else { "" };
+        println!("{}: {}{worker}{stale}", row.name, row.state);
+        println!("  table {} key ({})", row.table_name, row.key_columns.join(", "));
+        println!(
+            "  cursor {} of {}",
+            row.cursor.as_ref().map_or_else(|| "(start)".to_owned(), |c| format!("({})", c.join(", "))),
+            row.upper_bound.as_ref().map_or_else(|| "(empty)".to_owned(), |c| format!("({})", c.join(", ")))
+        );
+        println!(
+            "  {} rows scanned of ~{}, {} updated, {} batches, {} retries, batch size {}",
+            row.rows_scanned, row.estimated_rows, row.rows_updated, row.batches, row.retries, row.batch_size
+        );
+        let rate = s.rows_per_second.map_or_else(|| "-".to_owned(), |r| format!("{r:.0} rows/s"));
+        let eta = s.eta_seconds.map_or_else(|| "-".to_owned(), |e| humantime::format_duration(Duration::from_secs_f64(e.round())).to_string());
+        println!("  {rate}, ETA {eta}, {:.1}s working, {:.1}s throttled", row.work_seconds, row.throttled_seconds);
+        if let Some(error) = &row.last_error {
+            println!("  last error: {error}");
+        }
+        if row.control != "run" && !matches!(row.state.as_str(), "paused" | "cancelled") {
+            println!("  requested: {}", row.control);
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The engine's errors, each with its exit code.
+
+use sluice_common::db::DbError;
+use sluice_common::exit;
+use sluice_common::lock::LockError;
+
+use crate::catalog::CatalogError;
+use crate::job::JobError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error(transparent)]
+    Job(#[from] JobError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("job {job} is already being run by another worker: {source}")]
+    AlreadyRunning {
+        job: String,
+        #[source]
+        source: Box<LockError>,
+    },
+    #[error(
+        "the spec of job {job} changed since it started (table, key, set or where), and the job \
+         is not finished; rows already done were done the old way. Run with --accept-spec-change \
+         if that is what you want"
+    )]
+    SpecChanged { job: String },
+    #[error("job {job} was cancelled; it will not run again (use another job name to start over)")]
+    Cancelled { job: String },
+    #[error(
+        "job {job} failed after {attempts} attempt(s) of a batch after key {cursor}: {error}; \
+         its progress is saved, run `sluice-backfill run {spec}` to resume"
+    )]
+    BatchFailed {
+        job: String,
+        attempts: u32,
+        cursor: String,
+        error: String,
+        spec: String,
+    },
+    #[error(
+        "job {job} passed its last key, but {remaining} row(s) in its key range still match \
+         `where` (the first at key {first_key}): they changed after their batch, or `set` does not \
+         make `where` false for them. Fix the cause (a missing dual-write trigger?), then run \
+         `sluice-backfill run {spec} --rescan` for another pass"
+    )]
+    Unverified {
+        job: String,
+        remaining: u64,
+        first_key: String,
+        spec: String,
+    },
+    #[error("no job named {0}; `sluice-backfill status` lists the jobs")]
+    UnknownJob(String),
+    #[error("{what} failed: {source}")]
+    Query {
+        what: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl BackfillError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Job(_) | Self::Catalog(_) | Self::SpecChanged { .. } => exit::INVALID_INPUT,
+            Self::Db(e) => e.exit_code(),
+            Self::AlreadyRunning { .. } => exit::LOCK_HELD,
+            Self::Cancelled { .. } => exit::BLOCKED,
+            Self::UnknownJob(_) => exit::USAGE,
+            Self::BatchFailed { .. } | Self::Unverified { .. } | Self::Query { .. } => exit::FAILED,
+        }
+    }
+
+    pub(crate) fn query(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Query { what, source }
+    }
+}

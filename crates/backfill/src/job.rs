@@ -1,0 +1,366 @@
+//! Job specs (`jobs/<name>.toml`): parsed and validated once, into a [`Job`] the engine trusts.
+//!
+//! Names (`table`, `key`) are identifiers and are validated and quoted; `set` and `where` are
+//! SQL written by the job's author, like a migration, and PostgreSQL checks them when the job
+//! is planned.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use sluice_common::ident::{Ident, IdentError, QualifiedName};
+
+/// Defaults of the optional keys, documented in the README.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const BATCH_SIZE: u32 = 1000;
+    pub const MIN_BATCH_SIZE: u32 = 100;
+    pub const MAX_BATCH_SIZE: u32 = 50_000;
+    pub const TARGET_BATCH_TIME: Duration = Duration::from_millis(200);
+    pub const MAX_ROWS_PER_SECOND: u32 = 0;
+    pub const PAUSE: Duration = Duration::ZERO;
+    pub const LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+    pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const MAX_RETRIES: u32 = 10;
+}
+
+/// The file as written. Unknown keys are errors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    pub name: String,
+    pub table: String,
+    pub key: Vec<String>,
+    pub set: String,
+    #[serde(default, rename = "where")]
+    pub where_: Option<String>,
+    pub batch_size: Option<u32>,
+    pub min_batch_size: Option<u32>,
+    pub max_batch_size: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub target_batch_time: Option<Duration>,
+    pub max_rows_per_second: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub pause: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub lock_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub statement_timeout: Option<Duration>,
+    pub max_retries: Option<u32>,
+}
+
+/// How batches are sized and paced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    pub batch_size: u32,
+    pub min_batch_size: u32,
+    pub max_batch_size: u32,
+    pub target_batch_time: Duration,
+    /// 0: unlimited.
+    pub max_rows_per_second: u32,
+    pub pause: Duration,
+}
+
+/// Per-batch guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchGuards {
+    pub lock_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub max_retries: u32,
+}
+
+/// A validated job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub table: QualifiedName,
+    pub key: Vec<Ident>,
+    pub set: String,
+    pub where_: Option<String>,
+    pub pacing: Pacing,
+    pub guards: BatchGuards,
+    /// Checksum of what decides which rows change and how (table, key, set, where); pacing
+    /// and guards may change between runs.
+    pub spec_checksum: String,
+    /// The spec file, for messages and the resume command.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("cannot read job spec {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid job spec {}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Values flags may override.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub batch_size: Option<u32>,
+    pub min_batch_size: Option<u32>,
+    pub max_batch_size: Option<u32>,
+    pub target_batch_time: Option<Duration>,
+    pub max_rows_per_second: Option<u32>,
+    pub pause: Option<Duration>,
+    pub lock_timeout: Option<Duration>,
+    pub statement_timeout: Option<Duration>,
+    pub max_retries: Option<u32>,
+}
+
+impl Job {
+    /// Reads and validates a spec file; `overrides` (from flags) win over the file.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, JobError> {
+        let text = std::fs::read_to_string(path).map_err(|source| JobError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |message: String| JobError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let file: JobFile = toml::from_str(&text).map_err(|e| invalid(e.to_string().trim_end().to_owned()))?;
+        let mut job = Self::from_file(file, overrides).map_err(invalid)?;
+        job.path = Some(path.to_path_buf());
+        Ok(job)
+    }
+
+    /// Validates a parsed spec.
+    pub fn from_file(file: JobFile, overrides: &Overrides) -> Result<Self, String> {
+        validate_name(&file.name)?;
+        let public = Ident::new("public").expect("valid");
+        let table = QualifiedName::parse(&file.table, &public).map_err(|e| field("table", &e))?;
+        let key = parse_key(&file.key)?;
+        let set = non_empty("set", &file.set)?;
+        let where_ = match &file.where_ {
+            Some(w) => Some(non_empty("where", w)?),
+            None => None,
+        };
+        let pacing = pacing(&file, overrides)?;
+        let guards = BatchGuards {
+            lock_timeout: positive("lock_timeout", overrides.lock_timeout.or(file.lock_timeout), defaults::LOCK_TIMEOUT)?,
+            statement_timeout: positive(
+                "statement_timeout",
+                overrides.statement_timeout.or(file.statement_timeout),
+                defaults::STATEMENT_TIMEOUT,
+            )?,
+            max_retries: overrides.max_retries.or(file.max_retries).unwrap_or(defaults::MAX_RETRIES),
+        };
+        let spec_checksum = spec_checksum(&table, &key, &set, where_.as_deref());
+        Ok(Self {
+            name: file.name,
+            table,
+            key,
+            set,
+            where_,
+            pacing,
+            guards,
+            spec_checksum,
+            path: None,
+        })
+    }
+
+    /// `"id"` or `"tenant_id", "id"`: the key columns, quoted, in order.
+    pub fn key_list(&self) -> String {
+        self.key.iter().map(Ident::quoted).collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn field(name: &str, error: &IdentError) -> String {
+    format!("`{name}`: {error}")
+}
+
+fn validate_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`name` = {name:?}: use lower-case letters, digits, `_` and `-`, starting with a letter (at most 63)"
+        ))
+    }
+}
+
+fn parse_key(columns: &[String]) -> Result<Vec<Ident>, String> {
+    if columns.is_empty() {
+        return Err("`key` must name at least one column, e.g. key = [\"id\"]".into());
+    }
+    let key: Vec<Ident> = columns
+        .iter()
+        .map(|c| Ident::parse(c).map_err(|e| field("key", &e)))
+        .collect::<Result<_, _>>()?;
+    for (i, column) in key.iter().enumerate() {
+        if key[..i].contains(column) {
+            return Err(format!("`key` names column {column} twice"));
+        }
+    }
+    Ok(key)
+}
+
+fn non_empty(name: &str, sql: &str) -> Result<String, String> {
+    let trimmed = sql.trim().trim_end_matches(';').trim();
+    if trimmed.is_empty() {
+        return Err(format!("`{name}` is empty"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn positive(name: &str, value: Option<Duration>, default: Duration) -> Result<Duration, String> {
+    let value = value.unwrap_or(default);
+    if value.is_zero() {
+        return Err(format!("`{name}` must be greater than zero (0 would disable the guard)"));
+    }
+    Ok(value)
+}
+
+fn pacing(file: &JobFile, overrides: &Overrides) -> Result<Pacing, String> {
+    let pacing = Pacing {
+        batch_size: overrides.batch_size.or(file.batch_size).unwrap_or(defaults::BATCH_SIZE),
+        min_batch_size: overrides.min_batch_size.or(file.min_batch_size).unwrap_or(defaults::MIN_BATCH_SIZE),
+        max_batch_size: overrides.max_batch_size.or(file.max_batch_size).unwrap_or(defaults::MAX_BATCH_SIZE),
+        target_batch_time: positive(
+            "target_batch_time",
+            overrides.target_batch_time.or(file.target_batch_time),
+            defaults::TARGET_BATCH_TIME,
+        )?,
+        max_rows_per_second: overrides
+            .max_rows_per_second
+            .or(file.max_rows_per_second)
+            .unwrap_or(defaults::MAX_ROWS_PER_SECOND),
+        pause: overrides.pause.or(file.pause).unwrap_or(defaults::PAUSE),
+    };
+    let (min, size, max) = (pacing.min_batch_size, pacing.batch_size, pacing.max_batch_size);
+    if min == 0 || !(min <= size && size <= max) {
+        return Err(format!(
+            "batch sizes must satisfy 1 <= min_batch_size ({min}) <= batch_size ({size}) <= max_batch_size ({max})"
+        ));
+    }
+    Ok(pacing)
+}
+
+fn spec_checksum(table: &QualifiedName, key: &[Ident], set: &str, where_: Option<&str>) -> String {
+    let mut hasher = Sha256::new();
+    for part in [table.to_string(), format!("{key:?}"), set.to_owned(), where_.unwrap_or("").to_owned()] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+name = "accounts_email_normalized"
+table = "public.accounts"
+key = ["id"]
+set = "email_normalized = lower(email)"
+where = "email_normalized IS NULL"
+batch_size = 1000
+min_batch_size = 100
+max_batch_size = 50000
+target_batch_time = "200ms"
+max_rows_per_second = 0
+pause = "0ms"
+lock_timeout = "500ms"
+statement_timeout = "10s"
+max_retries = 10
+"#;
+
+    fn parse(text: &str) -> Result<Job, String> {
+        let file: JobFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        Job::from_file(file, &Overrides::default())
+    }
+
+    #[test]
+    fn reads_the_documented_example() {
+        let job = parse(SPEC).unwrap();
+        assert_eq!(job.table.to_string(), "\"public\".\"accounts\"");
+        assert_eq!(job.key_list(), "\"id\"");
+        assert_eq!(job.where_.as_deref(), Some("email_normalized IS NULL"));
+        assert_eq!(job.pacing.target_batch_time, Duration::from_millis(200));
+        assert_eq!(job.guards.lock_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn optional_keys_have_defaults() {
+        let job = parse("name = \"j\"\ntable = \"t\"\nkey = [\"a\", \"b\"]\nset = \"x = 1\"\n").unwrap();
+        assert_eq!(job.table.to_string(), "\"public\".\"t\"");
+        assert_eq!(job.pacing.batch_size, defaults::BATCH_SIZE);
+        assert_eq!(job.guards.max_retries, defaults::MAX_RETRIES);
+        assert!(job.where_.is_none());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file: JobFile = toml::from_str(SPEC).unwrap();
+        let overrides = Overrides { batch_size: Some(200), lock_timeout: Some(Duration::from_secs(2)), ..Overrides::default() };
+        let job = Job::from_file(file, &overrides).unwrap();
+        assert_eq!(job.pacing.batch_size, 200);
+        assert_eq!(job.guards.lock_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = parse(&format!("{SPEC}\nbatchsize = 5\n")).unwrap_err();
+        assert!(err.contains("batchsize"), "{err}");
+    }
+
+    #[test]
+    fn injection_shaped_names_are_refused() {
+        for (field, value) in [
+            ("table", "accounts; DROP TABLE users"),
+            ("table", "public.accounts--"),
+        ] {
+            let text = SPEC.replace("\"public.accounts\"", &format!("{value:?}"));
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains(&format!("`{field}`")), "{err}");
+        }
+        let text = SPEC.replace("[\"id\"]", "[\"id) OR 1=1 --\"]");
+        assert!(parse(&text).unwrap_err().contains("`key`"));
+    }
+
+    #[test]
+    fn quoted_odd_names_are_kept_and_quoted() {
+        let text = SPEC
+            .replace("\"public.accounts\"", r#"'"Odd Schema"."Acc""ounts"'"#)
+            .replace("[\"id\"]", r#"['"Id"']"#);
+        let job = parse(&text).unwrap();
+        assert_eq!(job.table.to_string(), r#""Odd Schema"."Acc""ounts""#);
+        assert_eq!(job.key_list(), r#""Id""#);
+    }
+
+    #[test]
+    fn batch_sizes_must_be_ordered() {
+        let err = parse(&SPEC.replace("min_batch_size = 100", "min_batch_size = 5000")).unwrap_err();
+        assert!(err.contains("min_batch_size (5000) <= batch_size (1000)"), "{err}");
+    }
+
+    #[test]
+    fn zero_timeouts_empty_set_and_bad_names_are_refused() {
+        assert!(parse(&SPEC.replace("lock_timeout = \"500ms\"", "lock_timeout = \"0s\"")).is_err());
+        assert!(parse(&SPEC.replace("\"email_normalized = lower(email)\"", "\" ; \"")).is_err());
+        assert!(parse(&SPEC.replace("accounts_email_normalized", "Bad Name")).is_err());
+        assert!(parse(&SPEC.replace("[\"id\"]", "[]")).is_err());
+        assert!(parse(&SPEC.replace("[\"id\"]", "[\"id\", \"ID\"]")).is_err());
+    }
+
+    #[test]
+    fn the_checksum_covers_what_changes_rows_only() {
+        let base = parse(SPEC).unwrap().spec_checksum;
+        let paced = parse(&SPEC.replace("batch_size = 1000", "batch_size = 2000")).unwrap().spec_checksum;
+        assert_eq!(base, paced);
+        let other = parse(&SPEC.replace("lower(email)", "upper(email)")).unwrap().spec_checksum;
+        assert_ne!(base, other);
+    }
+}

@@ -1,0 +1,79 @@
+//! Operator commands on recorded jobs: status, pause, resume, cancel.
+
+use sluice_common::db;
+use sluice_common::lock::{LockHolder, holder, lock_key};
+use sqlx::Connection;
+
+use crate::engine::EngineSettings;
+use crate::error::BackfillError;
+use crate::state::{JobRow, Jobs, control};
+
+/// A job's row and the worker running it right now, if any.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobStatus {
+    #[serde(flatten)]
+    pub row: JobRow,
+    /// The session holding the job's worker lock.
+    pub worker: Option<WorkerInfo>,
+    /// Rows scanned per second of working time (throttled time left out).
+    pub rows_per_second: Option<f64>,
+    /// Seconds to go at that rate, from the estimated row count.
+    pub eta_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorkerInfo {
+    pub pid: i32,
+    pub application_name: String,
+    pub client_addr: Option<String>,
+}
+
+impl From<LockHolder> for WorkerInfo {
+    fn from(h: LockHolder) -> Self {
+        Self { pid: h.pid, application_name: h.application_name, client_addr: h.client_addr }
+    }
+}
+
+/// Jobs recorded in the database (one, when `name` is given).
+pub async fn status(settings: &EngineSettings, name: Option<&str>) -> Result<Vec<JobStatus>, BackfillError> {
+    let mut conn = db::connect(&settings.connect).await?;
+    let jobs = Jobs::new(settings.schema.clone());
+    let exists = jobs.exists(&mut conn).await.map_err(BackfillError::query("looking for the jobs table"))?;
+    let rows = match (exists, name) {
+        (false, Some(name)) => return Err(BackfillError::UnknownJob(name.to_owned())),
+        (false, None) => Vec::new(),
+        (true, Some(name)) => vec![jobs
+            .load(&mut conn, name)
+            .await
+            .map_err(BackfillError::query("reading the job"))?
+            .ok_or_else(|| BackfillError::UnknownJob(name.to_owned()))?],
+        (true, None) => jobs.list(&mut conn).await.map_err(BackfillError::query("listing jobs"))?,
+    };
+    let mut statuses = Vec::with_capacity(rows.len());
+    for row in rows {
+        let key = lock_key(&format!("sluice:backfill:{}:{}", settings.schema.as_str(), row.name));
+        let worker = holder(&mut conn, key).await.ok().flatten().map(WorkerInfo::from);
+        statuses.push(with_rates(row, worker));
+    }
+    let _ = conn.close().await;
+    Ok(statuses)
+}
+
+fn with_rates(row: JobRow, worker: Option<WorkerInfo>) -> JobStatus {
+    #[expect(clippy::cast_precision_loss, reason = "row counts as rates need no exactness")]
+    let (scanned, estimated) = (row.rows_scanned as f64, row.estimated_rows as f64);
+    let rate = (row.work_seconds > 0.0 && scanned > 0.0).then(|| scanned / row.work_seconds);
+    let eta = rate.filter(|_| row.finished_at.is_none()).map(|r| ((estimated - scanned).max(0.0)) / r);
+    JobStatus { row, worker, rows_per_second: rate, eta_seconds: eta }
+}
+
+/// Records a pause, resume or cancel request for `name`.
+pub async fn request(settings: &EngineSettings, name: &str, request: &str) -> Result<(), BackfillError> {
+    debug_assert!([control::PAUSE, control::RUN, control::CANCEL].contains(&request));
+    let mut conn = db::connect(&settings.connect).await?;
+    let jobs = Jobs::new(settings.schema.clone());
+    let exists = jobs.exists(&mut conn).await.map_err(BackfillError::query("looking for the jobs table"))?;
+    let found = exists && jobs.request(&mut conn, name, request).await.map_err(BackfillError::query("recording the request"))?;
+    let _ = conn.close().await;
+    if found { Ok(()) } else { Err(BackfillError::UnknownJob(name.to_owned())) }
+}

@@ -1,0 +1,194 @@
+//! The SQL of a job, built once from its checked target. Pure, so the exact text is tested.
+//!
+//! Keys travel as text (`key::text` out, `$n::type` in), which round-trips every key type and
+//! keeps composite keys simple. Ranges are keyset ranges over the unique key: (cursor, end].
+
+use crate::catalog::Target;
+use crate::job::Job;
+
+/// Every statement a job runs. `*_from` variants have a lower bound (the cursor); the others
+/// start at the beginning of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSql {
+    /// The greatest key: `$` none.
+    pub max_key: String,
+    /// The smallest key: `$` none.
+    pub min_key: String,
+    /// The key `$offset` rows past the start, within the upper bound:
+    /// `$1..$k` upper bound, `$k+1` offset.
+    pub end_key: String,
+    /// Same, after the cursor: `$1..$k` cursor, `$k+1..$2k` upper bound, `$2k+1` offset.
+    pub end_key_from: String,
+    /// The batch: `$1..$k` end key.
+    pub update: String,
+    /// The batch after the cursor: `$1..$k` cursor, `$k+1..$2k` end key.
+    pub update_from: String,
+    /// Keys in a range (the size of a short last batch): parameters as for the updates.
+    pub count_range: String,
+    pub count_range_from: String,
+    /// Rows of a range still matching `where`: parameters as for the updates.
+    pub count_remaining: Option<String>,
+    pub count_remaining_from: Option<String>,
+    /// The first such key.
+    pub first_remaining: Option<String>,
+    pub first_remaining_from: Option<String>,
+}
+
+impl JobSql {
+    pub fn new(job: &Job, target: &Target) -> Self {
+        let k = target.key.len();
+        let table = target.table.to_string();
+        let columns = column_list(target);
+        let row = format!("({columns})");
+        // Aliased: `ORDER BY "id"` must sort by the column, not by a text output column that
+        // would also be called "id".
+        let as_text = target
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{}::text AS key_{}", c.name, i + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let asc = columns.clone();
+        let desc = target.key.iter().map(|c| format!("{} DESC", c.name)).collect::<Vec<_>>().join(", ");
+        let params = |first: usize| params(target, first);
+        let filter = job.where_.as_ref().map(|w| format!(" AND ({w})")).unwrap_or_default();
+
+        let end_key = |lower: &str, upper_first: usize| {
+            format!(
+                "SELECT {as_text} FROM {table} WHERE {lower}{row} <= {} ORDER BY {asc} LIMIT 1 OFFSET ${}",
+                params(upper_first),
+                upper_first + k
+            )
+        };
+        let after_cursor = format!("{row} > {} AND ", params(1));
+        let range = |lower: &str, end_first: usize| format!("{lower}{row} <= {}", params(end_first));
+        let remaining = |select: &str, tail: &str, lower: &str, end_first: usize| {
+            job.where_.as_ref().map(|w| {
+                format!("SELECT {select} FROM {table} WHERE {} AND ({w}){tail}", range(lower, end_first))
+            })
+        };
+        let first_tail = format!(" ORDER BY {asc} LIMIT 1");
+        Self {
+            max_key: format!("SELECT {as_text} FROM {table} ORDER BY {desc} LIMIT 1"),
+            min_key: format!("SELECT {as_text} FROM {table} ORDER BY {asc} LIMIT 1"),
+            end_key: end_key("", 1),
+            end_key_from: end_key(&after_cursor, k + 1),
+            update: format!("UPDATE {table} SET {} WHERE {}{filter}", job.set, range("", 1)),
+            update_from: format!("UPDATE {table} SET {} WHERE {}{filter}", job.set, range(&after_cursor, k + 1)),
+            count_range: format!("SELECT count(*) FROM {table} WHERE {}", range("", 1)),
+            count_range_from: format!("SELECT count(*) FROM {table} WHERE {}", range(&after_cursor, k + 1)),
+            count_remaining: remaining("count(*)", "", "", 1),
+            count_remaining_from: remaining("count(*)", "", &after_cursor, k + 1),
+            first_remaining: remaining(&as_text, &first_tail, "", 1),
+            first_remaining_from: remaining(&as_text, &first_tail, &after_cursor, k + 1),
+        }
+    }
+}
+
+fn column_list(target: &Target) -> String {
+    target.key.iter().map(|c| c.name.quoted()).collect::<Vec<_>>().join(", ")
+}
+
+/// `($n::type1, $n+1::type2)`.
+fn params(target: &Target, first: usize) -> String {
+    let list: Vec<String> = target
+        .key
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("${}::{}", first + i, c.type_name))
+        .collect();
+    format!("({})", list.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::KeyColumn;
+    use crate::job::{JobFile, Overrides};
+    use sluice_common::ident::Ident;
+
+    fn job(key: &[&str], where_: Option<&str>) -> Job {
+        let file = JobFile {
+            name: "j".into(),
+            table: "app.items".into(),
+            key: key.iter().map(|k| (*k).to_owned()).collect(),
+            set: "n = n + 1".into(),
+            where_: where_.map(str::to_owned),
+            batch_size: None,
+            min_batch_size: None,
+            max_batch_size: None,
+            target_batch_time: None,
+            max_rows_per_second: None,
+            pause: None,
+            lock_timeout: None,
+            statement_timeout: None,
+            max_retries: None,
+        };
+        Job::from_file(file, &Overrides::default()).unwrap()
+    }
+
+    fn target(job: &Job, types: &[&str]) -> Target {
+        Target {
+            table: job.table.clone(),
+            key: job
+                .key
+                .iter()
+                .zip(types)
+                .map(|(name, t)| KeyColumn { name: name.clone(), type_name: (*t).to_owned() })
+                .collect(),
+            index: "items_pkey".into(),
+            estimated_rows: 0,
+        }
+    }
+
+    #[test]
+    fn single_column_key() {
+        let job = job(&["id"], Some("n < 10"));
+        let sql = JobSql::new(&job, &target(&job, &["bigint"]));
+        assert_eq!(sql.max_key, r#"SELECT "id"::text AS key_1 FROM "app"."items" ORDER BY "id" DESC LIMIT 1"#);
+        assert_eq!(
+            sql.end_key_from,
+            r#"SELECT "id"::text AS key_1 FROM "app"."items" WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) ORDER BY "id" LIMIT 1 OFFSET $3"#
+        );
+        assert_eq!(
+            sql.update_from,
+            r#"UPDATE "app"."items" SET n = n + 1 WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) AND (n < 10)"#
+        );
+        assert_eq!(
+            sql.update,
+            r#"UPDATE "app"."items" SET n = n + 1 WHERE ("id") <= ($1::bigint) AND (n < 10)"#
+        );
+        assert_eq!(
+            sql.count_range_from,
+            r#"SELECT count(*) FROM "app"."items" WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint)"#
+        );
+        assert_eq!(
+            sql.count_remaining_from.unwrap(),
+            r#"SELECT count(*) FROM "app"."items" WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) AND (n < 10)"#
+        );
+    }
+
+    #[test]
+    fn composite_key_uses_row_comparison() {
+        let job = job(&["tenant", "\"Id\""], None);
+        let sql = JobSql::new(&job, &target(&job, &["text", "uuid"]));
+        assert_eq!(
+            sql.end_key,
+            r#"SELECT "tenant"::text AS key_1, "Id"::text AS key_2 FROM "app"."items" WHERE ("tenant", "Id") <= ($1::text, $2::uuid) ORDER BY "tenant", "Id" LIMIT 1 OFFSET $3"#
+        );
+        assert_eq!(
+            sql.update_from,
+            r#"UPDATE "app"."items" SET n = n + 1 WHERE ("tenant", "Id") > ($1::text, $2::uuid) AND ("tenant", "Id") <= ($3::text, $4::uuid)"#
+        );
+        assert!(sql.count_remaining.is_none(), "nothing to verify without `where`");
+    }
+
+    #[test]
+    fn hostile_names_stay_quoted() {
+        let mut job = job(&["id"], None);
+        job.table.name = Ident::new("x\"; DROP TABLE users; --").unwrap();
+        let sql = JobSql::new(&job, &target(&job, &["int"]));
+        assert!(sql.update.contains(r#""app"."x""; DROP TABLE users; --""#), "{}", sql.update);
+    }
+}
