@@ -1,6 +1,7 @@
 //! sluice's integration tests: one binary, a module per area, every test against a real
 //! PostgreSQL server (see `support/`).
 
+mod backfill;
 mod cli;
 mod connect;
 mod harness;

@@ -50,6 +50,35 @@ impl Project {
         command
     }
 
+    /// `sluice-backfill <args>` in the project directory against its database.
+    pub fn backfill(&self) -> Command {
+        let mut command = Command::new(bin::sluice_backfill());
+        command
+            .current_dir(self.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.db.url);
+        command
+    }
+
+    /// Runs `sluice-backfill <args>` to completion.
+    pub fn run_backfill(&self, args: &[&str]) -> Run {
+        Run(self
+            .backfill()
+            .args(args)
+            .output()
+            .expect("run sluice-backfill"))
+    }
+
+    /// Writes `jobs/<name>.toml`.
+    pub fn job(&self, name: &str, toml: &str) -> PathBuf {
+        let dir = self.path().join("jobs");
+        std::fs::create_dir_all(&dir).expect("jobs directory");
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, toml).expect("write a job spec");
+        path
+    }
+
     /// Runs `sluice <args>` to completion.
     pub fn run(&self, args: &[&str]) -> Run {
         Run(self.sluice().args(args).output().expect("run sluice"))

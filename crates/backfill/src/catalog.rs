@@ -43,7 +43,11 @@ pub enum CatalogError {
         "key ({key}) of table {table} is not unique{why}: the backfill needs a unique key, \
          backed by a btree index in key order, to address each row exactly once"
     )]
-    NotUnique { table: String, key: String, why: String },
+    NotUnique {
+        table: String,
+        key: String,
+        why: String,
+    },
     #[error("reading the catalog for table {table} failed: {source}")]
     Query {
         table: String,
@@ -64,7 +68,10 @@ struct ColumnRow {
 pub async fn inspect(conn: &mut PgConnection, job: &Job) -> Result<Target, CatalogError> {
     let table = job.table.to_string();
     let shown = table.clone();
-    let query_error = |source| CatalogError::Query { table: shown.clone(), source };
+    let query_error = |source| CatalogError::Query {
+        table: shown.clone(),
+        source,
+    };
     let found: Option<(i64, f32)> = sqlx::query_as(
         "SELECT c.oid::int8, c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
@@ -89,12 +96,16 @@ pub async fn inspect(conn: &mut PgConnection, job: &Job) -> Result<Target, Catal
     .map_err(&query_error)?;
     let ordered = order_columns(&table, &job.key, &columns)?;
     let attnums: Vec<String> = ordered.iter().map(|c| c.attnum.to_string()).collect();
-    let index = unique_index(conn, oid, &attnums).await.map_err(&query_error)?;
+    let index = unique_index(conn, oid, &attnums)
+        .await
+        .map_err(&query_error)?;
     let Some(index) = index else {
         return Err(CatalogError::NotUnique {
             table,
             key: job.key_list(),
-            why: not_unique_reason(conn, oid, &attnums).await.map_err(&query_error)?,
+            why: not_unique_reason(conn, oid, &attnums)
+                .await
+                .map_err(&query_error)?,
         });
     };
     Ok(Target {
@@ -102,7 +113,10 @@ pub async fn inspect(conn: &mut PgConnection, job: &Job) -> Result<Target, Catal
         key: ordered
             .into_iter()
             .zip(&job.key)
-            .map(|(c, name)| KeyColumn { name: name.clone(), type_name: c.type_name.clone() })
+            .map(|(c, name)| KeyColumn {
+                name: name.clone(),
+                type_name: c.type_name.clone(),
+            })
             .collect(),
         index,
         estimated_rows: estimate(reltuples),
@@ -118,15 +132,25 @@ fn estimate(reltuples: f32) -> i64 {
     }
 }
 
-fn order_columns<'a>(table: &str, key: &[Ident], columns: &'a [ColumnRow]) -> Result<Vec<&'a ColumnRow>, CatalogError> {
+fn order_columns<'a>(
+    table: &str,
+    key: &[Ident],
+    columns: &'a [ColumnRow],
+) -> Result<Vec<&'a ColumnRow>, CatalogError> {
     key.iter()
         .map(|name| {
             let column = columns
                 .iter()
                 .find(|c| c.attname == name.as_str())
-                .ok_or_else(|| CatalogError::NoColumn { table: table.to_owned(), column: name.to_string() })?;
+                .ok_or_else(|| CatalogError::NoColumn {
+                    table: table.to_owned(),
+                    column: name.to_string(),
+                })?;
             if !column.attnotnull {
-                return Err(CatalogError::Nullable { table: table.to_owned(), column: name.to_string() });
+                return Err(CatalogError::Nullable {
+                    table: table.to_owned(),
+                    column: name.to_string(),
+                });
             }
             Ok(column)
         })
@@ -134,7 +158,11 @@ fn order_columns<'a>(table: &str, key: &[Ident], columns: &'a [ColumnRow]) -> Re
 }
 
 /// A valid, non-partial unique btree index whose key columns are exactly the key, in order.
-async fn unique_index(conn: &mut PgConnection, oid: i64, attnums: &[String]) -> Result<Option<String>, sqlx::Error> {
+async fn unique_index(
+    conn: &mut PgConnection,
+    oid: i64,
+    attnums: &[String],
+) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
          JOIN pg_am am ON am.oid = ic.relam \
@@ -151,7 +179,11 @@ async fn unique_index(conn: &mut PgConnection, oid: i64, attnums: &[String]) -> 
 }
 
 /// Why no index qualifies, for the error message.
-async fn not_unique_reason(conn: &mut PgConnection, oid: i64, attnums: &[String]) -> Result<String, sqlx::Error> {
+async fn not_unique_reason(
+    conn: &mut PgConnection,
+    oid: i64,
+    attnums: &[String],
+) -> Result<String, sqlx::Error> {
     let (unique_other_order, any_index): (bool, bool) = sqlx::query_as(
         "SELECT coalesce(bool_or(i.indisunique AND i.indnkeyatts = $2 \
                     AND (SELECT array_agg(x ORDER BY x) FROM unnest((string_to_array(i.indkey::text, ' '))[1:$2]) x) \

@@ -43,12 +43,17 @@ pub struct RunOptions {
 /// How a run ended, when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Completed { rows_updated: u64, batches: u64 },
+    Completed {
+        rows_updated: u64,
+        batches: u64,
+    },
     AlreadyCompleted,
     Paused,
     Cancelled,
     /// Stopped by a signal after its last batch committed.
-    Interrupted { cursor: Option<Vec<String>> },
+    Interrupted {
+        cursor: Option<Vec<String>>,
+    },
 }
 
 /// Backoff between retries of a failed batch.
@@ -72,13 +77,20 @@ pub async fn run(
         .map_err(BackfillError::query(format!("creating {}", jobs.table())))?;
     let request = LockRequest {
         name: format!("the worker lock of job {}", job.name),
-        key: lock_key(&format!("sluice:backfill:{}:{}", settings.schema.as_str(), job.name)),
+        key: lock_key(&format!(
+            "sluice:backfill:{}:{}",
+            settings.schema.as_str(),
+            job.name
+        )),
         wait: Duration::ZERO,
         poll: DEFAULT_POLL_INTERVAL,
     };
     let lock = AdvisoryLock::acquire(lock_conn, &request, shutdown, |_| {})
         .await
-        .map_err(|e| BackfillError::AlreadyRunning { job: job.name.clone(), source: Box::new(e) })?;
+        .map_err(|e| BackfillError::AlreadyRunning {
+            job: job.name.clone(),
+            source: Box::new(e),
+        })?;
     let result = run_locked(settings, &jobs, job, options, shutdown, events).await;
     if let Err(error) = lock.release().await {
         tracing::warn!("{error}; the lock was freed by closing its connection");
@@ -112,7 +124,9 @@ async fn run_locked(
         throttle: Throttle::new(&job.pacing),
         cursor: row.cursor.clone(),
         upper: row.upper_bound.clone(),
-        size: u32::try_from(row.batch_size).unwrap_or(job.pacing.batch_size).clamp(job.pacing.min_batch_size, job.pacing.max_batch_size),
+        size: u32::try_from(row.batch_size)
+            .unwrap_or(job.pacing.batch_size)
+            .clamp(job.pacing.min_batch_size, job.pacing.max_batch_size),
         total_scanned: u64::try_from(row.rows_scanned).unwrap_or(0),
         total_updated: u64::try_from(row.rows_updated).unwrap_or(0),
         batches: u64::try_from(row.batches).unwrap_or(0),
@@ -139,9 +153,17 @@ async fn start(
     sql: &JobSql,
     options: RunOptions,
 ) -> Result<Option<JobRow>, BackfillError> {
-    let loaded = jobs.load(conn, &job.name).await.map_err(BackfillError::query(format!("reading job {}", job.name)))?;
+    let loaded = jobs
+        .load(conn, &job.name)
+        .await
+        .map_err(BackfillError::query(format!("reading job {}", job.name)))?;
     let Some(row) = loaded else {
-        let upper = key_of(sqlx::query(AssertSqlSafe(sql.max_key.clone())).fetch_optional(&mut *conn).await, "capturing the key bounds")?;
+        let upper = key_of(
+            sqlx::query(AssertSqlSafe(sql.max_key.clone()))
+                .fetch_optional(&mut *conn)
+                .await,
+            "capturing the key bounds",
+        )?;
         let keys: Vec<String> = job.key.iter().map(|k| k.as_str().to_owned()).collect();
         let row = jobs
             .register(
@@ -150,34 +172,53 @@ async fn start(
                 &job.table.to_string(),
                 &keys,
                 &job.spec_checksum,
-                job.path.as_ref().map(|p| p.display().to_string()).as_deref(),
+                job.path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .as_deref(),
                 upper.as_deref(),
                 job.pacing.batch_size,
                 target.estimated_rows,
             )
             .await
-            .map_err(BackfillError::query(format!("registering job {}", job.name)))?;
+            .map_err(BackfillError::query(format!(
+                "registering job {}",
+                job.name
+            )))?;
         return Ok(Some(row));
     };
     if row.state == states::CANCELLED || row.control == control::CANCEL {
-        return Err(BackfillError::Cancelled { job: job.name.clone() });
+        return Err(BackfillError::Cancelled {
+            job: job.name.clone(),
+        });
     }
     if row.state == states::COMPLETED && !options.rescan {
         return Ok(None);
     }
     if row.spec_checksum != job.spec_checksum {
         if !options.accept_spec_change && row.state != states::COMPLETED {
-            return Err(BackfillError::SpecChanged { job: job.name.clone() });
+            return Err(BackfillError::SpecChanged {
+                job: job.name.clone(),
+            });
         }
-        jobs.accept_spec(conn, &job.name, &job.spec_checksum).await.map_err(BackfillError::query("recording the new spec"))?;
+        jobs.accept_spec(conn, &job.name, &job.spec_checksum)
+            .await
+            .map_err(BackfillError::query("recording the new spec"))?;
     }
     if options.rescan {
-        jobs.rescan(conn, &job.name).await.map_err(BackfillError::query("starting another pass"))?;
+        jobs.rescan(conn, &job.name)
+            .await
+            .map_err(BackfillError::query("starting another pass"))?;
     }
     if row.control != control::PAUSE {
-        jobs.set_state(conn, &job.name, states::RUNNING, None).await.map_err(BackfillError::query("marking the job running"))?;
+        jobs.set_state(conn, &job.name, states::RUNNING, None)
+            .await
+            .map_err(BackfillError::query("marking the job running"))?;
     }
-    let reloaded = jobs.load(conn, &job.name).await.map_err(BackfillError::query("reading the job"))?;
+    let reloaded = jobs
+        .load(conn, &job.name)
+        .await
+        .map_err(BackfillError::query("reading the job"))?;
     Ok(reloaded)
 }
 
@@ -210,7 +251,11 @@ struct Committed {
 }
 
 impl Worker<'_> {
-    async fn work(&mut self, shutdown: &Shutdown, events: &mut dyn FnMut(Event)) -> Result<Outcome, BackfillError> {
+    async fn work(
+        &mut self,
+        shutdown: &Shutdown,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Outcome, BackfillError> {
         let Some(upper) = self.upper.clone() else {
             return self.finish(events).await;
         };
@@ -220,7 +265,12 @@ impl Worker<'_> {
         let mut failures = 0;
         loop {
             if shutdown.is_requested() {
-                return self.stop(states::STOPPED, None).await.map(|()| Outcome::Interrupted { cursor: self.cursor.clone() });
+                return self
+                    .stop(states::STOPPED, None)
+                    .await
+                    .map(|()| Outcome::Interrupted {
+                        cursor: self.cursor.clone(),
+                    });
             }
             self.wait(Reason::RateLimit, shutdown, events).await;
             let started = Instant::now();
@@ -244,8 +294,18 @@ impl Worker<'_> {
                         total_updated: self.total_updated,
                     }));
                     match done.control.as_str() {
-                        control::PAUSE => return self.stop(states::PAUSED, None).await.map(|()| Outcome::Paused),
-                        control::CANCEL => return self.stop(states::CANCELLED, None).await.map(|()| Outcome::Cancelled),
+                        control::PAUSE => {
+                            return self
+                                .stop(states::PAUSED, None)
+                                .await
+                                .map(|()| Outcome::Paused);
+                        }
+                        control::CANCEL => {
+                            return self
+                                .stop(states::CANCELLED, None)
+                                .await
+                                .map(|()| Outcome::Cancelled);
+                        }
                         _ => {}
                     }
                     if done.last {
@@ -255,7 +315,8 @@ impl Worker<'_> {
                 }
                 Err(error) => {
                     failures += 1;
-                    self.after_failure(error, failures, shutdown, events).await?;
+                    self.after_failure(error, failures, shutdown, events)
+                        .await?;
                 }
             }
         }
@@ -268,7 +329,11 @@ impl Worker<'_> {
     }
 
     /// One batch in one transaction.
-    async fn batch(&mut self, upper: &[String], started: Instant) -> Result<Committed, sqlx::Error> {
+    async fn batch(
+        &mut self,
+        upper: &[String],
+        started: Instant,
+    ) -> Result<Committed, sqlx::Error> {
         let guards = self.job.guards;
         let mut tx = self.conn.begin().await?;
         sqlx::raw_sql(AssertSqlSafe(format!(
@@ -281,9 +346,15 @@ impl Worker<'_> {
         let offset = i64::from(self.size.saturating_sub(1));
         let end_query = match &self.cursor {
             None => sqlx::query(AssertSqlSafe(self.sql.end_key.clone())),
-            Some(cursor) => bind_all(sqlx::query(AssertSqlSafe(self.sql.end_key_from.clone())), cursor),
+            Some(cursor) => bind_all(
+                sqlx::query(AssertSqlSafe(self.sql.end_key_from.clone())),
+                cursor,
+            ),
         };
-        let end_row = bind_all(end_query, upper).bind(offset).fetch_optional(&mut *tx).await?;
+        let end_row = bind_all(end_query, upper)
+            .bind(offset)
+            .fetch_optional(&mut *tx)
+            .await?;
         let (end, last) = match end_row {
             Some(row) => {
                 let end = texts(&row)?;
@@ -294,9 +365,15 @@ impl Worker<'_> {
         };
         let update = match &self.cursor {
             None => sqlx::query(AssertSqlSafe(self.sql.update.clone())),
-            Some(cursor) => bind_all(sqlx::query(AssertSqlSafe(self.sql.update_from.clone())), cursor),
+            Some(cursor) => bind_all(
+                sqlx::query(AssertSqlSafe(self.sql.update_from.clone())),
+                cursor,
+            ),
         };
-        let rows_updated = bind_all(update, &end).execute(&mut *tx).await?.rows_affected();
+        let rows_updated = bind_all(update, &end)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         let rows_scanned = if last {
             count_range(self.sql, self.cursor.as_deref(), &mut tx, &end).await?
         } else {
@@ -318,7 +395,13 @@ impl Worker<'_> {
             )
             .await?;
         tx.commit().await?;
-        Ok(Committed { rows_updated, rows_scanned, cursor: end, last, control })
+        Ok(Committed {
+            rows_updated,
+            rows_scanned,
+            cursor: end,
+            last,
+            control,
+        })
     }
 
     async fn after_failure(
@@ -331,11 +414,17 @@ impl Worker<'_> {
         let text = error.to_string();
         let transient = classify(&error);
         if transient.is_none() || failures > self.job.guards.max_retries {
-            let _ = self.jobs.set_state(&mut self.conn, &self.job.name, states::FAILED, Some(&text)).await;
+            let _ = self
+                .jobs
+                .set_state(&mut self.conn, &self.job.name, states::FAILED, Some(&text))
+                .await;
             return Err(BackfillError::BatchFailed {
                 job: self.job.name.clone(),
                 attempts: failures,
-                cursor: self.cursor.as_ref().map_or_else(|| "(start)".to_owned(), |c| c.join(", ")),
+                cursor: self
+                    .cursor
+                    .as_ref()
+                    .map_or_else(|| "(start)".to_owned(), |c| c.join(", ")),
                 error: text,
                 spec: self.spec_path(),
             });
@@ -343,7 +432,10 @@ impl Worker<'_> {
         if transient == Some(Transient::ConnectionLost) {
             self.conn = db::connect(&self.settings.connect).await?;
         }
-        let _ = self.jobs.count_retry(&mut self.conn, &self.job.name, &text).await;
+        let _ = self
+            .jobs
+            .count_retry(&mut self.conn, &self.job.name, &text)
+            .await;
         self.size = sizing::shrink(&self.job.pacing, self.size);
         let delay = RETRY_BACKOFF.delay(failures - 1);
         tracing::warn!(
@@ -387,7 +479,13 @@ impl Worker<'_> {
         }
     }
 
-    async fn sleep(&mut self, reason: Reason, delay: Duration, shutdown: &Shutdown, events: &mut dyn FnMut(Event)) {
+    async fn sleep(
+        &mut self,
+        reason: Reason,
+        delay: Duration,
+        shutdown: &Shutdown,
+        events: &mut dyn FnMut(Event),
+    ) {
         let started = Instant::now();
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -400,9 +498,19 @@ impl Worker<'_> {
 
     /// The cursor passed the upper bound: verify, then complete.
     async fn finish(&mut self, events: &mut dyn FnMut(Event)) -> Result<Outcome, BackfillError> {
-        let remaining = self.verify().await.map_err(BackfillError::query("verifying the job"))?;
+        let remaining = self
+            .verify()
+            .await
+            .map_err(BackfillError::query("verifying the job"))?;
         if let Some((count, first_key)) = remaining {
-            let _ = self.jobs.verified(&mut self.conn, &self.job.name, i64::try_from(count).unwrap_or(i64::MAX)).await;
+            let _ = self
+                .jobs
+                .verified(
+                    &mut self.conn,
+                    &self.job.name,
+                    i64::try_from(count).unwrap_or(i64::MAX),
+                )
+                .await;
             events(Event::Verified { remaining: count });
             let error = BackfillError::Unverified {
                 job: self.job.name.clone(),
@@ -410,24 +518,39 @@ impl Worker<'_> {
                 first_key,
                 spec: self.spec_path(),
             };
-            let _ = self.jobs.set_state(&mut self.conn, &self.job.name, states::FAILED, Some(&error.to_string())).await;
+            let _ = self
+                .jobs
+                .set_state(
+                    &mut self.conn,
+                    &self.job.name,
+                    states::FAILED,
+                    Some(&error.to_string()),
+                )
+                .await;
             return Err(error);
         }
         let _ = self.jobs.verified(&mut self.conn, &self.job.name, 0).await;
         events(Event::Verified { remaining: 0 });
         self.stop(states::COMPLETED, None).await?;
-        Ok(Outcome::Completed { rows_updated: self.total_updated, batches: self.batches })
+        Ok(Outcome::Completed {
+            rows_updated: self.total_updated,
+            batches: self.batches,
+        })
     }
 
     /// Counts rows in the job's range still matching `where`, in bounded chunks so that no
     /// single query runs long. `None` when there are none (or no `where` to check).
     async fn verify(&mut self) -> Result<Option<(u64, String)>, sqlx::Error> {
-        let (Some(upper), Some(count_first), Some(count_from)) =
-            (self.upper.clone(), self.sql.count_remaining.clone(), self.sql.count_remaining_from.clone())
-        else {
+        let (Some(upper), Some(count_first), Some(count_from)) = (
+            self.upper.clone(),
+            self.sql.count_remaining.clone(),
+            self.sql.count_remaining_from.clone(),
+        ) else {
             return Ok(None);
         };
-        let chunk = i64::from(self.job.pacing.max_batch_size).saturating_mul(10).max(1);
+        let chunk = i64::from(self.job.pacing.max_batch_size)
+            .saturating_mul(10)
+            .max(1);
         let mut lower: Option<Vec<String>> = None;
         let mut total = 0u64;
         let mut first: Option<String> = None;
@@ -436,15 +559,26 @@ impl Worker<'_> {
                 None => sqlx::query(AssertSqlSafe(self.sql.end_key.clone())),
                 Some(l) => bind_all(sqlx::query(AssertSqlSafe(self.sql.end_key_from.clone())), l),
             };
-            let end = match bind_all(end_query, &upper).bind(chunk - 1).fetch_optional(&mut self.conn).await? {
+            let end = match bind_all(end_query, &upper)
+                .bind(chunk - 1)
+                .fetch_optional(&mut self.conn)
+                .await?
+            {
                 Some(row) => texts(&row)?,
                 None => upper.clone(),
             };
             let count_query = match &lower {
                 None => sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_first.clone())),
-                Some(l) => l.iter().fold(sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_from.clone())), |q, v| q.bind(v.clone())),
+                Some(l) => l.iter().fold(
+                    sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_from.clone())),
+                    |q, v| q.bind(v.clone()),
+                ),
             };
-            let count = end.iter().fold(count_query, |q, v| q.bind(v.clone())).fetch_one(&mut self.conn).await?;
+            let count = end
+                .iter()
+                .fold(count_query, |q, v| q.bind(v.clone()))
+                .fetch_one(&mut self.conn)
+                .await?;
             if count > 0 && first.is_none() {
                 first = Some(self.first_remaining(lower.as_deref(), &end).await?);
             }
@@ -457,10 +591,21 @@ impl Worker<'_> {
         Ok(first.map(|key| (total, key)))
     }
 
-    async fn first_remaining(&mut self, lower: Option<&[String]>, end: &[String]) -> Result<String, sqlx::Error> {
+    async fn first_remaining(
+        &mut self,
+        lower: Option<&[String]>,
+        end: &[String],
+    ) -> Result<String, sqlx::Error> {
         let query = match lower {
-            None => sqlx::query(AssertSqlSafe(self.sql.first_remaining.clone().unwrap_or_default())),
-            Some(l) => bind_all(sqlx::query(AssertSqlSafe(self.sql.first_remaining_from.clone().unwrap_or_default())), l),
+            None => sqlx::query(AssertSqlSafe(
+                self.sql.first_remaining.clone().unwrap_or_default(),
+            )),
+            Some(l) => bind_all(
+                sqlx::query(AssertSqlSafe(
+                    self.sql.first_remaining_from.clone().unwrap_or_default(),
+                )),
+                l,
+            ),
         };
         let row = bind_all(query, end).fetch_optional(&mut self.conn).await?;
         Ok(match row {
@@ -473,19 +618,37 @@ impl Worker<'_> {
         self.jobs
             .set_state(&mut self.conn, &self.job.name, state, error)
             .await
-            .map_err(BackfillError::query(format!("marking job {} {state}", self.job.name)))
+            .map_err(BackfillError::query(format!(
+                "marking job {} {state}",
+                self.job.name
+            )))
     }
 
     fn spec_path(&self) -> String {
-        self.job.path.as_ref().map_or_else(|| format!("jobs/{}.toml", self.job.name), |p| p.display().to_string())
+        self.job.path.as_ref().map_or_else(
+            || format!("jobs/{}.toml", self.job.name),
+            |p| p.display().to_string(),
+        )
     }
 }
 
 /// Keys in (cursor, end]: the size of a short last batch.
-async fn count_range(sql: &JobSql, cursor: Option<&[String]>, conn: &mut PgConnection, end: &[String]) -> Result<u64, sqlx::Error> {
-    let text = if cursor.is_some() { &sql.count_range_from } else { &sql.count_range };
+async fn count_range(
+    sql: &JobSql,
+    cursor: Option<&[String]>,
+    conn: &mut PgConnection,
+    end: &[String],
+) -> Result<u64, sqlx::Error> {
+    let text = if cursor.is_some() {
+        &sql.count_range_from
+    } else {
+        &sql.count_range
+    };
     let values = cursor.unwrap_or_default().iter().chain(end);
-    let query = values.fold(sqlx::query_scalar::<_, i64>(AssertSqlSafe(text.clone())), |q, v| q.bind(v.clone()));
+    let query = values.fold(
+        sqlx::query_scalar::<_, i64>(AssertSqlSafe(text.clone())),
+        |q, v| q.bind(v.clone()),
+    );
     Ok(u64::try_from(query.fetch_one(conn).await?).unwrap_or(0))
 }
 
@@ -496,10 +659,17 @@ fn bind_all<'q>(query: Query<'q>, values: &[String]) -> Query<'q> {
 }
 
 fn texts(row: &PgRow) -> Result<Vec<String>, sqlx::Error> {
-    (0..row.len()).map(|i| row.try_get::<String, _>(i)).collect()
+    (0..row.len())
+        .map(|i| row.try_get::<String, _>(i))
+        .collect()
 }
 
-fn key_of(result: Result<Option<PgRow>, sqlx::Error>, what: &str) -> Result<Option<Vec<String>>, BackfillError> {
+fn key_of(
+    result: Result<Option<PgRow>, sqlx::Error>,
+    what: &str,
+) -> Result<Option<Vec<String>>, BackfillError> {
     let row = result.map_err(BackfillError::query(what))?;
-    row.map(|r| texts(&r)).transpose().map_err(BackfillError::query(what))
+    row.map(|r| texts(&r))
+        .transpose()
+        .map_err(BackfillError::query(what))
 }

@@ -125,7 +125,8 @@ impl Job {
             path: path.to_path_buf(),
             message,
         };
-        let file: JobFile = toml::from_str(&text).map_err(|e| invalid(e.to_string().trim_end().to_owned()))?;
+        let file: JobFile =
+            toml::from_str(&text).map_err(|e| invalid(e.to_string().trim_end().to_owned()))?;
         let mut job = Self::from_file(file, overrides).map_err(invalid)?;
         job.path = Some(path.to_path_buf());
         Ok(job)
@@ -144,13 +145,20 @@ impl Job {
         };
         let pacing = pacing(&file, overrides)?;
         let guards = BatchGuards {
-            lock_timeout: positive("lock_timeout", overrides.lock_timeout.or(file.lock_timeout), defaults::LOCK_TIMEOUT)?,
+            lock_timeout: positive(
+                "lock_timeout",
+                overrides.lock_timeout.or(file.lock_timeout),
+                defaults::LOCK_TIMEOUT,
+            )?,
             statement_timeout: positive(
                 "statement_timeout",
                 overrides.statement_timeout.or(file.statement_timeout),
                 defaults::STATEMENT_TIMEOUT,
             )?,
-            max_retries: overrides.max_retries.or(file.max_retries).unwrap_or(defaults::MAX_RETRIES),
+            max_retries: overrides
+                .max_retries
+                .or(file.max_retries)
+                .unwrap_or(defaults::MAX_RETRIES),
         };
         let spec_checksum = spec_checksum(&table, &key, &set, where_.as_deref());
         Ok(Self {
@@ -168,7 +176,11 @@ impl Job {
 
     /// `"id"` or `"tenant_id", "id"`: the key columns, quoted, in order.
     pub fn key_list(&self) -> String {
-        self.key.iter().map(Ident::quoted).collect::<Vec<_>>().join(", ")
+        self.key
+            .iter()
+            .map(Ident::quoted)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -180,7 +192,9 @@ fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {
@@ -217,16 +231,27 @@ fn non_empty(name: &str, sql: &str) -> Result<String, String> {
 fn positive(name: &str, value: Option<Duration>, default: Duration) -> Result<Duration, String> {
     let value = value.unwrap_or(default);
     if value.is_zero() {
-        return Err(format!("`{name}` must be greater than zero (0 would disable the guard)"));
+        return Err(format!(
+            "`{name}` must be greater than zero (0 would disable the guard)"
+        ));
     }
     Ok(value)
 }
 
 fn pacing(file: &JobFile, overrides: &Overrides) -> Result<Pacing, String> {
     let pacing = Pacing {
-        batch_size: overrides.batch_size.or(file.batch_size).unwrap_or(defaults::BATCH_SIZE),
-        min_batch_size: overrides.min_batch_size.or(file.min_batch_size).unwrap_or(defaults::MIN_BATCH_SIZE),
-        max_batch_size: overrides.max_batch_size.or(file.max_batch_size).unwrap_or(defaults::MAX_BATCH_SIZE),
+        batch_size: overrides
+            .batch_size
+            .or(file.batch_size)
+            .unwrap_or(defaults::BATCH_SIZE),
+        min_batch_size: overrides
+            .min_batch_size
+            .or(file.min_batch_size)
+            .unwrap_or(defaults::MIN_BATCH_SIZE),
+        max_batch_size: overrides
+            .max_batch_size
+            .or(file.max_batch_size)
+            .unwrap_or(defaults::MAX_BATCH_SIZE),
         target_batch_time: positive(
             "target_batch_time",
             overrides.target_batch_time.or(file.target_batch_time),
@@ -238,7 +263,11 @@ fn pacing(file: &JobFile, overrides: &Overrides) -> Result<Pacing, String> {
             .unwrap_or(defaults::MAX_ROWS_PER_SECOND),
         pause: overrides.pause.or(file.pause).unwrap_or(defaults::PAUSE),
     };
-    let (min, size, max) = (pacing.min_batch_size, pacing.batch_size, pacing.max_batch_size);
+    let (min, size, max) = (
+        pacing.min_batch_size,
+        pacing.batch_size,
+        pacing.max_batch_size,
+    );
     if min == 0 || !(min <= size && size <= max) {
         return Err(format!(
             "batch sizes must satisfy 1 <= min_batch_size ({min}) <= batch_size ({size}) <= max_batch_size ({max})"
@@ -249,11 +278,20 @@ fn pacing(file: &JobFile, overrides: &Overrides) -> Result<Pacing, String> {
 
 fn spec_checksum(table: &QualifiedName, key: &[Ident], set: &str, where_: Option<&str>) -> String {
     let mut hasher = Sha256::new();
-    for part in [table.to_string(), format!("{key:?}"), set.to_owned(), where_.unwrap_or("").to_owned()] {
+    for part in [
+        table.to_string(),
+        format!("{key:?}"),
+        set.to_owned(),
+        where_.unwrap_or("").to_owned(),
+    ] {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -294,7 +332,8 @@ max_retries = 10
 
     #[test]
     fn optional_keys_have_defaults() {
-        let job = parse("name = \"j\"\ntable = \"t\"\nkey = [\"a\", \"b\"]\nset = \"x = 1\"\n").unwrap();
+        let job =
+            parse("name = \"j\"\ntable = \"t\"\nkey = [\"a\", \"b\"]\nset = \"x = 1\"\n").unwrap();
         assert_eq!(job.table.to_string(), "\"public\".\"t\"");
         assert_eq!(job.pacing.batch_size, defaults::BATCH_SIZE);
         assert_eq!(job.guards.max_retries, defaults::MAX_RETRIES);
@@ -304,7 +343,11 @@ max_retries = 10
     #[test]
     fn flags_override_the_file() {
         let file: JobFile = toml::from_str(SPEC).unwrap();
-        let overrides = Overrides { batch_size: Some(200), lock_timeout: Some(Duration::from_secs(2)), ..Overrides::default() };
+        let overrides = Overrides {
+            batch_size: Some(200),
+            lock_timeout: Some(Duration::from_secs(2)),
+            ..Overrides::default()
+        };
         let job = Job::from_file(file, &overrides).unwrap();
         assert_eq!(job.pacing.batch_size, 200);
         assert_eq!(job.guards.lock_timeout, Duration::from_secs(2));
@@ -342,8 +385,12 @@ max_retries = 10
 
     #[test]
     fn batch_sizes_must_be_ordered() {
-        let err = parse(&SPEC.replace("min_batch_size = 100", "min_batch_size = 5000")).unwrap_err();
-        assert!(err.contains("min_batch_size (5000) <= batch_size (1000)"), "{err}");
+        let err =
+            parse(&SPEC.replace("min_batch_size = 100", "min_batch_size = 5000")).unwrap_err();
+        assert!(
+            err.contains("min_batch_size (5000) <= batch_size (1000)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -358,9 +405,13 @@ max_retries = 10
     #[test]
     fn the_checksum_covers_what_changes_rows_only() {
         let base = parse(SPEC).unwrap().spec_checksum;
-        let paced = parse(&SPEC.replace("batch_size = 1000", "batch_size = 2000")).unwrap().spec_checksum;
+        let paced = parse(&SPEC.replace("batch_size = 1000", "batch_size = 2000"))
+            .unwrap()
+            .spec_checksum;
         assert_eq!(base, paced);
-        let other = parse(&SPEC.replace("lower(email)", "upper(email)")).unwrap().spec_checksum;
+        let other = parse(&SPEC.replace("lower(email)", "upper(email)"))
+            .unwrap()
+            .spec_checksum;
         assert_ne!(base, other);
     }
 }

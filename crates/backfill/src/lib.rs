@@ -1,14 +1,14 @@
 //! The backfill engine: keyed-range batch updates described in job specs, each batch committed
 //! together with its progress row so that an interrupted job resumes exactly where it stopped.
 
-pub mod job;
 pub mod catalog;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod job;
+pub mod ops;
+pub mod plan;
 pub mod sizing;
 pub mod sql;
 pub mod state;
 pub mod throttle;
-pub mod engine;
-pub mod error;
-pub mod event;
-pub mod ops;
-pub mod plan;

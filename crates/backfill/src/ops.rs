@@ -30,29 +30,51 @@ pub struct WorkerInfo {
 
 impl From<LockHolder> for WorkerInfo {
     fn from(h: LockHolder) -> Self {
-        Self { pid: h.pid, application_name: h.application_name, client_addr: h.client_addr }
+        Self {
+            pid: h.pid,
+            application_name: h.application_name,
+            client_addr: h.client_addr,
+        }
     }
 }
 
 /// Jobs recorded in the database (one, when `name` is given).
-pub async fn status(settings: &EngineSettings, name: Option<&str>) -> Result<Vec<JobStatus>, BackfillError> {
+pub async fn status(
+    settings: &EngineSettings,
+    name: Option<&str>,
+) -> Result<Vec<JobStatus>, BackfillError> {
     let mut conn = db::connect(&settings.connect).await?;
     let jobs = Jobs::new(settings.schema.clone());
-    let exists = jobs.exists(&mut conn).await.map_err(BackfillError::query("looking for the jobs table"))?;
+    let exists = jobs
+        .exists(&mut conn)
+        .await
+        .map_err(BackfillError::query("looking for the jobs table"))?;
     let rows = match (exists, name) {
         (false, Some(name)) => return Err(BackfillError::UnknownJob(name.to_owned())),
         (false, None) => Vec::new(),
-        (true, Some(name)) => vec![jobs
-            .load(&mut conn, name)
+        (true, Some(name)) => vec![
+            jobs.load(&mut conn, name)
+                .await
+                .map_err(BackfillError::query("reading the job"))?
+                .ok_or_else(|| BackfillError::UnknownJob(name.to_owned()))?,
+        ],
+        (true, None) => jobs
+            .list(&mut conn)
             .await
-            .map_err(BackfillError::query("reading the job"))?
-            .ok_or_else(|| BackfillError::UnknownJob(name.to_owned()))?],
-        (true, None) => jobs.list(&mut conn).await.map_err(BackfillError::query("listing jobs"))?,
+            .map_err(BackfillError::query("listing jobs"))?,
     };
     let mut statuses = Vec::with_capacity(rows.len());
     for row in rows {
-        let key = lock_key(&format!("sluice:backfill:{}:{}", settings.schema.as_str(), row.name));
-        let worker = holder(&mut conn, key).await.ok().flatten().map(WorkerInfo::from);
+        let key = lock_key(&format!(
+            "sluice:backfill:{}:{}",
+            settings.schema.as_str(),
+            row.name
+        ));
+        let worker = holder(&mut conn, key)
+            .await
+            .ok()
+            .flatten()
+            .map(WorkerInfo::from);
         statuses.push(with_rates(row, worker));
     }
     let _ = conn.close().await;
@@ -60,20 +82,45 @@ pub async fn status(settings: &EngineSettings, name: Option<&str>) -> Result<Vec
 }
 
 fn with_rates(row: JobRow, worker: Option<WorkerInfo>) -> JobStatus {
-    #[expect(clippy::cast_precision_loss, reason = "row counts as rates need no exactness")]
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "row counts as rates need no exactness"
+    )]
     let (scanned, estimated) = (row.rows_scanned as f64, row.estimated_rows as f64);
     let rate = (row.work_seconds > 0.0 && scanned > 0.0).then(|| scanned / row.work_seconds);
-    let eta = rate.filter(|_| row.finished_at.is_none()).map(|r| ((estimated - scanned).max(0.0)) / r);
-    JobStatus { row, worker, rows_per_second: rate, eta_seconds: eta }
+    let eta = rate
+        .filter(|_| row.finished_at.is_none())
+        .map(|r| ((estimated - scanned).max(0.0)) / r);
+    JobStatus {
+        row,
+        worker,
+        rows_per_second: rate,
+        eta_seconds: eta,
+    }
 }
 
 /// Records a pause, resume or cancel request for `name`.
-pub async fn request(settings: &EngineSettings, name: &str, request: &str) -> Result<(), BackfillError> {
+pub async fn request(
+    settings: &EngineSettings,
+    name: &str,
+    request: &str,
+) -> Result<(), BackfillError> {
     debug_assert!([control::PAUSE, control::RUN, control::CANCEL].contains(&request));
     let mut conn = db::connect(&settings.connect).await?;
     let jobs = Jobs::new(settings.schema.clone());
-    let exists = jobs.exists(&mut conn).await.map_err(BackfillError::query("looking for the jobs table"))?;
-    let found = exists && jobs.request(&mut conn, name, request).await.map_err(BackfillError::query("recording the request"))?;
+    let exists = jobs
+        .exists(&mut conn)
+        .await
+        .map_err(BackfillError::query("looking for the jobs table"))?;
+    let found = exists
+        && jobs
+            .request(&mut conn, name, request)
+            .await
+            .map_err(BackfillError::query("recording the request"))?;
     let _ = conn.close().await;
-    if found { Ok(()) } else { Err(BackfillError::UnknownJob(name.to_owned())) }
+    if found {
+        Ok(())
+    } else {
+        Err(BackfillError::UnknownJob(name.to_owned()))
+    }
 }

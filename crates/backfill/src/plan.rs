@@ -37,8 +37,14 @@ pub async fn plan(settings: &EngineSettings, job: &Job) -> Result<Plan, Backfill
     let target = catalog::inspect(&mut conn, job).await?;
     let sql = JobSql::new(job, &target);
     let jobs = Jobs::new(settings.schema.clone());
-    let recorded = if jobs.exists(&mut conn).await.map_err(BackfillError::query("looking for the jobs table"))? {
-        jobs.load(&mut conn, &job.name).await.map_err(BackfillError::query("reading the job"))?
+    let recorded = if jobs
+        .exists(&mut conn)
+        .await
+        .map_err(BackfillError::query("looking for the jobs table"))?
+    {
+        jobs.load(&mut conn, &job.name)
+            .await
+            .map_err(BackfillError::query("reading the job"))?
     } else {
         None
     };
@@ -86,14 +92,21 @@ fn batch_statements(job: &Job, sql: &JobSql) -> Vec<String> {
     ]
 }
 
-async fn one_key(conn: &mut sqlx::PgConnection, sql: &str) -> Result<Option<Vec<String>>, BackfillError> {
+async fn one_key(
+    conn: &mut sqlx::PgConnection,
+    sql: &str,
+) -> Result<Option<Vec<String>>, BackfillError> {
     let row = sqlx::query(AssertSqlSafe(sql.to_owned()))
         .fetch_optional(&mut *conn)
         .await
         .map_err(BackfillError::query("reading key bounds"))?;
-    row.map(|r| (0..r.len()).map(|i| r.try_get::<String, _>(i)).collect::<Result<Vec<_>, _>>())
-        .transpose()
-        .map_err(BackfillError::query("reading key bounds"))
+    row.map(|r| {
+        (0..r.len())
+            .map(|i| r.try_get::<String, _>(i))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .transpose()
+    .map_err(BackfillError::query("reading key bounds"))
 }
 
 /// EXPLAIN (without ANALYZE, so nothing runs) of the first batch, in a transaction that is
@@ -106,13 +119,31 @@ async fn explain_first_batch(
 ) -> Result<Vec<String>, BackfillError> {
     let what = "explaining the first batch";
     let mut tx = conn.begin().await.map_err(BackfillError::query(what))?;
-    let end_query = upper.iter().fold(sqlx::query(AssertSqlSafe(sql.end_key.clone())), |q, v| q.bind(v.clone()));
-    let end = match end_query.bind(i64::from(batch_size.saturating_sub(1))).fetch_optional(&mut *tx).await.map_err(BackfillError::query(what))? {
-        Some(row) => (0..row.len()).map(|i| row.try_get::<String, _>(i)).collect::<Result<Vec<_>, _>>().map_err(BackfillError::query(what))?,
+    let end_query = upper
+        .iter()
+        .fold(sqlx::query(AssertSqlSafe(sql.end_key.clone())), |q, v| {
+            q.bind(v.clone())
+        });
+    let end = match end_query
+        .bind(i64::from(batch_size.saturating_sub(1)))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(BackfillError::query(what))?
+    {
+        Some(row) => (0..row.len())
+            .map(|i| row.try_get::<String, _>(i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(BackfillError::query(what))?,
         None => upper.to_vec(),
     };
-    let explain = end.iter().fold(sqlx::query_scalar::<_, String>(AssertSqlSafe(format!("EXPLAIN {}", sql.update))), |q, v| q.bind(v.clone()));
-    let lines = explain.fetch_all(&mut *tx).await.map_err(BackfillError::query(what))?;
+    let explain = end.iter().fold(
+        sqlx::query_scalar::<_, String>(AssertSqlSafe(format!("EXPLAIN {}", sql.update))),
+        |q, v| q.bind(v.clone()),
+    );
+    let lines = explain
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(BackfillError::query(what))?;
     let _ = tx.rollback().await;
     Ok(lines)
 }

@@ -13,7 +13,8 @@ pub fn next_size(pacing: &Pacing, size: u32, took: Duration, full: bool) -> u32 
     if !full || took.is_zero() {
         return size;
     }
-    let ratio = (pacing.target_batch_time.as_secs_f64() / took.as_secs_f64()).clamp(1.0 / MAX_STEP, MAX_STEP);
+    let ratio = (pacing.target_batch_time.as_secs_f64() / took.as_secs_f64())
+        .clamp(1.0 / MAX_STEP, MAX_STEP);
     clamp(pacing, f64::from(size) * ratio)
 }
 
@@ -23,9 +24,14 @@ pub fn shrink(pacing: &Pacing, size: u32) -> u32 {
 }
 
 fn clamp(pacing: &Pacing, size: f64) -> u32 {
-    let bounded = size.round().clamp(f64::from(pacing.min_batch_size), f64::from(pacing.max_batch_size));
+    let bounded = size.round().clamp(
+        f64::from(pacing.min_batch_size),
+        f64::from(pacing.max_batch_size),
+    );
     // Bounded by two u32 values above, so the conversion is exact.
-    format!("{bounded:.0}").parse().unwrap_or(pacing.min_batch_size)
+    format!("{bounded:.0}")
+        .parse()
+        .unwrap_or(pacing.min_batch_size)
 }
 
 #[cfg(test)]
@@ -45,21 +51,42 @@ mod tests {
 
     #[test]
     fn fast_batches_grow_slow_batches_shrink() {
-        assert_eq!(next_size(&pacing(), 1000, Duration::from_millis(100), true), 2000);
-        assert_eq!(next_size(&pacing(), 1000, Duration::from_millis(400), true), 500);
-        assert_eq!(next_size(&pacing(), 1000, Duration::from_millis(200), true), 1000);
-        assert_eq!(next_size(&pacing(), 1000, Duration::from_millis(160), true), 1250);
+        assert_eq!(
+            next_size(&pacing(), 1000, Duration::from_millis(100), true),
+            2000
+        );
+        assert_eq!(
+            next_size(&pacing(), 1000, Duration::from_millis(400), true),
+            500
+        );
+        assert_eq!(
+            next_size(&pacing(), 1000, Duration::from_millis(200), true),
+            1000
+        );
+        assert_eq!(
+            next_size(&pacing(), 1000, Duration::from_millis(160), true),
+            1250
+        );
     }
 
     #[test]
     fn steps_are_at_most_double_or_half() {
-        assert_eq!(next_size(&pacing(), 1000, Duration::from_millis(1), true), 2000);
-        assert_eq!(next_size(&pacing(), 1000, Duration::from_secs(60), true), 500);
+        assert_eq!(
+            next_size(&pacing(), 1000, Duration::from_millis(1), true),
+            2000
+        );
+        assert_eq!(
+            next_size(&pacing(), 1000, Duration::from_secs(60), true),
+            500
+        );
     }
 
     #[test]
     fn sizes_stay_within_bounds() {
-        assert_eq!(next_size(&pacing(), 4000, Duration::from_millis(10), true), 5000);
+        assert_eq!(
+            next_size(&pacing(), 4000, Duration::from_millis(10), true),
+            5000
+        );
         assert_eq!(next_size(&pacing(), 150, Duration::from_secs(5), true), 100);
         assert_eq!(shrink(&pacing(), 150), 100);
         assert_eq!(shrink(&pacing(), 1000), 500);
@@ -67,6 +94,9 @@ mod tests {
 
     #[test]
     fn a_short_final_batch_changes_nothing() {
-        assert_eq!(next_size(&pacing(), 1000, Duration::from_millis(1), false), 1000);
+        assert_eq!(
+            next_size(&pacing(), 1000, Duration::from_millis(1), false),
+            1000
+        );
     }
 }

@@ -50,9 +50,18 @@ impl JobSql {
             .collect::<Vec<_>>()
             .join(", ");
         let asc = columns.clone();
-        let desc = target.key.iter().map(|c| format!("{} DESC", c.name)).collect::<Vec<_>>().join(", ");
+        let desc = target
+            .key
+            .iter()
+            .map(|c| format!("{} DESC", c.name))
+            .collect::<Vec<_>>()
+            .join(", ");
         let params = |first: usize| params(target, first);
-        let filter = job.where_.as_ref().map(|w| format!(" AND ({w})")).unwrap_or_default();
+        let filter = job
+            .where_
+            .as_ref()
+            .map(|w| format!(" AND ({w})"))
+            .unwrap_or_default();
 
         let end_key = |lower: &str, upper_first: usize| {
             format!(
@@ -62,10 +71,14 @@ impl JobSql {
             )
         };
         let after_cursor = format!("{row} > {} AND ", params(1));
-        let range = |lower: &str, end_first: usize| format!("{lower}{row} <= {}", params(end_first));
+        let range =
+            |lower: &str, end_first: usize| format!("{lower}{row} <= {}", params(end_first));
         let remaining = |select: &str, tail: &str, lower: &str, end_first: usize| {
             job.where_.as_ref().map(|w| {
-                format!("SELECT {select} FROM {table} WHERE {} AND ({w}){tail}", range(lower, end_first))
+                format!(
+                    "SELECT {select} FROM {table} WHERE {} AND ({w}){tail}",
+                    range(lower, end_first)
+                )
             })
         };
         let first_tail = format!(" ORDER BY {asc} LIMIT 1");
@@ -74,10 +87,21 @@ impl JobSql {
             min_key: format!("SELECT {as_text} FROM {table} ORDER BY {asc} LIMIT 1"),
             end_key: end_key("", 1),
             end_key_from: end_key(&after_cursor, k + 1),
-            update: format!("UPDATE {table} SET {} WHERE {}{filter}", job.set, range("", 1)),
-            update_from: format!("UPDATE {table} SET {} WHERE {}{filter}", job.set, range(&after_cursor, k + 1)),
+            update: format!(
+                "UPDATE {table} SET {} WHERE {}{filter}",
+                job.set,
+                range("", 1)
+            ),
+            update_from: format!(
+                "UPDATE {table} SET {} WHERE {}{filter}",
+                job.set,
+                range(&after_cursor, k + 1)
+            ),
             count_range: format!("SELECT count(*) FROM {table} WHERE {}", range("", 1)),
-            count_range_from: format!("SELECT count(*) FROM {table} WHERE {}", range(&after_cursor, k + 1)),
+            count_range_from: format!(
+                "SELECT count(*) FROM {table} WHERE {}",
+                range(&after_cursor, k + 1)
+            ),
             count_remaining: remaining("count(*)", "", "", 1),
             count_remaining_from: remaining("count(*)", "", &after_cursor, k + 1),
             first_remaining: remaining(&as_text, &first_tail, "", 1),
@@ -87,7 +111,12 @@ impl JobSql {
 }
 
 fn column_list(target: &Target) -> String {
-    target.key.iter().map(|c| c.name.quoted()).collect::<Vec<_>>().join(", ")
+    target
+        .key
+        .iter()
+        .map(|c| c.name.quoted())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `($n::type1, $n+1::type2)`.
@@ -135,7 +164,10 @@ mod tests {
                 .key
                 .iter()
                 .zip(types)
-                .map(|(name, t)| KeyColumn { name: name.clone(), type_name: (*t).to_owned() })
+                .map(|(name, t)| KeyColumn {
+                    name: name.clone(),
+                    type_name: (*t).to_owned(),
+                })
                 .collect(),
             index: "items_pkey".into(),
             estimated_rows: 0,
@@ -146,7 +178,10 @@ mod tests {
     fn single_column_key() {
         let job = job(&["id"], Some("n < 10"));
         let sql = JobSql::new(&job, &target(&job, &["bigint"]));
-        assert_eq!(sql.max_key, r#"SELECT "id"::text AS key_1 FROM "app"."items" ORDER BY "id" DESC LIMIT 1"#);
+        assert_eq!(
+            sql.max_key,
+            r#"SELECT "id"::text AS key_1 FROM "app"."items" ORDER BY "id" DESC LIMIT 1"#
+        );
         assert_eq!(
             sql.end_key_from,
             r#"SELECT "id"::text AS key_1 FROM "app"."items" WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) ORDER BY "id" LIMIT 1 OFFSET $3"#
@@ -181,7 +216,10 @@ mod tests {
             sql.update_from,
             r#"UPDATE "app"."items" SET n = n + 1 WHERE ("tenant", "Id") > ($1::text, $2::uuid) AND ("tenant", "Id") <= ($3::text, $4::uuid)"#
         );
-        assert!(sql.count_remaining.is_none(), "nothing to verify without `where`");
+        assert!(
+            sql.count_remaining.is_none(),
+            "nothing to verify without `where`"
+        );
     }
 
     #[test]
@@ -189,6 +227,10 @@ mod tests {
         let mut job = job(&["id"], None);
         job.table.name = Ident::new("x\"; DROP TABLE users; --").unwrap();
         let sql = JobSql::new(&job, &target(&job, &["int"]));
-        assert!(sql.update.contains(r#""app"."x""; DROP TABLE users; --""#), "{}", sql.update);
+        assert!(
+            sql.update.contains(r#""app"."x""; DROP TABLE users; --""#),
+            "{}",
+            sql.update
+        );
     }
 }

@@ -143,17 +143,27 @@ impl Jobs {
         tx.commit().await
     }
 
-    pub async fn load(&self, conn: &mut PgConnection, name: &str) -> Result<Option<JobRow>, sqlx::Error> {
-        sqlx::query_as(AssertSqlSafe(format!("SELECT {COLUMNS} FROM {} WHERE name = $1", self.table)))
-            .bind(name)
-            .fetch_optional(conn)
-            .await
+    pub async fn load(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+    ) -> Result<Option<JobRow>, sqlx::Error> {
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM {} WHERE name = $1",
+            self.table
+        )))
+        .bind(name)
+        .fetch_optional(conn)
+        .await
     }
 
     pub async fn list(&self, conn: &mut PgConnection) -> Result<Vec<JobRow>, sqlx::Error> {
-        sqlx::query_as(AssertSqlSafe(format!("SELECT {COLUMNS} FROM {} ORDER BY name", self.table)))
-            .fetch_all(conn)
-            .await
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM {} ORDER BY name",
+            self.table
+        )))
+        .fetch_all(conn)
+        .await
     }
 
     /// Records a new job with the key bounds captured at its first start.
@@ -189,7 +199,12 @@ impl Jobs {
 
     /// Advances the cursor and counters; run it in the batch's transaction. Returns the
     /// control request in force, so the worker learns of a pause or cancel with the batch.
-    pub async fn advance(&self, conn: &mut PgConnection, name: &str, advance: Advance<'_>) -> Result<String, sqlx::Error> {
+    pub async fn advance(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        advance: Advance<'_>,
+    ) -> Result<String, sqlx::Error> {
         sqlx::query_scalar(AssertSqlSafe(format!(
             "UPDATE {} SET cursor = $2, rows_updated = rows_updated + $3, rows_scanned = rows_scanned + $4,
                  batches = batches + 1, batch_size = $5, work_seconds = work_seconds + $6,
@@ -233,7 +248,12 @@ impl Jobs {
     }
 
     /// Counts a retry, outside the batch transaction (which rolled back).
-    pub async fn count_retry(&self, conn: &mut PgConnection, name: &str, error: &str) -> Result<(), sqlx::Error> {
+    pub async fn count_retry(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(AssertSqlSafe(format!(
             "UPDATE {} SET retries = retries + 1, last_error = $2, updated_at = now() WHERE name = $1",
             self.table
@@ -246,7 +266,12 @@ impl Jobs {
     }
 
     /// Records a verification result.
-    pub async fn verified(&self, conn: &mut PgConnection, name: &str, remaining: i64) -> Result<(), sqlx::Error> {
+    pub async fn verified(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        remaining: i64,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(AssertSqlSafe(format!(
             "UPDATE {} SET verified_remaining = $2, updated_at = now() WHERE name = $1",
             self.table
@@ -259,7 +284,12 @@ impl Jobs {
     }
 
     /// Accepts a changed spec for an unfinished job.
-    pub async fn accept_spec(&self, conn: &mut PgConnection, name: &str, checksum: &str) -> Result<(), sqlx::Error> {
+    pub async fn accept_spec(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        checksum: &str,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(AssertSqlSafe(format!(
             "UPDATE {} SET spec_checksum = $2, updated_at = now() WHERE name = $1",
             self.table
@@ -285,7 +315,12 @@ impl Jobs {
 
     /// Records a control request; returns false when there is no such job. `resume` also
     /// moves a paused job back to a state `run` accepts.
-    pub async fn request(&self, conn: &mut PgConnection, name: &str, request: &str) -> Result<bool, sqlx::Error> {
+    pub async fn request(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        request: &str,
+    ) -> Result<bool, sqlx::Error> {
         let updated = sqlx::query(AssertSqlSafe(format!(
             "UPDATE {} SET control = $2, updated_at = now(),
                  state = CASE WHEN $2 = 'run' AND state = 'paused' THEN 'stopped'

@@ -13,7 +13,9 @@ use sluice_backfill::error::BackfillError;
 use sluice_backfill::job::{Job, JobError, Overrides};
 use sluice_backfill::state::control;
 use sluice_backfill::{ops, plan};
-use sluice_common::cli::{GlobalArgs, Startup, common_config_rows, common_exit_code, render_config_rows, with_origin};
+use sluice_common::cli::{
+    GlobalArgs, Startup, common_config_rows, common_exit_code, render_config_rows, with_origin,
+};
 use sluice_common::config::layered;
 use sluice_common::db::ConnectSettings;
 use sluice_common::exit;
@@ -140,7 +142,10 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("{PROGRAM}: error: cannot start the async runtime: {error}");
@@ -165,52 +170,130 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
     );
     if let Command::Config = cli.command {
         let mut rows = common_config_rows(&startup.common);
-        rows.push(("jobs", jobs_dir.value.display().to_string(), jobs_dir.origin));
-        print!("{}", render_config_rows(startup.file_path.as_deref(), &rows));
+        rows.push((
+            "jobs",
+            jobs_dir.value.display().to_string(),
+            jobs_dir.origin,
+        ));
+        print!(
+            "{}",
+            render_config_rows(startup.file_path.as_deref(), &rows)
+        );
         return Ok(exit::OK);
     }
     let settings = EngineSettings {
         connect: ConnectSettings::from_config(&startup.common, PROGRAM)?,
         schema: startup.common.schema.value.clone(),
     };
-    let load = |spec: &str, overrides: OverrideArgs| Job::load(&spec_path(&jobs_dir.value, spec), &overrides.into());
+    let load = |spec: &str, overrides: OverrideArgs| {
+        Job::load(&spec_path(&jobs_dir.value, spec), &overrides.into())
+    };
     match cli.command {
-        Command::Run { job, dry_run: true, overrides, .. } | Command::Plan { job, overrides, json: false } => {
+        Command::Run {
+            job,
+            dry_run: true,
+            overrides,
+            ..
+        }
+        | Command::Plan {
+            job,
+            overrides,
+            json: false,
+        } => {
             let job = load(&job, overrides)?;
             render::plan(&plan::plan(&settings, &job).await?, false);
             Ok(exit::OK)
         }
-        Command::Plan { job, overrides, json: true } => {
+        Command::Plan {
+            job,
+            overrides,
+            json: true,
+        } => {
             let job = load(&job, overrides)?;
             render::plan(&plan::plan(&settings, &job).await?, true);
             Ok(exit::OK)
         }
-        Command::Run { job, accept_spec_change, rescan, overrides, .. } => {
+        Command::Run {
+            job,
+            accept_spec_change,
+            rescan,
+            overrides,
+            ..
+        } => {
             let job = load(&job, overrides)?;
-            run_job(&settings, &job, RunOptions { accept_spec_change, rescan }, &startup).await
+            run_job(
+                &settings,
+                &job,
+                RunOptions {
+                    accept_spec_change,
+                    rescan,
+                },
+                &startup,
+            )
+            .await
         }
         Command::Status { name, json } => {
             render::status(&ops::status(&settings, name.as_deref()).await?, json);
             Ok(exit::OK)
         }
-        Command::Pause { name } => request(&settings, &name, control::PAUSE, "pause requested: the worker pauses after its current batch").await,
-        Command::Resume { name } => request(&settings, &name, control::RUN, "resumed: the next `run` of the job continues it").await,
-        Command::Cancel { name } => request(&settings, &name, control::CANCEL, "cancel requested: the worker stops after its current batch").await,
+        Command::Pause { name } => {
+            request(
+                &settings,
+                &name,
+                control::PAUSE,
+                "pause requested: the worker pauses after its current batch",
+            )
+            .await
+        }
+        Command::Resume { name } => {
+            request(
+                &settings,
+                &name,
+                control::RUN,
+                "resumed: the next `run` of the job continues it",
+            )
+            .await
+        }
+        Command::Cancel { name } => {
+            request(
+                &settings,
+                &name,
+                control::CANCEL,
+                "cancel requested: the worker stops after its current batch",
+            )
+            .await
+        }
         Command::Config => unreachable!("handled above"),
     }
 }
 
-async fn run_job(settings: &EngineSettings, job: &Job, options: RunOptions, startup: &Startup) -> anyhow::Result<u8> {
+async fn run_job(
+    settings: &EngineSettings,
+    job: &Job,
+    options: RunOptions,
+    startup: &Startup,
+) -> anyhow::Result<u8> {
     let mut renderer = render::Progress::new(job);
-    let outcome = engine::run(settings, job, options, &startup.shutdown, &mut |e| renderer.event(&e)).await;
+    let outcome = engine::run(settings, job, options, &startup.shutdown, &mut |e| {
+        renderer.event(&e)
+    })
+    .await;
     renderer.finish(job, outcome.as_ref().ok());
     Ok(match outcome? {
         Outcome::Interrupted { .. } => exit::INTERRUPTED,
-        Outcome::Completed { .. } | Outcome::AlreadyCompleted | Outcome::Paused | Outcome::Cancelled => exit::OK,
+        Outcome::Completed { .. }
+        | Outcome::AlreadyCompleted
+        | Outcome::Paused
+        | Outcome::Cancelled => exit::OK,
     })
 }
 
-async fn request(settings: &EngineSettings, name: &str, what: &str, done: &str) -> anyhow::Result<u8> {
+async fn request(
+    settings: &EngineSettings,
+    name: &str,
+    what: &str,
+    done: &str,
+) -> anyhow::Result<u8> {
     ops::request(settings, name, what).await?;
     println!("job {name}: {done}");
     Ok(exit::OK)

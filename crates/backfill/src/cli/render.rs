@@ -52,7 +52,14 @@ impl Progress {
 
     pub fn event(&mut self, event: &Event) {
         match event {
-            Event::Started { resumed, rows_scanned, rows_updated, estimated_rows, batch_size, .. } => {
+            Event::Started {
+                resumed,
+                rows_scanned,
+                rows_updated,
+                estimated_rows,
+                batch_size,
+                ..
+            } => {
                 self.estimated = (*estimated_rows).max(*rows_scanned);
                 self.scanned_before = *rows_scanned;
                 self.scanned = *rows_scanned;
@@ -111,7 +118,10 @@ impl Progress {
     }
 
     fn show(&mut self) {
-        let eta = self.eta().map_or_else(|| "?".to_owned(), |d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string());
+        let eta = self.eta().map_or_else(
+            || "?".to_owned(),
+            |d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string(),
+        );
         let throttle = self.throttle_state.map_or("", Reason::as_str);
         if let Some(bar) = &self.bar {
             bar.set_length(self.estimated);
@@ -144,7 +154,10 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        let spec = job.path.as_ref().map_or_else(|| job.name.clone(), |p| p.display().to_string());
+        let spec = job
+            .path
+            .as_ref()
+            .map_or_else(|| job.name.clone(), |p| p.display().to_string());
         let totals = format!(
             "{} row(s) updated, {} scanned; this run {:.1}s working at {:.0} rows/s, {:.1}s throttled",
             self.updated,
@@ -154,8 +167,13 @@ impl Progress {
             self.throttled.as_secs_f64()
         );
         match outcome {
-            Some(Outcome::Completed { batches, .. }) => println!("job {} completed and verified: {totals}; {batches} batch(es)", job.name),
-            Some(Outcome::AlreadyCompleted) => println!("job {} is already complete; nothing to do", job.name),
+            Some(Outcome::Completed { batches, .. }) => println!(
+                "job {} completed and verified: {totals}; {batches} batch(es)",
+                job.name
+            ),
+            Some(Outcome::AlreadyCompleted) => {
+                println!("job {} is already complete; nothing to do", job.name)
+            }
             Some(Outcome::Paused) => println!(
                 "job {} is paused: {totals}; `sluice-backfill resume {}` then `sluice-backfill run {spec}` to continue",
                 job.name, job.name
@@ -164,7 +182,9 @@ impl Progress {
             Some(Outcome::Interrupted { cursor }) => eprintln!(
                 "sluice-backfill: job {} stopped after key ({}): {totals}; every committed batch is kept. Resume with: sluice-backfill run {spec}",
                 job.name,
-                cursor.as_ref().map_or_else(|| "start".to_owned(), |c| c.join(", "))
+                cursor
+                    .as_ref()
+                    .map_or_else(|| "start".to_owned(), |c| c.join(", "))
             ),
             None => {}
         }
@@ -177,19 +197,39 @@ pub fn plan(plan: &Plan, json: bool) {
         println!("{}", serde_json::to_string(plan).unwrap_or_default());
         return;
     }
-    let key = |k: &Option<Vec<String>>| k.as_ref().map_or_else(|| "(empty table)".to_owned(), |k| format!("({})", k.join(", ")));
+    let key = |k: &Option<Vec<String>>| {
+        k.as_ref().map_or_else(
+            || "(empty table)".to_owned(),
+            |k| format!("({})", k.join(", ")),
+        )
+    };
     println!("job:            {}", plan.job);
     println!("table:          {}", plan.table);
-    println!("key:            ({}) of type ({}), walked with index {}", plan.key.join(", "), plan.key_types.join(", "), plan.index);
-    println!("key bounds:     {} to {}", key(&plan.min_key), key(&plan.max_key));
-    println!("estimated rows: {} in about {} batch(es) of {}", plan.estimated_rows, plan.estimated_batches, plan.batch_size);
+    println!(
+        "key:            ({}) of type ({}), walked with index {}",
+        plan.key.join(", "),
+        plan.key_types.join(", "),
+        plan.index
+    );
+    println!(
+        "key bounds:     {} to {}",
+        key(&plan.min_key),
+        key(&plan.max_key)
+    );
+    println!(
+        "estimated rows: {} in about {} batch(es) of {}",
+        plan.estimated_rows, plan.estimated_batches, plan.batch_size
+    );
     if let Some(recorded) = &plan.recorded {
         println!(
             "recorded:       {} — {} rows scanned, {} updated, cursor {}",
             recorded.state,
             recorded.rows_scanned,
             recorded.rows_updated,
-            recorded.cursor.as_ref().map_or_else(|| "(start)".to_owned(), |c| format!("({})", c.join(", ")))
+            recorded
+                .cursor
+                .as_ref()
+                .map_or_else(|| "(start)".to_owned(), |c| format!("({})", c.join(", ")))
         );
     }
     println!("\neach batch, in one transaction:");
@@ -215,22 +255,49 @@ pub fn status(statuses: &[JobStatus], json: bool) {
     }
     for s in statuses {
         let row = &s.row;
-        let worker = s.worker.as_ref().map_or_else(String::new, |w| format!(" (worker pid {} {})", w.pid, w.application_name));
-        let stale = if row.state == "running" && s.worker.is_none() { " (no worker: it stopped uncleanly; `run` resumes it)" } else { "" };
+        let worker = s.worker.as_ref().map_or_else(String::new, |w| {
+            format!(" (worker pid {} {})", w.pid, w.application_name)
+        });
+        let stale = if row.state == "running" && s.worker.is_none() {
+            " (no worker: it stopped uncleanly; `run` resumes it)"
+        } else {
+            ""
+        };
         println!("{}: {}{worker}{stale}", row.name, row.state);
-        println!("  table {} key ({})", row.table_name, row.key_columns.join(", "));
+        println!(
+            "  table {} key ({})",
+            row.table_name,
+            row.key_columns.join(", ")
+        );
         println!(
             "  cursor {} of {}",
-            row.cursor.as_ref().map_or_else(|| "(start)".to_owned(), |c| format!("({})", c.join(", "))),
-            row.upper_bound.as_ref().map_or_else(|| "(empty)".to_owned(), |c| format!("({})", c.join(", ")))
+            row.cursor
+                .as_ref()
+                .map_or_else(|| "(start)".to_owned(), |c| format!("({})", c.join(", "))),
+            row.upper_bound
+                .as_ref()
+                .map_or_else(|| "(empty)".to_owned(), |c| format!("({})", c.join(", ")))
         );
         println!(
             "  {} rows scanned of ~{}, {} updated, {} batches, {} retries, batch size {}",
-            row.rows_scanned, row.estimated_rows, row.rows_updated, row.batches, row.retries, row.batch_size
+            row.rows_scanned,
+            row.estimated_rows,
+            row.rows_updated,
+            row.batches,
+            row.retries,
+            row.batch_size
         );
-        let rate = s.rows_per_second.map_or_else(|| "-".to_owned(), |r| format!("{r:.0} rows/s"));
-        let eta = s.eta_seconds.map_or_else(|| "-".to_owned(), |e| humantime::format_duration(Duration::from_secs_f64(e.round())).to_string());
-        println!("  {rate}, ETA {eta}, {:.1}s working, {:.1}s throttled", row.work_seconds, row.throttled_seconds);
+        let rate = s
+            .rows_per_second
+            .map_or_else(|| "-".to_owned(), |r| format!("{r:.0} rows/s"));
+        let eta = s.eta_seconds.map_or_else(
+            || "-".to_owned(),
+            |e| humantime::format_duration(Duration::from_secs_f64(e.round())).to_string(),
+        );
+        println!(
+            "  {rate}, ETA {eta}, {:.1}s working, {:.1}s throttled",
+            row.work_seconds, row.throttled_seconds
+        );
         if let Some(error) = &row.last_error {
             println!("  last error: {error}");
         }

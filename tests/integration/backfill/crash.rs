@@ -1,0 +1,81 @@
+//! Exactly once under crashes: the engine killed with SIGKILL at random moments and resumed
+//! each time, with a non-idempotent `set`.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use sluice_common::exit;
+use sluice_tests::Project;
+
+const ROWS: i64 = 20_000;
+const KILLS: usize = 20;
+
+#[tokio::test]
+async fn sigkill_at_random_moments_never_loses_or_repeats_a_batch() {
+    let project = Project::new().await;
+    project
+        .db
+        .exec(&format!(
+            "CREATE TABLE counters (id bigint PRIMARY KEY, n int NOT NULL);
+             INSERT INTO counters SELECT g, g FROM generate_series(1, {ROWS}) g;"
+        ))
+        .await;
+    // No `where`: only the committed cursor stops a row from being incremented twice.
+    project.job(
+        "bump",
+        "name = \"bump\"\ntable = \"counters\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n\
+         batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\npause = \"2ms\"\n",
+    );
+
+    let mut kills = 0;
+    let mut rng = fastrand::Rng::with_seed(7);
+    let started = Instant::now();
+    while kills < KILLS {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "took too long; {kills} kills so far"
+        );
+        let mut child = project
+            .backfill()
+            .args(["-q", "run", "bump"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(rng.u64(30..250))).await;
+        if child.try_wait().unwrap().is_some() {
+            break; // finished before the kill: too few rows left
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+    }
+    assert!(
+        kills >= KILLS,
+        "only {kills} kills before the job finished; make it slower"
+    );
+
+    // The job was left "running" by a dead worker; `status` says so, and `run` resumes it.
+    let status = project.run_backfill(&["status", "bump"]);
+    status.expect_code(exit::OK);
+    let last = project.run_backfill(&["run", "bump"]);
+    last.expect_code(exit::OK);
+    assert!(last.stdout().contains("completed"), "{}", last.stdout());
+
+    let mut conn = project.db.connect().await;
+    let wrong: i64 = sqlx::query_scalar("SELECT count(*) FROM counters WHERE n <> id + 1")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        wrong, 0,
+        "rows incremented zero times or twice after {kills} kills"
+    );
+    let (updated, scanned): (i64, i64) = sqlx::query_as(
+        "SELECT rows_updated, rows_scanned FROM sluice.backfill_jobs WHERE name = 'bump'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((updated, scanned), (ROWS, ROWS));
+}
