@@ -30,6 +30,7 @@ pub struct Progress {
     scanned: u64,
     updated: u64,
     batch_size: u32,
+    longest_batch: Duration,
     job: String,
 }
 
@@ -46,6 +47,7 @@ impl Progress {
             scanned: 0,
             updated: 0,
             batch_size: job.pacing.batch_size,
+            longest_batch: Duration::ZERO,
             job: job.name.clone(),
         }
     }
@@ -71,6 +73,7 @@ impl Progress {
             }
             Event::Batch(batch) => {
                 self.work += batch.duration;
+                self.longest_batch = self.longest_batch.max(batch.duration);
                 self.scanned = batch.total_scanned;
                 self.updated = batch.total_updated;
                 self.batch_size = batch.next_batch_size;
@@ -159,12 +162,13 @@ impl Progress {
             .as_ref()
             .map_or_else(|| job.name.clone(), |p| p.display().to_string());
         let totals = format!(
-            "{} row(s) updated, {} scanned; this run {:.1}s working at {:.0} rows/s, {:.1}s throttled",
+            "{} row(s) updated, {} scanned; this run {:.1}s working at {:.0} rows/s, {:.1}s throttled, longest batch {}ms",
             self.updated,
             self.scanned,
             self.work.as_secs_f64(),
             self.rate(),
-            self.throttled.as_secs_f64()
+            self.throttled.as_secs_f64(),
+            self.longest_batch.as_millis()
         );
         match outcome {
             Some(Outcome::Completed { batches, .. }) => println!(

@@ -1,0 +1,146 @@
+//! Benchmark: `sluice-backfill` filling `b = md5(a::text)` on a 2,000,000-row table, next to
+//! (1) one plain UPDATE of the whole table and (2) a hand-written loop in one psql session
+//! committing 10,000-row key ranges. Also sluice's longest batch and peak memory, at 200k and
+//! 2M rows.
+//!
+//! Run with `cargo bench -p sluice-tests --bench backfill` (uses `DATABASE_URL`, or starts a
+//! throwaway server with PostgreSQL's default durability). Prints medians of 3 rounds.
+
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice_tests::{TestDb, bin};
+
+const ROWS: i64 = 2_000_000;
+const SMALL_ROWS: i64 = 200_000;
+const BATCH: i64 = 10_000;
+const ROUNDS: usize = 3;
+
+async fn table(db: &TestDb, rows: i64) {
+    db.exec(&format!(
+        "CREATE TABLE t (id bigint PRIMARY KEY, a int NOT NULL, b text);
+         INSERT INTO t (id, a) SELECT g, g FROM generate_series(1, {rows}) g;
+         VACUUM ANALYZE t;
+         CHECKPOINT;"
+    ))
+    .await;
+}
+
+fn psql(db: &TestDb) -> Command {
+    let mut command = Command::new("psql");
+    command.args(["--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-d", &db.url]);
+    command
+}
+
+fn timed(command: &mut Command) -> Duration {
+    let started = Instant::now();
+    let output = command.output().expect("run");
+    assert!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
+    started.elapsed()
+}
+
+/// Runs `sluice-backfill`, returning its wall time, longest batch and peak RSS (KiB).
+fn sluice(db: &TestDb, dir: &std::path::Path) -> (Duration, String, i64) {
+    std::fs::write(
+        dir.join("fill.toml"),
+        format!(
+            "name = \"fill\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"b = md5(a::text)\"\n\
+             batch_size = {BATCH}\nmin_batch_size = {BATCH}\nmax_batch_size = {BATCH}\nstatement_timeout = \"5m\"\n"
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let child = Command::new(bin::sluice_backfill())
+        .args(["-q", "run"])
+        .arg(dir.join("fill.toml"))
+        .env("DATABASE_URL", &db.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (status, max_rss_kib) = wait_with_rusage(pid);
+    let elapsed = started.elapsed();
+    let output = child.wait_with_output();
+    let stdout = output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    assert_eq!(status, 0, "sluice-backfill failed: {stdout}");
+    let longest = stdout.split("longest batch ").nth(1).and_then(|s| s.split(';').next()).unwrap_or("?").to_owned();
+    (elapsed, longest, max_rss_kib)
+}
+
+/// wait4(2): the exit status and peak resident memory of a child.
+fn wait_with_rusage(pid: u32) -> (i32, i64) {
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    let mut status = 0;
+    #[expect(unsafe_code, reason = "wait4(2) is the one way to read a child's peak memory")]
+    // SAFETY: `usage` is a plain C struct that wait4 fills in; zeroed is a valid value for it.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::wait4(pid, &mut status, 0, &mut usage);
+        usage
+    };
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[expect(clippy::cast_precision_loss, reason = "rates for a report")]
+fn rate(rows: i64, d: Duration) -> f64 {
+    rows as f64 / d.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    sluice_tests::prefer_durable_server();
+    let work = tempfile::tempdir().unwrap();
+    let loop_file = work.path().join("loop.sql");
+    let mut script = String::new();
+    for start in (0..ROWS).step_by(usize::try_from(BATCH).unwrap()) {
+        let _ = writeln!(script, "UPDATE t SET b = md5(a::text) WHERE id > {start} AND id <= {};", start + BATCH);
+    }
+    std::fs::write(&loop_file, script).unwrap();
+
+    let (mut plain, mut looped, mut ours) = (Vec::new(), Vec::new(), Vec::new());
+    let mut longest = Vec::new();
+    let mut peak_2m = 0;
+    for round in 0..ROUNDS {
+        eprintln!("round {} of {ROUNDS}...", round + 1);
+        let db = TestDb::new().await;
+        table(&db, ROWS).await;
+        plain.push(timed(psql(&db).args(["-c", "UPDATE t SET b = md5(a::text)"])));
+        drop(db);
+
+        let db = TestDb::new().await;
+        table(&db, ROWS).await;
+        looped.push(timed(psql(&db).arg("-f").arg(&loop_file)));
+        drop(db);
+
+        let db = TestDb::new().await;
+        table(&db, ROWS).await;
+        let (elapsed, longest_batch, peak) = sluice(&db, work.path());
+        ours.push(elapsed);
+        longest.push(longest_batch);
+        peak_2m = peak_2m.max(peak);
+    }
+    let small = TestDb::new().await;
+    table(&small, SMALL_ROWS).await;
+    let (_, _, peak_200k) = sluice(&small, work.path());
+
+    let (plain, looped, ours) = (median(plain), median(looped), median(ours));
+    println!("backfill benchmark: {ROWS} rows, b = md5(a::text), medians of {ROUNDS} rounds");
+    println!("  (1) one UPDATE of the whole table      {:>9.0} rows/s  ({:.1}s)", rate(ROWS, plain), plain.as_secs_f64());
+    println!("  (2) psql loop, 10k-row ranges           {:>9.0} rows/s  ({:.1}s)", rate(ROWS, looped), looped.as_secs_f64());
+    println!(
+        "  sluice-backfill, fixed 10k batches      {:>9.0} rows/s  ({:.1}s)  {:.2}x (2), {:.2}x (1)",
+        rate(ROWS, ours),
+        ours.as_secs_f64(),
+        looped.as_secs_f64() / ours.as_secs_f64(),
+        plain.as_secs_f64() / ours.as_secs_f64()
+    );
+    println!("  sluice longest batch per round: {} ms", longest.join(" ms, "));
+    println!("  sluice peak memory: {} KiB at {SMALL_ROWS} rows, {} KiB at {ROWS} rows", peak_200k, peak_2m);
+}
