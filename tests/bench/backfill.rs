@@ -20,23 +20,35 @@ const ROUNDS: usize = 3;
 async fn table(db: &TestDb, rows: i64) {
     db.exec(&format!(
         "CREATE TABLE t (id bigint PRIMARY KEY, a int NOT NULL, b text);
-         INSERT INTO t (id, a) SELECT g, g FROM generate_series(1, {rows}) g;
-         VACUUM ANALYZE t;
-         CHECKPOINT;"
+         INSERT INTO t (id, a) SELECT g, g FROM generate_series(1, {rows}) g;"
     ))
     .await;
+    // Each on its own: VACUUM cannot run in the implicit transaction of a multi-statement query.
+    db.exec("VACUUM ANALYZE t").await;
+    db.exec("CHECKPOINT").await;
 }
 
 fn psql(db: &TestDb) -> Command {
     let mut command = Command::new("psql");
-    command.args(["--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-d", &db.url]);
+    command.args([
+        "--quiet",
+        "--no-psqlrc",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        &db.url,
+    ]);
     command
 }
 
 fn timed(command: &mut Command) -> Duration {
     let started = Instant::now();
     let output = command.output().expect("run");
-    assert!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     started.elapsed()
 }
 
@@ -51,7 +63,11 @@ fn sluice(db: &TestDb, dir: &std::path::Path) -> (Duration, String, i64) {
     )
     .unwrap();
     let started = Instant::now();
-    let child = Command::new(bin::sluice_backfill())
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, which also reads its peak memory"
+    )]
+    let mut child = Command::new(bin::sluice_backfill())
         .args(["-q", "run"])
         .arg(dir.join("fill.toml"))
         .env("DATABASE_URL", &db.url)
@@ -59,21 +75,43 @@ fn sluice(db: &TestDb, dir: &std::path::Path) -> (Duration, String, i64) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    let (status, max_rss_kib) = wait_with_rusage(pid);
+    // Read the pipes on threads: the child is reaped below with wait4, not by std.
+    let out = child
+        .stdout
+        .take()
+        .map(|mut pipe| std::thread::spawn(move || read_all(&mut pipe)));
+    let err = child
+        .stderr
+        .take()
+        .map(|mut pipe| std::thread::spawn(move || read_all(&mut pipe)));
+    let (status, max_rss_kib) = wait_with_rusage(child.id());
     let elapsed = started.elapsed();
-    let output = child.wait_with_output();
-    let stdout = output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    assert_eq!(status, 0, "sluice-backfill failed: {stdout}");
-    let longest = stdout.split("longest batch ").nth(1).and_then(|s| s.split(';').next()).unwrap_or("?").to_owned();
+    let stdout = out.and_then(|t| t.join().ok()).unwrap_or_default();
+    let stderr = err.and_then(|t| t.join().ok()).unwrap_or_default();
+    assert_eq!(status, 0, "sluice-backfill failed: {stderr}");
+    let longest = stdout
+        .split("longest batch ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .unwrap_or("?")
+        .to_owned();
     (elapsed, longest, max_rss_kib)
+}
+
+fn read_all(pipe: &mut impl std::io::Read) -> String {
+    let mut text = String::new();
+    let _ = pipe.read_to_string(&mut text);
+    text
 }
 
 /// wait4(2): the exit status and peak resident memory of a child.
 fn wait_with_rusage(pid: u32) -> (i32, i64) {
     let pid = libc::pid_t::try_from(pid).unwrap();
     let mut status = 0;
-    #[expect(unsafe_code, reason = "wait4(2) is the one way to read a child's peak memory")]
+    #[expect(
+        unsafe_code,
+        reason = "wait4(2) is the one way to read a child's peak memory"
+    )]
     // SAFETY: `usage` is a plain C struct that wait4 fills in; zeroed is a valid value for it.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
@@ -100,7 +138,11 @@ async fn main() {
     let loop_file = work.path().join("loop.sql");
     let mut script = String::new();
     for start in (0..ROWS).step_by(usize::try_from(BATCH).unwrap()) {
-        let _ = writeln!(script, "UPDATE t SET b = md5(a::text) WHERE id > {start} AND id <= {};", start + BATCH);
+        let _ = writeln!(
+            script,
+            "UPDATE t SET b = md5(a::text) WHERE id > {start} AND id <= {};",
+            start + BATCH
+        );
     }
     std::fs::write(&loop_file, script).unwrap();
 
@@ -111,7 +153,9 @@ async fn main() {
         eprintln!("round {} of {ROUNDS}...", round + 1);
         let db = TestDb::new().await;
         table(&db, ROWS).await;
-        plain.push(timed(psql(&db).args(["-c", "UPDATE t SET b = md5(a::text)"])));
+        plain.push(timed(
+            psql(&db).args(["-c", "UPDATE t SET b = md5(a::text)"]),
+        ));
         drop(db);
 
         let db = TestDb::new().await;
@@ -132,8 +176,16 @@ async fn main() {
 
     let (plain, looped, ours) = (median(plain), median(looped), median(ours));
     println!("backfill benchmark: {ROWS} rows, b = md5(a::text), medians of {ROUNDS} rounds");
-    println!("  (1) one UPDATE of the whole table      {:>9.0} rows/s  ({:.1}s)", rate(ROWS, plain), plain.as_secs_f64());
-    println!("  (2) psql loop, 10k-row ranges           {:>9.0} rows/s  ({:.1}s)", rate(ROWS, looped), looped.as_secs_f64());
+    println!(
+        "  (1) one UPDATE of the whole table      {:>9.0} rows/s  ({:.1}s)",
+        rate(ROWS, plain),
+        plain.as_secs_f64()
+    );
+    println!(
+        "  (2) psql loop, 10k-row ranges           {:>9.0} rows/s  ({:.1}s)",
+        rate(ROWS, looped),
+        looped.as_secs_f64()
+    );
     println!(
         "  sluice-backfill, fixed 10k batches      {:>9.0} rows/s  ({:.1}s)  {:.2}x (2), {:.2}x (1)",
         rate(ROWS, ours),
@@ -141,6 +193,12 @@ async fn main() {
         looped.as_secs_f64() / ours.as_secs_f64(),
         plain.as_secs_f64() / ours.as_secs_f64()
     );
-    println!("  sluice longest batch per round: {} ms", longest.join(" ms, "));
-    println!("  sluice peak memory: {} KiB at {SMALL_ROWS} rows, {} KiB at {ROWS} rows", peak_200k, peak_2m);
+    println!(
+        "  sluice longest batch per round: {} ms",
+        longest.join(" ms, ")
+    );
+    println!(
+        "  sluice peak memory: {} KiB at {SMALL_ROWS} rows, {} KiB at {ROWS} rows",
+        peak_200k, peak_2m
+    );
 }

@@ -21,6 +21,7 @@ use crate::job::Job;
 use crate::sizing;
 use crate::sql::JobSql;
 use crate::state::{Advance, JobRow, Jobs, control, states};
+use crate::stepping::{IntegerSpan, is_integer_type};
 use crate::throttle::{Reason, Throttle};
 
 /// Where and as whom to run.
@@ -115,7 +116,9 @@ async fn run_locked(
     if row.control == control::PAUSE {
         return Ok(Outcome::Paused);
     }
+    let stepping = stepping(&mut conn, &target, &sql, row.upper_bound.as_deref()).await?;
     let mut worker = Worker {
+        stepping,
         conn,
         settings,
         jobs,
@@ -224,6 +227,7 @@ async fn start(
 
 /// The state of one running worker.
 struct Worker<'a> {
+    stepping: Stepping,
     conn: PgConnection,
     settings: &'a EngineSettings,
     jobs: &'a Jobs,
@@ -239,6 +243,46 @@ struct Worker<'a> {
     batches: u64,
     /// Throttled time not yet recorded with a batch.
     throttled: Duration,
+}
+
+/// How batch ends are found (see [`crate::stepping`]).
+#[derive(Debug, Clone, Copy)]
+enum Stepping {
+    /// Ask the index for the key `batch_size` rows on.
+    Offset,
+    /// Step through a single integer key's space.
+    Span(IntegerSpan),
+}
+
+/// Chooses the stepping for a job: arithmetic for one integer key, the index otherwise.
+async fn stepping(
+    conn: &mut PgConnection,
+    target: &Target,
+    sql: &JobSql,
+    upper: Option<&[String]>,
+) -> Result<Stepping, BackfillError> {
+    let integer = target.key.len() == 1 && is_integer_type(&target.key[0].type_name);
+    let Some([upper]) = upper.filter(|_| integer) else {
+        return Ok(Stepping::Offset);
+    };
+    let min = key_of(
+        sqlx::query(AssertSqlSafe(sql.min_key.clone()))
+            .fetch_optional(&mut *conn)
+            .await,
+        "reading the smallest key",
+    )?;
+    Ok(match (min.as_deref(), upper.parse::<i64>()) {
+        (Some([min]), Ok(upper)) => match min.parse::<i64>() {
+            Ok(min) => Stepping::Span(IntegerSpan::new(min, upper, target.estimated_rows)),
+            Err(_) => Stepping::Offset,
+        },
+        _ => Stepping::Offset,
+    })
+}
+
+/// A single integer key from its text (keys of integer columns always parse).
+fn parse_integer(key: &[String]) -> i64 {
+    key.first().and_then(|k| k.parse().ok()).unwrap_or_default()
 }
 
 /// One committed batch, as the database saw it.
@@ -281,6 +325,10 @@ impl Worker<'_> {
                     let full = !done.last;
                     let batch_size = self.size;
                     self.size = sizing::next_size(&self.job.pacing, self.size, took, full);
+                    let before = self.integer_cursor();
+                    if let (Stepping::Span(span), None) = (&mut self.stepping, &self.job.where_) {
+                        span.observe(before, parse_integer(&done.cursor), done.rows_updated);
+                    }
                     self.record(done.rows_updated, done.rows_scanned);
                     self.cursor = Some(done.cursor.clone());
                     events(Event::Batch(BatchDone {
@@ -322,6 +370,11 @@ impl Worker<'_> {
         }
     }
 
+    /// The cursor of a single integer key.
+    fn integer_cursor(&self) -> Option<i64> {
+        self.cursor.as_deref().map(parse_integer)
+    }
+
     fn record(&mut self, updated: u64, scanned: u64) {
         self.total_updated += updated;
         self.total_scanned += scanned;
@@ -335,33 +388,43 @@ impl Worker<'_> {
         started: Instant,
     ) -> Result<Committed, sqlx::Error> {
         let guards = self.job.guards;
-        let mut tx = self.conn.begin().await?;
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
-            guards.lock_timeout.as_millis().max(1),
-            guards.statement_timeout.as_millis().max(1)
-        )))
-        .execute(&mut *tx)
-        .await?;
-        let offset = i64::from(self.size.saturating_sub(1));
-        let end_query = match &self.cursor {
-            None => sqlx::query(AssertSqlSafe(self.sql.end_key.clone())),
-            Some(cursor) => bind_all(
-                sqlx::query(AssertSqlSafe(self.sql.end_key_from.clone())),
-                cursor,
-            ),
-        };
-        let end_row = bind_all(end_query, upper)
-            .bind(offset)
-            .fetch_optional(&mut *tx)
+        let integer_cursor = self.integer_cursor();
+        // BEGIN and the guards in one round trip.
+        let mut tx = self
+            .conn
+            .begin_with(AssertSqlSafe(format!(
+                "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+                guards.lock_timeout.as_millis().max(1),
+                guards.statement_timeout.as_millis().max(1)
+            )))
             .await?;
-        let (end, last) = match end_row {
-            Some(row) => {
-                let end = texts(&row)?;
-                let last = end.as_slice() == upper;
-                (end, last)
+        let (end, last) = match &self.stepping {
+            Stepping::Span(span) => {
+                let (end, last) = span.end(integer_cursor, self.size);
+                (vec![end.to_string()], last)
             }
-            None => (upper.to_vec(), true),
+            Stepping::Offset => {
+                let offset = i64::from(self.size.saturating_sub(1));
+                let end_query = match &self.cursor {
+                    None => sqlx::query(AssertSqlSafe(self.sql.end_key.clone())),
+                    Some(cursor) => bind_all(
+                        sqlx::query(AssertSqlSafe(self.sql.end_key_from.clone())),
+                        cursor,
+                    ),
+                };
+                match bind_all(end_query, upper)
+                    .bind(offset)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                {
+                    Some(row) => {
+                        let end = texts(&row)?;
+                        let last = end.as_slice() == upper;
+                        (end, last)
+                    }
+                    None => (upper.to_vec(), true),
+                }
+            }
         };
         let update = match &self.cursor {
             None => sqlx::query(AssertSqlSafe(self.sql.update.clone())),
@@ -374,10 +437,14 @@ impl Worker<'_> {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let rows_scanned = if last {
-            count_range(self.sql, self.cursor.as_deref(), &mut tx, &end).await?
-        } else {
-            u64::from(self.size)
+        let rows_scanned = match &self.stepping {
+            // Without `where` every row of the range was updated: the count is exact.
+            Stepping::Span(_) if self.job.where_.is_none() => rows_updated,
+            Stepping::Span(span) => span.rows_between(integer_cursor, parse_integer(&end)),
+            Stepping::Offset if last => {
+                count_range(self.sql, self.cursor.as_deref(), &mut tx, &end).await?
+            }
+            Stepping::Offset => u64::from(self.size),
         };
         let control = self
             .jobs

@@ -11,4 +11,5 @@ pub mod plan;
 pub mod sizing;
 pub mod sql;
 pub mod state;
+pub mod stepping;
 pub mod throttle;

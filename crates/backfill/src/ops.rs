@@ -1,12 +1,13 @@
 //! Operator commands on recorded jobs: status, pause, resume, cancel.
 
 use sluice_common::db;
+use sluice_common::ident::Ident;
 use sluice_common::lock::{LockHolder, holder, lock_key};
-use sqlx::Connection;
+use sqlx::{Connection, PgConnection};
 
 use crate::engine::EngineSettings;
 use crate::error::BackfillError;
-use crate::state::{JobRow, Jobs, control};
+use crate::state::{JobRow, Jobs, control, states};
 
 /// A job's row and the worker running it right now, if any.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -122,5 +123,77 @@ pub async fn request(
         Ok(())
     } else {
         Err(BackfillError::UnknownJob(name.to_owned()))
+    }
+}
+
+/// What a migration gated on a backfill job finds.
+#[derive(Debug, Clone)]
+pub enum Gate {
+    /// Completed and verified: the migration may run.
+    Open,
+    /// Why not, for the message: the job's status, or `None` when it never ran.
+    Closed(Option<Box<JobStatus>>),
+}
+
+/// Whether job `name` is complete and verified, read on the caller's connection.
+pub async fn gate(
+    conn: &mut PgConnection,
+    schema: &Ident,
+    name: &str,
+) -> Result<Gate, sqlx::Error> {
+    let jobs = Jobs::new(schema.clone());
+    if !jobs.exists(conn).await? {
+        return Ok(Gate::Closed(None));
+    }
+    let Some(row) = jobs.load(conn, name).await? else {
+        return Ok(Gate::Closed(None));
+    };
+    if row.state == states::COMPLETED && row.verified_remaining == Some(0) {
+        return Ok(Gate::Open);
+    }
+    let key = lock_key(&format!("sluice:backfill:{}:{}", schema.as_str(), name));
+    let worker = holder(conn, key).await.ok().flatten().map(WorkerInfo::from);
+    Ok(Gate::Closed(Some(Box::new(with_rates(row, worker)))))
+}
+
+/// One sentence on why a gate is closed and what to run.
+pub fn gate_message(name: &str, status: Option<&JobStatus>) -> String {
+    let Some(status) = status else {
+        return format!("backfill job {name} has not run yet; run it: sluice-backfill run {name}");
+    };
+    let row = &status.row;
+    let progress = format!(
+        "{} of ~{} rows scanned",
+        row.rows_scanned,
+        row.estimated_rows.max(row.rows_scanned)
+    );
+    let eta = status
+        .eta_seconds
+        .map(|s| {
+            format!(
+                ", ETA {}",
+                humantime::format_duration(std::time::Duration::from_secs_f64(s.round()))
+            )
+        })
+        .unwrap_or_default();
+    match (row.state.as_str(), &status.worker) {
+        (states::RUNNING, Some(worker)) => format!(
+            "backfill job {name} is running (worker pid {}): {progress}{eta}; wait for it to complete",
+            worker.pid
+        ),
+        (states::PAUSED, _) => format!(
+            "backfill job {name} is paused at {progress}; continue it: sluice-backfill resume {name} && sluice-backfill run {name}"
+        ),
+        (states::CANCELLED, _) => format!(
+            "backfill job {name} was cancelled at {progress}; the migration cannot run until a job of that name completes"
+        ),
+        (states::FAILED, _) => format!(
+            "backfill job {name} failed at {progress}: {}; resume it: sluice-backfill run {name}",
+            row.last_error.as_deref().unwrap_or("(no error recorded)")
+        ),
+        _ => format!(
+            "backfill job {name} is {} at {progress}{eta}; resume it: sluice-backfill run {name}",
+            row.state
+        ),
     }
 }

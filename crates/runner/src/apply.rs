@@ -214,9 +214,13 @@ impl Session<'_> {
         timeouts: Timeouts,
         started: Instant,
     ) -> Result<(), AttemptError> {
-        let mut tx = self.conn.begin().await?;
-        sqlx::raw_sql(AssertSqlSafe(set_timeouts_sql(timeouts, true)))
-            .execute(&mut *tx)
+        // BEGIN and the guards in one round trip.
+        let mut tx = self
+            .conn
+            .begin_with(AssertSqlSafe(format!(
+                "BEGIN; {}",
+                set_timeouts_sql(timeouts, true)
+            )))
             .await?;
         for (index, sql) in chunks(script).into_iter().enumerate() {
             let work = sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&mut *tx);

@@ -16,10 +16,14 @@ pub struct Directives {
     pub lock_timeout: Option<Duration>,
     /// Overrides the run's `statement_timeout` for this file.
     pub statement_timeout: Option<Duration>,
+    /// Backfill jobs that must be complete and verified before this migration runs (the
+    /// contract step of expand → backfill → contract).
+    pub requires_backfill: Vec<String>,
 }
 
 /// The directives sluice knows, for messages.
 pub const KNOWN: &[&str] = &[
+    "requires-backfill <job name>",
     "no-transaction",
     "lock-timeout <duration>",
     "statement-timeout <duration>",
@@ -73,6 +77,9 @@ fn apply(directives: &mut Directives, body: &str, line: usize) -> Result<(), Dir
         "no-transaction" if value.is_empty() => directives.no_transaction = true,
         "no-transaction" => return Err(error("`sluice:no-transaction` takes no value".into())),
         "lock-timeout" => directives.lock_timeout = Some(duration(name, value).map_err(error)?),
+        "requires-backfill" => directives
+            .requires_backfill
+            .push(job_name(value).map_err(error)?),
         "statement-timeout" => {
             directives.statement_timeout = Some(duration(name, value).map_err(error)?);
         }
@@ -88,6 +95,22 @@ fn apply(directives: &mut Directives, body: &str, line: usize) -> Result<(), Dir
         }
     }
     Ok(())
+}
+
+/// A backfill job name, as `sluice-backfill` accepts them.
+fn job_name(value: &str) -> Result<String, String> {
+    let ok = !value.is_empty()
+        && value.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "`sluice:requires-backfill` needs a job name (lower-case letters, digits, _ and -), got `{value}`"
+        ))
+    }
 }
 
 fn duration(name: &str, value: &str) -> Result<Duration, String> {
@@ -119,6 +142,14 @@ mod tests {
         assert!(d.no_transaction);
         assert_eq!(d.lock_timeout, Some(Duration::from_secs(2)));
         assert_eq!(d.statement_timeout, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn reads_backfill_gates() {
+        let d = parse("-- sluice:requires-backfill accounts_email\n-- sluice:requires-backfill other-job\nALTER TABLE t DROP COLUMN x;").unwrap();
+        assert_eq!(d.requires_backfill, vec!["accounts_email", "other-job"]);
+        assert!(parse("-- sluice:requires-backfill\n").is_err());
+        assert!(parse("-- sluice:requires-backfill Bad Name\n").is_err());
     }
 
     #[test]

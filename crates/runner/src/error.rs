@@ -24,6 +24,12 @@ pub enum RunnerError {
         /// Migrations finished in this run before the failure.
         done: Vec<String>,
     },
+    #[error("migration {migration} is blocked: {}", reasons.join("; "))]
+    Blocked {
+        migration: String,
+        reasons: Vec<String>,
+        done: Vec<String>,
+    },
     #[error("interrupted before migration {next}; run the same command again to continue")]
     Interrupted { next: String, done: Vec<String> },
     #[error("{what} failed: {source}")]
@@ -58,13 +64,16 @@ impl RunnerError {
             }
             | Self::Interrupted { .. } => exit::INTERRUPTED,
             Self::Apply { .. } => exit::FAILED,
+            Self::Blocked { .. } => exit::BLOCKED,
         }
     }
 
     /// Migrations this run completed before stopping.
     pub fn done(&self) -> &[String] {
         match self {
-            Self::Apply { done, .. } | Self::Interrupted { done, .. } => done,
+            Self::Apply { done, .. }
+            | Self::Interrupted { done, .. }
+            | Self::Blocked { done, .. } => done,
             _ => &[],
         }
     }

@@ -11,6 +11,9 @@ use sluice_common::db::{self, ConnectSettings};
 use sluice_common::ident::Ident;
 use sluice_common::lock::{AdvisoryLock, DEFAULT_POLL_INTERVAL, LockRequest, lock_key};
 use sluice_common::shutdown::Shutdown;
+use std::collections::{BTreeMap, BTreeSet};
+
+use sluice_backfill::ops::{self, Gate};
 use sqlx::{Connection, PgConnection};
 
 use crate::apply::{Session, open_migration_connection};
@@ -65,6 +68,8 @@ pub struct Migrator {
 pub struct Recorded {
     pub applied: Vec<Applied>,
     pub partial: Vec<Partial>,
+    /// Why each not-yet-applied gated migration is blocked, by version (none: open).
+    pub blocked: BTreeMap<Version, Vec<String>>,
 }
 
 impl Migrator {
@@ -89,9 +94,36 @@ impl Migrator {
     /// Reads history without creating anything.
     pub async fn recorded(&self) -> Result<Recorded, RunnerError> {
         let mut conn = db::connect(&self.settings.connect).await?;
-        let recorded = self.read_history(&mut conn).await;
+        let mut recorded = self.read_history(&mut conn).await;
+        if let Ok(recorded) = &mut recorded {
+            let applied: BTreeSet<Version> = recorded.applied.iter().map(|a| a.version).collect();
+            for migration in self.files.iter().filter(|m| !applied.contains(&m.version)) {
+                let reasons = self.closed_gates(&mut conn, migration).await?;
+                if !reasons.is_empty() {
+                    recorded.blocked.insert(migration.version, reasons);
+                }
+            }
+        }
         let _ = conn.close().await;
         recorded
+    }
+
+    /// Why `migration` may not run yet: one sentence per incomplete backfill job it requires.
+    async fn closed_gates(
+        &self,
+        conn: &mut PgConnection,
+        migration: &Migration,
+    ) -> Result<Vec<String>, RunnerError> {
+        let mut reasons = Vec::new();
+        for job in &migration.up.directives.requires_backfill {
+            let gate = ops::gate(conn, &self.settings.schema, job)
+                .await
+                .map_err(RunnerError::query(format!("reading backfill job {job}")))?;
+            if let Gate::Closed(status) = gate {
+                reasons.push(ops::gate_message(job, status.as_deref()));
+            }
+        }
+        Ok(reasons)
     }
 
     async fn read_history(&self, conn: &mut PgConnection) -> Result<Recorded, RunnerError> {
@@ -104,6 +136,7 @@ impl Migrator {
             return Ok(Recorded::default());
         }
         Ok(Recorded {
+            blocked: BTreeMap::new(),
             applied: self
                 .history
                 .applied(conn)
@@ -130,7 +163,21 @@ impl Migrator {
             let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
             let steps = plan::plan_up(&entries, target, self.settings.allow)?;
             source::analyse(steps.iter().map(|s| &s.migration.up))?;
-            return Ok(self.render_up(&steps, events));
+            // A dry run shows what would run before the first closed gate, then says why it
+            // would stop there.
+            let gated = steps
+                .iter()
+                .position(|s| recorded.blocked.contains_key(&s.migration.version));
+            let report = self.render_up(&steps[..gated.unwrap_or(steps.len())], events);
+            if let Some(at) = gated {
+                let migration = steps[at].migration;
+                return Err(RunnerError::Blocked {
+                    migration: migration.id(),
+                    reasons: recorded.blocked[&migration.version].clone(),
+                    done: Vec::new(),
+                });
+            }
+            return Ok(report);
         }
         let mut lock = self.acquire(shutdown, events).await?;
         let result = self.up_locked(&mut lock, target, shutdown, events).await;
@@ -213,6 +260,14 @@ impl Migrator {
             if shutdown.is_requested() {
                 return Err(RunnerError::Interrupted {
                     next: step.migration.id(),
+                    done: ids(&report),
+                });
+            }
+            let reasons = self.closed_gates(&mut session.conn, step.migration).await?;
+            if !reasons.is_empty() {
+                return Err(RunnerError::Blocked {
+                    migration: step.migration.id(),
+                    reasons,
                     done: ids(&report),
                 });
             }

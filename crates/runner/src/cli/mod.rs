@@ -173,12 +173,15 @@ async fn run_against_database(
         Command::Status { json } => {
             let recorded = migrator.recorded().await?;
             let entries = migrator.status(&recorded);
-            render::status(migrator, &entries, json)?;
+            render::status(migrator, &entries, &recorded.blocked, json)?;
             Ok(exit::OK)
         }
         Command::Check => {
             let recorded = migrator.recorded().await?;
-            Ok(render::check(&migrator.status(&recorded)))
+            Ok(render::check(
+                &migrator.status(&recorded),
+                &recorded.blocked,
+            ))
         }
         Command::New { .. } | Command::Validate | Command::Config => {
             unreachable!("handled offline")

@@ -147,9 +147,15 @@ pub fn human(duration: Duration) -> String {
 }
 
 /// `sluice status`.
-pub fn status(migrator: &Migrator, entries: &[Entry<'_>], json: bool) -> anyhow::Result<()> {
+pub fn status(
+    migrator: &Migrator,
+    entries: &[Entry<'_>],
+    blocked: &Blocked,
+    json: bool,
+) -> anyhow::Result<()> {
     if json {
-        let rows: Vec<serde_json::Value> = entries.iter().map(status_json).collect();
+        let rows: Vec<serde_json::Value> =
+            entries.iter().map(|e| status_json(e, blocked)).collect();
         let document = json!({
             "schema": migrator.history().schema().as_str(),
             "migrations": rows,
@@ -169,6 +175,7 @@ pub fn status(migrator: &Migrator, entries: &[Entry<'_>], json: bool) -> anyhow:
             .map_or_else(|| entry.version.to_string(), |f| f.version_text.clone());
         let state = match entry.state {
             State::Partial { done, total } => format!("partial {done}/{total}"),
+            _ if blocked.contains_key(&entry.version) => "blocked".to_owned(),
             ref other => other.label().to_owned(),
         };
         println!(
@@ -187,6 +194,9 @@ pub fn status(migrator: &Migrator, entries: &[Entry<'_>], json: bool) -> anyhow:
                 .unwrap_or_default(),
             applied.map(applied_by).unwrap_or_default()
         );
+        for reason in blocked.get(&entry.version).into_iter().flatten() {
+            println!("{:<16} └ {reason}", "");
+        }
     }
     let counts = summary_counts(entries);
     let parts: Vec<String> = counts
@@ -219,7 +229,10 @@ fn applied_by(applied: &sluice_runner::history::Applied) -> String {
     by
 }
 
-fn status_json(entry: &Entry<'_>) -> serde_json::Value {
+/// Why gated migrations are blocked, by version.
+pub type Blocked = std::collections::BTreeMap<sluice_runner::source::Version, Vec<String>>;
+
+fn status_json(entry: &Entry<'_>, blocked: &Blocked) -> serde_json::Value {
     let applied = entry.applied;
     json!({
         "version": entry.file.map_or_else(|| entry.version.to_string(), |f| f.version_text.clone()),
@@ -239,6 +252,7 @@ fn status_json(entry: &Entry<'_>) -> serde_json::Value {
             "program": a.applied_by_program,
             "actor": a.actor,
         })),
+        "blocked_by": blocked.get(&entry.version),
         "progress": entry.partial.map(|p| json!({
             "statements_done": p.statements_done,
             "statements_total": p.statements_total,
@@ -260,7 +274,7 @@ fn summary_counts(entries: &[Entry<'_>]) -> serde_json::Value {
 }
 
 /// `sluice check`: prints problems and returns the exit code.
-pub fn check(entries: &[Entry<'_>]) -> u8 {
+pub fn check(entries: &[Entry<'_>], blocked: &Blocked) -> u8 {
     let drift: Vec<&Entry<'_>> = entries
         .iter()
         .filter(|e| {
@@ -276,6 +290,9 @@ pub fn check(entries: &[Entry<'_>]) -> u8 {
         .collect();
     for entry in drift.iter().chain(&pending) {
         println!("{}: {}", entry.id(), entry.state.label());
+        for reason in blocked.get(&entry.version).into_iter().flatten() {
+            println!("  blocked: {reason}");
+        }
     }
     if !drift.is_empty() {
         eprintln!(
