@@ -193,10 +193,7 @@ async fn main() {
         looped.as_secs_f64() / ours.as_secs_f64(),
         plain.as_secs_f64() / ours.as_secs_f64()
     );
-    println!(
-        "  sluice longest batch per round: {} ms",
-        longest.join(" ms, ")
-    );
+    println!("  sluice longest batch per round: {}", longest.join(", "));
     println!(
         "  sluice peak memory: {} KiB at {SMALL_ROWS} rows, {} KiB at {ROWS} rows",
         peak_200k, peak_2m

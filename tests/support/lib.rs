@@ -9,10 +9,14 @@
 
 pub mod bin;
 pub mod catalog;
-mod cluster;
 mod project;
 mod testdb;
 
-pub use cluster::{Server, prefer_durable_server, server};
 pub use project::{Project, Run};
+pub use sluice_throwaway::{Server, prefer_durable_server};
 pub use testdb::TestDb;
+
+/// The server the tests use (see [`sluice_throwaway::server`]).
+pub fn server() -> &'static Server {
+    sluice_throwaway::server("sluice tests")
+}

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 
-use crate::cluster::server;
+use crate::server;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 

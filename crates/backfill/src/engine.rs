@@ -12,15 +12,15 @@ use sluice_common::lock::{AdvisoryLock, DEFAULT_POLL_INTERVAL, LockRequest, lock
 use sluice_common::retry::{Backoff, Transient, classify};
 use sluice_common::shutdown::Shutdown;
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 use crate::catalog::{self, Target};
 use crate::error::BackfillError;
 use crate::event::{BatchDone, Event};
 use crate::job::Job;
 use crate::sizing;
-use crate::sql::JobSql;
-use crate::state::{Advance, JobRow, Jobs, control, states};
+use crate::sql::{JobSql, Progress};
+use crate::state::{JobRow, Jobs, control, states};
 use crate::stepping::{IntegerSpan, is_integer_type};
 use crate::throttle::{Reason, Throttle};
 
@@ -107,9 +107,9 @@ async fn run_locked(
     shutdown: &Shutdown,
     events: &mut dyn FnMut(Event),
 ) -> Result<Outcome, BackfillError> {
-    let mut conn = db::connect(&settings.connect).await?;
+    let mut conn = guarded_connection(settings, job).await?;
     let target = catalog::inspect(&mut conn, job).await?;
-    let sql = JobSql::new(job, &target);
+    let sql = JobSql::new(job, &target, jobs.table());
     let Some(row) = start(&mut conn, jobs, job, &target, &sql, options).await? else {
         return Ok(Outcome::AlreadyCompleted);
     };
@@ -245,6 +245,25 @@ struct Worker<'a> {
     throttled: Duration,
 }
 
+/// The worker's connection, with the job's guards also set for the session, so that its
+/// other queries (key bounds, verification) are guarded too; batches set them again locally.
+/// String literals must be standard for the batch statements' quoting.
+async fn guarded_connection(
+    settings: &EngineSettings,
+    job: &Job,
+) -> Result<PgConnection, BackfillError> {
+    let mut conn = db::connect(&settings.connect).await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "SET standard_conforming_strings = on; SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
+        job.guards.lock_timeout.as_millis().max(1),
+        job.guards.statement_timeout.as_millis().max(1)
+    )))
+    .execute(&mut conn)
+    .await
+    .map_err(BackfillError::query("setting the batch guards"))?;
+    Ok(conn)
+}
+
 /// How batch ends are found (see [`crate::stepping`]).
 #[derive(Debug, Clone, Copy)]
 enum Stepping {
@@ -318,7 +337,7 @@ impl Worker<'_> {
             }
             self.wait(Reason::RateLimit, shutdown, events).await;
             let started = Instant::now();
-            match self.batch(&upper, started).await {
+            match self.batch(&upper).await {
                 Ok(done) => {
                     failures = 0;
                     let took = started.elapsed();
@@ -381,94 +400,103 @@ impl Worker<'_> {
         self.batches += 1;
     }
 
-    /// One batch in one transaction.
-    async fn batch(
-        &mut self,
-        upper: &[String],
-        started: Instant,
-    ) -> Result<Committed, sqlx::Error> {
-        let guards = self.job.guards;
+    /// One batch: its UPDATE and the job's progress commit in one transaction, sent in two
+    /// round trips (`BEGIN`, guards and UPDATE; then progress and `COMMIT`).
+    async fn batch(&mut self, upper: &[String]) -> Result<Committed, sqlx::Error> {
         let integer_cursor = self.integer_cursor();
-        // BEGIN and the guards in one round trip.
-        let mut tx = self
-            .conn
-            .begin_with(AssertSqlSafe(format!(
-                "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
-                guards.lock_timeout.as_millis().max(1),
-                guards.statement_timeout.as_millis().max(1)
-            )))
-            .await?;
         let (end, last) = match &self.stepping {
             Stepping::Span(span) => {
                 let (end, last) = span.end(integer_cursor, self.size);
                 (vec![end.to_string()], last)
             }
-            Stepping::Offset => {
-                let offset = i64::from(self.size.saturating_sub(1));
-                let end_query = match &self.cursor {
-                    None => sqlx::query(AssertSqlSafe(self.sql.end_key.clone())),
-                    Some(cursor) => bind_all(
-                        sqlx::query(AssertSqlSafe(self.sql.end_key_from.clone())),
-                        cursor,
-                    ),
-                };
-                match bind_all(end_query, upper)
-                    .bind(offset)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                {
-                    Some(row) => {
-                        let end = texts(&row)?;
-                        let last = end.as_slice() == upper;
-                        (end, last)
-                    }
-                    None => (upper.to_vec(), true),
-                }
-            }
+            Stepping::Offset => self.end_key(upper).await?,
         };
-        let update = match &self.cursor {
-            None => sqlx::query(AssertSqlSafe(self.sql.update.clone())),
-            Some(cursor) => bind_all(
-                sqlx::query(AssertSqlSafe(self.sql.update_from.clone())),
-                cursor,
-            ),
-        };
-        let rows_updated = bind_all(update, &end)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let rows_scanned = match &self.stepping {
-            // Without `where` every row of the range was updated: the count is exact.
-            Stepping::Span(_) if self.job.where_.is_none() => rows_updated,
-            Stepping::Span(span) => span.rows_between(integer_cursor, parse_integer(&end)),
+        // Keys scanned, when the count of updated rows does not say it.
+        let scanned: Option<u64> = match &self.stepping {
+            Stepping::Span(_) if self.job.where_.is_none() => None,
+            Stepping::Span(span) => Some(span.rows_between(integer_cursor, parse_integer(&end))),
             Stepping::Offset if last => {
-                count_range(self.sql, self.cursor.as_deref(), &mut tx, &end).await?
+                Some(count_range(self.sql, self.cursor.as_deref(), &mut self.conn, &end).await?)
             }
-            Stepping::Offset => u64::from(self.size),
+            Stepping::Offset => Some(u64::from(self.size)),
         };
-        let control = self
-            .jobs
-            .advance(
-                &mut tx,
-                &self.job.name,
-                Advance {
-                    cursor: &end,
-                    rows_updated,
-                    rows_scanned,
-                    next_batch_size: self.size,
-                    work_seconds: started.elapsed().as_secs_f64(),
-                    throttled_seconds: std::mem::take(&mut self.throttled).as_secs_f64(),
-                },
-            )
-            .await?;
-        tx.commit().await?;
+        let result = self.transact(&end, scanned).await;
+        if result.is_err() {
+            // Leave no transaction open on the connection, whatever failed.
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
+        }
+        let (rows_updated, control) = result?;
+        self.throttled = Duration::ZERO;
         Ok(Committed {
             rows_updated,
-            rows_scanned,
+            rows_scanned: scanned.unwrap_or(rows_updated),
             cursor: end,
             last,
             control,
         })
+    }
+
+    async fn transact(
+        &mut self,
+        end: &[String],
+        scanned: Option<u64>,
+    ) -> Result<(u64, String), sqlx::Error> {
+        let guards = self.job.guards;
+        let update = format!(
+            "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'; {}",
+            guards.lock_timeout.as_millis().max(1),
+            guards.statement_timeout.as_millis().max(1),
+            self.sql.update_with(self.cursor.as_deref(), end)
+        );
+        let rows_updated = sqlx::raw_sql(AssertSqlSafe(update))
+            .execute(&mut self.conn)
+            .await?
+            .rows_affected();
+        let progress = self.sql.progress_and_commit(Progress {
+            job: &self.job.name,
+            cursor: end,
+            rows_updated,
+            rows_scanned: scanned.unwrap_or(rows_updated),
+            batch_size: self.size,
+            throttled_seconds: self.throttled.as_secs_f64(),
+        });
+        // fetch_all, not fetch_one: the COMMIT's own outcome must be read too.
+        let rows = sqlx::raw_sql(AssertSqlSafe(progress))
+            .fetch_all(&mut self.conn)
+            .await?;
+        let control = match rows.first() {
+            Some(row) => row.try_get::<String, _>(0)?,
+            None => return Err(sqlx::Error::RowNotFound),
+        };
+        Ok((rows_updated, control))
+    }
+
+    /// The key `batch_size` rows past the cursor (or the upper bound), and whether it is the
+    /// last batch. Outside the batch's statement: the range (cursor, end] is exact whenever it
+    /// was found.
+    async fn end_key(&mut self, upper: &[String]) -> Result<(Vec<String>, bool), sqlx::Error> {
+        let offset = i64::from(self.size.saturating_sub(1));
+        let query = match &self.cursor {
+            None => sqlx::query(AssertSqlSafe(self.sql.end_key.clone())),
+            Some(cursor) => bind_all(
+                sqlx::query(AssertSqlSafe(self.sql.end_key_from.clone())),
+                cursor,
+            ),
+        };
+        Ok(
+            match bind_all(query, upper)
+                .bind(offset)
+                .fetch_optional(&mut self.conn)
+                .await?
+            {
+                Some(row) => {
+                    let end = texts(&row)?;
+                    let last = end.as_slice() == upper;
+                    (end, last)
+                }
+                None => (upper.to_vec(), true),
+            },
+        )
     }
 
     async fn after_failure(
@@ -497,7 +525,7 @@ impl Worker<'_> {
             });
         }
         if transient == Some(Transient::ConnectionLost) {
-            self.conn = db::connect(&self.settings.connect).await?;
+            self.conn = guarded_connection(self.settings, self.job).await?;
         }
         let _ = self
             .jobs

@@ -7,7 +7,7 @@ use crate::catalog;
 use crate::engine::EngineSettings;
 use crate::error::BackfillError;
 use crate::job::Job;
-use crate::sql::JobSql;
+use crate::sql::{JobSql, Progress};
 use crate::state::{JobRow, Jobs};
 
 /// What a job would do.
@@ -35,8 +35,8 @@ pub struct Plan {
 pub async fn plan(settings: &EngineSettings, job: &Job) -> Result<Plan, BackfillError> {
     let mut conn = db::connect(&settings.connect).await?;
     let target = catalog::inspect(&mut conn, job).await?;
-    let sql = JobSql::new(job, &target);
     let jobs = Jobs::new(settings.schema.clone());
+    let sql = JobSql::new(job, &target, jobs.table());
     let recorded = if jobs
         .exists(&mut conn)
         .await
@@ -75,20 +75,33 @@ pub async fn plan(settings: &EngineSettings, job: &Job) -> Result<Plan, Backfill
 
 fn batch_statements(job: &Job, sql: &JobSql) -> Vec<String> {
     let k = job.key.len();
+    let cursor: Vec<String> = (1..=k).map(|i| format!("<cursor {i}>")).collect();
+    let end: Vec<String> = (1..=k).map(|i| format!("<last key {i}>")).collect();
     vec![
-        "BEGIN;".to_owned(),
         format!(
-            "SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms';",
+            "-- the batch's last key (for a single integer key, computed instead: cursor + span):\n  \
+             --   $1..${k} = cursor, ${}..${} = upper bound, ${} = batch size - 1",
+            k + 1,
+            2 * k,
+            2 * k + 1
+        ),
+        format!("{};", sql.end_key_from),
+        "-- the batch and its progress, in one transaction (two round trips):".to_owned(),
+        format!(
+            "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms';",
             job.guards.lock_timeout.as_millis(),
             job.guards.statement_timeout.as_millis()
         ),
-        format!("-- the batch's last key: $1..${k} = cursor, ${}..${} = upper bound, ${} = batch size - 1", k + 1, 2 * k, 2 * k + 1),
-        format!("{};", sql.end_key_from),
-        format!("-- the batch: $1..${k} = cursor, ${}..${} = the last key", k + 1, 2 * k),
-        format!("{};", sql.update_from),
-        "-- progress, in the same transaction".to_owned(),
-        "UPDATE sluice.backfill_jobs SET cursor = <last key>, rows_updated = rows_updated + <n>, ... WHERE name = <job>;".to_owned(),
-        "COMMIT;".to_owned(),
+        format!("{};", sql.update_with(Some(&cursor), &end)),
+        sql.progress_and_commit(Progress {
+            job: &job.name,
+            cursor: &end,
+            rows_updated: 0,
+            rows_scanned: 0,
+            batch_size: job.pacing.batch_size,
+            throttled_seconds: 0.0,
+        })
+        .replace("+ 0,", "+ <n>,"),
     ]
 }
 

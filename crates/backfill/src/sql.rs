@@ -3,6 +3,8 @@
 //! Keys travel as text (`key::text` out, `$n::type` in), which round-trips every key type and
 //! keeps composite keys simple. Ranges are keyset ranges over the unique key: (cursor, end].
 
+use sluice_common::ident::quote_literal;
+
 use crate::catalog::Target;
 use crate::job::Job;
 
@@ -19,7 +21,7 @@ pub struct JobSql {
     pub end_key: String,
     /// Same, after the cursor: `$1..$k` cursor, `$k+1..$2k` upper bound, `$2k+1` offset.
     pub end_key_from: String,
-    /// The batch: `$1..$k` end key.
+    /// The batch's UPDATE alone (for `plan`'s EXPLAIN): `$1..$k` end key.
     pub update: String,
     /// The batch after the cursor: `$1..$k` cursor, `$k+1..$2k` end key.
     pub update_from: String,
@@ -32,10 +34,35 @@ pub struct JobSql {
     /// The first such key.
     pub first_remaining: Option<String>,
     pub first_remaining_from: Option<String>,
+    /// Pieces of the per-batch statements, which carry their values as quoted literals.
+    literal: Literal,
+}
+
+/// What the batch statements are built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Literal {
+    table: String,
+    set: String,
+    filter: String,
+    /// Quoted column names and their types.
+    key: Vec<(String, String)>,
+    jobs_table: String,
+}
+
+/// What one batch adds to its job's row.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    pub job: &'a str,
+    pub cursor: &'a [String],
+    pub rows_updated: u64,
+    pub rows_scanned: u64,
+    pub batch_size: u32,
+    pub throttled_seconds: f64,
 }
 
 impl JobSql {
-    pub fn new(job: &Job, target: &Target) -> Self {
+    /// `jobs_table` is the qualified name of sluice's jobs table.
+    pub fn new(job: &Job, target: &Target, jobs_table: &str) -> Self {
         let k = target.key.len();
         let table = target.table.to_string();
         let columns = column_list(target);
@@ -83,6 +110,17 @@ impl JobSql {
         };
         let first_tail = format!(" ORDER BY {asc} LIMIT 1");
         Self {
+            literal: Literal {
+                table: table.clone(),
+                set: job.set.clone(),
+                filter: filter.clone(),
+                key: target
+                    .key
+                    .iter()
+                    .map(|c| (c.name.quoted(), c.type_name.clone()))
+                    .collect(),
+                jobs_table: jobs_table.to_owned(),
+            },
             max_key: format!("SELECT {as_text} FROM {table} ORDER BY {desc} LIMIT 1"),
             min_key: format!("SELECT {as_text} FROM {table} ORDER BY {asc} LIMIT 1"),
             end_key: end_key("", 1),
@@ -107,6 +145,69 @@ impl JobSql {
             first_remaining: remaining(&as_text, &first_tail, "", 1),
             first_remaining_from: remaining(&as_text, &first_tail, &after_cursor, k + 1),
         }
+    }
+}
+
+impl JobSql {
+    /// The batch's UPDATE of the range (cursor, end], values inlined as quoted literals.
+    ///
+    /// Sent as a simple query together with `BEGIN` and the guards: one round trip, as a
+    /// hand-written loop would, where a prepared statement would cost one more.
+    pub fn update_with(&self, cursor: Option<&[String]>, end: &[String]) -> String {
+        let l = &self.literal;
+        let row = format!(
+            "({})",
+            l.key
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let lower = cursor
+            .map(|c| format!("{row} > {} AND ", self.values(c)))
+            .unwrap_or_default();
+        format!(
+            "UPDATE {} SET {} WHERE {lower}{row} <= {}{}",
+            l.table,
+            l.set,
+            self.values(end),
+            l.filter
+        )
+    }
+
+    /// Advances the job's row and ends the batch's transaction; returns `control`.
+    pub fn progress_and_commit(&self, p: Progress<'_>) -> String {
+        let cursor = p
+            .cursor
+            .iter()
+            .map(|v| quote_literal(v))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "UPDATE {} SET cursor = ARRAY[{cursor}]::text[], rows_updated = rows_updated + {}, \
+             rows_scanned = rows_scanned + {}, batches = batches + 1, batch_size = {}, \
+             throttled_seconds = throttled_seconds + {:.6}, \
+             work_seconds = work_seconds + extract(epoch FROM clock_timestamp() - transaction_timestamp())::float8, \
+             updated_at = now() WHERE name = {} RETURNING control; COMMIT",
+            self.literal.jobs_table,
+            p.rows_updated,
+            p.rows_scanned,
+            p.batch_size,
+            p.throttled_seconds.max(0.0),
+            quote_literal(p.job)
+        )
+    }
+
+    /// `('v1'::type1, 'v2'::type2)`.
+    fn values(&self, values: &[String]) -> String {
+        let list: Vec<String> = self
+            .literal
+            .key
+            .iter()
+            .zip(values)
+            .map(|((_, type_name), value)| format!("{}::{type_name}", quote_literal(value)))
+            .collect();
+        format!("({})", list.join(", "))
     }
 }
 
@@ -177,7 +278,11 @@ mod tests {
     #[test]
     fn single_column_key() {
         let job = job(&["id"], Some("n < 10"));
-        let sql = JobSql::new(&job, &target(&job, &["bigint"]));
+        let sql = JobSql::new(
+            &job,
+            &target(&job, &["bigint"]),
+            "\"sluice\".\"backfill_jobs\"",
+        );
         assert_eq!(
             sql.max_key,
             r#"SELECT "id"::text AS key_1 FROM "app"."items" ORDER BY "id" DESC LIMIT 1"#
@@ -195,6 +300,14 @@ mod tests {
             r#"UPDATE "app"."items" SET n = n + 1 WHERE ("id") <= ($1::bigint) AND (n < 10)"#
         );
         assert_eq!(
+            sql.update_with(Some(&["10".into()]), &["20".into()]),
+            r#"UPDATE "app"."items" SET n = n + 1 WHERE ("id") > ('10'::bigint) AND ("id") <= ('20'::bigint) AND (n < 10)"#
+        );
+        assert_eq!(
+            sql.update_with(None, &["20".into()]),
+            r#"UPDATE "app"."items" SET n = n + 1 WHERE ("id") <= ('20'::bigint) AND (n < 10)"#
+        );
+        assert_eq!(
             sql.count_range_from,
             r#"SELECT count(*) FROM "app"."items" WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint)"#
         );
@@ -207,7 +320,7 @@ mod tests {
     #[test]
     fn composite_key_uses_row_comparison() {
         let job = job(&["tenant", "\"Id\""], None);
-        let sql = JobSql::new(&job, &target(&job, &["text", "uuid"]));
+        let sql = JobSql::new(&job, &target(&job, &["text", "uuid"]), "jobs");
         assert_eq!(
             sql.end_key,
             r#"SELECT "tenant"::text AS key_1, "Id"::text AS key_2 FROM "app"."items" WHERE ("tenant", "Id") <= ($1::text, $2::uuid) ORDER BY "tenant", "Id" LIMIT 1 OFFSET $3"#
@@ -223,10 +336,37 @@ mod tests {
     }
 
     #[test]
+    fn progress_quotes_every_value() {
+        let job = job(&["tenant", "id"], None);
+        let sql = JobSql::new(
+            &job,
+            &target(&job, &["text", "int"]),
+            "\"sluice\".\"backfill_jobs\"",
+        );
+        let text = sql.progress_and_commit(Progress {
+            job: "j",
+            cursor: &["it's".into(), "7".into()],
+            rows_updated: 3,
+            rows_scanned: 5,
+            batch_size: 100,
+            throttled_seconds: 0.25,
+        });
+        assert!(text.starts_with(r#"UPDATE "sluice"."backfill_jobs" SET cursor = ARRAY['it''s', '7']::text[], rows_updated = rows_updated + 3, rows_scanned = rows_scanned + 5,"#), "{text}");
+        assert!(
+            text.ends_with("WHERE name = 'j' RETURNING control; COMMIT"),
+            "{text}"
+        );
+        assert_eq!(
+            sql.update_with(Some(&["a'b".into(), "1".into()]), &["c".into(), "2".into()]),
+            r#"UPDATE "app"."items" SET n = n + 1 WHERE ("tenant", "id") > ('a''b'::text, '1'::int) AND ("tenant", "id") <= ('c'::text, '2'::int)"#
+        );
+    }
+
+    #[test]
     fn hostile_names_stay_quoted() {
         let mut job = job(&["id"], None);
         job.table.name = Ident::new("x\"; DROP TABLE users; --").unwrap();
-        let sql = JobSql::new(&job, &target(&job, &["int"]));
+        let sql = JobSql::new(&job, &target(&job, &["int"]), "jobs");
         assert!(
             sql.update.contains(r#""app"."x""; DROP TABLE users; --""#),
             "{}",

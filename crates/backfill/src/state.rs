@@ -1,7 +1,8 @@
 //! `backfill_jobs`: one row per job, the only table the engine writes besides the target.
 //!
-//! The cursor and counters advance in the same transaction as the batch they describe, so a
-//! crash at any instant leaves them exactly matching the committed work. Control requests
+//! The cursor and counters advance in the same statement as the batch they describe
+//! ([`crate::sql::JobSql::batch`]), so a crash at any instant leaves them exactly matching the
+//! committed work. Control requests
 //! (pause, cancel) are written here by other processes and read back by the worker with each
 //! batch.
 
@@ -55,17 +56,6 @@ pub struct JobRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-}
-
-/// What one committed batch adds to a job's row.
-#[derive(Debug, Clone, Copy)]
-pub struct Advance<'a> {
-    pub cursor: &'a [String],
-    pub rows_updated: u64,
-    pub rows_scanned: u64,
-    pub next_batch_size: u32,
-    pub work_seconds: f64,
-    pub throttled_seconds: f64,
 }
 
 /// The jobs table of one schema, with its SQL prepared once.
@@ -193,32 +183,6 @@ impl Jobs {
         .bind(upper_bound)
         .bind(i32::try_from(batch_size).unwrap_or(i32::MAX))
         .bind(estimated_rows)
-        .fetch_one(conn)
-        .await
-    }
-
-    /// Advances the cursor and counters; run it in the batch's transaction. Returns the
-    /// control request in force, so the worker learns of a pause or cancel with the batch.
-    pub async fn advance(
-        &self,
-        conn: &mut PgConnection,
-        name: &str,
-        advance: Advance<'_>,
-    ) -> Result<String, sqlx::Error> {
-        sqlx::query_scalar(AssertSqlSafe(format!(
-            "UPDATE {} SET cursor = $2, rows_updated = rows_updated + $3, rows_scanned = rows_scanned + $4,
-                 batches = batches + 1, batch_size = $5, work_seconds = work_seconds + $6,
-                 throttled_seconds = throttled_seconds + $7, updated_at = now()
-             WHERE name = $1 RETURNING control",
-            self.table
-        )))
-        .bind(name)
-        .bind(advance.cursor)
-        .bind(i64::try_from(advance.rows_updated).unwrap_or(i64::MAX))
-        .bind(i64::try_from(advance.rows_scanned).unwrap_or(i64::MAX))
-        .bind(i32::try_from(advance.next_batch_size).unwrap_or(i32::MAX))
-        .bind(advance.work_seconds)
-        .bind(advance.throttled_seconds)
         .fetch_one(conn)
         .await
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sluice_common::exit;
 use sluice_tests::Project;
 
-const ROWS: i64 = 20_000;
+const ROWS: i64 = 50_000;
 const KILLS: usize = 20;
 
 #[tokio::test]
@@ -24,7 +24,7 @@ async fn sigkill_at_random_moments_never_loses_or_repeats_a_batch() {
     project.job(
         "bump",
         "name = \"bump\"\ntable = \"counters\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n\
-         batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\npause = \"2ms\"\n",
+         batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\npause = \"5ms\"\n",
     );
 
     let mut kills = 0;

@@ -20,7 +20,7 @@ async fn plan_shows_bounds_sql_and_explain_and_changes_nothing() {
     assert!(out.contains("about 10 batch(es) of 100"), "{out}");
     assert!(
         out.contains(
-            r#"UPDATE "public"."items" SET b = md5(a::text), n = n + 1 WHERE ("id") > ($1::bigint)"#
+            r#"UPDATE "public"."items" SET b = md5(a::text), n = n + 1 WHERE ("id") > ('<cursor 1>'::bigint)"#
         ),
         "{out}"
     );

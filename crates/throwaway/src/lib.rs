@@ -1,4 +1,4 @@
-//! A throwaway PostgreSQL cluster for one test process.
+//! A throwaway PostgreSQL server for one process: the tests and the demo.
 //!
 //! Started on first use from `initdb` and `postgres` (found on `PATH` or in
 //! `/usr/lib/postgresql/*/bin`), in a private temporary directory, listening on a free
@@ -28,7 +28,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a fast shutdown before the cluster is killed.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The server the tests run against.
+/// The server to use.
 #[derive(Debug)]
 pub struct Server {
     /// A superuser URL for the `postgres` database, used to create and drop test databases.
@@ -48,21 +48,28 @@ pub fn prefer_durable_server() {
 }
 static RUNNING: Mutex<Option<Cluster>> = Mutex::new(None);
 
-/// The server for this test process, started on first call. When no server can be had, prints
-/// one line saying what to install or set and ends the test process.
-pub fn server() -> &'static Server {
+/// The server for this process, started on first call: `DATABASE_URL` when set, else a
+/// throwaway one. When no server can be had, prints one line, prefixed with `who`, saying what
+/// to install or set, and ends the process.
+pub fn server(who: &str) -> &'static Server {
     SERVER.get_or_init(|| match start_or_use_existing() {
         Ok(server) => server,
         Err(message) => {
             // Straight to the process's stderr: the test harness captures `eprintln!`, and
             // this line must be seen even though the process ends here.
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "sluice tests: {message}");
+            let _ = writeln!(std::io::stderr(), "{who}: {message}");
             std::process::exit(2);
         }
     })
 }
 
+/// Stops the throwaway server now (if this process started one) instead of at exit.
+pub fn stop() {
+    stop_running_cluster();
+}
+
+/// `DATABASE_URL`, or a new throwaway server.
 fn start_or_use_existing() -> Result<Server, String> {
     if let Ok(url) = std::env::var("DATABASE_URL")
         && !url.trim().is_empty()
