@@ -4,6 +4,7 @@
 mod backfill;
 mod cli;
 mod connect;
+mod expand_contract;
 mod harness;
 mod retry;
 mod runner;

@@ -12,5 +12,6 @@ pub mod history;
 pub mod index;
 pub mod migrator;
 pub mod plan;
+pub mod scaffold;
 pub mod script;
 pub mod source;

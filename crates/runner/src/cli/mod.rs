@@ -38,13 +38,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a new migration file: migrations/<UTC timestamp>_<name>.sql.
+    /// Create a new migration file: migrations/<UTC timestamp>_<name>.sql; or, with
+    /// --pattern, scaffold a zero-downtime change (expand migration with its dual-write
+    /// trigger, backfill job, contract migration gated on the job).
     New {
-        /// snake_case name, e.g. add_users_email.
+        /// snake_case name, e.g. add_users_email (also the backfill job's name).
         name: String,
         /// Create <name>.up.sql and <name>.down.sql, so `sluice down` can revert it.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "pattern")]
         reversible: bool,
+        #[command(flatten)]
+        scaffold: new::ScaffoldArgs,
     },
     /// Apply pending migrations in version order.
     Up {
@@ -127,9 +131,14 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
             );
             Ok(exit::OK)
         }
-        Command::New { name, reversible } => {
-            new::create(&resolved.migrations_dir, &name, reversible)
-        }
+        Command::New {
+            name,
+            reversible,
+            scaffold,
+        } => match scaffold.pattern {
+            Some(_) => new::scaffold(&resolved.migrations_dir, &name, &scaffold),
+            None => new::create(&resolved.migrations_dir, &name, reversible),
+        },
         Command::Validate => validate(&resolved.migrations_dir),
         command => {
             let runner = resolved.into_runner(&startup)?;

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use sluice_common::exit;
+use sluice_common::ident::{Ident, QualifiedName};
+use sluice_runner::scaffold::{self, Change, Pattern};
 use sluice_runner::source;
 
 const TEMPLATE_HEADER: &str = "\
@@ -14,6 +16,46 @@ const TEMPLATE_HEADER: &str = "\
 --   -- sluice:statement-timeout 1h  this file's statement_timeout
 ";
 
+/// The zero-downtime changes `new --pattern` scaffolds.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PatternArg {
+    /// A new column computed from the row (--column, --type, --expression).
+    AddColumn,
+    /// Rename --column to --to (--type is its type).
+    RenameColumn,
+    /// Give --column the type --type (converted with --expression, default column::type).
+    ChangeType,
+}
+
+/// Options of `new --pattern`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScaffoldArgs {
+    /// Scaffold a zero-downtime change instead of an empty migration.
+    #[arg(long, value_enum)]
+    pub pattern: Option<PatternArg>,
+    /// The table, e.g. public.accounts.
+    #[arg(long, requires = "pattern")]
+    pub table: Option<String>,
+    /// The column added, renamed or retyped.
+    #[arg(long, requires = "pattern")]
+    pub column: Option<String>,
+    /// The column's (new) type, e.g. text.
+    #[arg(long = "type", value_name = "TYPE", requires = "pattern")]
+    pub type_name: Option<String>,
+    /// rename-column: the new name.
+    #[arg(long, requires = "pattern")]
+    pub to: Option<String>,
+    /// add-column: the value, e.g. "lower(email)"; change-type: the conversion.
+    #[arg(long, requires = "pattern")]
+    pub expression: Option<String>,
+    /// The table's unique key, for the backfill (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "id")]
+    pub key: Vec<String>,
+    /// Where the backfill job spec goes.
+    #[arg(long, env = "SLUICE_JOBS", value_name = "DIR", default_value = "jobs")]
+    pub jobs: PathBuf,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NewError {
     #[error(
@@ -21,6 +63,8 @@ pub enum NewError {
          starting with a letter), e.g. add_users_email"
     )]
     Name(String),
+    #[error("{0}")]
+    Scaffold(String),
     #[error("cannot create {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -32,7 +76,7 @@ pub enum NewError {
 impl NewError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Name(_) => exit::USAGE,
+            Self::Name(_) | Self::Scaffold(_) => exit::USAGE,
             Self::Write { .. } => exit::FAILED,
         }
     }
@@ -69,6 +113,81 @@ pub fn create(dir: &Path, name: &str, reversible: bool) -> anyhow::Result<u8> {
         println!("created {}", path.display());
     }
     Ok(exit::OK)
+}
+
+/// `new --pattern`: the expand migration, the backfill job and the contract migration.
+pub fn scaffold(dir: &Path, name: &str, args: &ScaffoldArgs) -> anyhow::Result<u8> {
+    let change = change(name, args)?;
+    let files = scaffold::render(&change).map_err(|e| NewError::Scaffold(e.to_string()))?;
+    let version: i64 = next_version(dir, chrono::Utc::now()).parse().unwrap_or(0);
+    let targets = [
+        (
+            dir.join(format!("{version}_{name}_expand.sql")),
+            files.expand,
+        ),
+        (args.jobs.join(format!("{name}.toml")), files.job),
+        (
+            dir.join(format!("{}_{name}_contract.sql", version + 1)),
+            files.contract,
+        ),
+    ];
+    if let Some((existing, _)) = targets.iter().find(|(path, _)| path.exists()) {
+        return Err(NewError::Scaffold(format!(
+            "{} already exists; pick another name",
+            existing.display()
+        ))
+        .into());
+    }
+    for (path, text) in &targets {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| NewError::Write {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        write_new(path, text)?;
+        println!("created {}", path.display());
+    }
+    println!(
+        "next: review the files, `sluice up` (applies the expand step, then stops at the contract \
+         until the job is done), `sluice-backfill run {name}`, deploy, `sluice up`"
+    );
+    Ok(exit::OK)
+}
+
+fn change(name: &str, args: &ScaffoldArgs) -> Result<Change, NewError> {
+    if !is_snake_case(name) {
+        return Err(NewError::Name(name.to_owned()));
+    }
+    let need = |value: &Option<String>, flag: &str| {
+        value
+            .clone()
+            .ok_or_else(|| NewError::Scaffold(format!("--pattern needs {flag}")))
+    };
+    let ident = |text: &str, flag: &str| {
+        Ident::parse(text).map_err(|e| NewError::Scaffold(format!("{flag}: {e}")))
+    };
+    let public = Ident::new("public").expect("valid");
+    let table = QualifiedName::parse(&need(&args.table, "--table")?, &public)
+        .map_err(|e| NewError::Scaffold(format!("--table: {e}")))?;
+    Ok(Change {
+        pattern: match args.pattern {
+            Some(PatternArg::AddColumn) | None => Pattern::AddColumn,
+            Some(PatternArg::RenameColumn) => Pattern::RenameColumn,
+            Some(PatternArg::ChangeType) => Pattern::ChangeType,
+        },
+        name: name.to_owned(),
+        table,
+        column: ident(&need(&args.column, "--column")?, "--column")?,
+        type_name: need(&args.type_name, "--type")?,
+        to: args.to.as_deref().map(|t| ident(t, "--to")).transpose()?,
+        expression: args.expression.clone(),
+        key: args
+            .key
+            .iter()
+            .map(|k| ident(k, "--key"))
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 fn write_new(path: &Path, text: &str) -> Result<(), NewError> {

@@ -1,0 +1,414 @@
+//! Scaffolding for the common zero-downtime changes: the expand migration (new shape plus the
+//! trigger that dual-writes), the backfill job, and the contract migration gated on it. Pure:
+//! the files are returned as text for `sluice new --pattern` to write; engineers edit them.
+
+use sluice_common::ident::{Ident, QualifiedName};
+
+/// The changes sluice scaffolds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pattern {
+    /// A new column computed from the row: `--column`, `--type`, `--expression`.
+    AddColumn,
+    /// `--column` becomes `--to`: `--type` is the column's type.
+    RenameColumn,
+    /// `--column` gets `--type` (converted with `--expression`, default `column::type`).
+    ChangeType,
+}
+
+/// What the engineer asked for, validated.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub pattern: Pattern,
+    /// Migration and job name.
+    pub name: String,
+    pub table: QualifiedName,
+    pub column: Ident,
+    pub type_name: String,
+    /// RenameColumn: the new name.
+    pub to: Option<Ident>,
+    /// AddColumn: the value; ChangeType: the conversion.
+    pub expression: Option<String>,
+    /// The table's unique key, for the backfill.
+    pub key: Vec<Ident>,
+}
+
+/// The three files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Files {
+    pub expand: String,
+    pub job: String,
+    pub contract: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--pattern {pattern}: {message}")]
+pub struct ScaffoldError {
+    pub pattern: &'static str,
+    pub message: String,
+}
+
+impl Pattern {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AddColumn => "add-column",
+            Self::RenameColumn => "rename-column",
+            Self::ChangeType => "change-type",
+        }
+    }
+}
+
+/// Renders the files of `change`.
+pub fn render(change: &Change) -> Result<Files, ScaffoldError> {
+    let fail = |message: &str| ScaffoldError {
+        pattern: change.pattern.name(),
+        message: message.to_owned(),
+    };
+    if change.type_name.trim().is_empty() || change.type_name.contains(';') {
+        return Err(fail("--type must be a column type, e.g. text or bigint"));
+    }
+    let parts = match change.pattern {
+        Pattern::AddColumn => {
+            let expression = change.expression.clone().ok_or_else(|| {
+                fail("needs --expression, the new column's value, e.g. \"lower(email)\"")
+            })?;
+            add_column(change, &expression)
+        }
+        Pattern::RenameColumn => {
+            let to = change
+                .to
+                .clone()
+                .ok_or_else(|| fail("needs --to, the column's new name"))?;
+            rename_column(change, &to)
+        }
+        Pattern::ChangeType => {
+            let expression = change
+                .expression
+                .clone()
+                .unwrap_or_else(|| format!("{}::{}", change.column, change.type_name));
+            change_type(change, &expression)
+        }
+    };
+    Ok(Files {
+        expand: parts.expand,
+        job: job(change, &parts.target, &parts.value, &parts.needs_work),
+        contract: parts.contract,
+    })
+}
+
+struct Parts {
+    expand: String,
+    contract: String,
+    /// The column the backfill fills, its value, and the rows that still need it.
+    target: Ident,
+    value: String,
+    needs_work: String,
+}
+
+fn names(change: &Change) -> (String, String, String) {
+    let table = change.table.to_string();
+    let function = Ident::new(format!("{}_sync", change.name))
+        .map_or_else(|_| "\"sync\"".to_owned(), |i| i.quoted());
+    let qualified_function = format!("{}.{function}", change.table.schema);
+    (table, function, qualified_function)
+}
+
+fn trigger_sql(change: &Change, events: &str, body: &str) -> String {
+    let (table, trigger, function) = names(change);
+    format!(
+        "CREATE FUNCTION {function}() RETURNS trigger\n    LANGUAGE plpgsql AS $$\nBEGIN\n{body}    RETURN NEW;\nEND\n$$;\n\n\
+         CREATE TRIGGER {trigger}\n    BEFORE {events} ON {table}\n    FOR EACH ROW EXECUTE FUNCTION {function}();\n"
+    )
+}
+
+/// Sets `NEW.target` to `expression`, written in terms of the row's columns: the row is
+/// exposed as a one-row table so the expression reads exactly as in the backfill's `set`.
+fn row_expression(target: &Ident, expression: &str) -> String {
+    format!("    SELECT {expression} INTO NEW.{target} FROM (SELECT (NEW).*) AS \"row\";\n")
+}
+
+fn drop_trigger_sql(change: &Change) -> String {
+    let (table, trigger, function) = names(change);
+    format!(
+        "DROP TRIGGER IF EXISTS {trigger} ON {table};\n\nDROP FUNCTION IF EXISTS {function}();\n"
+    )
+}
+
+fn not_null_sql(change: &Change, column: &Ident) -> String {
+    let table = change.table.to_string();
+    let check = Ident::new(format!("{}_not_null", change.name))
+        .map_or_else(|_| "\"not_null\"".to_owned(), |i| i.quoted());
+    format!(
+        "-- NOT NULL without a long ACCESS EXCLUSIVE lock (remove these four statements if the\n\
+         -- column may stay NULL): the CHECK is added NOT VALID (brief lock, no scan), VALIDATE\n\
+         -- scans without blocking writes, SET NOT NULL then trusts the validated CHECK (no scan,\n\
+         -- PostgreSQL 12+), and the CHECK goes.\n\
+         ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({column} IS NOT NULL) NOT VALID;\n\n\
+         ALTER TABLE {table} VALIDATE CONSTRAINT {check};\n\n\
+         ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL;\n\n\
+         ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {check};\n\n"
+    )
+}
+
+fn contract_header(change: &Change, what: &str) -> String {
+    format!(
+        "-- Contract ({pattern}): {what}\n\
+         --\n\
+         -- sluice runs this only once the backfill job {name} is complete and verified.\n\
+         -- Deploy the application version that no longer needs the old shape first.\n\
+         -- No transaction: each step holds its lock for itself alone, guarded by lock_timeout.\n\
+         --\n\
+         -- sluice:requires-backfill {name}\n\
+         -- sluice:no-transaction\n\
+         -- sluice:statement-timeout 1h\n\n",
+        pattern = change.pattern.name(),
+        name = change.name
+    )
+}
+
+fn add_column(change: &Change, expression: &str) -> Parts {
+    let (table, column) = (change.table.to_string(), &change.column);
+    let expand = format!(
+        "-- Expand (add-column): {table}.{column} {ty} = {expression}\n\
+         --\n\
+         -- The column is added nullable and without a default: a catalog-only change, its\n\
+         -- brief ACCESS EXCLUSIVE lock guarded by lock_timeout, no table rewrite. The trigger\n\
+         -- computes it for every row the running application writes, so only rows that existed\n\
+         -- before this migration are left for the backfill job {name}.\n\n\
+         ALTER TABLE {table} ADD COLUMN {column} {ty};\n\n{trigger}",
+        ty = change.type_name,
+        name = change.name,
+        trigger = trigger_sql(
+            change,
+            "INSERT OR UPDATE",
+            &row_expression(column, expression)
+        ),
+    );
+    let contract = format!(
+        "{}{}-- The application writes the column itself now: the trigger goes.\n{}",
+        contract_header(
+            change,
+            &format!("{table}.{column} becomes NOT NULL; the sync trigger goes.")
+        ),
+        not_null_sql(change, column),
+        drop_trigger_sql(change)
+    );
+    Parts {
+        expand,
+        contract,
+        target: column.clone(),
+        value: expression.to_owned(),
+        needs_work: format!("{column} IS DISTINCT FROM ({expression})"),
+    }
+}
+
+fn rename_column(change: &Change, to: &Ident) -> Parts {
+    let (table, old) = (change.table.to_string(), &change.column);
+    let body = format!(
+        "    -- Old application versions write {old}, new ones {to}: keep both equal.\n\
+         \x20   IF TG_OP = 'INSERT' THEN\n\
+         \x20       NEW.{to} := coalesce(NEW.{to}, NEW.{old});\n\
+         \x20       NEW.{old} := coalesce(NEW.{old}, NEW.{to});\n\
+         \x20   ELSIF NEW.{to} IS DISTINCT FROM OLD.{to} THEN\n\
+         \x20       NEW.{old} := NEW.{to};\n\
+         \x20   ELSE\n\
+         \x20       NEW.{to} := NEW.{old};\n\
+         \x20   END IF;\n"
+    );
+    let expand = format!(
+        "-- Expand (rename-column): {table}.{old} becomes {to}\n\
+         --\n\
+         -- A rename in place would break every running application instance at once. Instead the\n\
+         -- new column is added (nullable, no default: no rewrite), a trigger keeps the two equal\n\
+         -- whichever one an application version writes, and the backfill job {name} copies\n\
+         -- the rows that existed before.\n\n\
+         ALTER TABLE {table} ADD COLUMN {to} {ty};\n\n{trigger}",
+        ty = change.type_name,
+        name = change.name,
+        trigger = trigger_sql(change, "INSERT OR UPDATE", &body),
+    );
+    let contract = format!(
+        "{}{}-- No application version reads {old} any more: the trigger and the old column go.\n{}\n\
+         ALTER TABLE {table} DROP COLUMN IF EXISTS {old};\n",
+        contract_header(change, &format!("{table}.{old} is gone; {to} replaces it.")),
+        not_null_sql(change, to),
+        drop_trigger_sql(change)
+    );
+    Parts {
+        expand,
+        contract,
+        target: to.clone(),
+        value: old.to_string(),
+        needs_work: format!("{to} IS DISTINCT FROM {old}"),
+    }
+}
+
+fn change_type(change: &Change, expression: &str) -> Parts {
+    let (table, old) = (change.table.to_string(), &change.column);
+    let new = Ident::new(format!("{}_new", old.as_str())).unwrap_or_else(|_| old.clone());
+    let expand = format!(
+        "-- Expand (change-type): {table}.{old} becomes {ty}\n\
+         --\n\
+         -- ALTER COLUMN ... TYPE rewrites the table under an ACCESS EXCLUSIVE lock. Instead a new\n\
+         -- column {new} {ty} is added (no rewrite), the trigger converts every value the\n\
+         -- application writes, and the backfill job {name} converts the rows that existed before.\n\n\
+         ALTER TABLE {table} ADD COLUMN {new} {ty};\n\n{trigger}",
+        ty = change.type_name,
+        name = change.name,
+        trigger = trigger_sql(
+            change,
+            "INSERT OR UPDATE",
+            &row_expression(&new, expression)
+        ),
+    );
+    let contract = format!(
+        "{}{}-- The application reads and writes {new} now: the trigger and the old column go.\n{}\n\
+         ALTER TABLE {table} DROP COLUMN IF EXISTS {old};\n\n\
+         -- To give {new} the old name, coordinate a rename with the application separately:\n\
+         -- ALTER TABLE {table} RENAME COLUMN {new} TO {old};\n",
+        contract_header(
+            change,
+            &format!("{table}.{old} is replaced by {new} {}.", change.type_name)
+        ),
+        not_null_sql(change, &new),
+        drop_trigger_sql(change)
+    );
+    Parts {
+        expand,
+        contract,
+        needs_work: format!("{new} IS DISTINCT FROM ({expression})"),
+        value: expression.to_owned(),
+        target: new,
+    }
+}
+
+fn job(change: &Change, target: &Ident, value: &str, needs_work: &str) -> String {
+    let key = change
+        .key
+        .iter()
+        .map(|k| format!("{:?}", k.to_string().trim_matches('"')))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "# Backfill for {name}: fills {table}.{target} for rows written before the expand migration's\n\
+         # trigger existed. The contract migration waits until this job is complete and verified.\n\
+         name = {name:?}\n\
+         table = {table_text:?}\n\
+         key = [{key}]\n\
+         set = {set:?}\n\
+         where = {needs_work:?}\n\
+         batch_size = 1000\n\
+         min_batch_size = 100\n\
+         max_batch_size = 20000\n\
+         target_batch_time = \"200ms\"\n\
+         max_rows_per_second = 0\n\
+         pause = \"0ms\"\n\
+         lock_timeout = \"500ms\"\n\
+         statement_timeout = \"10s\"\n\
+         max_retries = 10\n",
+        name = change.name,
+        table = change.table,
+        table_text = format!("{}.{}", change.table.schema, change.table.name),
+        set = format!("{target} = {value}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(pattern: Pattern) -> Change {
+        let public = Ident::new("public").unwrap();
+        Change {
+            pattern,
+            name: "accounts_email_normalized".into(),
+            table: QualifiedName::parse("accounts", &public).unwrap(),
+            column: Ident::parse("email_normalized").unwrap(),
+            type_name: "text".into(),
+            to: None,
+            expression: Some("lower(email)".into()),
+            key: vec![Ident::parse("id").unwrap()],
+        }
+    }
+
+    #[test]
+    fn add_column_writes_the_three_steps() {
+        let files = render(&change(Pattern::AddColumn)).unwrap();
+        assert!(
+            files.expand.contains(
+                "ALTER TABLE \"public\".\"accounts\" ADD COLUMN \"email_normalized\" text;"
+            )
+        );
+        assert!(files.expand.contains("SELECT lower(email) INTO NEW.\"email_normalized\" FROM (SELECT (NEW).*) AS \"row\";"), "{}", files.expand);
+        assert!(
+            files
+                .expand
+                .contains("BEFORE INSERT OR UPDATE ON \"public\".\"accounts\"")
+        );
+        assert!(
+            files
+                .contract
+                .contains("-- sluice:requires-backfill accounts_email_normalized")
+        );
+        assert!(
+            files
+                .contract
+                .contains("CHECK (\"email_normalized\" IS NOT NULL) NOT VALID")
+        );
+        assert!(files.contract.contains("VALIDATE CONSTRAINT"));
+        assert!(files.contract.contains("SET NOT NULL"));
+        assert!(files.contract.contains("DROP TRIGGER IF EXISTS"));
+        assert!(
+            files
+                .job
+                .contains("set = \"\\\"email_normalized\\\" = lower(email)\""),
+            "{}",
+            files.job
+        );
+        assert!(files.job.contains("key = [\"id\"]"), "{}", files.job);
+    }
+
+    #[test]
+    fn rename_column_syncs_both_ways_and_drops_the_old_column() {
+        let mut c = change(Pattern::RenameColumn);
+        c.column = Ident::parse("email").unwrap();
+        c.to = Some(Ident::parse("contact_email").unwrap());
+        let files = render(&c).unwrap();
+        assert!(
+            files.expand.contains(
+                "NEW.\"contact_email\" := coalesce(NEW.\"contact_email\", NEW.\"email\");"
+            )
+        );
+        assert!(files.contract.contains("DROP COLUMN IF EXISTS \"email\""));
+        assert!(
+            files
+                .job
+                .contains("where = \"\\\"contact_email\\\" IS DISTINCT FROM \\\"email\\\"\""),
+            "{}",
+            files.job
+        );
+    }
+
+    #[test]
+    fn change_type_adds_a_converted_column() {
+        let mut c = change(Pattern::ChangeType);
+        c.column = Ident::parse("amount").unwrap();
+        c.type_name = "bigint".into();
+        c.expression = None;
+        let files = render(&c).unwrap();
+        assert!(files.expand.contains("ADD COLUMN \"amount_new\" bigint;"));
+        assert!(files.expand.contains("SELECT \"amount\"::bigint INTO NEW.\"amount_new\" FROM (SELECT (NEW).*) AS \"row\";"), "{}", files.expand);
+        assert!(files.contract.contains("DROP COLUMN IF EXISTS \"amount\""));
+    }
+
+    #[test]
+    fn missing_options_say_what_is_needed() {
+        let mut c = change(Pattern::AddColumn);
+        c.expression = None;
+        assert!(render(&c).unwrap_err().to_string().contains("--expression"));
+        let rename = change(Pattern::RenameColumn);
+        assert!(render(&rename).unwrap_err().to_string().contains("--to"));
+        let mut bad_type = change(Pattern::AddColumn);
+        bad_type.type_name = "text; DROP TABLE x".into();
+        assert!(render(&bad_type).is_err());
+    }
+}
