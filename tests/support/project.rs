@@ -41,7 +41,11 @@ impl Project {
     /// `sluice <args>` in the project directory against its database, with a clean
     /// environment.
     pub fn sluice(&self) -> Command {
-        let mut command = Command::new(bin::sluice());
+        self.command(bin::sluice())
+    }
+
+    fn command(&self, program: PathBuf) -> Command {
+        let mut command = Command::new(program);
         command
             .current_dir(self.path())
             .env_clear()
@@ -52,13 +56,7 @@ impl Project {
 
     /// `sluice-backfill <args>` in the project directory against its database.
     pub fn backfill(&self) -> Command {
-        let mut command = Command::new(bin::sluice_backfill());
-        command
-            .current_dir(self.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &self.db.url);
-        command
+        self.command(bin::sluice_backfill())
     }
 
     /// Runs `sluice-backfill <args>` to completion.

@@ -215,3 +215,29 @@ pub fn common_exit_code(error: &(dyn std::error::Error + 'static)) -> Option<u8>
         .downcast_ref::<crate::db::DbError>()
         .map(crate::db::DbError::exit_code)
 }
+
+/// Runs a command's future to completion on a single-threaded runtime and turns its outcome
+/// into the process's exit code, printing an error (its whole chain, on one line) to stderr.
+pub fn run_to_exit<E: std::fmt::Display>(
+    program: &str,
+    work: impl Future<Output = Result<u8, E>>,
+    exit_code_of: impl Fn(&E) -> u8,
+) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("{program}: error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::from(exit::FAILED);
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(error) => {
+            eprintln!("{program}: error: {error:#}");
+            std::process::ExitCode::from(exit_code_of(&error))
+        }
+    }
+}

@@ -142,23 +142,7 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("{PROGRAM}: error: cannot start the async runtime: {error}");
-            return ExitCode::from(exit::FAILED);
-        }
-    };
-    match runtime.block_on(run(cli, &matches)) {
-        Ok(code) => ExitCode::from(code),
-        Err(error) => {
-            eprintln!("{PROGRAM}: error: {error:#}");
-            ExitCode::from(exit_code_of(&error))
-        }
-    }
+    sluice_common::cli::run_to_exit(PROGRAM, run(cli, &matches), exit_code_of)
 }
 
 async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {

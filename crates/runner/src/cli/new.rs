@@ -51,9 +51,9 @@ pub struct ScaffoldArgs {
     /// The table's unique key, for the backfill (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "id")]
     pub key: Vec<String>,
-    /// Where the backfill job spec goes.
-    #[arg(long, env = "SLUICE_JOBS", value_name = "DIR", default_value = "jobs")]
-    pub jobs: PathBuf,
+    /// Where the backfill job spec goes [default: ./jobs, or `[backfill] jobs` in sluice.toml].
+    #[arg(long, env = "SLUICE_JOBS", value_name = "DIR")]
+    pub jobs: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +116,12 @@ pub fn create(dir: &Path, name: &str, reversible: bool) -> anyhow::Result<u8> {
 }
 
 /// `new --pattern`: the expand migration, the backfill job and the contract migration.
-pub fn scaffold(dir: &Path, name: &str, args: &ScaffoldArgs) -> anyhow::Result<u8> {
+pub fn scaffold(
+    dir: &Path,
+    jobs_dir: &Path,
+    name: &str,
+    args: &ScaffoldArgs,
+) -> anyhow::Result<u8> {
     let change = change(name, args)?;
     let files = scaffold::render(&change).map_err(|e| NewError::Scaffold(e.to_string()))?;
     let version: i64 = next_version(dir, chrono::Utc::now()).parse().unwrap_or(0);
@@ -125,7 +130,7 @@ pub fn scaffold(dir: &Path, name: &str, args: &ScaffoldArgs) -> anyhow::Result<u
             dir.join(format!("{version}_{name}_expand.sql")),
             files.expand,
         ),
-        (args.jobs.join(format!("{name}.toml")), files.job),
+        (jobs_dir.join(format!("{name}.toml")), files.job),
         (
             dir.join(format!("{}_{name}_contract.sql", version + 1)),
             files.contract,
