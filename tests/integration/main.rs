@@ -6,5 +6,6 @@ mod cli;
 mod connect;
 mod expand_contract;
 mod harness;
+mod lint;
 mod retry;
 mod runner;

@@ -140,6 +140,8 @@ pub struct RunnerFile {
     pub lock_wait: Option<Duration>,
     pub max_retries: Option<u32>,
     pub actor: Option<String>,
+    /// The PostgreSQL version migrations target, for lint rules that depend on it.
+    pub pg_version: Option<String>,
 }
 
 /// `[backfill]` in `sluice.toml`: settings of `sluice-backfill`.

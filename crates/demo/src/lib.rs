@@ -17,6 +17,7 @@ use sluice_common::shutdown::Shutdown;
 use sluice_runner::error::RunnerError;
 use sluice_runner::guard::Guards;
 use sluice_runner::history::Who;
+use sluice_runner::lint::LintSettings;
 use sluice_runner::migrator::{DEFAULT_LOCK_WAIT, Migrator, RunnerSettings};
 use sluice_runner::plan::Allow;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -276,6 +277,8 @@ fn runner_settings(connect: &ConnectSettings, schema: &Ident, project: &Path) ->
         guards: Guards::default(),
         lock_wait: DEFAULT_LOCK_WAIT,
         allow: Allow::default(),
+        lint: LintSettings::default(),
+        skip_lint: false,
         who: Who {
             program: format!("sluice-demo {}", env!("CARGO_PKG_VERSION")),
             actor: Some("demo".into()),

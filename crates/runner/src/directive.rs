@@ -19,11 +19,22 @@ pub struct Directives {
     /// Backfill jobs that must be complete and verified before this migration runs (the
     /// contract step of expand → backfill → contract).
     pub requires_backfill: Vec<String>,
+    /// Lint rules this file may break, each with the reason given.
+    pub approvals: Vec<Approval>,
+}
+
+/// `-- sluice:approve <rule> reason: <text>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub rule: String,
+    pub reason: String,
+    pub line: usize,
 }
 
 /// The directives sluice knows, for messages.
 pub const KNOWN: &[&str] = &[
     "requires-backfill <job name>",
+    "approve <lint rule> reason: <why it is safe here>",
     "no-transaction",
     "lock-timeout <duration>",
     "statement-timeout <duration>",
@@ -80,6 +91,9 @@ fn apply(directives: &mut Directives, body: &str, line: usize) -> Result<(), Dir
         "requires-backfill" => directives
             .requires_backfill
             .push(job_name(value).map_err(error)?),
+        "approve" => directives
+            .approvals
+            .push(approval(value, line).map_err(error)?),
         "statement-timeout" => {
             directives.statement_timeout = Some(duration(name, value).map_err(error)?);
         }
@@ -95,6 +109,34 @@ fn apply(directives: &mut Directives, body: &str, line: usize) -> Result<(), Dir
         }
     }
     Ok(())
+}
+
+/// `<rule> reason: <text>`: a known rule and a reason that says something.
+fn approval(value: &str, line: usize) -> Result<Approval, String> {
+    let (rule, rest) = value.split_once(char::is_whitespace).unwrap_or((value, ""));
+    if rule.is_empty() {
+        return Err("`sluice:approve` needs a lint rule and a reason: `-- sluice:approve ban-drop-column reason: unused since v42`".into());
+    }
+    if !crate::lint::is_known_rule(rule) {
+        return Err(format!(
+            "`sluice:approve {rule}`: unknown lint rule; `sluice lint --rules` lists them"
+        ));
+    }
+    let reason = rest
+        .trim()
+        .strip_prefix("reason:")
+        .map(str::trim)
+        .unwrap_or_default();
+    if reason.is_empty() {
+        return Err(format!(
+            "`sluice:approve {rule}` needs a reason: `-- sluice:approve {rule} reason: <why it is safe here>`"
+        ));
+    }
+    Ok(Approval {
+        rule: rule.to_owned(),
+        reason: reason.to_owned(),
+        line,
+    })
 }
 
 /// A backfill job name, as `sluice-backfill` accepts them.
@@ -142,6 +184,37 @@ mod tests {
         assert!(d.no_transaction);
         assert_eq!(d.lock_timeout, Some(Duration::from_secs(2)));
         assert_eq!(d.statement_timeout, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn reads_approvals_with_reasons() {
+        let d = parse("-- sluice:approve ban-drop-column reason: unused since v42\nALTER TABLE t DROP COLUMN x;").unwrap();
+        assert_eq!(
+            d.approvals,
+            vec![Approval {
+                rule: "ban-drop-column".into(),
+                reason: "unused since v42".into(),
+                line: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn an_approval_without_a_reason_or_for_an_unknown_rule_is_an_error() {
+        let no_reason = parse("-- sluice:approve ban-drop-column\n").unwrap_err();
+        assert!(
+            no_reason.message.contains("needs a reason"),
+            "{}",
+            no_reason.message
+        );
+        let empty_reason = parse("-- sluice:approve ban-drop-column reason:   \n").unwrap_err();
+        assert!(empty_reason.message.contains("needs a reason"));
+        let unknown = parse("-- sluice:approve ban-everything reason: yes\n").unwrap_err();
+        assert!(
+            unknown.message.contains("unknown lint rule"),
+            "{}",
+            unknown.message
+        );
     }
 
     #[test]

@@ -30,6 +30,13 @@ pub enum RunnerError {
         reasons: Vec<String>,
         done: Vec<String>,
     },
+    #[error(
+        "{} unapproved dangerous change(s):\n{}\napprove each in its file with `-- sluice:approve <rule> reason: <why it is safe here>`, \
+         or run with --skip-lint (recorded in the audit table)",
+        findings.len(),
+        findings.iter().map(|f| format!("  {f}{}", f.help.as_deref().map(|h| format!("\n    help: {h}")).unwrap_or_default())).collect::<Vec<_>>().join("\n")
+    )]
+    Lint { findings: Vec<crate::lint::Finding> },
     #[error("interrupted before migration {next}; run the same command again to continue")]
     Interrupted { next: String, done: Vec<String> },
     #[error("{what} failed: {source}")]
@@ -64,7 +71,7 @@ impl RunnerError {
             }
             | Self::Interrupted { .. } => exit::INTERRUPTED,
             Self::Apply { .. } => exit::FAILED,
-            Self::Blocked { .. } => exit::BLOCKED,
+            Self::Blocked { .. } | Self::Lint { .. } => exit::BLOCKED,
         }
     }
 

@@ -329,6 +329,25 @@ COMMIT;"
         Ok(())
     }
 
+    /// Audits a run that applied migrations despite blocking lint findings.
+    pub async fn record_skip_lint(
+        &self,
+        conn: &mut PgConnection,
+        who: &Who,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (action, detail, program, actor) VALUES ('skip-lint', $1, $2, $3)",
+            self.audit
+        )))
+        .bind(detail)
+        .bind(&who.program)
+        .bind(&who.actor)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
     /// Marks a no-transaction migration as started (or keeps its progress when resuming), so
     /// a crash leaves a visible mark.
     pub async fn start_partial(

@@ -10,6 +10,7 @@ pub mod event;
 pub mod guard;
 pub mod history;
 pub mod index;
+pub mod lint;
 pub mod migrator;
 pub mod plan;
 pub mod scaffold;

@@ -22,6 +22,7 @@ use crate::error::RunnerError;
 use crate::event::{Direction, Event};
 use crate::guard::Guards;
 use crate::history::{Applied, History, Partial, Who};
+use crate::lint::{self, Finding, LintSettings};
 use crate::plan::{self, Allow, DownTarget, Entry, UpStep};
 use crate::source::{self, Migration, Version};
 
@@ -38,6 +39,9 @@ pub struct RunnerSettings {
     pub lock_wait: Duration,
     pub allow: Allow,
     pub who: Who,
+    pub lint: LintSettings,
+    /// Apply despite blocking lint findings (logged loudly and audited).
+    pub skip_lint: bool,
 }
 
 /// One migration finished by a run.
@@ -163,6 +167,8 @@ impl Migrator {
             let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
             let steps = plan::plan_up(&entries, target, self.settings.allow)?;
             source::analyse(steps.iter().map(|s| &s.migration.up))?;
+            self.lint_gate(steps.iter().map(|s| s.migration), None)
+                .await?;
             // A dry run shows what would run before the first closed gate, then says why it
             // would stop there.
             let gated = steps
@@ -251,6 +257,8 @@ impl Migrator {
         let steps = plan::plan_up(&entries, target, self.settings.allow)?;
         // Every file about to run is checked before the first one runs.
         source::analyse(steps.iter().map(|s| &s.migration.up))?;
+        self.lint_gate(steps.iter().map(|s| s.migration), Some(lock.connection()))
+            .await?;
         let mut report = Report::default();
         if steps.is_empty() {
             return Ok(report);
@@ -320,6 +328,46 @@ impl Migrator {
         }
         let _ = session.conn.close().await;
         Ok(report)
+    }
+
+    /// Refuses migrations with unapproved blocking lint findings, unless `--skip-lint`, which
+    /// is logged loudly and, when `audit` is given, written to the audit table.
+    async fn lint_gate<'m>(
+        &self,
+        migrations: impl Iterator<Item = &'m Migration>,
+        audit: Option<&mut PgConnection>,
+    ) -> Result<(), RunnerError> {
+        let findings: Vec<Finding> = migrations
+            .flat_map(|m| lint::lint(&m.up, &self.settings.lint))
+            .collect();
+        for finding in findings.iter().filter(|f| !f.blocks()) {
+            tracing::info!(rule = %finding.rule, approved = ?finding.approved, "lint: {finding}");
+        }
+        let blocking: Vec<Finding> = findings.into_iter().filter(Finding::blocks).collect();
+        if blocking.is_empty() {
+            return Ok(());
+        }
+        if !self.settings.skip_lint {
+            return Err(RunnerError::Lint { findings: blocking });
+        }
+        let detail = blocking
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        tracing::warn!(
+            findings = blocking.len(),
+            actor = ?self.settings.who.actor,
+            "--skip-lint: applying {} unapproved dangerous change(s) anyway; this is recorded in the audit table:\n{detail}",
+            blocking.len()
+        );
+        if let Some(conn) = audit {
+            self.history
+                .record_skip_lint(conn, &self.settings.who, &detail)
+                .await
+                .map_err(RunnerError::query("auditing --skip-lint"))?;
+        }
+        Ok(())
     }
 
     /// Creates sluice's tables if needed and reads history (under the lock).

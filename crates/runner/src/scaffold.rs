@@ -149,6 +149,15 @@ fn not_null_sql(change: &Change, column: &Ident) -> String {
     )
 }
 
+/// The approval a contract needs to drop the old column: written by the scaffold, to be
+/// confirmed (or its reason rewritten) by the engineer in review.
+fn drop_approval(old: &Ident, new: &Ident) -> String {
+    format!(
+        "-- sluice:approve ban-drop-column reason: {old} was replaced by {new}, kept in sync by the \
+         expand trigger and backfilled; no deployed application version reads {old} (confirm in review)\n"
+    )
+}
+
 fn contract_header(change: &Change, what: &str) -> String {
     format!(
         "-- Contract ({pattern}): {what}\n\
@@ -229,7 +238,10 @@ fn rename_column(change: &Change, to: &Ident) -> Parts {
     let contract = format!(
         "{}{}-- No application version reads {old} any more: the trigger and the old column go.\n{}\n\
          ALTER TABLE {table} DROP COLUMN IF EXISTS {old};\n",
-        contract_header(change, &format!("{table}.{old} is gone; {to} replaces it.")),
+        contract_header(change, &format!("{table}.{old} is gone; {to} replaces it.")).replace(
+            "-- sluice:no-transaction\n",
+            &format!("-- sluice:no-transaction\n{}", drop_approval(old, to)),
+        ),
         not_null_sql(change, to),
         drop_trigger_sql(change)
     );

@@ -1,6 +1,7 @@
 //! Command-line interface of `sluice`: parses arguments, resolves settings, runs one command
 //! of the engine, renders its events and maps the result to an exit code.
 
+mod lint;
 mod new;
 mod render;
 mod settings;
@@ -88,6 +89,18 @@ enum Command {
     Check,
     /// Check the migration files without a database: names, versions, pairs, directives.
     Validate,
+    /// Find dangerous operations with a PostgreSQL parser (squawk's rules and sluice's own);
+    /// exits 8 when one is not approved by its file.
+    Lint {
+        /// Files to lint [default: every migration, up and down, in the migrations directory].
+        files: Vec<std::path::PathBuf>,
+        /// human, json, or github (workflow annotations).
+        #[arg(long, value_enum, default_value = "human")]
+        format: lint::Format,
+        /// List the rules: why each matters, what to do instead, and whether it blocks.
+        #[arg(long)]
+        rules: bool,
+    },
     /// Show the effective settings and where each comes from.
     Config,
 }
@@ -131,6 +144,17 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
             None => new::create(&resolved.migrations_dir, &name, reversible),
         },
         Command::Validate => validate(&resolved.migrations_dir),
+        Command::Lint {
+            files,
+            format,
+            rules,
+        } => lint::run(
+            &resolved.migrations_dir,
+            &files,
+            format,
+            rules,
+            &resolved.lint,
+        ),
         command => {
             let runner = resolved.into_runner(&startup)?;
             let migrator = Migrator::load(runner)?;
@@ -183,7 +207,7 @@ async fn run_against_database(
                 &recorded.blocked,
             ))
         }
-        Command::New { .. } | Command::Validate | Command::Config => {
+        Command::New { .. } | Command::Validate | Command::Lint { .. } | Command::Config => {
             unreachable!("handled offline")
         }
     }

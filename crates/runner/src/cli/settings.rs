@@ -13,6 +13,7 @@ use sluice_runner::guard::{
     Guards,
 };
 use sluice_runner::history::Who;
+use sluice_runner::lint::{DEFAULT_PG_VERSION, LintSettings};
 use sluice_runner::migrator::{DEFAULT_LOCK_WAIT, RunnerSettings};
 use sluice_runner::plan::Allow;
 
@@ -57,6 +58,15 @@ pub struct RunnerArgs {
     #[arg(long, global = true)]
     pub allow_out_of_order: bool,
 
+    /// Apply migrations despite unapproved dangerous changes found by lint. Loud, and
+    /// recorded in the audit table with the actor.
+    #[arg(long, global = true)]
+    pub skip_lint: bool,
+
+    /// The PostgreSQL version migrations target, for lint rules that depend on it [default: 15].
+    #[arg(long, env = "SLUICE_PG_VERSION", value_name = "VERSION", global = true)]
+    pub pg_version: Option<String>,
+
     /// Who is running this (a person or CI job), recorded in history and audit.
     #[arg(long, env = "SLUICE_ACTOR", value_name = "NAME", global = true)]
     pub actor: Option<String>,
@@ -82,6 +92,8 @@ pub struct Resolved {
     lock_wait: Setting<Duration>,
     actor: Option<Setting<String>>,
     allow: Allow,
+    pub lint: LintSettings,
+    skip_lint: bool,
 }
 
 pub fn resolve(
@@ -146,6 +158,14 @@ pub fn resolve(
             missing: args.allow_missing,
             out_of_order: args.allow_out_of_order,
         },
+        lint: LintSettings {
+            pg_version: args
+                .pg_version
+                .clone()
+                .or_else(|| file.pg_version.clone())
+                .unwrap_or_else(|| DEFAULT_PG_VERSION.to_owned()),
+        },
+        skip_lint: args.skip_lint,
     })
 }
 
@@ -166,6 +186,8 @@ impl Resolved {
             },
             lock_wait: self.lock_wait.value,
             allow: self.allow,
+            lint: self.lint,
+            skip_lint: self.skip_lint,
             who: Who {
                 program: format!("sluice {}", env!("CARGO_PKG_VERSION")),
                 actor: self.actor.map(|a| a.value),

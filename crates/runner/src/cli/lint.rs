@@ -1,0 +1,146 @@
+//! `sluice lint`: findings as `file:line:col rule: message` for people, JSON, or GitHub
+//! workflow annotations.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use sluice_common::exit;
+use sluice_runner::error::RunnerError;
+use sluice_runner::lint::{self, Finding, LintSettings, RULES, Severity};
+use sluice_runner::script::Script;
+use sluice_runner::source::{self, SourceError};
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    Github,
+}
+
+pub fn run(
+    dir: &Path,
+    files: &[PathBuf],
+    format: Format,
+    rules: bool,
+    settings: &LintSettings,
+) -> anyhow::Result<u8> {
+    if rules {
+        print_rules();
+        return Ok(exit::OK);
+    }
+    let scripts = scripts(dir, files)?;
+    let findings: Vec<Finding> = scripts
+        .iter()
+        .flat_map(|s| lint::lint(s, settings))
+        .collect();
+    match format {
+        Format::Human => human(&findings, scripts.len()),
+        Format::Json => println!(
+            "{}",
+            json!({ "findings": findings, "files": scripts.len() })
+        ),
+        Format::Github => github(&findings),
+    }
+    Ok(if findings.iter().any(Finding::blocks) {
+        exit::BLOCKED
+    } else {
+        exit::OK
+    })
+}
+
+/// The named files, or every up and down script of the directory.
+fn scripts(dir: &Path, files: &[PathBuf]) -> Result<Vec<Script>, RunnerError> {
+    if files.is_empty() {
+        let migrations = source::load_checked(dir)?;
+        return Ok(migrations
+            .into_iter()
+            .flat_map(|m| std::iter::once(m.up).chain(m.down))
+            .collect());
+    }
+    let mut problems = Vec::new();
+    let scripts: Vec<Script> = files
+        .iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| problems.push(format!("{}: cannot read: {e}", path.display())))
+                .ok()?;
+            Script::parse(path, &text)
+                .map_err(|e| problems.push(e.to_string()))
+                .ok()
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(scripts)
+    } else {
+        Err(SourceError { problems }.into())
+    }
+}
+
+fn human(findings: &[Finding], files: usize) {
+    for f in findings {
+        let level = match (f.severity, &f.approved) {
+            (_, Some(_)) => "approved",
+            (Severity::Block, None) => "error",
+            (Severity::Warn, None) => "warning",
+        };
+        println!("{f} [{level}]");
+        if let Some(help) = &f.help {
+            println!("  help: {help}");
+        }
+        if let Some(reason) = &f.approved {
+            println!("  approved: {reason}");
+        }
+    }
+    let blocking = findings.iter().filter(|f| f.blocks()).count();
+    println!(
+        "{files} file(s), {} finding(s), {blocking} blocking{}",
+        findings.len(),
+        if blocking > 0 {
+            ": approve each with `-- sluice:approve <rule> reason: <why it is safe here>`"
+        } else {
+            ""
+        }
+    );
+}
+
+fn github(findings: &[Finding]) {
+    for f in findings {
+        let level = match (f.severity, &f.approved) {
+            (Severity::Block, None) => "error",
+            (Severity::Warn, None) => "warning",
+            (_, Some(_)) => "notice",
+        };
+        let message = match &f.help {
+            Some(help) => format!("{} ({help})", f.message),
+            None => f.message.clone(),
+        };
+        println!(
+            "::{level} file={},line={},col={},title={}::{}",
+            f.path.display(),
+            f.line,
+            f.column,
+            f.rule,
+            escape(&message)
+        );
+    }
+}
+
+/// GitHub's workflow-command escaping.
+fn escape(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+fn print_rules() {
+    for rule in RULES {
+        let severity = match rule.severity {
+            Severity::Block => "blocks",
+            Severity::Warn => "warns",
+        };
+        println!(
+            "{} ({severity})\n  why: {}\n  instead: {}",
+            rule.name, rule.why, rule.instead
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! Lint: a corpus of good and bad files, each bad one for a named rule; `up` refuses an
+//! unapproved dangerous change and applies it once approved; `--skip-lint` is audited.
+
+use std::path::{Path, PathBuf};
+
+use sluice_common::exit;
+use sluice_tests::Project;
+
+fn corpus(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("lint")
+        .join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn blocking_rules(doc: &serde_json::Value) -> Vec<String> {
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "block" && f["approved"].is_null())
+        .map(|f| f["rule"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_bad_file_is_blocked_by_its_rule_and_good_files_pass() {
+    let project = Project::new().await;
+    let bad = corpus("bad");
+    assert!(bad.len() >= 15, "the corpus shrank: {bad:?}");
+    for file in bad {
+        let rule = file.file_stem().unwrap().to_str().unwrap().to_owned();
+        let run = project.run(&["lint", file.to_str().unwrap(), "--format", "json"]);
+        run.expect_code(exit::BLOCKED);
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+        assert!(
+            blocking_rules(&doc).contains(&rule),
+            "{}: expected {rule}, got {doc}",
+            file.display()
+        );
+    }
+    for file in corpus("good") {
+        let run = project.run(&["lint", file.to_str().unwrap(), "--format", "json"]);
+        run.expect_code(exit::OK);
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+        assert!(blocking_rules(&doc).is_empty(), "{}: {doc}", file.display());
+    }
+}
+
+#[tokio::test]
+async fn human_and_github_formats_name_file_line_column_and_rule() {
+    let project = Project::new().await;
+    let path = project.write(
+        "0001_drop.sql",
+        "CREATE TABLE t (id bigint, x int);\nALTER TABLE t DROP COLUMN x;\n",
+    );
+    let human = project.run(&["lint"]);
+    human.expect_code(exit::BLOCKED);
+    let shown = path
+        .strip_prefix(project.path())
+        .unwrap()
+        .display()
+        .to_string();
+    assert!(
+        human
+            .stdout()
+            .contains(&format!("{shown}:2:15 ban-drop-column:")),
+        "{}",
+        human.stdout()
+    );
+    let github = project.run(&["lint", "--format", "github"]);
+    assert!(
+        github.stdout().contains(&format!(
+            "::error file={shown},line=2,col=15,title=ban-drop-column::"
+        )),
+        "{}",
+        github.stdout()
+    );
+}
+
+#[tokio::test]
+async fn up_refuses_an_unapproved_drop_column_and_applies_it_once_approved() {
+    let project = Project::new().await;
+    project.write(
+        "0001_t.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY, legacy int);\n",
+    );
+    project.run(&["up"]).expect_code(exit::OK);
+    let drop = project.write(
+        "0002_drop_legacy.sql",
+        "ALTER TABLE t DROP COLUMN legacy;\n",
+    );
+
+    let refused = project.run(&["up"]);
+    refused.expect_code(exit::BLOCKED);
+    assert!(
+        refused
+            .stderr()
+            .contains("0002_drop_legacy.sql:1:15 ban-drop-column"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(
+        refused
+            .stderr()
+            .contains("-- sluice:approve <rule> reason:"),
+        "{}",
+        refused.stderr()
+    );
+    let mut conn = project.db.connect().await;
+    let still_there: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 't' AND column_name = 'legacy')")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(still_there);
+
+    std::fs::write(
+        &drop,
+        "-- sluice:approve ban-drop-column reason:\nALTER TABLE t DROP COLUMN legacy;\n",
+    )
+    .unwrap();
+    let no_reason = project.run(&["up"]);
+    no_reason.expect_code(exit::INVALID_INPUT);
+    assert!(
+        no_reason.stderr().contains("needs a reason"),
+        "{}",
+        no_reason.stderr()
+    );
+
+    std::fs::write(&drop, "-- sluice:approve ban-drop-column reason: unused since v42\nALTER TABLE t DROP COLUMN legacy;\n").unwrap();
+    project.run(&["up"]).expect_code(exit::OK);
+    let gone: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 't' AND column_name = 'legacy')")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(gone);
+}
+
+#[tokio::test]
+async fn skip_lint_applies_loudly_and_is_audited_with_the_actor() {
+    let project = Project::new().await;
+    project.write(
+        "0001_t.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY);\nTRUNCATE t;\n",
+    );
+    let run = project.run(&["up", "--skip-lint", "--actor", "oncall-alice"]);
+    run.expect_code(exit::OK);
+    assert!(run.stderr().contains("--skip-lint"), "{}", run.stderr());
+    let mut conn = project.db.connect().await;
+    let (detail, actor): (String, Option<String>) =
+        sqlx::query_as("SELECT detail, actor FROM sluice.audit WHERE action = 'skip-lint'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(detail.contains("ban-truncate"), "{detail}");
+    assert_eq!(actor.as_deref(), Some("oncall-alice"));
+}

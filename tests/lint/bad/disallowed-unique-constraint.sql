@@ -1,0 +1,1 @@
+ALTER TABLE accounts ADD CONSTRAINT email_unique UNIQUE (email);

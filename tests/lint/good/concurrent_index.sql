@@ -1,0 +1,2 @@
+-- sluice:no-transaction
+CREATE INDEX CONCURRENTLY IF NOT EXISTS invoices_account_id ON invoices (account_id);
