@@ -160,3 +160,73 @@ async fn skip_lint_applies_loudly_and_is_audited_with_the_actor() {
     assert!(detail.contains("ban-truncate"), "{detail}");
     assert_eq!(actor.as_deref(), Some("oncall-alice"));
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.email=ci@example.invalid", "-c", "user.name=ci"])
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+#[tokio::test]
+async fn validate_since_catches_merged_migrations_that_changed() {
+    let project = Project::new().await;
+    git(project.path(), &["init", "-q"]);
+    project.write("0001_a.sql", "CREATE TABLE a (id bigint);\n");
+    project.write("0002_b.sql", "CREATE TABLE b (id bigint);\n");
+    project.write("0003_c.sql", "CREATE TABLE c (id bigint);\n");
+    git(project.path(), &["add", "."]);
+    git(project.path(), &["commit", "-q", "-m", "merged"]);
+    project
+        .run(&["validate", "--since", "HEAD"])
+        .expect_code(exit::OK);
+
+    // A newer file is fine.
+    project.write("0004_d.sql", "CREATE TABLE d (id bigint);\n");
+    project
+        .run(&["validate", "--since", "HEAD"])
+        .expect_code(exit::OK);
+
+    project.write("0001_a.sql", "CREATE TABLE a (id bigint, x int);\n");
+    std::fs::rename(
+        project.migrations().join("0002_b.sql"),
+        project.migrations().join("0002_bee.sql"),
+    )
+    .unwrap();
+    std::fs::remove_file(project.migrations().join("0003_c.sql")).unwrap();
+    project.write("0000_early.sql", "CREATE TABLE e (id bigint);\n");
+    let run = project.run(&["validate", "--since", "HEAD"]);
+    run.expect_code(exit::HISTORY_DRIFT);
+    let err = run.stderr();
+    assert!(
+        err.contains("0001_a.sql: edited after it was merged"),
+        "{err}"
+    );
+    assert!(
+        err.contains("0002_bee.sql: renamed from 0002_b.sql"),
+        "{err}"
+    );
+    assert!(
+        err.contains("0003_c.sql: deleted after it was merged"),
+        "{err}"
+    );
+    assert!(
+        err.contains("0000_early.sql: new, but its version is not newer than 0003_c.sql"),
+        "{err}"
+    );
+    assert!(!err.contains("0004_d.sql"), "{err}");
+
+    let bad_ref = project.run(&["validate", "--since", "no-such-branch"]);
+    bad_ref.expect_code(exit::USAGE);
+    assert!(
+        bad_ref
+            .stderr()
+            .contains("`no-such-branch` is not a commit"),
+        "{}",
+        bad_ref.stderr()
+    );
+}

@@ -15,4 +15,5 @@ pub mod migrator;
 pub mod plan;
 pub mod scaffold;
 pub mod script;
+pub mod since;
 pub mod source;

@@ -87,8 +87,14 @@ enum Command {
     /// Exit non-zero when anything is pending (7), or edited, missing or out of order (6):
     /// for CI and for applications that refuse to start against an unmigrated database.
     Check,
-    /// Check the migration files without a database: names, versions, pairs, directives.
-    Validate,
+    /// Check the migration files without a database: names, versions, pairs, directives;
+    /// with --since, also that no migration merged at that git ref was edited, renamed or
+    /// deleted, and that new ones are newer than the newest merged one (exit 6 otherwise).
+    Validate {
+        /// A git ref (branch, tag, commit) whose migrations are immutable, e.g. origin/main.
+        #[arg(long, value_name = "GIT_REF")]
+        since: Option<String>,
+    },
     /// Find dangerous operations with a PostgreSQL parser (squawk's rules and sluice's own);
     /// exits 8 when one is not approved by its file.
     Lint {
@@ -143,7 +149,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
             }
             None => new::create(&resolved.migrations_dir, &name, reversible),
         },
-        Command::Validate => validate(&resolved.migrations_dir),
+        Command::Validate { since } => validate(&resolved.migrations_dir, since.as_deref()),
         Command::Lint {
             files,
             format,
@@ -207,14 +213,28 @@ async fn run_against_database(
                 &recorded.blocked,
             ))
         }
-        Command::New { .. } | Command::Validate | Command::Lint { .. } | Command::Config => {
+        Command::New { .. } | Command::Validate { .. } | Command::Lint { .. } | Command::Config => {
             unreachable!("handled offline")
         }
     }
 }
 
-fn validate(dir: &std::path::Path) -> anyhow::Result<u8> {
+fn validate(dir: &std::path::Path, since: Option<&str>) -> anyhow::Result<u8> {
     let migrations = source::load_checked(dir).map_err(RunnerError::from)?;
+    if let Some(git_ref) = since {
+        let changes = sluice_runner::since::changes_since(dir, git_ref)?;
+        if !changes.is_empty() {
+            for change in &changes {
+                eprintln!("sluice: {}/{change}", dir.display());
+            }
+            eprintln!(
+                "sluice: {} migration file(s) changed since {git_ref}; merged migrations are immutable",
+                changes.len()
+            );
+            return Ok(exit::HISTORY_DRIFT);
+        }
+        println!("no merged migration changed since {git_ref}");
+    }
     match (migrations.first(), migrations.last()) {
         (Some(first), Some(last)) => println!(
             "{} migrations in {} are valid ({} to {})",
@@ -247,6 +267,10 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
                 .or_else(|| {
                     e.downcast_ref::<new::NewError>()
                         .map(new::NewError::exit_code)
+                })
+                .or_else(|| {
+                    e.downcast_ref::<sluice_runner::since::SinceError>()
+                        .map(|_| exit::USAGE)
                 })
         })
         .unwrap_or(exit::FAILED)
