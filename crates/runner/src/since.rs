@@ -104,10 +104,10 @@ pub fn compare(then: &Files, now: &Files) -> Vec<Change> {
         .filter(|(name, _)| !then.contains_key(*name))
         .collect();
     for (name, text) in then {
-        if let Some(current) = now.get(name) {
-            if checksum(current) != checksum(text) {
-                changes.push(Change::Edited { file: name.clone() });
-            }
+        if let Some(current) = now.get(name)
+            && checksum(current) != checksum(text)
+        {
+            changes.push(Change::Edited { file: name.clone() });
         }
     }
     let mut renamed_to = Vec::new();
