@@ -279,6 +279,7 @@ fn runner_settings(connect: &ConnectSettings, schema: &Ident, project: &Path) ->
         allow: Allow::default(),
         lint: LintSettings::default(),
         skip_lint: false,
+        lint_gate: true,
         who: Who {
             program: format!("sluice-demo {}", env!("CARGO_PKG_VERSION")),
             actor: Some("demo".into()),

@@ -3,6 +3,7 @@
 //! lock-timeout guards. Emits progress as events; never prints.
 
 pub mod apply;
+pub mod catalog;
 pub mod directive;
 pub mod dryrun;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod index;
 pub mod lint;
 pub mod migrator;
 pub mod plan;
+pub mod roundtrip;
 pub mod scaffold;
 pub mod script;
 pub mod since;

@@ -42,6 +42,8 @@ pub struct RunnerSettings {
     pub lint: LintSettings,
     /// Apply despite blocking lint findings (logged loudly and audited).
     pub skip_lint: bool,
+    /// Whether `up` lints at all (off only for scratch databases, e.g. `roundtrip`).
+    pub lint_gate: bool,
 }
 
 /// One migration finished by a run.
@@ -89,6 +91,10 @@ impl Migrator {
 
     pub fn files(&self) -> &[Migration] {
         &self.files
+    }
+
+    pub fn connect_settings(&self) -> &ConnectSettings {
+        &self.settings.connect
     }
 
     pub fn history(&self) -> &History {

@@ -297,3 +297,54 @@ async fn validate_reports_every_bad_file_without_a_database() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn roundtrip_passes_a_sound_set_and_names_a_down_that_leaves_a_column() {
+    let project = Project::new().await;
+    write_three(&project);
+    let sound = project.run(&["roundtrip"]);
+    sound.expect_code(exit::OK);
+    assert!(
+        sound.stdout().contains("ok        0002_add_status"),
+        "{}",
+        sound.stdout()
+    );
+    assert!(
+        sound.stdout().contains("3 migration(s) checked, 0 failed"),
+        "{}",
+        sound.stdout()
+    );
+
+    // A down that forgets a column.
+    project.write("0004_add_notes.up.sql", "ALTER TABLE accounts ADD COLUMN notes text;\nALTER TABLE accounts ADD COLUMN tags text[];\n");
+    project.write(
+        "0004_add_notes.down.sql",
+        "ALTER TABLE accounts DROP COLUMN notes;\n",
+    );
+    let leaky = project.run(&["roundtrip"]);
+    leaky.expect_code(exit::FAILED);
+    let out = leaky.stdout();
+    assert!(
+        out.contains("FAILED    0004_add_notes: down does not restore the schema"),
+        "{out}"
+    );
+    assert!(
+        out.contains("+ column public.accounts.tags text[] null default -"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dropped"),
+        "the scratch database was not dropped: {out}"
+    );
+
+    // Nothing of it touched the project's own database.
+    let mut conn = project.db.connect().await;
+    assert!(!table_exists(&mut conn, "accounts").await);
+    let scratch_left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'sluice_roundtrip_%'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(scratch_left, 0);
+}

@@ -4,6 +4,7 @@
 mod lint;
 mod new;
 mod render;
+mod roundtrip;
 mod settings;
 
 use std::process::ExitCode;
@@ -107,6 +108,10 @@ enum Command {
         #[arg(long)]
         rules: bool,
     },
+    /// The rollback test, as one command: on a scratch database (created and dropped on the
+    /// server), apply every migration, revert each reversible one and apply it again,
+    /// comparing catalogs; names each migration whose down or second up differs.
+    Roundtrip,
     /// Show the effective settings and where each comes from.
     Config,
 }
@@ -161,6 +166,9 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
             rules,
             &resolved.lint,
         ),
+        Command::Roundtrip => {
+            roundtrip::run(resolved.into_runner(&startup)?, &startup.shutdown).await
+        }
         command => {
             let runner = resolved.into_runner(&startup)?;
             let migrator = Migrator::load(runner)?;
@@ -213,7 +221,11 @@ async fn run_against_database(
                 &recorded.blocked,
             ))
         }
-        Command::New { .. } | Command::Validate { .. } | Command::Lint { .. } | Command::Config => {
+        Command::New { .. }
+        | Command::Validate { .. }
+        | Command::Lint { .. }
+        | Command::Roundtrip
+        | Command::Config => {
             unreachable!("handled offline")
         }
     }

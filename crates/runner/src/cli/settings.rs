@@ -188,6 +188,7 @@ impl Resolved {
             allow: self.allow,
             lint: self.lint,
             skip_lint: self.skip_lint,
+            lint_gate: true,
             who: Who {
                 program: format!("sluice {}", env!("CARGO_PKG_VERSION")),
                 actor: self.actor.map(|a| a.value),
