@@ -265,38 +265,8 @@ impl Migrator {
         source::analyse(steps.iter().map(|s| &s.migration.up))?;
         self.lint_gate(steps.iter().map(|s| s.migration), Some(lock.connection()))
             .await?;
-        let mut report = Report::default();
-        if steps.is_empty() {
-            return Ok(report);
-        }
-        let mut session = self.session(lock.connection(), shutdown).await?;
-        for step in &steps {
-            if shutdown.is_requested() {
-                return Err(RunnerError::Interrupted {
-                    next: step.migration.id(),
-                    done: ids(&report),
-                });
-            }
-            let reasons = self.closed_gates(&mut session.conn, step.migration).await?;
-            if !reasons.is_empty() {
-                return Err(RunnerError::Blocked {
-                    migration: step.migration.id(),
-                    reasons,
-                    done: ids(&report),
-                });
-            }
-            match session.apply(step.migration, step.resume_at, events).await {
-                Ok(duration) => report.migrations.push(done(step.migration, duration)),
-                Err(source) => {
-                    return Err(RunnerError::Apply {
-                        source,
-                        done: ids(&report),
-                    });
-                }
-            }
-        }
-        let _ = session.conn.close().await;
-        Ok(report)
+        self.run_steps(lock, &steps, Direction::Up, shutdown, events)
+            .await
     }
 
     async fn down_locked(
@@ -310,19 +280,55 @@ impl Migrator {
         let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
         let steps = plan::plan_down(&entries, target, self.settings.allow)?;
         source::analyse(steps.iter().filter_map(|m| m.down.as_ref()))?;
+        let steps: Vec<UpStep<'_>> = steps
+            .into_iter()
+            .map(|migration| UpStep {
+                migration,
+                resume_at: 0,
+            })
+            .collect();
+        self.run_steps(lock, &steps, Direction::Down, shutdown, events)
+            .await
+    }
+
+    /// Applies (or reverts) `steps` one at a time on a migration connection of their own,
+    /// stopping between two at a shutdown request or, going up, at a closed backfill gate.
+    async fn run_steps(
+        &self,
+        lock: &mut AdvisoryLock,
+        steps: &[UpStep<'_>],
+        direction: Direction,
+        shutdown: &Shutdown,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Report, RunnerError> {
         let mut report = Report::default();
         if steps.is_empty() {
             return Ok(report);
         }
         let mut session = self.session(lock.connection(), shutdown).await?;
-        for migration in steps {
+        for step in steps {
+            let migration = step.migration;
             if shutdown.is_requested() {
                 return Err(RunnerError::Interrupted {
                     next: migration.id(),
                     done: ids(&report),
                 });
             }
-            match session.revert(migration, events).await {
+            if direction == Direction::Up {
+                let reasons = self.closed_gates(&mut session.conn, migration).await?;
+                if !reasons.is_empty() {
+                    return Err(RunnerError::Blocked {
+                        migration: migration.id(),
+                        reasons,
+                        done: ids(&report),
+                    });
+                }
+            }
+            let outcome = match direction {
+                Direction::Up => session.apply(migration, step.resume_at, events).await,
+                Direction::Down => session.revert(migration, events).await,
+            };
+            match outcome {
                 Ok(duration) => report.migrations.push(done(migration, duration)),
                 Err(source) => {
                     return Err(RunnerError::Apply {
