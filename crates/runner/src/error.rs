@@ -37,6 +37,8 @@ pub enum RunnerError {
         findings.iter().map(|f| format!("  {f}{}", f.help.as_deref().map(|h| format!("\n    help: {h}")).unwrap_or_default())).collect::<Vec<_>>().join("\n")
     )]
     Lint { findings: Vec<crate::lint::Finding> },
+    #[error("migration {id} is not applied, so there is no recorded checksum to repair")]
+    NotApplied { id: String },
     #[error("interrupted before migration {next}; run the same command again to continue")]
     Interrupted { next: String, done: Vec<String> },
     #[error("{what} failed: {source}")]
@@ -64,6 +66,7 @@ impl RunnerError {
                 LockError::Query { .. } => exit::FAILED,
             },
             Self::Query { .. } => exit::FAILED,
+            Self::NotApplied { .. } => exit::USAGE,
             Self::Plan(e) => e.exit_code(),
             Self::Apply {
                 source: ApplyError::Interrupted { .. },

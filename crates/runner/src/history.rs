@@ -329,6 +329,66 @@ COMMIT;"
         Ok(())
     }
 
+    /// Records a migration as applied without running it (`baseline`), with its audit row.
+    pub async fn record_baseline(
+        &self,
+        conn: &mut PgConnection,
+        record: Record<'_>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "WITH applied AS (
+                 INSERT INTO {m} (version, name, checksum, no_transaction, duration_ms, applied_by_program, actor)
+                 VALUES ($1, $2, $3, $4, 0, $5, $6)
+             )
+             INSERT INTO {a} (action, version, name, checksum, duration_ms, detail, program, actor)
+             VALUES ('baseline', $1, $2, $3, 0, 'recorded as applied without running it', $5, $6)",
+            m = self.migrations,
+            a = self.audit
+        )))
+        .bind(record.version)
+        .bind(record.name)
+        .bind(record.checksum)
+        .bind(record.no_transaction)
+        .bind(&record.who.program)
+        .bind(&record.who.actor)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Accepts the current checksum of an applied migration whose file was edited on purpose,
+    /// with an audit row carrying both checksums, the reason and the actor. Returns the old
+    /// checksum, or `None` when the version is not applied.
+    pub async fn accept_checksum(
+        &self,
+        conn: &mut PgConnection,
+        version: i64,
+        checksum: &str,
+        reason: &str,
+        who: &Who,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            "WITH old AS (SELECT name, checksum FROM {m} WHERE version = $1 FOR UPDATE),
+                  changed AS (UPDATE {m} SET checksum = $2 WHERE version = $1),
+                  audited AS (
+                      INSERT INTO {a} (action, version, name, checksum, detail, program, actor)
+                      SELECT 'repair', $1, old.name, $2,
+                             format('accepted checksum %s (was %s): %s', $2, old.checksum, $3), $4, $5
+                      FROM old
+                  )
+             SELECT checksum FROM old",
+            m = self.migrations,
+            a = self.audit
+        )))
+        .bind(version)
+        .bind(checksum)
+        .bind(reason)
+        .bind(&who.program)
+        .bind(&who.actor)
+        .fetch_optional(conn)
+        .await
+    }
+
     /// Audits a run that applied migrations despite blocking lint findings.
     pub async fn record_skip_lint(
         &self,

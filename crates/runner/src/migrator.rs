@@ -21,9 +21,9 @@ use crate::dryrun;
 use crate::error::RunnerError;
 use crate::event::{Direction, Event};
 use crate::guard::Guards;
-use crate::history::{Applied, History, Partial, Who};
+use crate::history::{Applied, History, Partial, Record, Who};
 use crate::lint::{self, Finding, LintSettings};
-use crate::plan::{self, Allow, DownTarget, Entry, UpStep};
+use crate::plan::{self, Allow, DownTarget, Entry, PlanError, UpStep};
 use crate::source::{self, Migration, Version};
 
 /// Default wait for another runner's lock.
@@ -214,6 +214,97 @@ impl Migrator {
         }
         let mut lock = self.acquire(shutdown, events).await?;
         let result = self.down_locked(&mut lock, target, shutdown, events).await;
+        release(lock).await;
+        result
+    }
+
+    /// Marks every migration up to `version` as applied without running it: for adopting a
+    /// database whose schema already has them. Already recorded ones are left alone.
+    pub async fn baseline(
+        &self,
+        version: Version,
+        shutdown: &Shutdown,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Report, RunnerError> {
+        if !self.files.iter().any(|m| m.version == version) {
+            return Err(PlanError::UnknownTarget(version.to_string()).into());
+        }
+        let mut lock = self.acquire(shutdown, events).await?;
+        let result = self.baseline_locked(lock.connection(), version).await;
+        release(lock).await;
+        result
+    }
+
+    async fn baseline_locked(
+        &self,
+        conn: &mut PgConnection,
+        version: Version,
+    ) -> Result<Report, RunnerError> {
+        let recorded = self.prepare(conn).await?;
+        let applied: BTreeSet<Version> = recorded.applied.iter().map(|a| a.version).collect();
+        let mut report = Report::default();
+        for migration in self
+            .files
+            .iter()
+            .filter(|m| m.version <= version && !applied.contains(&m.version))
+        {
+            let record = Record {
+                version: migration.version,
+                name: &migration.name,
+                checksum: &migration.up.checksum,
+                no_transaction: migration.up.directives.no_transaction,
+                duration_ms: 0,
+                who: &self.settings.who,
+            };
+            self.history
+                .record_baseline(conn, record)
+                .await
+                .map_err(RunnerError::query(format!(
+                    "recording {} as applied",
+                    migration.id()
+                )))?;
+            report.migrations.push(done(migration, Duration::ZERO));
+        }
+        Ok(report)
+    }
+
+    /// Accepts the edited file of applied migration `version`, with a reason (audited).
+    /// Returns the old and the new checksum.
+    pub async fn repair(
+        &self,
+        version: Version,
+        reason: &str,
+        shutdown: &Shutdown,
+    ) -> Result<(String, String), RunnerError> {
+        let migration = self
+            .files
+            .iter()
+            .find(|m| m.version == version)
+            .ok_or_else(|| RunnerError::Plan(PlanError::UnknownTarget(version.to_string())))?;
+        let mut lock = self.acquire(shutdown, &mut |_| {}).await?;
+        let conn = lock.connection();
+        let result = async {
+            self.prepare(conn).await?;
+            let old = self
+                .history
+                .accept_checksum(
+                    conn,
+                    version,
+                    &migration.up.checksum,
+                    reason,
+                    &self.settings.who,
+                )
+                .await
+                .map_err(RunnerError::query(format!(
+                    "accepting the checksum of {}",
+                    migration.id()
+                )))?;
+            match old {
+                Some(old) => Ok((old, migration.up.checksum.clone())),
+                None => Err(RunnerError::NotApplied { id: migration.id() }),
+            }
+        }
+        .await;
         release(lock).await;
         result
     }

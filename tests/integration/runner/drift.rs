@@ -95,3 +95,91 @@ async fn transaction_control_in_a_file_is_refused_at_load() {
         run.stderr()
     );
 }
+
+#[tokio::test]
+async fn repair_accepts_an_edited_migration_with_an_audited_reason() {
+    let project = Project::new().await;
+    let path = project.write("0001_a.sql", "CREATE TABLE a (id int);\n");
+    project.run(&["up"]).expect_code(exit::OK);
+    std::fs::write(
+        &path,
+        "-- the table all services read\nCREATE TABLE a (id int);\n",
+    )
+    .unwrap();
+    project.run(&["check"]).expect_code(exit::HISTORY_DRIFT);
+
+    let missing_reason = project.run(&["repair", "--accept-checksum", "0001", "--reason", " "]);
+    missing_reason.expect_code(exit::USAGE);
+    let run = project.run(&[
+        "repair",
+        "--accept-checksum",
+        "0001",
+        "--reason",
+        "comment only",
+        "--actor",
+        "bob",
+    ]);
+    run.expect_code(exit::OK);
+    assert!(
+        run.stdout()
+            .contains("accepted the edited file of migration 0001"),
+        "{}",
+        run.stdout()
+    );
+    project.run(&["check"]).expect_code(exit::OK);
+    let mut conn = project.db.connect().await;
+    let (detail, actor): (String, Option<String>) =
+        sqlx::query_as("SELECT detail, actor FROM sluice.audit WHERE action = 'repair'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(detail.contains("comment only"), "{detail}");
+    assert_eq!(actor.as_deref(), Some("bob"));
+
+    project.write("0002_b.sql", "CREATE TABLE b (id int);\n");
+    let not_applied = project.run(&["repair", "--accept-checksum", "0002", "--reason", "x"]);
+    not_applied.expect_code(exit::USAGE);
+    assert!(
+        not_applied.stderr().contains("0002_b is not applied"),
+        "{}",
+        not_applied.stderr()
+    );
+}
+
+#[tokio::test]
+async fn baseline_adopts_an_existing_schema_and_up_applies_only_newer_files() {
+    let project = Project::new().await;
+    // The schema already exists, made by hand or by another tool.
+    project
+        .db
+        .exec("CREATE TABLE a (id int); CREATE TABLE b (id int);")
+        .await;
+    project.write("0001_a.sql", "CREATE TABLE a (id int);\n");
+    project.write("0002_b.sql", "CREATE TABLE b (id int);\n");
+    project.write("0003_c.sql", "CREATE TABLE c (id int);\n");
+    let run = project.run(&["baseline", "--version", "0002"]);
+    run.expect_code(exit::OK);
+    assert!(
+        run.stdout().contains("2 migration(s) recorded"),
+        "{}",
+        run.stdout()
+    );
+    let up = project.run(&["up"]);
+    up.expect_code(exit::OK);
+    assert!(
+        up.stdout().contains("applied 0003_c") && !up.stdout().contains("applied 0001_a"),
+        "{}",
+        up.stdout()
+    );
+    let mut conn = project.db.connect().await;
+    assert_eq!(recorded_versions(&mut conn).await, vec![1, 2, 3]);
+    let baselined: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sluice.audit WHERE action = 'baseline'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(baselined, 2);
+    project
+        .run(&["baseline", "--version", "0009"])
+        .expect_code(exit::USAGE);
+}

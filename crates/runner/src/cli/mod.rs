@@ -112,8 +112,32 @@ enum Command {
     /// server), apply every migration, revert each reversible one and apply it again,
     /// comparing catalogs; names each migration whose down or second up differs.
     Roundtrip,
+    /// Mark an existing database as migrated up to VERSION without running any file (for
+    /// adopting sluice on a database whose schema already has those migrations).
+    #[command(disable_version_flag = true)]
+    Baseline {
+        #[arg(long, value_name = "VERSION")]
+        version: String,
+    },
+    /// Accept an intentionally edited migration that is already applied: its recorded
+    /// checksum becomes the file's, with the reason and actor in the audit table.
+    Repair {
+        #[arg(long, value_name = "VERSION")]
+        accept_checksum: String,
+        /// Why the edit is safe (required; recorded).
+        #[arg(long, value_parser = non_empty)]
+        reason: String,
+    },
     /// Show the effective settings and where each comes from.
     Config,
+}
+
+fn non_empty(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(text.trim().to_owned())
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -212,6 +236,31 @@ async fn run_against_database(
             let recorded = migrator.recorded().await?;
             let entries = migrator.status(&recorded);
             render::status(migrator, &entries, &recorded.blocked, json)?;
+            Ok(exit::OK)
+        }
+        Command::Baseline { version } => {
+            let report = migrator
+                .baseline(parse_version(&version)?, shutdown, &mut |_| {})
+                .await?;
+            for done in &report.migrations {
+                println!("recorded as applied (not run): {}", done.id);
+            }
+            println!(
+                "baseline at {version}: {} migration(s) recorded",
+                report.migrations.len()
+            );
+            Ok(exit::OK)
+        }
+        Command::Repair {
+            accept_checksum,
+            reason,
+        } => {
+            let (old, new) = migrator
+                .repair(parse_version(&accept_checksum)?, &reason, shutdown)
+                .await?;
+            println!(
+                "accepted the edited file of migration {accept_checksum}: checksum {old} -> {new} (audited)"
+            );
             Ok(exit::OK)
         }
         Command::Check => {
