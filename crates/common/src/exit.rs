@@ -22,6 +22,8 @@ pub const PENDING: u8 = 7;
 /// A safety gate stopped the run: a backfill the migration requires is not complete, or lint
 /// found an unapproved dangerous change.
 pub const BLOCKED: u8 = 8;
+/// `sluice drift`: the live schema differs from the one the migrations produce.
+pub const SCHEMA_DRIFT: u8 = 9;
 /// Stopped by a signal or a run limit after recording progress; running the same command again
 /// resumes. 75 is `EX_TEMPFAIL` from sysexits.h: "try again later".
 pub const INTERRUPTED: u8 = 75;

@@ -183,3 +183,52 @@ async fn baseline_adopts_an_existing_schema_and_up_applies_only_newer_files() {
         .run(&["baseline", "--version", "0009"])
         .expect_code(exit::USAGE);
 }
+
+#[tokio::test]
+async fn drift_shows_a_column_added_by_hand() {
+    let project = Project::new().await;
+    project.write("0001_a.sql", "CREATE TABLE a (id bigint PRIMARY KEY, name text NOT NULL);\nCREATE INDEX a_name ON a (name);\n");
+    project.write("0002_b.sql", "CREATE TABLE b (id bigint PRIMARY KEY);\n");
+    project.run(&["up"]).expect_code(exit::OK);
+    let clean = project.run(&["drift"]);
+    clean.expect_code(exit::OK);
+    assert!(clean.stdout().contains("no drift"), "{}", clean.stdout());
+
+    project
+        .db
+        .exec("ALTER TABLE a ADD COLUMN hotfix int DEFAULT 0; DROP INDEX a_name;")
+        .await;
+    let drifted = project.run(&["drift", "--json"]);
+    drifted.expect_code(exit::SCHEMA_DRIFT);
+    let doc: serde_json::Value = serde_json::from_str(
+        drifted
+            .stdout()
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .unwrap(),
+    )
+    .unwrap();
+    let lines: Vec<&str> = doc["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        lines.contains(&"+ column public.a.hotfix integer null default 0"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("- index CREATE INDEX a_name")),
+        "{lines:?}"
+    );
+    let mut conn = project.db.connect().await;
+    let scratch_left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname LIKE 'sluice_drift_%'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(scratch_left, 0);
+}

@@ -1,10 +1,12 @@
 //! Command-line interface of `sluice`: parses arguments, resolves settings, runs one command
 //! of the engine, renders its events and maps the result to an exit code.
 
+mod drift;
 mod lint;
 mod new;
 mod render;
 mod roundtrip;
+mod scratch;
 mod settings;
 
 use std::process::ExitCode;
@@ -112,6 +114,14 @@ enum Command {
     /// server), apply every migration, revert each reversible one and apply it again,
     /// comparing catalogs; names each migration whose down or second up differs.
     Roundtrip,
+    /// Compare the live schema with the one its applied migrations produce (on a scratch
+    /// database): tables, columns, types, defaults, indexes, constraints, triggers,
+    /// functions; exit 9 when they differ.
+    Drift {
+        /// Print one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Mark an existing database as migrated up to VERSION without running any file (for
     /// adopting sluice on a database whose schema already has those migrations).
     #[command(disable_version_flag = true)]
@@ -192,6 +202,9 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
         ),
         Command::Roundtrip => {
             roundtrip::run(resolved.into_runner(&startup)?, &startup.shutdown).await
+        }
+        Command::Drift { json } => {
+            drift::run(resolved.into_runner(&startup)?, json, &startup.shutdown).await
         }
         command => {
             let runner = resolved.into_runner(&startup)?;
@@ -274,6 +287,7 @@ async fn run_against_database(
         | Command::Validate { .. }
         | Command::Lint { .. }
         | Command::Roundtrip
+        | Command::Drift { .. }
         | Command::Config => {
             unreachable!("handled offline")
         }

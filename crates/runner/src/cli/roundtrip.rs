@@ -1,59 +1,21 @@
-//! `sluice roundtrip`: creates a scratch database next to the configured one, runs the round
-//! trip there, reports, and drops the scratch database whatever happened.
+//! `sluice roundtrip`: runs the round trip on a scratch database and reports.
 
-use sluice_common::db::{self, ConnectSettings};
 use sluice_common::exit;
-use sluice_common::redact::SecretUrl;
 use sluice_common::shutdown::Shutdown;
 use sluice_runner::migrator::{Migrator, RunnerSettings};
 use sluice_runner::roundtrip::{self, Verdict};
-use sqlx::{AssertSqlSafe, Connection};
+
+use super::scratch::Scratch;
 
 pub async fn run(settings: RunnerSettings, shutdown: &Shutdown) -> anyhow::Result<u8> {
-    let name = format!(
-        "sluice_roundtrip_{}_{:04x}",
-        std::process::id(),
-        fastrand::u16(..)
-    );
-    let mut admin = db::connect(&settings.connect).await?;
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create the scratch database {name} (the role needs CREATEDB): {e}"
-            )
-        })?;
-    println!("scratch database {name} created");
-    let result = check(&settings, &name, shutdown).await;
-    let dropped = sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await;
-    let _ = admin.close().await;
-    match dropped {
-        Ok(_) => println!("scratch database {name} dropped"),
-        Err(e) => {
-            eprintln!("sluice: could not drop the scratch database {name}: {e}; drop it by hand")
-        }
-    }
+    let scratch = Scratch::create(&settings, "roundtrip").await?;
+    let result = check(&scratch.settings, shutdown).await;
+    scratch.drop().await;
     result
 }
 
-async fn check(settings: &RunnerSettings, name: &str, shutdown: &Shutdown) -> anyhow::Result<u8> {
-    let mut url = url::Url::parse(settings.connect.url.expose())
-        .map_err(|e| anyhow::anyhow!("roundtrip needs a URL-form database URL: {e}"))?;
-    url.set_path(&format!("/{name}"));
-    let scratch = RunnerSettings {
-        connect: ConnectSettings {
-            url: SecretUrl::new(url.to_string()),
-            ..settings.connect.clone()
-        },
-        lint_gate: false,
-        ..settings.clone()
-    };
-    let migrator = Migrator::load(scratch)?;
+async fn check(settings: &RunnerSettings, shutdown: &Shutdown) -> anyhow::Result<u8> {
+    let migrator = Migrator::load(settings.clone())?;
     let verdicts = roundtrip::roundtrip(&migrator, shutdown).await?;
     let mut failures = 0;
     for (id, verdict) in &verdicts {
