@@ -280,6 +280,7 @@ fn runner_settings(connect: &ConnectSettings, schema: &Ident, project: &Path) ->
         lint: LintSettings::default(),
         skip_lint: false,
         lint_gate: true,
+        backup: None,
         who: Who {
             program: format!("sluice-demo {}", env!("CARGO_PKG_VERSION")),
             actor: Some("demo".into()),

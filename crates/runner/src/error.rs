@@ -37,6 +37,8 @@ pub enum RunnerError {
         findings.iter().map(|f| format!("  {f}{}", f.help.as_deref().map(|h| format!("\n    help: {h}")).unwrap_or_default())).collect::<Vec<_>>().join("\n")
     )]
     Lint { findings: Vec<crate::lint::Finding> },
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     #[error("migration {id} is not applied, so there is no recorded checksum to repair")]
     NotApplied { id: String },
     #[error("interrupted before migration {next}; run the same command again to continue")]
@@ -67,6 +69,7 @@ impl RunnerError {
             },
             Self::Query { .. } => exit::FAILED,
             Self::NotApplied { .. } => exit::USAGE,
+            Self::Backup(_) => exit::FAILED,
             Self::Plan(e) => e.exit_code(),
             Self::Apply {
                 source: ApplyError::Interrupted { .. },

@@ -389,6 +389,25 @@ COMMIT;"
         .await
     }
 
+    /// Audits a backup taken before applying.
+    pub async fn record_backup(
+        &self,
+        conn: &mut PgConnection,
+        who: &Who,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (action, detail, program, actor) VALUES ('backup', $1, $2, $3)",
+            self.audit
+        )))
+        .bind(detail)
+        .bind(&who.program)
+        .bind(&who.actor)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
     /// Audits a run that applied migrations despite blocking lint findings.
     pub async fn record_skip_lint(
         &self,

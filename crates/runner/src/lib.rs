@@ -3,6 +3,7 @@
 //! lock-timeout guards. Emits progress as events; never prints.
 
 pub mod apply;
+pub mod backup;
 pub mod catalog;
 pub mod directive;
 pub mod dryrun;

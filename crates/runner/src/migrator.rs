@@ -17,6 +17,7 @@ use sluice_backfill::ops::{self, Gate};
 use sqlx::{Connection, PgConnection};
 
 use crate::apply::{Session, open_migration_connection};
+use crate::backup::{self, BackupSettings};
 use crate::dryrun;
 use crate::error::RunnerError;
 use crate::event::{Direction, Event};
@@ -44,6 +45,8 @@ pub struct RunnerSettings {
     pub skip_lint: bool,
     /// Whether `up` lints at all (off only for scratch databases, e.g. `roundtrip`).
     pub lint_gate: bool,
+    /// `up --backup`: dump the database before applying anything.
+    pub backup: Option<BackupSettings>,
 }
 
 /// One migration finished by a run.
@@ -356,6 +359,9 @@ impl Migrator {
         source::analyse(steps.iter().map(|s| &s.migration.up))?;
         self.lint_gate(steps.iter().map(|s| s.migration), Some(lock.connection()))
             .await?;
+        if !steps.is_empty() {
+            self.back_up(lock.connection()).await?;
+        }
         self.run_steps(lock, &steps, Direction::Up, shutdown, events)
             .await
     }
@@ -431,6 +437,25 @@ impl Migrator {
         }
         let _ = session.conn.close().await;
         Ok(report)
+    }
+
+    /// `--backup`: a checked dump before anything is applied, logged and audited.
+    async fn back_up(&self, conn: &mut PgConnection) -> Result<(), RunnerError> {
+        let Some(settings) = &self.settings.backup else {
+            return Ok(());
+        };
+        let backup = backup::take(&self.settings.connect, settings).await?;
+        let detail = format!(
+            "path={} bytes={} duration_ms={}",
+            backup.path.display(),
+            backup.bytes,
+            backup.duration.as_millis()
+        );
+        tracing::info!(path = %backup.path.display(), bytes = backup.bytes, duration_ms = u64::try_from(backup.duration.as_millis()).unwrap_or(u64::MAX), "backup taken and checked with pg_restore --list");
+        self.history
+            .record_backup(conn, &self.settings.who, &detail)
+            .await
+            .map_err(RunnerError::query("auditing the backup"))
     }
 
     /// Refuses migrations with unapproved blocking lint findings, unless `--skip-lint`, which

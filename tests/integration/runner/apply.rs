@@ -348,3 +348,69 @@ async fn roundtrip_passes_a_sound_set_and_names_a_down_that_leaves_a_column() {
     .unwrap();
     assert_eq!(scratch_left, 0);
 }
+
+#[tokio::test]
+async fn up_backup_takes_a_checked_dump_before_applying() {
+    let project = Project::new().await;
+    project.write("0001_a.sql", "CREATE TABLE a (id bigint PRIMARY KEY);\n");
+    project.run(&["up"]).expect_code(exit::OK);
+    project.db.exec("INSERT INTO a VALUES (1), (2)").await;
+    project.write("0002_b.sql", "CREATE TABLE b (id bigint PRIMARY KEY);\n");
+    let dir = project.path().join("backups");
+    let run = project.run(&[
+        "up",
+        "--backup",
+        dir.to_str().unwrap(),
+        "--actor",
+        "deploy-7",
+    ]);
+    run.expect_code(exit::OK);
+    let dumps: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    let listed = std::process::Command::new("pg_restore")
+        .arg("--list")
+        .arg(&dumps[0])
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("TABLE DATA public a"),
+        "the dump lacks table a's data"
+    );
+    let mut conn = project.db.connect().await;
+    let (detail, actor): (String, Option<String>) =
+        sqlx::query_as("SELECT detail, actor FROM sluice.audit WHERE action = 'backup'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(
+        detail.contains(&dumps[0].display().to_string()) && detail.contains("bytes="),
+        "{detail}"
+    );
+    assert_eq!(actor.as_deref(), Some("deploy-7"));
+    assert_eq!(recorded_versions(&mut conn).await, vec![1, 2]);
+}
+
+#[tokio::test]
+async fn a_failing_backup_applies_nothing() {
+    let project = Project::new().await;
+    project.write("0001_a.sql", "CREATE TABLE a (id bigint PRIMARY KEY);\n");
+    let run = project
+        .sluice()
+        .env("SLUICE_PG_DUMP", "false")
+        .args(["up", "--backup", "backups"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(i32::from(exit::FAILED)));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("false failed, so nothing was applied"),
+        "{stderr}"
+    );
+    let mut conn = project.db.connect().await;
+    assert!(!table_exists(&mut conn, "a").await);
+    assert!(recorded_versions(&mut conn).await.is_empty());
+}

@@ -41,6 +41,7 @@ impl Scratch {
                 ..settings.connect.clone()
             },
             lint_gate: false,
+            backup: None,
             ..settings.clone()
         };
         Ok(Self {

@@ -8,6 +8,7 @@ use clap::ArgMatches;
 use sluice_common::cli::{ConfigRow, Startup, common_config_rows, with_origin};
 use sluice_common::config::{Origin, Setting, layered, layered_opt};
 use sluice_common::db::{ConnectSettings, DbError};
+use sluice_runner::backup::BackupSettings;
 use sluice_runner::guard::{
     DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_LOCK_TIMEOUT, DEFAULT_MAX_RETRIES, DEFAULT_STATEMENT_TIMEOUT,
     Guards,
@@ -67,6 +68,11 @@ pub struct RunnerArgs {
     #[arg(long, env = "SLUICE_PG_VERSION", value_name = "VERSION", global = true)]
     pub pg_version: Option<String>,
 
+    /// `up`: take a pg_dump -Fc into DIR (checked with pg_restore --list) before applying
+    /// anything; if it fails, nothing is applied.
+    #[arg(long, env = "SLUICE_BACKUP_DIR", value_name = "DIR", global = true)]
+    pub backup: Option<PathBuf>,
+
     /// Who is running this (a person or CI job), recorded in history and audit.
     #[arg(long, env = "SLUICE_ACTOR", value_name = "NAME", global = true)]
     pub actor: Option<String>,
@@ -94,6 +100,7 @@ pub struct Resolved {
     allow: Allow,
     pub lint: LintSettings,
     skip_lint: bool,
+    backup: Option<PathBuf>,
 }
 
 pub fn resolve(
@@ -166,6 +173,7 @@ pub fn resolve(
                 .unwrap_or_else(|| DEFAULT_PG_VERSION.to_owned()),
         },
         skip_lint: args.skip_lint,
+        backup: args.backup.clone(),
     })
 }
 
@@ -189,6 +197,13 @@ impl Resolved {
             lint: self.lint,
             skip_lint: self.skip_lint,
             lint_gate: true,
+            backup: self.backup.map(|dir| BackupSettings {
+                dir,
+                pg_dump: std::env::var_os("SLUICE_PG_DUMP")
+                    .map_or_else(|| "pg_dump".into(), PathBuf::from),
+                pg_restore: std::env::var_os("SLUICE_PG_RESTORE")
+                    .map_or_else(|| "pg_restore".into(), PathBuf::from),
+            }),
             who: Who {
                 program: format!("sluice {}", env!("CARGO_PKG_VERSION")),
                 actor: self.actor.map(|a| a.value),

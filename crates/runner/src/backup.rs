@@ -1,0 +1,137 @@
+//! `up --backup <dir>`: a `pg_dump -Fc` of the database before anything is applied, checked
+//! with `pg_restore --list`. If either fails, nothing is applied.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sluice_common::db::ConnectSettings;
+use sluice_common::redact::scrub;
+
+/// Where backups go and which programs take and check them.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    pub dir: PathBuf,
+    /// `pg_dump` (override with `SLUICE_PG_DUMP`).
+    pub pg_dump: PathBuf,
+    /// `pg_restore` (override with `SLUICE_PG_RESTORE`).
+    pub pg_restore: PathBuf,
+}
+
+/// A checked backup.
+#[derive(Debug, Clone)]
+pub struct Backup {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub duration: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("cannot create the backup directory {}: {source}", dir.display())]
+    Directory {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} failed, so nothing was applied: {message}")]
+    Tool { program: String, message: String },
+}
+
+/// Dumps the database of `connect` into `settings.dir` and checks the archive.
+pub async fn take(
+    connect: &ConnectSettings,
+    settings: &BackupSettings,
+) -> Result<Backup, BackupError> {
+    std::fs::create_dir_all(&settings.dir).map_err(|source| BackupError::Directory {
+        dir: settings.dir.clone(),
+        source,
+    })?;
+    let (url, password) = without_password(connect.url.expose());
+    let database = url::Url::parse(&url)
+        .ok()
+        .map(|u| u.path().trim_start_matches('/').to_owned())
+        .unwrap_or_default();
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let path = settings.dir.join(format!(
+        "{}-{stamp}.dump",
+        if database.is_empty() {
+            "database"
+        } else {
+            &database
+        }
+    ));
+    let started = Instant::now();
+    let mut dump = tokio::process::Command::new(&settings.pg_dump);
+    dump.arg("--format=custom")
+        .arg("--file")
+        .arg(&path)
+        .arg("--dbname")
+        .arg(&url);
+    run(dump, password.as_deref(), &settings.pg_dump, connect).await?;
+    let mut list = tokio::process::Command::new(&settings.pg_restore);
+    list.arg("--list").arg(&path);
+    run(list, None, &settings.pg_restore, connect).await?;
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    Ok(Backup {
+        path,
+        bytes,
+        duration: started.elapsed(),
+    })
+}
+
+/// The URL without its password, and the password: the password goes to `PGPASSWORD`, never
+/// on a command line other users can read.
+fn without_password(url: &str) -> (String, Option<String>) {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let password = parsed.password().map(|p| {
+                url::form_urlencoded::parse(format!("p={p}").as_bytes())
+                    .next()
+                    .map_or_else(|| p.to_owned(), |(_, v)| v.into_owned())
+            });
+            let _ = parsed.set_password(None);
+            (parsed.to_string(), password)
+        }
+        Err(_) => (url.to_owned(), None),
+    }
+}
+
+async fn run(
+    mut command: tokio::process::Command,
+    password: Option<&str>,
+    program: &Path,
+    connect: &ConnectSettings,
+) -> Result<(), BackupError> {
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    let name = program.display().to_string();
+    let output = command.output().await.map_err(|e| BackupError::Tool {
+        program: name.clone(),
+        message: format!("cannot run it: {e}; install the PostgreSQL client tools or set SLUICE_PG_DUMP/SLUICE_PG_RESTORE"),
+    })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(BackupError::Tool {
+        program: name,
+        message: scrub(
+            String::from_utf8_lossy(&output.stderr).trim(),
+            connect.url.expose(),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_leaves_the_url() {
+        let (url, password) =
+            without_password("postgres://app:s%40cret@db:5432/prod?sslmode=require");
+        assert_eq!(url, "postgres://app@db:5432/prod?sslmode=require");
+        assert_eq!(password.as_deref(), Some("s@cret"));
+        assert_eq!(without_password("postgres://db/prod").1, None);
+    }
+}
