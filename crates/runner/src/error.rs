@@ -39,6 +39,8 @@ pub enum RunnerError {
     Lint { findings: Vec<crate::lint::Finding> },
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
     #[error("migration {id} is not applied, so there is no recorded checksum to repair")]
     NotApplied { id: String },
     #[error("interrupted before migration {next}; run the same command again to continue")]
@@ -70,6 +72,7 @@ impl RunnerError {
             Self::Query { .. } => exit::FAILED,
             Self::NotApplied { .. } => exit::USAGE,
             Self::Backup(_) => exit::FAILED,
+            Self::Import(_) => exit::HISTORY_DRIFT,
             Self::Plan(e) => e.exit_code(),
             Self::Apply {
                 source: ApplyError::Interrupted { .. },

@@ -389,6 +389,39 @@ COMMIT;"
         .await
     }
 
+    /// Records a migration another tool applied, keeping its time, with an audit row.
+    pub async fn record_imported(
+        &self,
+        conn: &mut PgConnection,
+        record: Record<'_>,
+        applied_at: Option<DateTime<Utc>>,
+        tool: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "WITH applied AS (
+                 INSERT INTO {m} (version, name, checksum, no_transaction, applied_at, duration_ms, applied_by_program, actor)
+                 VALUES ($1, $2, $3, $4, coalesce($5, now()), $6, $7, $8)
+             )
+             INSERT INTO {a} (action, version, name, checksum, duration_ms, detail, program, actor)
+             VALUES ('import', $1, $2, $3, $6, $9, $10, $8)",
+            m = self.migrations,
+            a = self.audit
+        )))
+        .bind(record.version)
+        .bind(record.name)
+        .bind(record.checksum)
+        .bind(record.no_transaction)
+        .bind(applied_at)
+        .bind(record.duration_ms)
+        .bind(format!("{tool} (imported)"))
+        .bind(&record.who.actor)
+        .bind(format!("imported from {tool}'s history"))
+        .bind(&record.who.program)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
     /// Audits a backup taken before applying.
     pub async fn record_backup(
         &self,

@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod guard;
 pub mod history;
+pub mod import;
 pub mod index;
 pub mod lint;
 pub mod migrator;

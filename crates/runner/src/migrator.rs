@@ -23,6 +23,7 @@ use crate::error::RunnerError;
 use crate::event::{Direction, Event};
 use crate::guard::Guards;
 use crate::history::{Applied, History, Partial, Record, Who};
+use crate::import::{self, Tool};
 use crate::lint::{self, Finding, LintSettings};
 use crate::plan::{self, Allow, DownTarget, Entry, PlanError, UpStep};
 use crate::source::{self, Migration, Version};
@@ -267,6 +268,49 @@ impl Migrator {
                     migration.id()
                 )))?;
             report.migrations.push(done(migration, Duration::ZERO));
+        }
+        Ok(report)
+    }
+
+    /// Copies the history of `tool` into sluice's (versions sluice already has are kept).
+    pub async fn import(&self, tool: Tool, shutdown: &Shutdown) -> Result<Report, RunnerError> {
+        let mut lock = self.acquire(shutdown, &mut |_| {}).await?;
+        let result = self.import_locked(lock.connection(), tool).await;
+        release(lock).await;
+        result
+    }
+
+    async fn import_locked(
+        &self,
+        conn: &mut PgConnection,
+        tool: Tool,
+    ) -> Result<Report, RunnerError> {
+        let recorded = self.prepare(conn).await?;
+        let known: BTreeSet<Version> = recorded.applied.iter().map(|a| a.version).collect();
+        let imported = import::read(conn, tool, &self.files).await?;
+        let mut report = Report::default();
+        for item in imported.iter().filter(|i| !known.contains(&i.version)) {
+            let migration = self
+                .files
+                .iter()
+                .find(|m| m.version == item.version)
+                .expect("checked by import::read");
+            let record = Record {
+                version: migration.version,
+                name: &migration.name,
+                checksum: &migration.up.checksum,
+                no_transaction: migration.up.directives.no_transaction,
+                duration_ms: item.duration_ms,
+                who: &self.settings.who,
+            };
+            self.history
+                .record_imported(conn, record, item.applied_at, tool.name())
+                .await
+                .map_err(RunnerError::query(format!("importing {}", migration.id())))?;
+            report.migrations.push(done(
+                migration,
+                Duration::from_millis(u64::try_from(item.duration_ms).unwrap_or(0)),
+            ));
         }
         Ok(report)
     }

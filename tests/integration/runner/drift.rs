@@ -232,3 +232,119 @@ async fn drift_shows_a_column_added_by_hand() {
             .unwrap();
     assert_eq!(scratch_left, 0);
 }
+
+async fn sqlx_history(project: &Project, files: &[(&str, i64, &str)]) {
+    project
+        .db
+        .exec(
+            "CREATE TABLE _sqlx_migrations (version bigint PRIMARY KEY, description text NOT NULL, \
+             installed_on timestamptz NOT NULL DEFAULT now(), success boolean NOT NULL, checksum bytea NOT NULL, \
+             execution_time bigint NOT NULL)",
+        )
+        .await;
+    let mut conn = project.db.connect().await;
+    for (name, version, sql) in files {
+        project.write(name, sql);
+        project.db.exec(sql).await;
+        sqlx::query("INSERT INTO _sqlx_migrations VALUES ($1, $2, now() - interval '1 day', true, sha384(convert_to($3, 'UTF8')), 2500000)")
+            .bind(version)
+            .bind(*name)
+            .bind(*sql)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn import_from_sqlx_then_up_applies_only_the_new_files() {
+    let project = Project::new().await;
+    sqlx_history(
+        &project,
+        &[
+            ("0001_a.sql", 1, "CREATE TABLE a (id bigint);\n"),
+            ("0002_b.sql", 2, "CREATE TABLE b (id bigint);\n"),
+        ],
+    )
+    .await;
+    project.write("0003_c.sql", "CREATE TABLE c (id bigint);\n");
+    let run = project.run(&["import", "--from", "sqlx"]);
+    run.expect_code(exit::OK);
+    assert!(
+        run.stdout()
+            .contains("imported 2 migration(s) from sqlx's history"),
+        "{}",
+        run.stdout()
+    );
+    let up = project.run(&["up"]);
+    up.expect_code(exit::OK);
+    assert!(
+        up.stdout().contains("applied 0003_c") && !up.stdout().contains("applied 0001_a"),
+        "{}",
+        up.stdout()
+    );
+    let mut conn = project.db.connect().await;
+    assert_eq!(recorded_versions(&mut conn).await, vec![1, 2, 3]);
+    let program: String =
+        sqlx::query_scalar("SELECT applied_by_program FROM sluice.migrations WHERE version = 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(program, "sqlx (imported)");
+    // Importing again changes nothing.
+    project
+        .run(&["import", "--from", "sqlx"])
+        .expect_code(exit::OK);
+    assert_eq!(recorded_versions(&mut conn).await, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn import_refuses_a_file_edited_since_sqlx_applied_it() {
+    let project = Project::new().await;
+    sqlx_history(
+        &project,
+        &[("0001_a.sql", 1, "CREATE TABLE a (id bigint);\n")],
+    )
+    .await;
+    project.write("0001_a.sql", "CREATE TABLE a (id bigint, x int);\n");
+    let run = project.run(&["import", "--from", "sqlx"]);
+    run.expect_code(exit::HISTORY_DRIFT);
+    assert!(
+        run.stderr()
+            .contains("0001_a.sql: edited since sqlx applied it"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[tokio::test]
+async fn import_from_golang_migrate_takes_everything_up_to_its_version() {
+    let project = Project::new().await;
+    for (name, sql) in [
+        ("1_a.up.sql", "CREATE TABLE a (id bigint);\n"),
+        ("2_b.up.sql", "CREATE TABLE b (id bigint);\n"),
+    ] {
+        project.write(name, sql);
+        project.db.exec(sql).await;
+    }
+    project.write("1_a.down.sql", "DROP TABLE a;\n");
+    project.write("3_c.up.sql", "CREATE TABLE c (id bigint);\n");
+    project.db.exec("CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL); INSERT INTO schema_migrations VALUES (2, false);").await;
+    project
+        .run(&["import", "--from", "golang-migrate"])
+        .expect_code(exit::OK);
+    project.run(&["up"]).expect_code(exit::OK);
+    let mut conn = project.db.connect().await;
+    assert_eq!(recorded_versions(&mut conn).await, vec![1, 2, 3]);
+    project
+        .db
+        .exec("UPDATE schema_migrations SET dirty = true")
+        .await;
+    let dirty = project.run(&["import", "--from", "golang-migrate"]);
+    dirty.expect_code(exit::HISTORY_DRIFT);
+    assert!(
+        dirty.stderr().contains("as failed or dirty"),
+        "{}",
+        dirty.stderr()
+    );
+}

@@ -138,8 +138,22 @@ enum Command {
         #[arg(long, value_parser = non_empty)]
         reason: String,
     },
+    /// Copy another tool's migration history into sluice's, so a team switches with one
+    /// command (the files stay where they are).
+    Import {
+        #[arg(long, value_enum)]
+        from: ImportFrom,
+    },
     /// Show the effective settings and where each comes from.
     Config,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ImportFrom {
+    /// `_sqlx_migrations` (checksums verified against the files).
+    Sqlx,
+    /// `schema_migrations` (newest version; a dirty one is refused).
+    GolangMigrate,
 }
 
 fn non_empty(text: &str) -> Result<String, String> {
@@ -273,6 +287,22 @@ async fn run_against_database(
                 .await?;
             println!(
                 "accepted the edited file of migration {accept_checksum}: checksum {old} -> {new} (audited)"
+            );
+            Ok(exit::OK)
+        }
+        Command::Import { from } => {
+            let tool = match from {
+                ImportFrom::Sqlx => sluice_runner::import::Tool::Sqlx,
+                ImportFrom::GolangMigrate => sluice_runner::import::Tool::GolangMigrate,
+            };
+            let report = migrator.import(tool, shutdown).await?;
+            for done in &report.migrations {
+                println!("imported {}", done.id);
+            }
+            println!(
+                "imported {} migration(s) from {}'s history",
+                report.migrations.len(),
+                tool.name()
             );
             Ok(exit::OK)
         }

@@ -1,0 +1,185 @@
+//! `sluice import --from sqlx|golang-migrate`: copies another tool's history into sluice's,
+//! so a team switches with one command. The files stay where they are: sluice reads sqlx's
+//! flat layout and golang-migrate's `N_name.up.sql`/`.down.sql` as they are.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha384};
+use sqlx::PgConnection;
+
+use crate::source::{Migration, Version};
+
+/// Tools whose history sluice imports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// `_sqlx_migrations`: one row per migration, with sqlx's SHA-384 of the file.
+    Sqlx,
+    /// `schema_migrations`: the newest applied version and a dirty flag.
+    GolangMigrate,
+}
+
+impl Tool {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlx => "sqlx",
+            Self::GolangMigrate => "golang-migrate",
+        }
+    }
+}
+
+/// One migration the other tool applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub version: Version,
+    pub applied_at: Option<DateTime<Utc>>,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(
+        "no {table} table in this database: nothing was applied with {tool} here (check --database-url and the search_path)"
+    )]
+    NoTable {
+        tool: &'static str,
+        table: &'static str,
+    },
+    #[error(
+        "{tool} recorded migration {version} as failed or dirty; repair it with {tool} first, then import"
+    )]
+    Dirty {
+        tool: &'static str,
+        version: Version,
+    },
+    #[error(
+        "{tool} applied migration {version}, but there is no file with that version in the migrations directory"
+    )]
+    MissingFile {
+        tool: &'static str,
+        version: Version,
+    },
+    #[error(
+        "{file}: edited since sqlx applied it (its SHA-384 no longer matches sqlx's); restore the \
+         applied text, import, then put the change in a new migration"
+    )]
+    Edited { file: String },
+    #[error("reading {table}: {source}")]
+    Query {
+        table: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// What `tool` says is applied, checked against the files.
+pub async fn read(
+    conn: &mut PgConnection,
+    tool: Tool,
+    files: &[Migration],
+) -> Result<Vec<Imported>, ImportError> {
+    match tool {
+        Tool::Sqlx => read_sqlx(conn, files).await,
+        Tool::GolangMigrate => read_golang_migrate(conn, files).await,
+    }
+}
+
+async fn table_exists(conn: &mut PgConnection, table: &'static str) -> Result<bool, ImportError> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
+        .fetch_one(conn)
+        .await
+        .map_err(|source| ImportError::Query { table, source })
+}
+
+async fn read_sqlx(
+    conn: &mut PgConnection,
+    files: &[Migration],
+) -> Result<Vec<Imported>, ImportError> {
+    const TABLE: &str = "_sqlx_migrations";
+    if !table_exists(conn, TABLE).await? {
+        return Err(ImportError::NoTable {
+            tool: "sqlx",
+            table: TABLE,
+        });
+    }
+    let rows: Vec<(i64, bool, Vec<u8>, Option<DateTime<Utc>>, i64)> = sqlx::query_as(
+        "SELECT version, success, checksum, installed_on, execution_time FROM _sqlx_migrations ORDER BY version",
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(|source| ImportError::Query { table: TABLE, source })?;
+    rows.into_iter()
+        .map(|(version, success, checksum, applied_at, nanos)| {
+            if !success {
+                return Err(ImportError::Dirty {
+                    tool: "sqlx",
+                    version,
+                });
+            }
+            let file = find(files, version, "sqlx")?;
+            // sqlx's checksum: SHA-384 of the file's text exactly as read.
+            let text =
+                std::fs::read_to_string(&file.up.path).unwrap_or_else(|_| file.up.sql.clone());
+            if Sha384::digest(text.as_bytes()).as_slice() != checksum.as_slice() {
+                return Err(ImportError::Edited {
+                    file: file.up.path.display().to_string(),
+                });
+            }
+            Ok(Imported {
+                version,
+                applied_at,
+                duration_ms: nanos / 1_000_000,
+            })
+        })
+        .collect()
+}
+
+async fn read_golang_migrate(
+    conn: &mut PgConnection,
+    files: &[Migration],
+) -> Result<Vec<Imported>, ImportError> {
+    const TABLE: &str = "schema_migrations";
+    if !table_exists(conn, TABLE).await? {
+        return Err(ImportError::NoTable {
+            tool: "golang-migrate",
+            table: TABLE,
+        });
+    }
+    let row: Option<(i64, bool)> =
+        sqlx::query_as("SELECT version, dirty FROM schema_migrations LIMIT 1")
+            .fetch_optional(conn)
+            .await
+            .map_err(|source| ImportError::Query {
+                table: TABLE,
+                source,
+            })?;
+    let Some((newest, dirty)) = row else {
+        return Ok(Vec::new());
+    };
+    if dirty {
+        return Err(ImportError::Dirty {
+            tool: "golang-migrate",
+            version: newest,
+        });
+    }
+    find(files, newest, "golang-migrate")?;
+    Ok(files
+        .iter()
+        .filter(|m| m.version <= newest)
+        .map(|m| Imported {
+            version: m.version,
+            applied_at: None,
+            duration_ms: 0,
+        })
+        .collect())
+}
+
+fn find<'a>(
+    files: &'a [Migration],
+    version: Version,
+    tool: &'static str,
+) -> Result<&'a Migration, ImportError> {
+    files
+        .iter()
+        .find(|m| m.version == version)
+        .ok_or(ImportError::MissingFile { tool, version })
+}
