@@ -90,6 +90,17 @@ async fn table_exists(conn: &mut PgConnection, table: &'static str) -> Result<bo
         .map_err(|source| ImportError::Query { table, source })
 }
 
+/// A row of `_sqlx_migrations`.
+#[derive(sqlx::FromRow)]
+struct SqlxRow {
+    version: i64,
+    success: bool,
+    checksum: Vec<u8>,
+    installed_on: Option<DateTime<Utc>>,
+    /// Nanoseconds.
+    execution_time: i64,
+}
+
 async fn read_sqlx(
     conn: &mut PgConnection,
     files: &[Migration],
@@ -101,35 +112,43 @@ async fn read_sqlx(
             table: TABLE,
         });
     }
-    let rows: Vec<(i64, bool, Vec<u8>, Option<DateTime<Utc>>, i64)> = sqlx::query_as(
+    let rows: Vec<SqlxRow> = sqlx::query_as(
         "SELECT version, success, checksum, installed_on, execution_time FROM _sqlx_migrations ORDER BY version",
     )
     .fetch_all(conn)
     .await
     .map_err(|source| ImportError::Query { table: TABLE, source })?;
     rows.into_iter()
-        .map(|(version, success, checksum, applied_at, nanos)| {
-            if !success {
-                return Err(ImportError::Dirty {
-                    tool: "sqlx",
+        .map(
+            |SqlxRow {
+                 version,
+                 success,
+                 checksum,
+                 installed_on: applied_at,
+                 execution_time: nanos,
+             }| {
+                if !success {
+                    return Err(ImportError::Dirty {
+                        tool: "sqlx",
+                        version,
+                    });
+                }
+                let file = find(files, version, "sqlx")?;
+                // sqlx's checksum: SHA-384 of the file's text exactly as read.
+                let text =
+                    std::fs::read_to_string(&file.up.path).unwrap_or_else(|_| file.up.sql.clone());
+                if Sha384::digest(text.as_bytes()).as_slice() != checksum.as_slice() {
+                    return Err(ImportError::Edited {
+                        file: file.up.path.display().to_string(),
+                    });
+                }
+                Ok(Imported {
                     version,
-                });
-            }
-            let file = find(files, version, "sqlx")?;
-            // sqlx's checksum: SHA-384 of the file's text exactly as read.
-            let text =
-                std::fs::read_to_string(&file.up.path).unwrap_or_else(|_| file.up.sql.clone());
-            if Sha384::digest(text.as_bytes()).as_slice() != checksum.as_slice() {
-                return Err(ImportError::Edited {
-                    file: file.up.path.display().to_string(),
-                });
-            }
-            Ok(Imported {
-                version,
-                applied_at,
-                duration_ms: nanos / 1_000_000,
-            })
-        })
+                    applied_at,
+                    duration_ms: nanos / 1_000_000,
+                })
+            },
+        )
         .collect()
 }
 
