@@ -63,6 +63,8 @@ pub enum Action {
     Apply,
     Revert,
     Fail,
+    Backup,
+    SkipLint,
 }
 
 impl Action {
@@ -71,6 +73,8 @@ impl Action {
             Self::Apply => "apply",
             Self::Revert => "revert",
             Self::Fail => "fail",
+            Self::Backup => "backup",
+            Self::SkipLint => "skip-lint",
         }
     }
 }
@@ -429,16 +433,7 @@ COMMIT;"
         who: &Who,
         detail: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {} (action, detail, program, actor) VALUES ('backup', $1, $2, $3)",
-            self.audit
-        )))
-        .bind(detail)
-        .bind(&who.program)
-        .bind(&who.actor)
-        .execute(conn)
-        .await?;
-        Ok(())
+        self.record_event(conn, Action::Backup, who, detail).await
     }
 
     /// Audits a run that applied migrations despite blocking lint findings.
@@ -448,10 +443,22 @@ COMMIT;"
         who: &Who,
         detail: &str,
     ) -> Result<(), sqlx::Error> {
+        self.record_event(conn, Action::SkipLint, who, detail).await
+    }
+
+    /// An audit row about the run rather than one migration.
+    async fn record_event(
+        &self,
+        conn: &mut PgConnection,
+        action: Action,
+        who: &Who,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {} (action, detail, program, actor) VALUES ('skip-lint', $1, $2, $3)",
+            "INSERT INTO {} (action, detail, program, actor) VALUES ($1, $2, $3, $4)",
             self.audit
         )))
+        .bind(action.as_str())
         .bind(detail)
         .bind(&who.program)
         .bind(&who.actor)
