@@ -59,6 +59,17 @@ impl Project {
         self.command(bin::sluice_backfill())
     }
 
+    /// Starts `sluice-backfill <args>` in the background, its output captured for
+    /// `wait_with_output`.
+    pub fn spawn_backfill(&self, args: &[&str]) -> std::process::Child {
+        self.backfill()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start sluice-backfill")
+    }
+
     /// Runs `sluice-backfill <args>` to completion.
     pub fn run_backfill(&self, args: &[&str]) -> Run {
         Run(self

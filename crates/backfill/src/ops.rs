@@ -39,17 +39,23 @@ impl From<LockHolder> for WorkerInfo {
     }
 }
 
-/// Jobs recorded in the database (one, when `name` is given).
-pub async fn status(
-    settings: &EngineSettings,
-    name: Option<&str>,
-) -> Result<Vec<JobStatus>, BackfillError> {
+/// A connection, the jobs table, and whether it exists yet (operator commands create nothing).
+async fn open_jobs(settings: &EngineSettings) -> Result<(PgConnection, Jobs, bool), BackfillError> {
     let mut conn = db::connect(&settings.connect).await?;
     let jobs = Jobs::new(settings.schema.clone());
     let exists = jobs
         .exists(&mut conn)
         .await
         .map_err(BackfillError::query("looking for the jobs table"))?;
+    Ok((conn, jobs, exists))
+}
+
+/// Jobs recorded in the database (one, when `name` is given).
+pub async fn status(
+    settings: &EngineSettings,
+    name: Option<&str>,
+) -> Result<Vec<JobStatus>, BackfillError> {
+    let (mut conn, jobs, exists) = open_jobs(settings).await?;
     let rows = match (exists, name) {
         (false, Some(name)) => return Err(BackfillError::UnknownJob(name.to_owned())),
         (false, None) => Vec::new(),
@@ -107,12 +113,7 @@ pub async fn request(
     request: &str,
 ) -> Result<(), BackfillError> {
     debug_assert!([control::PAUSE, control::RUN, control::CANCEL].contains(&request));
-    let mut conn = db::connect(&settings.connect).await?;
-    let jobs = Jobs::new(settings.schema.clone());
-    let exists = jobs
-        .exists(&mut conn)
-        .await
-        .map_err(BackfillError::query("looking for the jobs table"))?;
+    let (mut conn, jobs, exists) = open_jobs(settings).await?;
     let found = exists
         && jobs
             .request(&mut conn, name, request)

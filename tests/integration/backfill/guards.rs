@@ -1,7 +1,6 @@
 //! A session holding a row lock in the key range: batches time out and retry smaller, never
 //! blocking that session longer than the batch lock_timeout; the job completes afterwards.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sluice_common::exit;
@@ -27,13 +26,7 @@ async fn a_row_lock_makes_batches_retry_without_blocking_its_holder() {
         .await
         .unwrap();
 
-    let worker = project
-        .backfill()
-        .args(["run", "fill_b"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let worker = project.spawn_backfill(&["run", "fill_b"]);
 
     // Wait until the worker has reached the locked row at least once.
     let mut watcher = project.db.connect().await;

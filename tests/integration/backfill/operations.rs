@@ -74,13 +74,7 @@ async fn pause_is_noticed_within_a_batch_and_resume_continues() {
     let project = Project::new().await;
     items(&project.db, 5_000).await;
     slow_job(&project);
-    let worker = project
-        .backfill()
-        .args(["run", "fill_b"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let worker = project.spawn_backfill(&["run", "fill_b"]);
     wait_for_batches(&project, 3).await;
     project
         .run_backfill(&["pause", "fill_b"])
@@ -134,13 +128,7 @@ async fn cancel_stops_the_worker_and_the_job_for_good() {
     let project = Project::new().await;
     items(&project.db, 5_000).await;
     slow_job(&project);
-    let worker = project
-        .backfill()
-        .args(["run", "fill_b"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let worker = project.spawn_backfill(&["run", "fill_b"]);
     wait_for_batches(&project, 2).await;
     project
         .run_backfill(&["cancel", "fill_b"])
@@ -161,13 +149,7 @@ async fn sigterm_finishes_the_batch_and_exits_resumable() {
     let project = Project::new().await;
     items(&project.db, 5_000).await;
     slow_job(&project);
-    let worker = project
-        .backfill()
-        .args(["run", "fill_b"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let worker = project.spawn_backfill(&["run", "fill_b"]);
     wait_for_batches(&project, 3).await;
     std::process::Command::new("kill")
         .args(["-TERM", &worker.id().to_string()])
