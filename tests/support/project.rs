@@ -34,6 +34,10 @@ impl Project {
     /// Writes `migrations/<file_name>`.
     pub fn write(&self, file_name: &str, sql: &str) -> PathBuf {
         let path = self.migrations().join(file_name);
+        // diesel's layout puts each migration in a directory of its own.
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create the migration's directory");
+        }
         std::fs::write(&path, sql).expect("write a migration");
         path
     }

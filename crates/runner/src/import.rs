@@ -1,6 +1,7 @@
-//! `sluice import --from sqlx|golang-migrate`: copies another tool's history into sluice's,
-//! so a team switches with one command. The files stay where they are: sluice reads sqlx's
-//! flat layout and golang-migrate's `N_name.up.sql`/`.down.sql` as they are.
+//! `sluice import --from sqlx|golang-migrate|diesel`: copies another tool's history into
+//! sluice's, so a team switches with one command. The files stay where they are: sluice reads
+//! sqlx's flat layout, golang-migrate's `N_name.up.sql`/`.down.sql` and diesel's
+//! `<version>_<name>/up.sql` directories as they are.
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha384};
@@ -15,6 +16,8 @@ pub enum Tool {
     Sqlx,
     /// `schema_migrations`: the newest applied version and a dirty flag.
     GolangMigrate,
+    /// `__diesel_schema_migrations`: one row per migration (version without dashes, run_on).
+    Diesel,
 }
 
 impl Tool {
@@ -22,6 +25,7 @@ impl Tool {
         match self {
             Self::Sqlx => "sqlx",
             Self::GolangMigrate => "golang-migrate",
+            Self::Diesel => "diesel",
         }
     }
 }
@@ -62,6 +66,10 @@ pub enum ImportError {
          applied text, import, then put the change in a new migration"
     )]
     Edited { file: String },
+    #[error(
+        "{tool} recorded version `{version}`, which is not a number sluice can match to a file"
+    )]
+    BadVersion { tool: &'static str, version: String },
     #[error("reading {table}: {source}")]
     Query {
         table: &'static str,
@@ -79,6 +87,7 @@ pub async fn read(
     match tool {
         Tool::Sqlx => read_sqlx(conn, files).await,
         Tool::GolangMigrate => read_golang_migrate(conn, files).await,
+        Tool::Diesel => read_diesel(conn, files).await,
     }
 }
 
@@ -190,6 +199,49 @@ async fn read_golang_migrate(
             duration_ms: 0,
         })
         .collect())
+}
+
+async fn read_diesel(
+    conn: &mut PgConnection,
+    files: &[Migration],
+) -> Result<Vec<Imported>, ImportError> {
+    const TABLE: &str = "__diesel_schema_migrations";
+    if !table_exists(conn, TABLE).await? {
+        return Err(ImportError::NoTable {
+            tool: "diesel",
+            table: TABLE,
+        });
+    }
+    // run_on is a timestamp without time zone written by the server's clock in the session's
+    // zone; read it back in that zone.
+    let rows: Vec<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT version::text, run_on AT TIME ZONE current_setting('TimeZone') \
+         FROM __diesel_schema_migrations ORDER BY version",
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(|source| ImportError::Query {
+        table: TABLE,
+        source,
+    })?;
+    rows.into_iter()
+        .map(|(text, applied_at)| {
+            // diesel stores the directory's version without its dashes.
+            let version =
+                text.replace('-', "")
+                    .parse::<Version>()
+                    .map_err(|_| ImportError::BadVersion {
+                        tool: "diesel",
+                        version: text.clone(),
+                    })?;
+            find(files, version, "diesel")?;
+            Ok(Imported {
+                version,
+                applied_at,
+                duration_ms: 0,
+            })
+        })
+        .collect()
 }
 
 fn find<'a>(

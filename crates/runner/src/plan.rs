@@ -348,10 +348,14 @@ fn reversible<'a>(entry: &Entry<'a>) -> Result<&'a Migration, PlanError> {
         Some(_) => Ok(file),
         None => Err(PlanError::Irreversible {
             id: file.id(),
-            hint: format!(
-                "{} is not an .up.sql with a matching .down.sql",
-                file.up.path.display()
-            ),
+            hint: if file.up.path.ends_with("up.sql") {
+                format!("add down.sql beside {}", file.up.path.display())
+            } else {
+                format!(
+                    "{} is not an .up.sql with a matching .down.sql",
+                    file.up.path.display()
+                )
+            },
         }),
     }
 }

@@ -3,6 +3,9 @@
 //! The layout is sqlx's, so sqlx users can point sluice at their directory:
 //! `<version>_<name>.sql` (irreversible) or `<version>_<name>.up.sql` + `.down.sql`, where
 //! `<version>` is a UTC timestamp (`YYYYMMDDHHMMSS`) or a zero-padded sequence (`0001`).
+//! golang-migrate's `N_name.up.sql` is the same layout. diesel's directories,
+//! `<version>_<name>/up.sql` (+ `down.sql`), are read too; their versions may carry dashes
+//! (`2024-01-31-120000`), which, as in diesel, are not part of the number.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -93,6 +96,77 @@ pub fn parse_file_name(file_name: &str) -> Result<Option<FileName>, String> {
     }))
 }
 
+const EXPECTED_DIRECTORY: &str = "expected a diesel migration directory \
+     <version>_<name>/ holding up.sql (and down.sql), where <version> is digits, dashes allowed \
+     (2024-01-31-120000)";
+
+/// A diesel migration directory: `<version>_<name>/up.sql` and optionally `down.sql`.
+/// Directories that hold no SQL at all (a `k8s/` folder) are skipped.
+fn parse_directory(path: &Path, dir_name: &str) -> Result<Vec<(FileName, PathBuf)>, String> {
+    let (up, down) = (path.join("up.sql"), path.join("down.sql"));
+    if !up.is_file() {
+        return if down.is_file() {
+            Err(format!(
+                "{dir_name}/down.sql: a down file without its up file; expected up.sql beside it"
+            ))
+        } else {
+            Ok(Vec::new())
+        };
+    }
+    let (version_text, name) = dir_name
+        .split_once('_')
+        .filter(|(v, n)| !n.is_empty() && v.bytes().any(|b| b.is_ascii_digit()))
+        .ok_or_else(|| format!("{dir_name}/: {EXPECTED_DIRECTORY}"))?;
+    let digits: String = version_text.chars().filter(|c| *c != '-').collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{dir_name}/: the version `{version_text}` is not a number; {EXPECTED_DIRECTORY}"
+        ));
+    }
+    let version = digits
+        .parse::<Version>()
+        .map_err(|_| format!("{dir_name}/: the version `{version_text}` is too large"))?;
+    let named = |direction| FileName {
+        version,
+        version_text: version_text.to_owned(),
+        name: name.to_owned(),
+        direction,
+    };
+    let mut found = vec![(named(Direction::Up), up)];
+    if down.is_file() {
+        found.push((named(Direction::Down), down));
+    }
+    Ok(found)
+}
+
+/// diesel marks a migration that must run outside a transaction in `metadata.toml`; sluice
+/// reads that from a directive in the file instead, so a mismatch is an error to fix rather
+/// than a silent change of behaviour.
+fn diesel_metadata_agrees(up_path: &Path, up: &Script) -> Result<(), String> {
+    let Some(dir) = up_path.parent().filter(|_| up_path.ends_with("up.sql")) else {
+        return Ok(());
+    };
+    let Ok(text) = std::fs::read_to_string(dir.join("metadata.toml")) else {
+        return Ok(());
+    };
+    let metadata: toml::Table = text.parse().map_err(|e| {
+        format!(
+            "{}: not valid TOML: {e}",
+            dir.join("metadata.toml").display()
+        )
+    })?;
+    let outside = metadata.get("run_in_transaction") == Some(&toml::Value::Boolean(false));
+    if outside && !up.directives.no_transaction {
+        return Err(format!(
+            "{}: run_in_transaction = false; add the line `-- sluice:no-transaction` at the \
+             top of {} so sluice runs it outside a transaction too",
+            dir.join("metadata.toml").display(),
+            up_path.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Loads every migration in `dir` and checks every statement of every file: `validate`.
 pub fn load_checked(dir: &Path) -> Result<Vec<Migration>, SourceError> {
     let migrations = load(dir)?;
@@ -135,7 +209,14 @@ pub fn load(dir: &Path) -> Result<Vec<Migration>, SourceError> {
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if file_name.starts_with('.') || !path.is_file() {
+        if file_name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            match parse_directory(&path, file_name) {
+                Ok(found) => files.extend(found),
+                Err(problem) => problems.push(format!("{}: {}", dir.display(), problem)),
+            }
             continue;
         }
         match parse_file_name(file_name) {
@@ -232,6 +313,10 @@ fn pair(group: Vec<Named>) -> Result<(Named, Option<Named>), String> {
 
 fn build(up: Named, down: Option<Named>, problems: &mut Vec<String>) -> Option<Migration> {
     let up_script = read_script(&up.1, problems)?;
+    if let Err(problem) = diesel_metadata_agrees(&up.1, &up_script) {
+        problems.push(problem);
+        return None;
+    }
     let down_script = match &down {
         Some((_, path)) => Some(read_script(path, problems)?),
         None => None,
@@ -357,6 +442,73 @@ mod tests {
         );
         assert!(text.contains("0004_f.down.sql: a down file for"), "{text}");
         assert!(text.contains("bad.sql: expected"), "{text}");
+    }
+
+    fn diesel_dir(root: &Path, name: &str, files: &[(&str, &str)]) {
+        std::fs::create_dir(root.join(name)).unwrap();
+        for (file, text) in files {
+            std::fs::write(root.join(name).join(file), text).unwrap();
+        }
+    }
+
+    #[test]
+    fn reads_diesel_directories_with_dashed_versions() {
+        let dir = dir_with(&[("20240301000000_flat.sql", "SELECT 3;")]);
+        diesel_dir(
+            dir.path(),
+            "00000000000000_diesel_initial_setup",
+            &[("up.sql", "SELECT 0;"), ("down.sql", "SELECT -0;")],
+        );
+        diesel_dir(
+            dir.path(),
+            "2024-01-31-120000_create_users",
+            &[("up.sql", "SELECT 1;"), ("down.sql", "SELECT -1;")],
+        );
+        diesel_dir(dir.path(), "k8s", &[("job.yaml", "kind: Job")]);
+        let migrations = load(dir.path()).unwrap();
+        let ids: Vec<String> = migrations.iter().map(Migration::id).collect();
+        assert_eq!(
+            ids,
+            vec![
+                "00000000000000_diesel_initial_setup",
+                "2024-01-31-120000_create_users",
+                "20240301000000_flat"
+            ]
+        );
+        assert_eq!(migrations[1].version, 20_240_131_120_000);
+        assert_eq!(migrations[1].down.as_ref().unwrap().sql, "SELECT -1;");
+    }
+
+    #[test]
+    fn diesel_directories_that_cannot_be_read_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        diesel_dir(dir.path(), "2024-01-x_bad", &[("up.sql", "SELECT 1;")]);
+        diesel_dir(dir.path(), "0002_orphan", &[("down.sql", "SELECT 1;")]);
+        diesel_dir(
+            dir.path(),
+            "0003_concurrent",
+            &[
+                ("up.sql", "CREATE INDEX CONCURRENTLY i ON t (a);"),
+                ("metadata.toml", "run_in_transaction = false\n"),
+            ],
+        );
+        let text = load(dir.path()).unwrap_err().to_string();
+        assert!(text.contains("2024-01-x_bad/: the version"), "{text}");
+        assert!(
+            text.contains("0002_orphan/down.sql: a down file without"),
+            "{text}"
+        );
+        assert!(
+            text.contains("run_in_transaction = false; add the line `-- sluice:no-transaction`"),
+            "{text}"
+        );
+        std::fs::write(
+            dir.path().join("0003_concurrent/up.sql"),
+            "-- sluice:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);",
+        )
+        .unwrap();
+        let text = load(dir.path()).unwrap_err().to_string();
+        assert!(!text.contains("0003_concurrent"), "{text}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `sluice`, the schema runner, run as a user runs it against a real server.
 
+mod adoption;
 mod apply;
 mod concurrency;
 mod drift;

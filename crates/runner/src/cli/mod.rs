@@ -154,6 +154,8 @@ enum ImportFrom {
     Sqlx,
     /// `schema_migrations` (newest version; a dirty one is refused).
     GolangMigrate,
+    /// `__diesel_schema_migrations` (diesel's `<version>_<name>/up.sql` directories).
+    Diesel,
 }
 
 fn non_empty(text: &str) -> Result<String, String> {
@@ -294,6 +296,7 @@ async fn run_against_database(
             let tool = match from {
                 ImportFrom::Sqlx => sluice_runner::import::Tool::Sqlx,
                 ImportFrom::GolangMigrate => sluice_runner::import::Tool::GolangMigrate,
+                ImportFrom::Diesel => sluice_runner::import::Tool::Diesel,
             };
             let report = migrator.import(tool, shutdown).await?;
             for done in &report.migrations {
@@ -354,7 +357,14 @@ fn validate(dir: &std::path::Path, since: Option<&str>) -> anyhow::Result<u8> {
 }
 
 fn parse_version(text: &str) -> anyhow::Result<source::Version> {
-    let digits = text.split('_').next().unwrap_or(text);
+    // diesel's versions carry dashes (2024-01-31-120000) that are not part of the number.
+    let digits: String = text
+        .split('_')
+        .next()
+        .unwrap_or(text)
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
     digits.parse().map_err(|_| {
         anyhow::Error::new(RunnerError::Plan(plan::PlanError::UnknownTarget(
             text.to_owned(),

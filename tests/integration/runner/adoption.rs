@@ -1,0 +1,244 @@
+//! Adopting sluice on a database another tool migrated: `baseline`'s sibling `import`, for
+//! sqlx, golang-migrate and diesel histories and file layouts.
+
+use sluice_common::exit;
+use sluice_tests::Project;
+
+use super::recorded_versions;
+
+async fn sqlx_history(project: &Project, files: &[(&str, i64, &str)]) {
+    project
+        .db
+        .exec(
+            "CREATE TABLE _sqlx_migrations (version bigint PRIMARY KEY, description text NOT NULL, \
+             installed_on timestamptz NOT NULL DEFAULT now(), success boolean NOT NULL, checksum bytea NOT NULL, \
+             execution_time bigint NOT NULL)",
+        )
+        .await;
+    let mut conn = project.db.connect().await;
+    for (name, version, sql) in files {
+        project.write(name, sql);
+        project.db.exec(sql).await;
+        sqlx::query("INSERT INTO _sqlx_migrations VALUES ($1, $2, now() - interval '1 day', true, sha384(convert_to($3, 'UTF8')), 2500000)")
+            .bind(version)
+            .bind(*name)
+            .bind(*sql)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn import_from_sqlx_then_up_applies_only_the_new_files() {
+    let project = Project::new().await;
+    sqlx_history(
+        &project,
+        &[
+            ("0001_a.sql", 1, "CREATE TABLE a (id bigint);\n"),
+            ("0002_b.sql", 2, "CREATE TABLE b (id bigint);\n"),
+        ],
+    )
+    .await;
+    project.write("0003_c.sql", "CREATE TABLE c (id bigint);\n");
+    let run = project.run(&["import", "--from", "sqlx"]);
+    run.expect_code(exit::OK);
+    assert!(
+        run.stdout()
+            .contains("imported 2 migration(s) from sqlx's history"),
+        "{}",
+        run.stdout()
+    );
+    let up = project.run(&["up"]);
+    up.expect_code(exit::OK);
+    assert!(
+        up.stdout().contains("applied 0003_c") && !up.stdout().contains("applied 0001_a"),
+        "{}",
+        up.stdout()
+    );
+    let mut conn = project.db.connect().await;
+    assert_eq!(recorded_versions(&mut conn).await, vec![1, 2, 3]);
+    let program: String =
+        sqlx::query_scalar("SELECT applied_by_program FROM sluice.migrations WHERE version = 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(program, "sqlx (imported)");
+    // Importing again changes nothing.
+    project
+        .run(&["import", "--from", "sqlx"])
+        .expect_code(exit::OK);
+    assert_eq!(recorded_versions(&mut conn).await, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn import_refuses_a_file_edited_since_sqlx_applied_it() {
+    let project = Project::new().await;
+    sqlx_history(
+        &project,
+        &[("0001_a.sql", 1, "CREATE TABLE a (id bigint);\n")],
+    )
+    .await;
+    project.write("0001_a.sql", "CREATE TABLE a (id bigint, x int);\n");
+    let run = project.run(&["import", "--from", "sqlx"]);
+    run.expect_code(exit::HISTORY_DRIFT);
+    assert!(
+        run.stderr()
+            .contains("0001_a.sql: edited since sqlx applied it"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[tokio::test]
+async fn import_from_golang_migrate_takes_everything_up_to_its_version() {
+    let project = Project::new().await;
+    for (name, sql) in [
+        ("1_a.up.sql", "CREATE TABLE a (id bigint);\n"),
+        ("2_b.up.sql", "CREATE TABLE b (id bigint);\n"),
+    ] {
+        project.write(name, sql);
+        project.db.exec(sql).await;
+    }
+    project.write("1_a.down.sql", "DROP TABLE a;\n");
+    project.write("3_c.up.sql", "CREATE TABLE c (id bigint);\n");
+    project.db.exec("CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL); INSERT INTO schema_migrations VALUES (2, false);").await;
+    project
+        .run(&["import", "--from", "golang-migrate"])
+        .expect_code(exit::OK);
+    project.run(&["up"]).expect_code(exit::OK);
+    let mut conn = project.db.connect().await;
+    assert_eq!(recorded_versions(&mut conn).await, vec![1, 2, 3]);
+    project
+        .db
+        .exec("UPDATE schema_migrations SET dirty = true")
+        .await;
+    let dirty = project.run(&["import", "--from", "golang-migrate"]);
+    dirty.expect_code(exit::HISTORY_DRIFT);
+    assert!(
+        dirty.stderr().contains("as failed or dirty"),
+        "{}",
+        dirty.stderr()
+    );
+}
+
+#[tokio::test]
+async fn import_from_diesel_reads_its_directories_and_dashed_versions() {
+    let project = Project::new().await;
+    let applied = [
+        (
+            "00000000000000_diesel_initial_setup",
+            "CREATE TABLE setup (id bigint);\n",
+        ),
+        (
+            "2024-01-31-120000_create_a",
+            "CREATE TABLE a (id bigint);\n",
+        ),
+    ];
+    project
+        .db
+        .exec(
+            "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL, \
+             run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+        )
+        .await;
+    for (dir, sql) in applied {
+        project.write(&format!("{dir}/up.sql"), sql);
+        project.write(&format!("{dir}/down.sql"), "SELECT 1;\n");
+        project.db.exec(sql).await;
+        let version: String = dir.split('_').next().unwrap().replace('-', "");
+        project
+            .db
+            .exec(&format!(
+                "INSERT INTO __diesel_schema_migrations (version, run_on) VALUES ('{version}', '2024-02-01 10:00:00')"
+            ))
+            .await;
+    }
+    project.write(
+        "2024-02-15-090000_create_b/up.sql",
+        "CREATE TABLE b (id bigint);\n",
+    );
+
+    let import = project.run(&["import", "--from", "diesel"]);
+    import.expect_code(exit::OK);
+    assert!(
+        import
+            .stdout()
+            .contains("imported 2024-01-31-120000_create_a")
+            && import
+                .stdout()
+                .contains("imported 2 migration(s) from diesel's history"),
+        "{}",
+        import.stdout()
+    );
+    let up = project.run(&["up"]);
+    up.expect_code(exit::OK);
+    assert!(
+        up.stdout().contains("applied 2024-02-15-090000_create_b")
+            && !up.stdout().contains("create_a"),
+        "{}",
+        up.stdout()
+    );
+    let mut conn = project.db.connect().await;
+    assert_eq!(
+        recorded_versions(&mut conn).await,
+        vec![0, 20_240_131_120_000, 20_240_215_090_000]
+    );
+    let (program, day): (String, String) = sqlx::query_as(
+        "SELECT applied_by_program, to_char(applied_at, 'YYYY-MM-DD') FROM sluice.migrations \
+         WHERE version = 20240131120000",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        (program.as_str(), day.as_str()),
+        ("diesel (imported)", "2024-02-01")
+    );
+    // `--to` takes diesel's dashed spelling; a directory without down.sql says what to add.
+    let irreversible = project.run(&["down", "--to", "2024-01-31-120000"]);
+    irreversible.expect_code(exit::INVALID_INPUT);
+    assert!(
+        irreversible.stderr().contains(
+            "has no down file (add down.sql beside migrations/2024-02-15-090000_create_b/up.sql)"
+        ),
+        "{}",
+        irreversible.stderr()
+    );
+    project.write("2024-02-15-090000_create_b/down.sql", "DROP TABLE b;\n");
+    project
+        .run(&["down", "--to", "2024-01-31-120000"])
+        .expect_code(exit::OK);
+    assert_eq!(
+        recorded_versions(&mut conn).await,
+        vec![0, 20_240_131_120_000]
+    );
+}
+
+#[tokio::test]
+async fn import_from_diesel_names_a_version_without_a_directory() {
+    let project = Project::new().await;
+    project.write("2024-01-31-120000_create_a/up.sql", "SELECT 1;\n");
+    project
+        .db
+        .exec(
+            "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL, \
+             run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP); \
+             INSERT INTO __diesel_schema_migrations (version) VALUES ('20240131120000'), ('20240205000000')",
+        )
+        .await;
+    let run = project.run(&["import", "--from", "diesel"]);
+    run.expect_code(exit::HISTORY_DRIFT);
+    assert!(
+        run.stderr().contains(
+            "diesel applied migration 20240205000000, but there is no file with that version"
+        ),
+        "{}",
+        run.stderr()
+    );
+    let mut conn = project.db.connect().await;
+    assert!(
+        recorded_versions(&mut conn).await.is_empty(),
+        "a failed import records nothing"
+    );
+}
