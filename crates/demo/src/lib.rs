@@ -281,6 +281,7 @@ fn runner_settings(connect: &ConnectSettings, schema: &Ident, project: &Path) ->
         skip_lint: false,
         lint_gate: true,
         backup: None,
+        post_apply: Default::default(),
         who: Who {
             program: format!("sluice-demo {}", env!("CARGO_PKG_VERSION")),
             actor: Some("demo".into()),

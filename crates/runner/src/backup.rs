@@ -33,8 +33,16 @@ pub enum BackupError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{program} failed, so nothing was applied: {message}")]
-    Tool { program: String, message: String },
+    #[error("{} failed, so nothing was applied: {}", .0.program, .0.message)]
+    Tool(ToolFailure),
+}
+
+/// A PostgreSQL client program that could not run or exited non-zero, with its scrubbed
+/// stderr.
+#[derive(Debug, Clone)]
+pub struct ToolFailure {
+    pub program: String,
+    pub message: String,
 }
 
 /// Dumps the database of `connect` into `settings.dir` and checks the archive.
@@ -67,10 +75,14 @@ pub async fn take(
         .arg(&path)
         .arg("--dbname")
         .arg(&url);
-    run(dump, password.as_deref(), &settings.pg_dump, connect).await?;
+    run(dump, password.as_deref(), &settings.pg_dump, connect)
+        .await
+        .map_err(BackupError::Tool)?;
     let mut list = tokio::process::Command::new(&settings.pg_restore);
     list.arg("--list").arg(&path);
-    run(list, None, &settings.pg_restore, connect).await?;
+    run(list, None, &settings.pg_restore, connect)
+        .await
+        .map_err(BackupError::Tool)?;
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     Ok(Backup {
         path,
@@ -81,7 +93,7 @@ pub async fn take(
 
 /// The URL without its password, and the password: the password goes to `PGPASSWORD`, never
 /// on a command line other users can read.
-fn without_password(url: &str) -> (String, Option<String>) {
+pub(crate) fn without_password(url: &str) -> (String, Option<String>) {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             let password = parsed.password().map(|p| {
@@ -96,24 +108,25 @@ fn without_password(url: &str) -> (String, Option<String>) {
     }
 }
 
-async fn run(
+/// Runs a client program with the password in its environment; returns its stdout.
+pub(crate) async fn run(
     mut command: tokio::process::Command,
     password: Option<&str>,
     program: &Path,
     connect: &ConnectSettings,
-) -> Result<(), BackupError> {
+) -> Result<Vec<u8>, ToolFailure> {
     if let Some(password) = password {
         command.env("PGPASSWORD", password);
     }
     let name = program.display().to_string();
-    let output = command.output().await.map_err(|e| BackupError::Tool {
+    let output = command.output().await.map_err(|e| ToolFailure {
         program: name.clone(),
         message: format!("cannot run it: {e}; install the PostgreSQL client tools or set SLUICE_PG_DUMP/SLUICE_PG_RESTORE"),
     })?;
     if output.status.success() {
-        return Ok(());
+        return Ok(output.stdout);
     }
-    Err(BackupError::Tool {
+    Err(ToolFailure {
         program: name,
         message: scrub(
             String::from_utf8_lossy(&output.stderr).trim(),

@@ -2,15 +2,22 @@
 //! (`roundtrip`, tests). Covers tables, columns (type, nullability, default), indexes,
 //! constraints, triggers and functions of every user schema except those excluded.
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 /// One sorted line per catalog object.
+///
+/// The `pg_get_*def` functions qualify only names outside the search_path, so the snapshot is
+/// taken with search_path set to pg_catalog alone: every user object comes out qualified, the
+/// same way whatever the session had (a loaded pg_dump file empties it, for one).
 pub async fn snapshot(
     conn: &mut PgConnection,
     exclude: &[&str],
 ) -> Result<Vec<String>, sqlx::Error> {
     let exclude: Vec<String> = exclude.iter().map(|s| (*s).to_owned()).collect();
-    sqlx::query_scalar(
+    let mut transaction = conn
+        .begin_with("BEGIN READ ONLY; SET LOCAL search_path = pg_catalog")
+        .await?;
+    let lines = sqlx::query_scalar(
         "WITH ns AS (
              SELECT oid, nspname FROM pg_namespace
              WHERE nspname <> ALL ($1) AND nspname NOT IN ('pg_catalog', 'information_schema')
@@ -43,8 +50,10 @@ pub async fn snapshot(
          ) s ORDER BY line",
     )
     .bind(exclude)
-    .fetch_all(conn)
-    .await
+    .fetch_all(&mut *transaction)
+    .await?;
+    transaction.rollback().await?;
+    Ok(lines)
 }
 
 /// Lines only in `before` (`- …`) and only in `after` (`+ …`).

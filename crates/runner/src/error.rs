@@ -41,6 +41,23 @@ pub enum RunnerError {
     Backup(#[from] crate::backup::BackupError),
     #[error(transparent)]
     Import(#[from] crate::import::ImportError),
+    #[error(transparent)]
+    Check(#[from] crate::verify::CheckError),
+    #[error(
+        "{} verification check(s) failed after up; the migrations stay applied (see `sluice status`). \
+         Investigate, then fix forward with a new migration or revert with `sluice down`:\n{}",
+        failed.len(),
+        failed.iter().map(|o| format!("  {o}")).collect::<Vec<_>>().join("\n")
+    )]
+    Verification {
+        failed: Vec<crate::verify::Outcome>,
+        done: Vec<String>,
+    },
+    #[error("{source}")]
+    Dump {
+        source: crate::schema_dump::DumpError,
+        done: Vec<String>,
+    },
     #[error("migration {id} is not applied, so there is no recorded checksum to repair")]
     NotApplied { id: String },
     #[error("interrupted before migration {next}; run the same command again to continue")]
@@ -73,6 +90,8 @@ impl RunnerError {
             Self::NotApplied { .. } => exit::USAGE,
             Self::Backup(_) => exit::FAILED,
             Self::Import(_) => exit::HISTORY_DRIFT,
+            Self::Check(_) => exit::INVALID_INPUT,
+            Self::Verification { .. } | Self::Dump { .. } => exit::FAILED,
             Self::Plan(e) => e.exit_code(),
             Self::Apply {
                 source: ApplyError::Interrupted { .. },
@@ -89,7 +108,9 @@ impl RunnerError {
         match self {
             Self::Apply { done, .. }
             | Self::Interrupted { done, .. }
-            | Self::Blocked { done, .. } => done,
+            | Self::Blocked { done, .. }
+            | Self::Verification { done, .. }
+            | Self::Dump { done, .. } => done,
             _ => &[],
         }
     }

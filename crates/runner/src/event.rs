@@ -51,6 +51,13 @@ pub enum Event {
         direction: Direction,
         duration: Duration,
     },
+    /// A post-apply verification check ran (and was audited).
+    Checked(crate::verify::Outcome),
+    /// `--dump-schema` wrote the schema file.
+    SchemaDumped {
+        path: std::path::PathBuf,
+        bytes: u64,
+    },
     /// Dry run: the exact SQL and settings that would run for one migration.
     Planned {
         id: String,

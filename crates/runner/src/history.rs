@@ -65,6 +65,7 @@ pub enum Action {
     Fail,
     Backup,
     SkipLint,
+    Verify,
 }
 
 impl Action {
@@ -75,6 +76,7 @@ impl Action {
             Self::Fail => "fail",
             Self::Backup => "backup",
             Self::SkipLint => "skip-lint",
+            Self::Verify => "verify",
         }
     }
 }
@@ -444,6 +446,16 @@ COMMIT;"
         detail: &str,
     ) -> Result<(), sqlx::Error> {
         self.record_event(conn, Action::SkipLint, who, detail).await
+    }
+
+    /// Audits the result of a post-apply verification check.
+    pub async fn record_check(
+        &self,
+        conn: &mut PgConnection,
+        who: &Who,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
+        self.record_event(conn, Action::Verify, who, detail).await
     }
 
     /// An audit row about the run rather than one migration.

@@ -18,6 +18,8 @@ pub mod migrator;
 pub mod plan;
 pub mod roundtrip;
 pub mod scaffold;
+pub mod schema_dump;
 pub mod script;
 pub mod since;
 pub mod source;
+pub mod verify;

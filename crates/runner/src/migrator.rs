@@ -4,6 +4,8 @@
 //! tables if needed, compares files with history, and applies or reverts one migration at a
 //! time. The lock is released on every path; a shutdown request stops between migrations.
 
+mod post_apply;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,6 +29,9 @@ use crate::import::{self, Tool};
 use crate::lint::{self, Finding, LintSettings};
 use crate::plan::{self, Allow, DownTarget, Entry, PlanError, UpStep};
 use crate::source::{self, Migration, Version};
+use crate::verify::Outcome;
+
+pub use self::post_apply::PostApply;
 
 /// Default wait for another runner's lock.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5 * 60);
@@ -48,6 +53,8 @@ pub struct RunnerSettings {
     pub lint_gate: bool,
     /// `up --backup`: dump the database before applying anything.
     pub backup: Option<BackupSettings>,
+    /// `up --verify`, `--dump-schema`: what runs after the last migration.
+    pub post_apply: PostApply,
 }
 
 /// One migration finished by a run.
@@ -63,6 +70,8 @@ pub struct Done {
 pub struct Report {
     pub dry_run: bool,
     pub migrations: Vec<Done>,
+    /// Post-apply verification checks, in order.
+    pub checks: Vec<Outcome>,
 }
 
 /// The loaded migrations of a directory, ready to run against a database.
@@ -406,8 +415,10 @@ impl Migrator {
         if !steps.is_empty() {
             self.back_up(lock.connection()).await?;
         }
-        self.run_steps(lock, &steps, Direction::Up, shutdown, events)
-            .await
+        let report = self
+            .run_steps(lock, &steps, Direction::Up, shutdown, events)
+            .await?;
+        self.post_apply(lock.connection(), report, events).await
     }
 
     async fn down_locked(
@@ -595,6 +606,7 @@ impl Migrator {
                 .iter()
                 .map(|s| done(s.migration, Duration::ZERO))
                 .collect(),
+            checks: Vec::new(),
         }
     }
 
@@ -621,6 +633,7 @@ impl Migrator {
         Report {
             dry_run: true,
             migrations: steps.iter().map(|m| done(m, Duration::ZERO)).collect(),
+            checks: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@ mod concurrency;
 mod drift;
 mod guards;
 mod no_transaction;
+mod post_apply;
 
 use sluice_tests::Project;
 use sqlx::PgConnection;

@@ -1,34 +1,47 @@
 //! `sluice drift`: the live schema against the schema its applied migrations produce on a
-//! scratch database.
+//! scratch database, or against a committed schema file loaded into one.
+
+use std::path::Path;
 
 use serde_json::json;
 use sluice_common::exit;
 use sluice_common::shutdown::Shutdown;
-use sluice_runner::catalog;
 use sluice_runner::migrator::{Migrator, RunnerSettings};
+use sluice_runner::{catalog, schema_dump};
 
 use super::scratch::Scratch;
 
-pub async fn run(settings: RunnerSettings, json: bool, shutdown: &Shutdown) -> anyhow::Result<u8> {
-    let live = Migrator::load(settings.clone())?;
-    let recorded = live.recorded().await?;
-    let newest = recorded.applied.iter().map(|a| a.version).max();
-    let exclude = [live.history().schema().as_str()];
-    let mut conn = sluice_common::db::connect(live.connect_settings()).await?;
+pub async fn run(
+    settings: RunnerSettings,
+    json: bool,
+    schema_file: Option<&Path>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<u8> {
+    // Read the file first: a wrong path should not cost a scratch database.
+    let schema_sql = schema_file.map(read_schema_file).transpose()?;
+    let exclude = [settings.schema.as_str()];
+    let mut conn = sluice_common::db::connect(&settings.connect).await?;
     let live_schema = catalog::snapshot(&mut conn, &exclude).await?;
     let scratch = Scratch::create(&settings, "drift").await?;
-    let expected = expected_schema(&scratch.settings, newest, &exclude, shutdown).await;
+    let expected = match &schema_sql {
+        Some(sql) => loaded_schema(&scratch.settings, sql, &exclude).await,
+        None => migrated_schema(&settings, &scratch.settings, &exclude, shutdown).await,
+    };
     scratch.drop().await;
     let differences = catalog::diff(&expected?, &live_schema);
+    let source = schema_file.map_or_else(
+        || "what the applied migrations produce".to_owned(),
+        |path| path.display().to_string(),
+    );
     if json {
         println!(
             "{}",
-            json!({ "drift": !differences.is_empty(), "differences": differences })
+            json!({ "drift": !differences.is_empty(), "against": source, "differences": differences })
         );
     } else if differences.is_empty() {
-        println!("no drift: the live schema is what the applied migrations produce");
+        println!("no drift: the live schema is {source}");
     } else {
-        println!("drift (- only in what the migrations produce, + only in the live database):");
+        println!("drift (- only in {source}, + only in the live database):");
         differences.iter().for_each(|line| println!("  {line}"));
     }
     Ok(if differences.is_empty() {
@@ -38,14 +51,42 @@ pub async fn run(settings: RunnerSettings, json: bool, shutdown: &Shutdown) -> a
     })
 }
 
-/// Applies the migrations up to `newest` (what the live database has applied) on the scratch
+fn read_schema_file(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the schema file {}: {e}; write it with `sluice up --dump-schema {}`",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
+/// Loads a schema file into the scratch database and snapshots it.
+async fn loaded_schema(
+    scratch: &RunnerSettings,
+    sql: &str,
+    exclude: &[&str],
+) -> anyhow::Result<Vec<String>> {
+    let mut conn = sluice_common::db::connect(&scratch.connect).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(schema_dump::loadable(sql)))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("the schema file does not load into a scratch database: {e}")
+        })?;
+    Ok(catalog::snapshot(&mut conn, exclude).await?)
+}
+
+/// Applies the migrations the live database has applied (up to its newest) on the scratch
 /// database and snapshots it.
-async fn expected_schema(
+async fn migrated_schema(
+    live: &RunnerSettings,
     settings: &RunnerSettings,
-    newest: Option<i64>,
     exclude: &[&str],
     shutdown: &Shutdown,
 ) -> anyhow::Result<Vec<String>> {
+    let recorded = Migrator::load(live.clone())?.recorded().await?;
+    let newest = recorded.applied.iter().map(|a| a.version).max();
     let migrator = Migrator::load(settings.clone())?;
     if let Some(newest) = newest {
         migrator

@@ -65,6 +65,8 @@ enum Command {
         /// Print the result as one JSON document on stdout.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        post_apply: settings::PostApplyArgs,
     },
     /// Revert applied migrations, newest first, with their .down.sql files.
     Down {
@@ -115,12 +117,16 @@ enum Command {
     /// comparing catalogs; names each migration whose down or second up differs.
     Roundtrip,
     /// Compare the live schema with the one its applied migrations produce (on a scratch
-    /// database): tables, columns, types, defaults, indexes, constraints, triggers,
-    /// functions; exit 9 when they differ.
+    /// database), or with a committed schema file: tables, columns, types, defaults,
+    /// indexes, constraints, triggers, functions; exit 9 when they differ.
     Drift {
         /// Print one JSON document on stdout.
         #[arg(long)]
         json: bool,
+        /// Compare with this schema file (written by `sluice up --dump-schema`) instead of
+        /// applying the migrations.
+        #[arg(long, value_name = "FILE")]
+        schema_file: Option<std::path::PathBuf>,
     },
     /// Mark an existing database as migrated up to VERSION without running any file (for
     /// adopting sluice on a database whose schema already has those migrations).
@@ -219,11 +225,20 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
         Command::Roundtrip => {
             roundtrip::run(resolved.into_runner(&startup)?, &startup.shutdown).await
         }
-        Command::Drift { json } => {
-            drift::run(resolved.into_runner(&startup)?, json, &startup.shutdown).await
+        Command::Drift { json, schema_file } => {
+            drift::run(
+                resolved.into_runner(&startup)?,
+                json,
+                schema_file.as_deref(),
+                &startup.shutdown,
+            )
+            .await
         }
         command => {
-            let runner = resolved.into_runner(&startup)?;
+            let mut runner = resolved.into_runner(&startup)?;
+            if let Command::Up { post_apply, .. } = &command {
+                runner.post_apply = post_apply.resolve().map_err(RunnerError::from)?;
+            }
             let migrator = Migrator::load(runner)?;
             run_against_database(&migrator, command, &startup).await
         }
@@ -237,7 +252,9 @@ async fn run_against_database(
 ) -> anyhow::Result<u8> {
     let shutdown = &startup.shutdown;
     match command {
-        Command::Up { to, dry_run, json } => {
+        Command::Up {
+            to, dry_run, json, ..
+        } => {
             let target = to.as_deref().map(parse_version).transpose()?;
             let mut renderer = Renderer::new(json, dry_run);
             let result = migrator

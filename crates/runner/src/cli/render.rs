@@ -16,6 +16,8 @@ pub struct Renderer {
     json: bool,
     dry_run: bool,
     planned: Vec<serde_json::Value>,
+    checks: Vec<sluice_runner::verify::Outcome>,
+    schema_file: Option<serde_json::Value>,
     direction: Direction,
 }
 
@@ -25,6 +27,8 @@ impl Renderer {
             json,
             dry_run,
             planned: Vec::new(),
+            checks: Vec::new(),
+            schema_file: None,
             direction: Direction::Up,
         }
     }
@@ -40,6 +44,18 @@ impl Renderer {
                 }
             }
             Event::Started { direction, .. } => self.direction = *direction,
+            Event::Checked(outcome) => {
+                if !self.json {
+                    println!("{outcome}");
+                }
+                self.checks.push(outcome.clone());
+            }
+            Event::SchemaDumped { path, bytes } => {
+                if !self.json {
+                    println!("schema written to {} ({bytes} bytes)", path.display());
+                }
+                self.schema_file = Some(json!({ "path": path, "bytes": bytes }));
+            }
             Event::Finished {
                 id,
                 direction,
@@ -92,6 +108,8 @@ impl Renderer {
             "dry_run": self.dry_run,
             "migrations": migrations,
             "planned": self.planned,
+            "checks": self.checks,
+            "schema_file": self.schema_file,
             "error": error,
         });
         println!("{document}");

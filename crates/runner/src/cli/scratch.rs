@@ -42,6 +42,7 @@ impl Scratch {
             },
             lint_gate: false,
             backup: None,
+            post_apply: Default::default(),
             ..settings.clone()
         };
         Ok(Self {

@@ -15,8 +15,10 @@ use sluice_runner::guard::{
 };
 use sluice_runner::history::Who;
 use sluice_runner::lint::{DEFAULT_PG_VERSION, LintSettings};
-use sluice_runner::migrator::{DEFAULT_LOCK_WAIT, RunnerSettings};
+use sluice_runner::migrator::{DEFAULT_LOCK_WAIT, PostApply, RunnerSettings};
 use sluice_runner::plan::Allow;
+use sluice_runner::schema_dump::DumpSettings;
+use sluice_runner::verify::{Check, CheckError};
 
 /// Default migrations directory.
 pub const DEFAULT_MIGRATIONS_DIR: &str = "migrations";
@@ -76,6 +78,51 @@ pub struct RunnerArgs {
     /// Who is running this (a person or CI job), recorded in history and audit.
     #[arg(long, env = "SLUICE_ACTOR", value_name = "NAME", global = true)]
     pub actor: Option<String>,
+}
+
+/// `up`'s flags for what runs after the last migration.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PostApplyArgs {
+    /// After applying, check that this query returns true (one row, one boolean), e.g.
+    /// "SELECT NOT EXISTS (SELECT 1 FROM users WHERE email IS NULL)". Repeatable; each
+    /// result is printed and audited, and a check that is not true fails the run (exit 1).
+    #[arg(long = "verify", value_name = "SQL")]
+    pub verify: Vec<String>,
+
+    /// Like --verify, with the query in a file. Repeatable.
+    #[arg(long = "verify-file", value_name = "FILE")]
+    pub verify_files: Vec<PathBuf>,
+
+    /// After applying, write the schema (pg_dump --schema-only, without sluice's own tables)
+    /// to FILE [default: schema.sql], for review and `sluice drift --schema-file`.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "schema.sql")]
+    pub dump_schema: Option<PathBuf>,
+}
+
+impl PostApplyArgs {
+    /// Reads the check files now, so a missing one stops the run before anything is applied.
+    pub fn resolve(&self) -> Result<PostApply, CheckError> {
+        let mut checks = self
+            .verify
+            .iter()
+            .map(|sql| Check::from_sql(sql))
+            .collect::<Result<Vec<_>, _>>()?;
+        for path in &self.verify_files {
+            checks.push(Check::from_file(path)?);
+        }
+        Ok(PostApply {
+            checks,
+            dump_schema: self.dump_schema.clone().map(|path| DumpSettings {
+                path,
+                pg_dump: pg_dump(),
+            }),
+        })
+    }
+}
+
+/// `pg_dump`, or `SLUICE_PG_DUMP`.
+fn pg_dump() -> PathBuf {
+    std::env::var_os("SLUICE_PG_DUMP").map_or_else(|| "pg_dump".into(), PathBuf::from)
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -199,11 +246,11 @@ impl Resolved {
             lint_gate: true,
             backup: self.backup.map(|dir| BackupSettings {
                 dir,
-                pg_dump: std::env::var_os("SLUICE_PG_DUMP")
-                    .map_or_else(|| "pg_dump".into(), PathBuf::from),
+                pg_dump: pg_dump(),
                 pg_restore: std::env::var_os("SLUICE_PG_RESTORE")
                     .map_or_else(|| "pg_restore".into(), PathBuf::from),
             }),
+            post_apply: PostApply::default(),
             who: Who {
                 program: format!("sluice {}", env!("CARGO_PKG_VERSION")),
                 actor: self.actor.map(|a| a.value),
