@@ -1,28 +1,34 @@
-//! The run loop: one worker taking batches through a job's key range.
+//! The run of a job: register it (key bounds, and the key space split into ranges), start
+//! the workers of this process ([`crate::worker`]), pass their events on, and complete the job
+//! when every range is done and verified.
 //!
-//! Each batch is one transaction: `SET LOCAL` guards, find the batch's last key, `UPDATE` the
-//! rows in (cursor, last] that match `where`, and advance the job's row, committed together.
-//! A crash at any instant therefore loses no committed batch and repeats none.
+//! Any number of processes may run the same job at once: PostgreSQL coordinates them through
+//! the ranges table (claims with `FOR UPDATE SKIP LOCKED`, leases), so no scheduler is needed.
 
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sluice_common::db::{self, ConnectSettings};
 use sluice_common::ident::Ident;
-use sluice_common::lock::{AdvisoryLock, DEFAULT_POLL_INTERVAL, LockRequest, lock_key};
-use sluice_common::retry::{Backoff, Transient, classify};
+use sluice_common::lock::lock_key;
 use sluice_common::shutdown::Shutdown;
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, PgConnection, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+use tokio::sync::{mpsc, watch};
 
 use crate::catalog::{self, Target};
 use crate::error::BackfillError;
-use crate::event::{BatchDone, Event};
+use crate::event::Event;
 use crate::job::Job;
-use crate::sizing;
-use crate::sql::{JobSql, Progress};
+use crate::load::{self, LoadSettings, Signal};
+use crate::split;
+use crate::sql::JobSql;
 use crate::state::{JobRow, Jobs, control, states};
-use crate::stepping::{IntegerSpan, is_integer_type};
-use crate::throttle::{Reason, Throttle};
+use crate::stepping::is_integer_type;
+use crate::throttle::Throttle;
+use crate::window::{Deadline, Limits};
+use crate::worker::{self, WorkerEnd};
 
 /// Where and as whom to run.
 #[derive(Debug, Clone)]
@@ -32,13 +38,33 @@ pub struct EngineSettings {
     pub schema: Ident,
 }
 
+/// Default lease of a claimed range: a worker silent for this long is presumed dead.
+pub const DEFAULT_LEASE: Duration = crate::job::defaults::LEASE;
+
 /// Choices of one `run`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Continue an unfinished job whose table, key, set or where changed.
     pub accept_spec_change: bool,
     /// Start another pass over the whole key range.
     pub rescan: bool,
+    /// Workers in this process.
+    pub workers: usize,
+    pub limits: Limits,
+    /// Replicas whose replay lag counts against the job's `max_replication_lag`.
+    pub replica_urls: Vec<sluice_common::redact::SecretUrl>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            accept_spec_change: false,
+            rescan: false,
+            workers: 1,
+            limits: Limits::default(),
+            replica_urls: Vec::new(),
+        }
+    }
 }
 
 /// How a run ended, when it did not fail.
@@ -51,144 +77,316 @@ pub enum Outcome {
     AlreadyCompleted,
     Paused,
     Cancelled,
-    /// Stopped by a signal after its last batch committed.
-    Interrupted {
-        cursor: Option<Vec<String>>,
+    /// Stopped by a signal after the last batches committed.
+    Interrupted,
+    /// Stopped at its deadline (window, max runtime, until); the next run continues.
+    LimitReached {
+        reason: String,
+    },
+    /// Started outside its run window: nothing was done.
+    OutsideWindow {
+        opens_at: DateTime<Utc>,
+        window: String,
     },
 }
 
-/// Backoff between retries of a failed batch.
-const RETRY_BACKOFF: Backoff = Backoff {
-    initial: Duration::from_millis(100),
-    max: Duration::from_secs(10),
-};
+/// What the workers of one run share.
+pub(crate) struct Context<'a> {
+    pub settings: &'a EngineSettings,
+    pub jobs: &'a Jobs,
+    pub job: &'a Job,
+    pub sql: &'a JobSql,
+    pub shutdown: &'a Shutdown,
+    pub lease: Duration,
+    pub load_settings: LoadSettings,
+    /// One rate limiter for the process's workers.
+    pub throttle: Throttle,
+    pub deadline: Option<Deadline>,
+    /// The smallest key, for a single integer key stepped arithmetically.
+    pub integer_min: Option<i64>,
+    /// Keys per row of the whole key space, for stepping one range of it.
+    pub keys_per_row: f64,
+    pub initial_batch_size: u32,
+    pub load: watch::Receiver<Option<Signal>>,
+    /// Set when a worker failed, so that the others stop too.
+    pub stop: AtomicBool,
+    /// `<host>/<pid>`: owners of leases are `<host>/<pid>/w<n>`.
+    pub process: String,
+}
 
-/// Runs (or resumes) `job` until it completes, pauses, is cancelled or interrupted.
+impl Context<'_> {
+    pub fn spec_path(&self) -> String {
+        self.job.path.as_ref().map_or_else(
+            || format!("jobs/{}.toml", self.job.name),
+            |p| p.display().to_string(),
+        )
+    }
+}
+
+/// Runs (or resumes, or joins) `job` until it completes, pauses, is cancelled, interrupted or
+/// reaches its deadline.
 pub async fn run(
     settings: &EngineSettings,
     job: &Job,
-    options: RunOptions,
+    options: &RunOptions,
     shutdown: &Shutdown,
     events: &mut dyn FnMut(Event),
 ) -> Result<Outcome, BackfillError> {
+    let deadline = match options.limits.deadline(Utc::now()) {
+        Ok(deadline) => deadline,
+        Err(closed) => {
+            return Ok(Outcome::OutsideWindow {
+                opens_at: closed.opens_at,
+                window: closed.window,
+            });
+        }
+    };
     let jobs = Jobs::new(settings.schema.clone());
-    let mut lock_conn = db::connect(&settings.connect).await?;
-    jobs.ensure(&mut lock_conn)
+    let mut conn = guarded_connection(settings, job).await?;
+    jobs.ensure(&mut conn)
         .await
         .map_err(BackfillError::query(format!("creating {}", jobs.table())))?;
-    let request = LockRequest {
-        name: format!("the worker lock of job {}", job.name),
-        key: lock_key(&format!(
-            "sluice:backfill:{}:{}",
-            settings.schema.as_str(),
-            job.name
-        )),
-        wait: Duration::ZERO,
-        poll: DEFAULT_POLL_INTERVAL,
-    };
-    let lock = AdvisoryLock::acquire(lock_conn, &request, shutdown, |_| {})
-        .await
-        .map_err(|e| BackfillError::AlreadyRunning {
-            job: job.name.clone(),
-            source: Box::new(e),
-        })?;
-    let result = run_locked(settings, &jobs, job, options, shutdown, events).await;
-    if let Err(error) = lock.release().await {
-        tracing::warn!("{error}; the lock was freed by closing its connection");
-    }
-    result
-}
-
-async fn run_locked(
-    settings: &EngineSettings,
-    jobs: &Jobs,
-    job: &Job,
-    options: RunOptions,
-    shutdown: &Shutdown,
-    events: &mut dyn FnMut(Event),
-) -> Result<Outcome, BackfillError> {
-    let mut conn = guarded_connection(settings, job).await?;
     let target = catalog::inspect(&mut conn, job).await?;
-    let sql = JobSql::new(job, &target, jobs.table());
-    let Some(row) = start(&mut conn, jobs, job, &target, &sql, options).await? else {
+    let sql = JobSql::new(job, &target, jobs.table(), jobs.ranges().table());
+    let Some(row) = start(&mut conn, &jobs, job, &target, &sql, options).await? else {
         return Ok(Outcome::AlreadyCompleted);
     };
     if row.control == control::PAUSE {
         return Ok(Outcome::Paused);
     }
-    let stepping = stepping(&mut conn, &target, &sql, row.upper_bound.as_deref()).await?;
-    let mut worker = Worker {
-        stepping,
-        conn,
-        settings,
-        jobs,
-        job,
-        sql: &sql,
-        throttle: Throttle::new(&job.pacing),
-        cursor: row.cursor.clone(),
-        upper: row.upper_bound.clone(),
-        size: u32::try_from(row.batch_size)
-            .unwrap_or(job.pacing.batch_size)
-            .clamp(job.pacing.min_batch_size, job.pacing.max_batch_size),
-        total_scanned: u64::try_from(row.rows_scanned).unwrap_or(0),
-        total_updated: u64::try_from(row.rows_updated).unwrap_or(0),
-        batches: u64::try_from(row.batches).unwrap_or(0),
-        throttled: Duration::ZERO,
-    };
+    let integer_min = integer_min(&mut conn, &target, &sql, row.upper_bound.as_deref()).await?;
+    let workers = options.workers.max(1);
     events(Event::Started {
         job: job.name.clone(),
         resumed: row.batches > 0,
-        rows_scanned: worker.total_scanned,
-        rows_updated: worker.total_updated,
+        rows_scanned: u64::try_from(row.rows_scanned).unwrap_or(0),
+        rows_updated: u64::try_from(row.rows_updated).unwrap_or(0),
         estimated_rows: u64::try_from(row.estimated_rows.max(target.estimated_rows)).unwrap_or(0),
-        batch_size: worker.size,
+        batch_size: job.pacing.batch_size,
+        workers,
+        ranges: row.ranges,
+        ranges_done: row.ranges_done,
+        deadline: deadline.clone(),
     });
-    worker.work(shutdown, events).await
+    let (signal_tx, signal_rx) = watch::channel(None);
+    let ctx = Context {
+        settings,
+        jobs: &jobs,
+        job,
+        sql: &sql,
+        shutdown,
+        lease: job.parallel.lease,
+        load_settings: LoadSettings {
+            replica_urls: options.replica_urls.clone(),
+            ..job.load.clone()
+        },
+        throttle: Throttle::new(&job.pacing),
+        deadline,
+        integer_min,
+        keys_per_row: keys_per_row(
+            integer_min,
+            row.upper_bound.as_deref(),
+            target.estimated_rows,
+        ),
+        initial_batch_size: u32::try_from(row.batch_size)
+            .unwrap_or(job.pacing.batch_size)
+            .clamp(job.pacing.min_batch_size, job.pacing.max_batch_size),
+        load: signal_rx,
+        stop: AtomicBool::new(false),
+        process: format!("{}/{}", host_name(), std::process::id()),
+    };
+    let ends = run_workers(&ctx, &target, workers, &signal_tx, events).await;
+    finish(&mut conn, &ctx, ends, events).await
 }
 
-/// Loads the job's row, or registers the job with its key bounds; refuses a changed spec or a
-/// cancelled job. `None` when it is already complete.
+/// Runs the workers and the load monitor, forwarding events with the process's totals.
+async fn run_workers(
+    ctx: &Context<'_>,
+    target: &Target,
+    workers: usize,
+    signal: &watch::Sender<Option<Signal>>,
+    events: &mut dyn FnMut(Event),
+) -> Vec<Result<WorkerEnd, BackfillError>> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let all = futures_util::future::join_all((0..workers).map(|n| worker::run(ctx, n, tx.clone())));
+    drop(tx);
+    let workers_then_stop = async {
+        let ends = all.await;
+        let _ = stop_tx.send(true);
+        ends
+    };
+    let table = target.table.to_string();
+    let monitor = load::monitor(
+        &ctx.settings.connect,
+        &ctx.load_settings,
+        &ctx.job.name,
+        &table,
+        signal,
+        stop_rx,
+    );
+    let forward = async {
+        let (mut scanned, mut updated) = (0u64, 0u64);
+        while let Some(mut event) = rx.recv().await {
+            if let Event::Batch(batch) = &mut event {
+                scanned += batch.rows_scanned;
+                updated += batch.rows_updated;
+                batch.total_scanned = scanned;
+                batch.total_updated = updated;
+            }
+            events(event);
+        }
+    };
+    let (ends, (), ()) = tokio::join!(workers_then_stop, monitor, forward);
+    ends
+}
+
+/// Turns the workers' ends into the run's outcome, recording the job's state.
+async fn finish(
+    conn: &mut PgConnection,
+    ctx: &Context<'_>,
+    ends: Vec<Result<WorkerEnd, BackfillError>>,
+    events: &mut dyn FnMut(Event),
+) -> Result<Outcome, BackfillError> {
+    let mut finished = Vec::with_capacity(ends.len());
+    for end in ends {
+        finished.push(end?);
+    }
+    let jobs = ctx.jobs;
+    let name = &ctx.job.name;
+    let has = |end: WorkerEnd| finished.contains(&end);
+    let set = |state: &'static str| {
+        (
+            state,
+            BackfillError::query(format!("marking job {name} {state}")),
+        )
+    };
+    if has(WorkerEnd::Cancelled) {
+        let (state, error) = set(states::CANCELLED);
+        jobs.set_state(conn, name, state, None)
+            .await
+            .map_err(error)?;
+        return Ok(Outcome::Cancelled);
+    }
+    if has(WorkerEnd::Paused) {
+        let (state, error) = set(states::PAUSED);
+        jobs.set_state(conn, name, state, None)
+            .await
+            .map_err(error)?;
+        return Ok(Outcome::Paused);
+    }
+    if has(WorkerEnd::Interrupted) || has(WorkerEnd::Deadline) || has(WorkerEnd::Stopped) {
+        let (state, error) = set(states::STOPPED);
+        jobs.set_state_if_idle(conn, name, state)
+            .await
+            .map_err(error)?;
+        return Ok(match &ctx.deadline {
+            Some(deadline) if has(WorkerEnd::Deadline) => Outcome::LimitReached {
+                reason: deadline.reason.clone(),
+            },
+            _ => Outcome::Interrupted,
+        });
+    }
+    complete(conn, ctx, events).await
+}
+
+/// Every range is done: verifies any range whose worker died before verifying it, then
+/// completes the job, or fails it when rows still match `where`.
+async fn complete(
+    conn: &mut PgConnection,
+    ctx: &Context<'_>,
+    events: &mut dyn FnMut(Event),
+) -> Result<Outcome, BackfillError> {
+    let (jobs, job) = (ctx.jobs, ctx.job);
+    let unverified = jobs
+        .ranges()
+        .unverified(conn, &job.name)
+        .await
+        .map_err(BackfillError::query("reading unverified ranges"))?;
+    for range in unverified {
+        let remaining = count_remaining(conn, ctx.sql, job, range.lower.clone(), &range.upper)
+            .await
+            .map_err(BackfillError::query("verifying a range"))?;
+        jobs.ranges()
+            .verified(
+                conn,
+                &job.name,
+                range.range_no,
+                i64::try_from(remaining).unwrap_or(i64::MAX),
+            )
+            .await
+            .map_err(BackfillError::query("recording a range's verification"))?;
+    }
+    let summary = jobs
+        .ranges()
+        .summary(conn, &job.name)
+        .await
+        .map_err(BackfillError::query("reading the job's ranges"))?;
+    let remaining = u64::try_from(summary.rows_unverified).unwrap_or(0);
+    events(Event::Verified { remaining });
+    if remaining > 0 {
+        let upper = jobs
+            .load(conn, &job.name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.upper_bound)
+            .unwrap_or_default();
+        let first_key = first_remaining(conn, ctx.sql, &upper)
+            .await
+            .unwrap_or_else(|_| "(unknown)".into());
+        let error = BackfillError::Unverified {
+            job: job.name.clone(),
+            remaining,
+            first_key,
+            spec: ctx.spec_path(),
+        };
+        let _ = jobs
+            .set_state(conn, &job.name, states::FAILED, Some(&error.to_string()))
+            .await;
+        return Err(error);
+    }
+    if !jobs
+        .complete_if_done(conn, &job.name)
+        .await
+        .map_err(BackfillError::query("completing the job"))?
+    {
+        return Ok(Outcome::Interrupted);
+    }
+    let row = jobs
+        .load(conn, &job.name)
+        .await
+        .map_err(BackfillError::query("reading the job"))?;
+    Ok(Outcome::Completed {
+        rows_updated: row
+            .as_ref()
+            .map_or(0, |r| u64::try_from(r.rows_updated).unwrap_or(0)),
+        batches: row
+            .as_ref()
+            .map_or(0, |r| u64::try_from(r.batches).unwrap_or(0)),
+    })
+}
+
+/// Loads the job's row, or registers the job with its key bounds and ranges; refuses a
+/// changed spec or a cancelled job. `None` when it is already complete.
 async fn start(
     conn: &mut PgConnection,
     jobs: &Jobs,
     job: &Job,
     target: &Target,
     sql: &JobSql,
-    options: RunOptions,
+    options: &RunOptions,
 ) -> Result<Option<JobRow>, BackfillError> {
     let loaded = jobs
         .load(conn, &job.name)
         .await
         .map_err(BackfillError::query(format!("reading job {}", job.name)))?;
     let Some(row) = loaded else {
-        let upper = key_of(
-            sqlx::query(AssertSqlSafe(sql.max_key.clone()))
-                .fetch_optional(&mut *conn)
-                .await,
-            "capturing the key bounds",
-        )?;
-        let keys: Vec<String> = job.key.iter().map(|k| k.as_str().to_owned()).collect();
-        let row = jobs
-            .register(
-                conn,
-                &job.name,
-                &job.table.to_string(),
-                &keys,
-                &job.spec_checksum,
-                job.path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .as_deref(),
-                upper.as_deref(),
-                job.pacing.batch_size,
-                target.estimated_rows,
-            )
+        register(conn, jobs, job, target, sql).await?;
+        return jobs
+            .load(conn, &job.name)
             .await
-            .map_err(BackfillError::query(format!(
-                "registering job {}",
-                job.name
-            )))?;
-        return Ok(Some(row));
+            .map_err(BackfillError::query("reading the job"));
     };
     if row.state == states::CANCELLED || row.control == control::CANCEL {
         return Err(BackfillError::Cancelled {
@@ -213,50 +411,205 @@ async fn start(
             .await
             .map_err(BackfillError::query("starting another pass"))?;
     }
+    if let Some(upper) = &row.upper_bound {
+        // A job started by an older sluice, or rescanned, has no ranges yet.
+        let lower = if options.rescan {
+            None
+        } else {
+            row.cursor.clone()
+        };
+        split_once(
+            conn,
+            jobs,
+            &job.name,
+            sql,
+            target,
+            upper,
+            lower,
+            job.parallel.ranges,
+        )
+        .await?;
+    }
     if row.control != control::PAUSE {
         jobs.set_state(conn, &job.name, states::RUNNING, None)
             .await
             .map_err(BackfillError::query("marking the job running"))?;
     }
-    let reloaded = jobs
-        .load(conn, &job.name)
+    jobs.load(conn, &job.name)
         .await
-        .map_err(BackfillError::query("reading the job"))?;
-    Ok(reloaded)
+        .map_err(BackfillError::query("reading the job"))
 }
 
-/// The state of one running worker.
-struct Worker<'a> {
-    stepping: Stepping,
-    conn: PgConnection,
-    settings: &'a EngineSettings,
-    jobs: &'a Jobs,
-    job: &'a Job,
-    sql: &'a JobSql,
-    throttle: Throttle,
-    cursor: Option<Vec<String>>,
-    /// Captured at the first start; `None` for a table that was empty then.
-    upper: Option<Vec<String>>,
-    size: u32,
-    total_scanned: u64,
-    total_updated: u64,
-    batches: u64,
-    /// Throttled time not yet recorded with a batch.
-    throttled: Duration,
+/// Registers a new job with its key bounds and ranges in one transaction; when several
+/// processes start it at once, one registers and the others wait for it and join.
+async fn register(
+    conn: &mut PgConnection,
+    jobs: &Jobs,
+    job: &Job,
+    target: &Target,
+    sql: &JobSql,
+) -> Result<(), BackfillError> {
+    let what = format!("registering job {}", job.name);
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(BackfillError::query(what.clone()))?;
+    let upper = key_of(
+        sqlx::query(AssertSqlSafe(sql.max_key.clone()))
+            .fetch_optional(&mut *tx)
+            .await,
+        "capturing the key bounds",
+    )?;
+    let keys: Vec<String> = job.key.iter().map(|k| k.as_str().to_owned()).collect();
+    let spec_path = job.path.as_ref().map(|p| p.display().to_string());
+    let registered = jobs
+        .register(
+            &mut tx,
+            &job.name,
+            &job.table.to_string(),
+            &keys,
+            &job.spec_checksum,
+            spec_path.as_deref(),
+            upper.as_deref(),
+            job.pacing.batch_size,
+            target.estimated_rows,
+        )
+        .await
+        .map_err(BackfillError::query(what.clone()))?;
+    if registered && let Some(upper) = &upper {
+        let splits = split_keys(&mut tx, sql, target, upper, job.parallel.ranges).await?;
+        jobs.ranges()
+            .create(&mut tx, &job.name, None, &splits, upper)
+            .await
+            .map_err(BackfillError::query(what.clone()))?;
+    }
+    tx.commit().await.map_err(BackfillError::query(what))
 }
 
-/// The worker's connection, with the job's guards also set for the session, so that its
-/// other queries (key bounds, verification) are guarded too; batches set them again locally.
-/// String literals must be standard for the batch statements' quoting.
-async fn guarded_connection(
+/// Creates the ranges of a job that has none (one process does, under a lock).
+#[expect(clippy::too_many_arguments, reason = "the job's parts, each needed")]
+async fn split_once(
+    conn: &mut PgConnection,
+    jobs: &Jobs,
+    name: &str,
+    sql: &JobSql,
+    target: &Target,
+    upper: &[String],
+    lower: Option<Vec<String>>,
+    ranges: u32,
+) -> Result<(), BackfillError> {
+    let what = format!("splitting job {name} into ranges");
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(BackfillError::query(what.clone()))?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock_key(&format!("sluice:backfill-split:{name}")))
+        .execute(&mut *tx)
+        .await
+        .map_err(BackfillError::query(what.clone()))?;
+    let count = jobs
+        .ranges()
+        .count(&mut tx, name)
+        .await
+        .map_err(BackfillError::query(what.clone()))?;
+    if count == 0 {
+        // Resuming a job from before ranges: one range from where it stopped.
+        let splits = match &lower {
+            None => split_keys(&mut tx, sql, target, upper, ranges).await?,
+            Some(_) => Vec::new(),
+        };
+        jobs.ranges()
+            .create(&mut tx, name, lower.as_deref(), &splits, upper)
+            .await
+            .map_err(BackfillError::query(what.clone()))?;
+    }
+    tx.commit().await.map_err(BackfillError::query(what))
+}
+
+/// Split keys from a sample of the table's keys.
+async fn split_keys(
+    conn: &mut PgConnection,
+    sql: &JobSql,
+    target: &Target,
+    upper: &[String],
+    ranges: u32,
+) -> Result<Vec<Vec<String>>, BackfillError> {
+    if ranges <= 1 {
+        return Ok(Vec::new());
+    }
+    let bytes: i64 = sqlx::query_scalar("SELECT coalesce(pg_relation_size(to_regclass($1)), 0)")
+        .bind(target.table.to_string())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(BackfillError::query("measuring the table"))?;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a percentage fits a float4"
+    )]
+    let percent = split::sample_percent(target.estimated_rows, bytes, ranges) as f32;
+    let rows = bind_all(
+        sqlx::query(AssertSqlSafe(sql.sample.clone())).bind(percent),
+        upper,
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(BackfillError::query("sampling keys to split the job"))?;
+    let sample = rows
+        .iter()
+        .map(texts)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(BackfillError::query("sampling keys to split the job"))?;
+    Ok(split::split_keys(&sample, upper, ranges))
+}
+
+/// The smallest key of a single integer key, for arithmetic stepping (`None` otherwise).
+async fn integer_min(
+    conn: &mut PgConnection,
+    target: &Target,
+    sql: &JobSql,
+    upper: Option<&[String]>,
+) -> Result<Option<i64>, BackfillError> {
+    let integer = target.key.len() == 1 && is_integer_type(&target.key[0].type_name);
+    if !integer || upper.is_none() {
+        return Ok(None);
+    }
+    let min = key_of(
+        sqlx::query(AssertSqlSafe(sql.min_key.clone()))
+            .fetch_optional(&mut *conn)
+            .await,
+        "reading the smallest key",
+    )?;
+    Ok(min
+        .as_deref()
+        .and_then(|m| m.first())
+        .and_then(|m| m.parse().ok()))
+}
+
+/// Keys per row of an integer key space from the planner's estimate (1 when unknown).
+fn keys_per_row(min: Option<i64>, upper: Option<&[String]>, estimated_rows: i64) -> f64 {
+    let upper = upper.map(parse_integer);
+    match (min, upper) {
+        (Some(min), Some(upper)) if estimated_rows > 0 => {
+            crate::stepping::IntegerSpan::new(min, upper, estimated_rows).keys_per_row
+        }
+        _ => 1.0,
+    }
+}
+
+/// A worker's connection: the job's guards for the session (batches set them again
+/// locally), standard strings for the batch statements' quoting, and the job's
+/// application_name, by which the load monitor tells the backfill's sessions from others.
+pub(crate) async fn guarded_connection(
     settings: &EngineSettings,
     job: &Job,
 ) -> Result<PgConnection, BackfillError> {
     let mut conn = db::connect(&settings.connect).await?;
     sqlx::raw_sql(AssertSqlSafe(format!(
-        "SET standard_conforming_strings = on; SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
+        "SET standard_conforming_strings = on; SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'; SET application_name = {}",
         job.guards.lock_timeout.as_millis().max(1),
-        job.guards.statement_timeout.as_millis().max(1)
+        job.guards.statement_timeout.as_millis().max(1),
+        sluice_common::ident::quote_literal(&load::worker_application_name(&job.name))
     )))
     .execute(&mut conn)
     .await
@@ -264,496 +617,96 @@ async fn guarded_connection(
     Ok(conn)
 }
 
-/// How batch ends are found (see [`crate::stepping`]).
-#[derive(Debug, Clone, Copy)]
-enum Stepping {
-    /// Ask the index for the key `batch_size` rows on.
-    Offset,
-    /// Step through a single integer key's space.
-    Span(IntegerSpan),
+/// Rows in (lower, upper] still matching `where`, counted in bounded chunks so that no
+/// single query runs long. 0 without a `where`.
+pub(crate) async fn count_remaining(
+    conn: &mut PgConnection,
+    sql: &JobSql,
+    job: &Job,
+    mut lower: Option<Vec<String>>,
+    upper: &[String],
+) -> Result<u64, sqlx::Error> {
+    let (Some(count_first), Some(count_from)) = (&sql.count_remaining, &sql.count_remaining_from)
+    else {
+        return Ok(0);
+    };
+    let chunk = i64::from(job.pacing.max_batch_size)
+        .saturating_mul(10)
+        .max(1);
+    let mut total = 0u64;
+    loop {
+        let end_query = match &lower {
+            None => sqlx::query(AssertSqlSafe(sql.end_key.clone())),
+            Some(l) => bind_all(sqlx::query(AssertSqlSafe(sql.end_key_from.clone())), l),
+        };
+        let end = match bind_all(end_query, upper)
+            .bind(chunk - 1)
+            .fetch_optional(&mut *conn)
+            .await?
+        {
+            Some(row) => texts(&row)?,
+            None => upper.to_vec(),
+        };
+        let count_query = match &lower {
+            None => sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_first.clone())),
+            Some(l) => l.iter().fold(
+                sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_from.clone())),
+                |q, v| q.bind(v.clone()),
+            ),
+        };
+        let count = end
+            .iter()
+            .fold(count_query, |q, v| q.bind(v.clone()))
+            .fetch_one(&mut *conn)
+            .await?;
+        total += u64::try_from(count).unwrap_or(0);
+        if end.as_slice() == upper {
+            return Ok(total);
+        }
+        lower = Some(end);
+    }
 }
 
-/// Chooses the stepping for a job: arithmetic for one integer key, the index otherwise.
-async fn stepping(
+/// The first key up to `upper` still matching `where`, for the verification error.
+async fn first_remaining(
     conn: &mut PgConnection,
-    target: &Target,
     sql: &JobSql,
-    upper: Option<&[String]>,
-) -> Result<Stepping, BackfillError> {
-    let integer = target.key.len() == 1 && is_integer_type(&target.key[0].type_name);
-    let Some([upper]) = upper.filter(|_| integer) else {
-        return Ok(Stepping::Offset);
+    upper: &[String],
+) -> Result<String, sqlx::Error> {
+    let Some(text) = &sql.first_remaining else {
+        return Ok("(unknown)".to_owned());
     };
-    let min = key_of(
-        sqlx::query(AssertSqlSafe(sql.min_key.clone()))
-            .fetch_optional(&mut *conn)
-            .await,
-        "reading the smallest key",
-    )?;
-    Ok(match (min.as_deref(), upper.parse::<i64>()) {
-        (Some([min]), Ok(upper)) => match min.parse::<i64>() {
-            Ok(min) => Stepping::Span(IntegerSpan::new(min, upper, target.estimated_rows)),
-            Err(_) => Stepping::Offset,
-        },
-        _ => Stepping::Offset,
+    let row = bind_all(sqlx::query(AssertSqlSafe(text.clone())), upper)
+        .fetch_optional(conn)
+        .await?;
+    Ok(match row {
+        Some(row) => format!("({})", texts(&row)?.join(", ")),
+        None => "(unknown)".to_owned(),
     })
 }
 
+/// This machine's name (the pod's name on Kubernetes), for lease owners.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
 /// A single integer key from its text (keys of integer columns always parse).
-fn parse_integer(key: &[String]) -> i64 {
+pub(crate) fn parse_integer(key: &[String]) -> i64 {
     key.first().and_then(|k| k.parse().ok()).unwrap_or_default()
-}
-
-/// One committed batch, as the database saw it.
-struct Committed {
-    rows_updated: u64,
-    rows_scanned: u64,
-    cursor: Vec<String>,
-    last: bool,
-    control: String,
-}
-
-impl Worker<'_> {
-    async fn work(
-        &mut self,
-        shutdown: &Shutdown,
-        events: &mut dyn FnMut(Event),
-    ) -> Result<Outcome, BackfillError> {
-        let Some(upper) = self.upper.clone() else {
-            return self.finish(events).await;
-        };
-        if self.cursor.as_ref() == Some(&upper) {
-            return self.finish(events).await;
-        }
-        let mut failures = 0;
-        loop {
-            if shutdown.is_requested() {
-                return self
-                    .stop(states::STOPPED, None)
-                    .await
-                    .map(|()| Outcome::Interrupted {
-                        cursor: self.cursor.clone(),
-                    });
-            }
-            self.wait(Reason::RateLimit, shutdown, events).await;
-            let started = Instant::now();
-            match self.batch(&upper).await {
-                Ok(done) => {
-                    failures = 0;
-                    let took = started.elapsed();
-                    let full = !done.last;
-                    let batch_size = self.size;
-                    self.size = sizing::next_size(&self.job.pacing, self.size, took, full);
-                    let before = self.integer_cursor();
-                    if let (Stepping::Span(span), None) = (&mut self.stepping, &self.job.where_) {
-                        span.observe(before, parse_integer(&done.cursor), done.rows_updated);
-                    }
-                    self.record(done.rows_updated, done.rows_scanned);
-                    self.cursor = Some(done.cursor.clone());
-                    events(Event::Batch(BatchDone {
-                        rows_updated: done.rows_updated,
-                        rows_scanned: done.rows_scanned,
-                        batch_size,
-                        duration: took,
-                        cursor: done.cursor,
-                        next_batch_size: self.size,
-                        total_scanned: self.total_scanned,
-                        total_updated: self.total_updated,
-                    }));
-                    match done.control.as_str() {
-                        control::PAUSE => {
-                            return self
-                                .stop(states::PAUSED, None)
-                                .await
-                                .map(|()| Outcome::Paused);
-                        }
-                        control::CANCEL => {
-                            return self
-                                .stop(states::CANCELLED, None)
-                                .await
-                                .map(|()| Outcome::Cancelled);
-                        }
-                        _ => {}
-                    }
-                    if done.last {
-                        return self.finish(events).await;
-                    }
-                    self.wait(Reason::Pause, shutdown, events).await;
-                }
-                Err(error) => {
-                    failures += 1;
-                    self.after_failure(error, failures, shutdown, events)
-                        .await?;
-                }
-            }
-        }
-    }
-
-    /// The cursor of a single integer key.
-    fn integer_cursor(&self) -> Option<i64> {
-        self.cursor.as_deref().map(parse_integer)
-    }
-
-    fn record(&mut self, updated: u64, scanned: u64) {
-        self.total_updated += updated;
-        self.total_scanned += scanned;
-        self.batches += 1;
-    }
-
-    /// One batch: its UPDATE and the job's progress commit in one transaction, sent in two
-    /// round trips (`BEGIN`, guards and UPDATE; then progress and `COMMIT`).
-    async fn batch(&mut self, upper: &[String]) -> Result<Committed, sqlx::Error> {
-        let integer_cursor = self.integer_cursor();
-        let (end, last) = match &self.stepping {
-            Stepping::Span(span) => {
-                let (end, last) = span.end(integer_cursor, self.size);
-                (vec![end.to_string()], last)
-            }
-            Stepping::Offset => self.end_key(upper).await?,
-        };
-        // Keys scanned, when the count of updated rows does not say it.
-        let scanned: Option<u64> = match &self.stepping {
-            Stepping::Span(_) if self.job.where_.is_none() => None,
-            Stepping::Span(span) => Some(span.rows_between(integer_cursor, parse_integer(&end))),
-            Stepping::Offset if last => {
-                Some(count_range(self.sql, self.cursor.as_deref(), &mut self.conn, &end).await?)
-            }
-            Stepping::Offset => Some(u64::from(self.size)),
-        };
-        let result = self.transact(&end, scanned).await;
-        if result.is_err() {
-            // Leave no transaction open on the connection, whatever failed.
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
-        }
-        let (rows_updated, control) = result?;
-        self.throttled = Duration::ZERO;
-        Ok(Committed {
-            rows_updated,
-            rows_scanned: scanned.unwrap_or(rows_updated),
-            cursor: end,
-            last,
-            control,
-        })
-    }
-
-    async fn transact(
-        &mut self,
-        end: &[String],
-        scanned: Option<u64>,
-    ) -> Result<(u64, String), sqlx::Error> {
-        let guards = self.job.guards;
-        let update = format!(
-            "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'; {}",
-            guards.lock_timeout.as_millis().max(1),
-            guards.statement_timeout.as_millis().max(1),
-            self.sql.update_with(self.cursor.as_deref(), end)
-        );
-        let rows_updated = sqlx::raw_sql(AssertSqlSafe(update))
-            .execute(&mut self.conn)
-            .await?
-            .rows_affected();
-        let progress = self.sql.progress_and_commit(Progress {
-            job: &self.job.name,
-            cursor: end,
-            rows_updated,
-            rows_scanned: scanned.unwrap_or(rows_updated),
-            batch_size: self.size,
-            throttled_seconds: self.throttled.as_secs_f64(),
-        });
-        // fetch_all, not fetch_one: the COMMIT's own outcome must be read too.
-        let rows = sqlx::raw_sql(AssertSqlSafe(progress))
-            .fetch_all(&mut self.conn)
-            .await?;
-        let control = match rows.first() {
-            Some(row) => row.try_get::<String, _>(0)?,
-            None => return Err(sqlx::Error::RowNotFound),
-        };
-        Ok((rows_updated, control))
-    }
-
-    /// The key `batch_size` rows past the cursor (or the upper bound), and whether it is the
-    /// last batch. Outside the batch's statement: the range (cursor, end] is exact whenever it
-    /// was found.
-    async fn end_key(&mut self, upper: &[String]) -> Result<(Vec<String>, bool), sqlx::Error> {
-        let offset = i64::from(self.size.saturating_sub(1));
-        let query = match &self.cursor {
-            None => sqlx::query(AssertSqlSafe(self.sql.end_key.clone())),
-            Some(cursor) => bind_all(
-                sqlx::query(AssertSqlSafe(self.sql.end_key_from.clone())),
-                cursor,
-            ),
-        };
-        Ok(
-            match bind_all(query, upper)
-                .bind(offset)
-                .fetch_optional(&mut self.conn)
-                .await?
-            {
-                Some(row) => {
-                    let end = texts(&row)?;
-                    let last = end.as_slice() == upper;
-                    (end, last)
-                }
-                None => (upper.to_vec(), true),
-            },
-        )
-    }
-
-    async fn after_failure(
-        &mut self,
-        error: sqlx::Error,
-        failures: u32,
-        shutdown: &Shutdown,
-        events: &mut dyn FnMut(Event),
-    ) -> Result<(), BackfillError> {
-        let text = error.to_string();
-        let transient = classify(&error);
-        if transient.is_none() || failures > self.job.guards.max_retries {
-            let _ = self
-                .jobs
-                .set_state(&mut self.conn, &self.job.name, states::FAILED, Some(&text))
-                .await;
-            return Err(BackfillError::BatchFailed {
-                job: self.job.name.clone(),
-                attempts: failures,
-                cursor: self
-                    .cursor
-                    .as_ref()
-                    .map_or_else(|| "(start)".to_owned(), |c| c.join(", ")),
-                error: text,
-                spec: self.spec_path(),
-            });
-        }
-        if transient == Some(Transient::ConnectionLost) {
-            self.conn = guarded_connection(self.settings, self.job).await?;
-        }
-        let _ = self
-            .jobs
-            .count_retry(&mut self.conn, &self.job.name, &text)
-            .await;
-        self.size = sizing::shrink(&self.job.pacing, self.size);
-        let delay = RETRY_BACKOFF.delay(failures - 1);
-        tracing::warn!(
-            job = %self.job.name,
-            attempt = failures,
-            max_retries = self.job.guards.max_retries,
-            next_batch_size = self.size,
-            retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            "batch rolled back ({}): {text}; retrying smaller",
-            transient.map_or("error", Transient::as_str)
-        );
-        events(Event::Retrying {
-            attempt: failures,
-            max_retries: self.job.guards.max_retries,
-            delay,
-            next_batch_size: self.size,
-            error: text,
-        });
-        self.sleep(Reason::Backoff, delay, shutdown, events).await;
-        Ok(())
-    }
-
-    /// Waits for the rate limiter (before a batch) or the pause (after one).
-    async fn wait(&mut self, reason: Reason, shutdown: &Shutdown, events: &mut dyn FnMut(Event)) {
-        match reason {
-            Reason::RateLimit => {
-                let waited = tokio::select! {
-                    waited = self.throttle.before_batch(self.size) => waited,
-                    () = shutdown.requested() => None,
-                };
-                if let Some((reason, waited)) = waited {
-                    self.throttled += waited;
-                    events(Event::Throttled { reason, waited });
-                }
-            }
-            Reason::Pause | Reason::Backoff => {
-                if let Some(pause) = self.throttle.pause() {
-                    self.sleep(reason, pause, shutdown, events).await;
-                }
-            }
-        }
-    }
-
-    async fn sleep(
-        &mut self,
-        reason: Reason,
-        delay: Duration,
-        shutdown: &Shutdown,
-        events: &mut dyn FnMut(Event),
-    ) {
-        let started = Instant::now();
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = shutdown.requested() => {}
-        }
-        let waited = started.elapsed();
-        self.throttled += waited;
-        events(Event::Throttled { reason, waited });
-    }
-
-    /// The cursor passed the upper bound: verify, then complete.
-    async fn finish(&mut self, events: &mut dyn FnMut(Event)) -> Result<Outcome, BackfillError> {
-        let remaining = self
-            .verify()
-            .await
-            .map_err(BackfillError::query("verifying the job"))?;
-        if let Some((count, first_key)) = remaining {
-            let _ = self
-                .jobs
-                .verified(
-                    &mut self.conn,
-                    &self.job.name,
-                    i64::try_from(count).unwrap_or(i64::MAX),
-                )
-                .await;
-            events(Event::Verified { remaining: count });
-            let error = BackfillError::Unverified {
-                job: self.job.name.clone(),
-                remaining: count,
-                first_key,
-                spec: self.spec_path(),
-            };
-            let _ = self
-                .jobs
-                .set_state(
-                    &mut self.conn,
-                    &self.job.name,
-                    states::FAILED,
-                    Some(&error.to_string()),
-                )
-                .await;
-            return Err(error);
-        }
-        let _ = self.jobs.verified(&mut self.conn, &self.job.name, 0).await;
-        events(Event::Verified { remaining: 0 });
-        self.stop(states::COMPLETED, None).await?;
-        Ok(Outcome::Completed {
-            rows_updated: self.total_updated,
-            batches: self.batches,
-        })
-    }
-
-    /// Counts rows in the job's range still matching `where`, in bounded chunks so that no
-    /// single query runs long. `None` when there are none (or no `where` to check).
-    async fn verify(&mut self) -> Result<Option<(u64, String)>, sqlx::Error> {
-        let (Some(upper), Some(count_first), Some(count_from)) = (
-            self.upper.clone(),
-            self.sql.count_remaining.clone(),
-            self.sql.count_remaining_from.clone(),
-        ) else {
-            return Ok(None);
-        };
-        let chunk = i64::from(self.job.pacing.max_batch_size)
-            .saturating_mul(10)
-            .max(1);
-        let mut lower: Option<Vec<String>> = None;
-        let mut total = 0u64;
-        let mut first: Option<String> = None;
-        loop {
-            let end_query = match &lower {
-                None => sqlx::query(AssertSqlSafe(self.sql.end_key.clone())),
-                Some(l) => bind_all(sqlx::query(AssertSqlSafe(self.sql.end_key_from.clone())), l),
-            };
-            let end = match bind_all(end_query, &upper)
-                .bind(chunk - 1)
-                .fetch_optional(&mut self.conn)
-                .await?
-            {
-                Some(row) => texts(&row)?,
-                None => upper.clone(),
-            };
-            let count_query = match &lower {
-                None => sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_first.clone())),
-                Some(l) => l.iter().fold(
-                    sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_from.clone())),
-                    |q, v| q.bind(v.clone()),
-                ),
-            };
-            let count = end
-                .iter()
-                .fold(count_query, |q, v| q.bind(v.clone()))
-                .fetch_one(&mut self.conn)
-                .await?;
-            if count > 0 && first.is_none() {
-                first = Some(self.first_remaining(lower.as_deref(), &end).await?);
-            }
-            total += u64::try_from(count).unwrap_or(0);
-            if end == upper {
-                break;
-            }
-            lower = Some(end);
-        }
-        Ok(first.map(|key| (total, key)))
-    }
-
-    async fn first_remaining(
-        &mut self,
-        lower: Option<&[String]>,
-        end: &[String],
-    ) -> Result<String, sqlx::Error> {
-        let query = match lower {
-            None => sqlx::query(AssertSqlSafe(
-                self.sql.first_remaining.clone().unwrap_or_default(),
-            )),
-            Some(l) => bind_all(
-                sqlx::query(AssertSqlSafe(
-                    self.sql.first_remaining_from.clone().unwrap_or_default(),
-                )),
-                l,
-            ),
-        };
-        let row = bind_all(query, end).fetch_optional(&mut self.conn).await?;
-        Ok(match row {
-            Some(row) => format!("({})", texts(&row)?.join(", ")),
-            None => "(unknown)".to_owned(),
-        })
-    }
-
-    async fn stop(&mut self, state: &str, error: Option<&str>) -> Result<(), BackfillError> {
-        self.jobs
-            .set_state(&mut self.conn, &self.job.name, state, error)
-            .await
-            .map_err(BackfillError::query(format!(
-                "marking job {} {state}",
-                self.job.name
-            )))
-    }
-
-    fn spec_path(&self) -> String {
-        self.job.path.as_ref().map_or_else(
-            || format!("jobs/{}.toml", self.job.name),
-            |p| p.display().to_string(),
-        )
-    }
-}
-
-/// Keys in (cursor, end]: the size of a short last batch.
-async fn count_range(
-    sql: &JobSql,
-    cursor: Option<&[String]>,
-    conn: &mut PgConnection,
-    end: &[String],
-) -> Result<u64, sqlx::Error> {
-    let text = if cursor.is_some() {
-        &sql.count_range_from
-    } else {
-        &sql.count_range
-    };
-    let values = cursor.unwrap_or_default().iter().chain(end);
-    let query = values.fold(
-        sqlx::query_scalar::<_, i64>(AssertSqlSafe(text.clone())),
-        |q, v| q.bind(v.clone()),
-    );
-    Ok(u64::try_from(query.fetch_one(conn).await?).unwrap_or(0))
 }
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
-fn bind_all<'q>(query: Query<'q>, values: &[String]) -> Query<'q> {
+pub(crate) fn bind_all<'q>(query: Query<'q>, values: &[String]) -> Query<'q> {
     values.iter().fold(query, |q, v| q.bind(v.clone()))
 }
 
-fn texts(row: &PgRow) -> Result<Vec<String>, sqlx::Error> {
+pub(crate) fn texts(row: &PgRow) -> Result<Vec<String>, sqlx::Error> {
     (0..row.len())
         .map(|i| row.try_get::<String, _>(i))
         .collect()

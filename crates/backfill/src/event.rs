@@ -17,7 +17,22 @@ pub enum Event {
         /// The planner's estimate of the table's rows, 0 when unknown.
         estimated_rows: u64,
         batch_size: u32,
+        /// Workers in this process.
+        workers: usize,
+        /// Key ranges of the job, and how many were done before this run.
+        ranges: i64,
+        ranges_done: i64,
+        /// When the run stops by itself (window, max runtime, until).
+        deadline: Option<crate::window::Deadline>,
     },
+    /// A worker claimed a key range (taking it over when `previous_owner` is set).
+    Claimed {
+        worker: usize,
+        range: i32,
+        previous_owner: Option<String>,
+    },
+    /// A load signal is up; the worker waits before its next batch.
+    LoadSignal { reason: Reason, detail: String },
     /// A batch committed, with its progress.
     Batch(BatchDone),
     /// The worker waited before the next batch.
@@ -28,15 +43,19 @@ pub enum Event {
         max_retries: u32,
         delay: Duration,
         next_batch_size: u32,
+        /// The failure was the batch's lock_timeout.
+        lock_timeout: bool,
         error: String,
     },
-    /// The cursor passed the upper bound; rows still matching `where` were counted.
+    /// Every range is done; rows still matching `where` were counted.
     Verified { remaining: u64 },
 }
 
 /// One committed batch.
 #[derive(Debug, Clone)]
 pub struct BatchDone {
+    pub worker: usize,
+    pub range: i32,
     pub rows_updated: u64,
     pub rows_scanned: u64,
     pub batch_size: u32,

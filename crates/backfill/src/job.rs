@@ -24,10 +24,13 @@ pub mod defaults {
     pub const LOCK_TIMEOUT: Duration = Duration::from_millis(500);
     pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
     pub const MAX_RETRIES: u32 = 10;
+    pub const RANGES: u32 = crate::split::DEFAULT_RANGES;
+    pub const LEASE: Duration = Duration::from_secs(30);
+    pub const LOAD_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 }
 
 /// The file as written. Unknown keys are errors.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobFile {
     pub name: String,
@@ -49,6 +52,30 @@ pub struct JobFile {
     #[serde(default, with = "humantime_serde")]
     pub statement_timeout: Option<Duration>,
     pub max_retries: Option<u32>,
+    /// Key ranges the job is split into at its first start (for parallel workers).
+    pub ranges: Option<u32>,
+    /// A worker silent this long loses its range to another.
+    #[serde(default, with = "humantime_serde")]
+    pub lease: Option<Duration>,
+    /// Wait while sessions queue on locks the backfill holds (default true).
+    pub throttle_on_blocked_sessions: Option<bool>,
+    /// Wait while a lock request (a DDL) is queued on the table (default true).
+    pub throttle_on_lock_queue: Option<bool>,
+    /// Wait while replication lags more than this.
+    #[serde(default, with = "humantime_serde")]
+    pub max_replication_lag: Option<Duration>,
+    /// Wait while this query returns true.
+    pub throttle_query: Option<String>,
+    /// How often load signals are checked.
+    #[serde(default, with = "humantime_serde")]
+    pub load_check_interval: Option<Duration>,
+}
+
+/// How the key space is shared between workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parallel {
+    pub ranges: u32,
+    pub lease: Duration,
 }
 
 /// How batches are sized and paced.
@@ -81,6 +108,9 @@ pub struct Job {
     pub where_: Option<String>,
     pub pacing: Pacing,
     pub guards: BatchGuards,
+    pub parallel: Parallel,
+    /// Load signals (replica URLs come from the command line, never from the spec).
+    pub load: crate::load::LoadSettings,
     /// Checksum of what decides which rows change and how (table, key, set, where); pacing
     /// and guards may change between runs.
     pub spec_checksum: String,
@@ -112,6 +142,10 @@ pub struct Overrides {
     pub lock_timeout: Option<Duration>,
     pub statement_timeout: Option<Duration>,
     pub max_retries: Option<u32>,
+    pub ranges: Option<u32>,
+    pub lease: Option<Duration>,
+    pub max_replication_lag: Option<Duration>,
+    pub throttle_query: Option<String>,
 }
 
 impl Job {
@@ -160,6 +194,14 @@ impl Job {
                 .or(file.max_retries)
                 .unwrap_or(defaults::MAX_RETRIES),
         };
+        let parallel = Parallel {
+            ranges: overrides.ranges.or(file.ranges).unwrap_or(defaults::RANGES),
+            lease: positive("lease", overrides.lease.or(file.lease), defaults::LEASE)?,
+        };
+        if parallel.ranges == 0 {
+            return Err("`ranges` must be at least 1".into());
+        }
+        let load = load_settings(&file, overrides)?;
         let spec_checksum = spec_checksum(&table, &key, &set, where_.as_deref());
         Ok(Self {
             name: file.name,
@@ -169,6 +211,8 @@ impl Job {
             where_,
             pacing,
             guards,
+            parallel,
+            load,
             spec_checksum,
             path: None,
         })
@@ -182,6 +226,34 @@ impl Job {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+fn load_settings(
+    file: &JobFile,
+    overrides: &Overrides,
+) -> Result<crate::load::LoadSettings, String> {
+    let check_interval = positive(
+        "load_check_interval",
+        file.load_check_interval,
+        defaults::LOAD_CHECK_INTERVAL,
+    )?;
+    let throttle_query = match overrides
+        .throttle_query
+        .as_ref()
+        .or(file.throttle_query.as_ref())
+    {
+        Some(query) => Some(non_empty("throttle_query", query)?),
+        None => None,
+    };
+    Ok(crate::load::LoadSettings {
+        check_interval,
+        cooldown: (check_interval * 2).max(Duration::from_secs(1)),
+        blocked_sessions: file.throttle_on_blocked_sessions.unwrap_or(true),
+        lock_queue: file.throttle_on_lock_queue.unwrap_or(true),
+        max_replication_lag: overrides.max_replication_lag.or(file.max_replication_lag),
+        replica_urls: Vec::new(),
+        throttle_query,
+    })
 }
 
 fn field(name: &str, error: &IdentError) -> String {

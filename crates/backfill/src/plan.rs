@@ -7,7 +7,7 @@ use crate::catalog;
 use crate::engine::EngineSettings;
 use crate::error::BackfillError;
 use crate::job::Job;
-use crate::sql::{JobSql, Progress};
+use crate::sql::{JobSql, LeaseOf, Progress};
 use crate::state::{JobRow, Jobs};
 
 /// What a job would do.
@@ -36,7 +36,7 @@ pub async fn plan(settings: &EngineSettings, job: &Job) -> Result<Plan, Backfill
     let mut conn = db::connect(&settings.connect).await?;
     let target = catalog::inspect(&mut conn, job).await?;
     let jobs = Jobs::new(settings.schema.clone());
-    let sql = JobSql::new(job, &target, jobs.table());
+    let sql = JobSql::new(job, &target, jobs.table(), jobs.ranges().table());
     let recorded = if jobs
         .exists(&mut conn)
         .await
@@ -77,6 +77,11 @@ fn batch_statements(job: &Job, sql: &JobSql) -> Vec<String> {
     let k = job.key.len();
     let cursor: Vec<String> = (1..=k).map(|i| format!("<cursor {i}>")).collect();
     let end: Vec<String> = (1..=k).map(|i| format!("<last key {i}>")).collect();
+    let lease = LeaseOf {
+        job: &job.name,
+        range_no: 0,
+        owner: "<worker>",
+    };
     vec![
         format!(
             "-- the batch's last key (for a single integer key, computed instead: cursor + span):\n  \
@@ -92,13 +97,14 @@ fn batch_statements(job: &Job, sql: &JobSql) -> Vec<String> {
             job.guards.lock_timeout.as_millis(),
             job.guards.statement_timeout.as_millis()
         ),
-        format!("{};", sql.update_with(Some(&cursor), &end)),
+        format!("{};", sql.update_with(lease, Some(&cursor), &end)),
         sql.progress_and_commit(Progress {
-            job: &job.name,
+            lease,
             cursor: &end,
             rows_updated: 0,
             rows_scanned: 0,
-            batch_size: job.pacing.batch_size,
+            last: false,
+            lease_for: crate::engine::DEFAULT_LEASE,
             throttled_seconds: 0.0,
         })
         .replace("+ 0,", "+ <n>,"),

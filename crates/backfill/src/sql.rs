@@ -34,6 +34,8 @@ pub struct JobSql {
     /// The first such key.
     pub first_remaining: Option<String>,
     pub first_remaining_from: Option<String>,
+    /// Sorted keys of a `TABLESAMPLE SYSTEM ($1)` sample, at most the upper bound ($2..).
+    pub sample: String,
     /// Pieces of the per-batch statements, which carry their values as quoted literals.
     literal: Literal,
 }
@@ -47,22 +49,34 @@ struct Literal {
     /// Quoted column names and their types.
     key: Vec<(String, String)>,
     jobs_table: String,
+    ranges_table: String,
 }
 
 /// What one batch adds to its job's row.
+/// Whose lease a batch runs under: the range's row is locked and checked in the batch.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseOf<'a> {
+    pub job: &'a str,
+    pub range_no: i32,
+    pub owner: &'a str,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Progress<'a> {
-    pub job: &'a str,
+    pub lease: LeaseOf<'a>,
     pub cursor: &'a [String],
     pub rows_updated: u64,
     pub rows_scanned: u64,
-    pub batch_size: u32,
+    /// The batch finishes its range.
+    pub last: bool,
+    /// How long the lease lasts from this commit.
+    pub lease_for: std::time::Duration,
     pub throttled_seconds: f64,
 }
 
 impl JobSql {
     /// `jobs_table` is the qualified name of sluice's jobs table.
-    pub fn new(job: &Job, target: &Target, jobs_table: &str) -> Self {
+    pub fn new(job: &Job, target: &Target, jobs_table: &str, ranges_table: &str) -> Self {
         let k = target.key.len();
         let table = target.table.to_string();
         let columns = column_list(target);
@@ -120,7 +134,13 @@ impl JobSql {
                     .map(|c| (c.name.quoted(), c.type_name.clone()))
                     .collect(),
                 jobs_table: jobs_table.to_owned(),
+                ranges_table: ranges_table.to_owned(),
             },
+            sample: format!(
+                "SELECT {as_text} FROM (SELECT {columns} FROM {table} TABLESAMPLE SYSTEM ($1::float4) \
+                 WHERE {row} <= {}) AS s ORDER BY {asc}",
+                params(2)
+            ),
             max_key: format!("SELECT {as_text} FROM {table} ORDER BY {desc} LIMIT 1"),
             min_key: format!("SELECT {as_text} FROM {table} ORDER BY {asc} LIMIT 1"),
             end_key: end_key("", 1),
@@ -153,7 +173,12 @@ impl JobSql {
     ///
     /// Sent as a simple query together with `BEGIN` and the guards: one round trip, as a
     /// hand-written loop would, where a prepared statement would cost one more.
-    pub fn update_with(&self, cursor: Option<&[String]>, end: &[String]) -> String {
+    pub fn update_with(
+        &self,
+        lease: LeaseOf<'_>,
+        cursor: Option<&[String]>,
+        end: &[String],
+    ) -> String {
         let l = &self.literal;
         let row = format!(
             "({})",
@@ -166,8 +191,13 @@ impl JobSql {
         let lower = cursor
             .map(|c| format!("{row} > {} AND ", self.values(c)))
             .unwrap_or_default();
+        // The range's row is locked first: a worker taking over an expired lease waits for
+        // this batch, and a batch whose lease was taken over updates nothing.
         format!(
-            "UPDATE {} SET {} WHERE {lower}{row} <= {}{}",
+            "WITH sluice_lease AS MATERIALIZED (SELECT FROM {} WHERE {} FOR UPDATE) \
+             UPDATE {} SET {} WHERE EXISTS (SELECT FROM sluice_lease) AND {lower}{row} <= {}{}",
+            l.ranges_table,
+            lease_condition(lease),
             l.table,
             l.set,
             self.values(end),
@@ -176,6 +206,8 @@ impl JobSql {
     }
 
     /// Advances the job's row and ends the batch's transaction; returns `control`.
+    /// The range's progress, committed with its batch; returns the job's control request, or
+    /// no row when the lease is no longer this worker's (the batch then changed nothing).
     pub fn progress_and_commit(&self, p: Progress<'_>) -> String {
         let cursor = p
             .cursor
@@ -184,21 +216,25 @@ impl JobSql {
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "UPDATE {} SET cursor = ARRAY[{cursor}]::text[], rows_updated = rows_updated + {}, \
-             rows_scanned = rows_scanned + {}, batches = batches + 1, batch_size = {}, \
+            "WITH progress AS (UPDATE {} SET cursor = ARRAY[{cursor}]::text[], \
+             rows_updated = rows_updated + {}, rows_scanned = rows_scanned + {}, batches = batches + 1, \
              throttled_seconds = throttled_seconds + {:.6}, \
              work_seconds = work_seconds + extract(epoch FROM clock_timestamp() - transaction_timestamp())::float8, \
-             updated_at = now() WHERE name = {} RETURNING control; COMMIT",
-            self.literal.jobs_table,
+             state = {}, lease_until = now() + interval '{} milliseconds', updated_at = now() \
+             WHERE {} RETURNING 1) \
+             SELECT control FROM {} WHERE name = {} AND EXISTS (SELECT FROM progress); COMMIT",
+            self.literal.ranges_table,
             p.rows_updated,
             p.rows_scanned,
-            p.batch_size,
             p.throttled_seconds.max(0.0),
-            quote_literal(p.job)
+            if p.last { "'done'" } else { "state" },
+            p.lease_for.as_millis(),
+            lease_condition(p.lease),
+            self.literal.jobs_table,
+            quote_literal(p.lease.job)
         )
     }
 
-    /// `('v1'::type1, 'v2'::type2)`.
     fn values(&self, values: &[String]) -> String {
         let list: Vec<String> = self
             .literal
@@ -209,6 +245,15 @@ impl JobSql {
             .collect();
         format!("({})", list.join(", "))
     }
+}
+
+fn lease_condition(lease: LeaseOf<'_>) -> String {
+    format!(
+        "job = {} AND range_no = {} AND owner = {}",
+        quote_literal(lease.job),
+        lease.range_no,
+        quote_literal(lease.owner)
+    )
 }
 
 fn column_list(target: &Target) -> String {
@@ -238,6 +283,13 @@ mod tests {
     use crate::job::{JobFile, Overrides};
     use sluice_common::ident::Ident;
 
+    const LEASE: LeaseOf<'static> = LeaseOf {
+        job: "j",
+        range_no: 0,
+        owner: "w",
+    };
+    const GUARD: &str = "WITH sluice_lease AS MATERIALIZED (SELECT FROM ranges WHERE job = 'j' AND range_no = 0 AND owner = 'w' FOR UPDATE)";
+
     fn job(key: &[&str], where_: Option<&str>) -> Job {
         let file = JobFile {
             name: "j".into(),
@@ -254,6 +306,7 @@ mod tests {
             lock_timeout: None,
             statement_timeout: None,
             max_retries: None,
+            ..JobFile::default()
         };
         Job::from_file(file, &Overrides::default()).unwrap()
     }
@@ -282,6 +335,7 @@ mod tests {
             &job,
             &target(&job, &["bigint"]),
             "\"sluice\".\"backfill_jobs\"",
+            "ranges",
         );
         assert_eq!(
             sql.max_key,
@@ -300,12 +354,20 @@ mod tests {
             r#"UPDATE "app"."items" SET n = n + 1 WHERE ("id") <= ($1::bigint) AND (n < 10)"#
         );
         assert_eq!(
-            sql.update_with(Some(&["10".into()]), &["20".into()]),
-            r#"UPDATE "app"."items" SET n = n + 1 WHERE ("id") > ('10'::bigint) AND ("id") <= ('20'::bigint) AND (n < 10)"#
+            sql.update_with(LEASE, Some(&["10".into()]), &["20".into()]),
+            format!(
+                r#"{GUARD} UPDATE "app"."items" SET n = n + 1 WHERE EXISTS (SELECT FROM sluice_lease) AND ("id") > ('10'::bigint) AND ("id") <= ('20'::bigint) AND (n < 10)"#
+            )
         );
         assert_eq!(
-            sql.update_with(None, &["20".into()]),
-            r#"UPDATE "app"."items" SET n = n + 1 WHERE ("id") <= ('20'::bigint) AND (n < 10)"#
+            sql.update_with(LEASE, None, &["20".into()]),
+            format!(
+                r#"{GUARD} UPDATE "app"."items" SET n = n + 1 WHERE EXISTS (SELECT FROM sluice_lease) AND ("id") <= ('20'::bigint) AND (n < 10)"#
+            )
+        );
+        assert_eq!(
+            sql.sample,
+            r#"SELECT "id"::text AS key_1 FROM (SELECT "id" FROM "app"."items" TABLESAMPLE SYSTEM ($1::float4) WHERE ("id") <= ($2::bigint)) AS s ORDER BY "id""#
         );
         assert_eq!(
             sql.count_range_from,
@@ -320,7 +382,7 @@ mod tests {
     #[test]
     fn composite_key_uses_row_comparison() {
         let job = job(&["tenant", "\"Id\""], None);
-        let sql = JobSql::new(&job, &target(&job, &["text", "uuid"]), "jobs");
+        let sql = JobSql::new(&job, &target(&job, &["text", "uuid"]), "jobs", "ranges");
         assert_eq!(
             sql.end_key,
             r#"SELECT "tenant"::text AS key_1, "Id"::text AS key_2 FROM "app"."items" WHERE ("tenant", "Id") <= ($1::text, $2::uuid) ORDER BY "tenant", "Id" LIMIT 1 OFFSET $3"#
@@ -342,23 +404,38 @@ mod tests {
             &job,
             &target(&job, &["text", "int"]),
             "\"sluice\".\"backfill_jobs\"",
+            "\"sluice\".\"backfill_ranges\"",
         );
+        let lease = LeaseOf {
+            job: "j'x",
+            range_no: 3,
+            owner: "pod-1/42/w0",
+        };
         let text = sql.progress_and_commit(Progress {
-            job: "j",
+            lease,
             cursor: &["it's".into(), "7".into()],
             rows_updated: 3,
             rows_scanned: 5,
-            batch_size: 100,
+            last: true,
+            lease_for: std::time::Duration::from_secs(30),
             throttled_seconds: 0.25,
         });
-        assert!(text.starts_with(r#"UPDATE "sluice"."backfill_jobs" SET cursor = ARRAY['it''s', '7']::text[], rows_updated = rows_updated + 3, rows_scanned = rows_scanned + 5,"#), "{text}");
+        assert!(text.starts_with(r#"WITH progress AS (UPDATE "sluice"."backfill_ranges" SET cursor = ARRAY['it''s', '7']::text[], rows_updated = rows_updated + 3, rows_scanned = rows_scanned + 5,"#), "{text}");
         assert!(
-            text.ends_with("WHERE name = 'j' RETURNING control; COMMIT"),
+            text.contains("state = 'done', lease_until = now() + interval '30000 milliseconds'"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(r#"WHERE job = 'j''x' AND range_no = 3 AND owner = 'pod-1/42/w0' RETURNING 1) SELECT control FROM "sluice"."backfill_jobs" WHERE name = 'j''x' AND EXISTS (SELECT FROM progress); COMMIT"#),
             "{text}"
         );
         assert_eq!(
-            sql.update_with(Some(&["a'b".into(), "1".into()]), &["c".into(), "2".into()]),
-            r#"UPDATE "app"."items" SET n = n + 1 WHERE ("tenant", "id") > ('a''b'::text, '1'::int) AND ("tenant", "id") <= ('c'::text, '2'::int)"#
+            sql.update_with(
+                lease,
+                Some(&["a'b".into(), "1".into()]),
+                &["c".into(), "2".into()]
+            ),
+            r#"WITH sluice_lease AS MATERIALIZED (SELECT FROM "sluice"."backfill_ranges" WHERE job = 'j''x' AND range_no = 3 AND owner = 'pod-1/42/w0' FOR UPDATE) UPDATE "app"."items" SET n = n + 1 WHERE EXISTS (SELECT FROM sluice_lease) AND ("tenant", "id") > ('a''b'::text, '1'::int) AND ("tenant", "id") <= ('c'::text, '2'::int)"#
         );
     }
 
@@ -366,7 +443,7 @@ mod tests {
     fn hostile_names_stay_quoted() {
         let mut job = job(&["id"], None);
         job.table.name = Ident::new("x\"; DROP TABLE users; --").unwrap();
-        let sql = JobSql::new(&job, &target(&job, &["int"]), "jobs");
+        let sql = JobSql::new(&job, &target(&job, &["int"]), "jobs", "ranges");
         assert!(
             sql.update.contains(r#""app"."x""; DROP TABLE users; --""#),
             "{}",

@@ -11,6 +11,8 @@ use sluice_common::ident::Ident;
 use sluice_common::lock::lock_key;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
+use crate::ranges::Ranges;
+
 /// Job states, as stored.
 pub mod states {
     /// A worker is (or was, if it died) working on the job.
@@ -53,6 +55,14 @@ pub struct JobRow {
     pub throttled_seconds: f64,
     pub last_error: Option<String>,
     pub verified_remaining: Option<i64>,
+    /// Key ranges of the job, and how many are done.
+    pub ranges: i64,
+    pub ranges_done: i64,
+    /// Seconds throttled by each load signal (blocked_sessions, lock_queue, replication_lag,
+    /// throttle_query).
+    pub throttled_by: serde_json::Value,
+    /// The last time a load signal throttled the job, and why.
+    pub last_throttle: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -63,33 +73,70 @@ pub struct JobRow {
 pub struct Jobs {
     schema: Ident,
     table: String,
+    ranges: Ranges,
+    /// `SELECT <a JobRow> FROM` the job joined with its ranges' totals.
+    select: String,
 }
-
-const COLUMNS: &str = "name, table_name, key_columns, spec_checksum, spec_path, state, control, upper_bound, \
-     cursor, rows_updated, rows_scanned, batches, retries, batch_size, estimated_rows, work_seconds, \
-     throttled_seconds, last_error, verified_remaining, created_at, updated_at, finished_at";
 
 impl Jobs {
     pub fn new(schema: Ident) -> Self {
+        let table = format!("{}.\"backfill_jobs\"", schema.quoted());
+        let ranges = Ranges::new(&schema);
+        // Batches write their counts to their range's row only (workers never contend on the
+        // job's row); a job's totals are its own (from before ranges existed) plus its ranges'.
+        let select = format!(
+            "SELECT j.name, j.table_name, j.key_columns, j.spec_checksum, j.spec_path, j.state, j.control,
+                    j.upper_bound, j.cursor,
+                    j.rows_updated + coalesce(r.rows_updated, 0) AS rows_updated,
+                    j.rows_scanned + coalesce(r.rows_scanned, 0) AS rows_scanned,
+                    j.batches + coalesce(r.batches, 0) AS batches,
+                    j.retries, j.batch_size, j.estimated_rows,
+                    j.work_seconds + coalesce(r.work_seconds, 0) AS work_seconds,
+                    j.throttled_seconds + coalesce(r.throttled_seconds, 0) AS throttled_seconds,
+                    j.last_error,
+                    CASE WHEN r.ranges > 0 AND r.unverified = 0 THEN r.remaining ELSE j.verified_remaining END
+                        AS verified_remaining,
+                    coalesce(r.ranges, 0) AS ranges, coalesce(r.ranges_done, 0) AS ranges_done,
+                    j.throttled_by, j.last_throttle, j.created_at, j.updated_at, j.finished_at
+             FROM {table} j LEFT JOIN LATERAL (
+                 SELECT sum(rows_updated)::bigint AS rows_updated, sum(rows_scanned)::bigint AS rows_scanned,
+                        sum(batches)::bigint AS batches, sum(work_seconds) AS work_seconds,
+                        sum(throttled_seconds) AS throttled_seconds, count(*) AS ranges,
+                        count(*) FILTER (WHERE state = 'done') AS ranges_done,
+                        count(*) FILTER (WHERE verified_remaining IS NULL) AS unverified,
+                        sum(verified_remaining)::bigint AS remaining
+                 FROM {} WHERE job = j.name
+             ) r ON true",
+            ranges.table()
+        );
         Self {
-            table: format!("{}.\"backfill_jobs\"", schema.quoted()),
+            table,
+            ranges,
+            select,
             schema,
         }
+    }
+
+    pub fn ranges(&self) -> &Ranges {
+        &self.ranges
     }
 
     pub fn table(&self) -> &str {
         &self.table
     }
 
+    /// Whether the tables exist in their current shape (the ranges table is the newest part;
+    /// a database last touched by an older sluice gets it at the next `run`).
     pub async fn exists(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
         sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(&self.table)
+            .bind(self.ranges.table())
             .fetch_one(conn)
             .await
     }
 
-    /// Creates the schema and table if missing; concurrent workers serialise on a
-    /// transaction-level advisory lock so that only one creates them.
+    /// Creates the schema and tables if missing (and adds what later versions added);
+    /// concurrent workers serialise on a transaction-level advisory lock so that only one
+    /// creates them.
     pub async fn ensure(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         if self.exists(conn).await? {
             return Ok(());
@@ -124,9 +171,13 @@ impl Jobs {
                  created_at timestamptz NOT NULL DEFAULT now(),
                  updated_at timestamptz NOT NULL DEFAULT now(),
                  finished_at timestamptz
-             );",
+             );
+             ALTER TABLE {table} ADD COLUMN IF NOT EXISTS throttled_by jsonb NOT NULL DEFAULT '{{}}';
+             ALTER TABLE {table} ADD COLUMN IF NOT EXISTS last_throttle text;
+             {ranges}",
             schema = self.schema.quoted(),
-            table = self.table
+            table = self.table,
+            ranges = self.ranges.ddl(&self.table)
         )))
         .execute(&mut *tx)
         .await?;
@@ -138,25 +189,20 @@ impl Jobs {
         conn: &mut PgConnection,
         name: &str,
     ) -> Result<Option<JobRow>, sqlx::Error> {
-        sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM {} WHERE name = $1",
-            self.table
-        )))
-        .bind(name)
-        .fetch_optional(conn)
-        .await
+        sqlx::query_as(AssertSqlSafe(format!("{} WHERE j.name = $1", self.select)))
+            .bind(name)
+            .fetch_optional(conn)
+            .await
     }
 
     pub async fn list(&self, conn: &mut PgConnection) -> Result<Vec<JobRow>, sqlx::Error> {
-        sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM {} ORDER BY name",
-            self.table
-        )))
-        .fetch_all(conn)
-        .await
+        sqlx::query_as(AssertSqlSafe(format!("{} ORDER BY j.name", self.select)))
+            .fetch_all(conn)
+            .await
     }
 
-    /// Records a new job with the key bounds captured at its first start.
+    /// Records a new job with the key bounds captured at its first start; false when another
+    /// worker registered it first (its transaction is waited for).
     #[expect(clippy::too_many_arguments, reason = "one column each")]
     pub async fn register(
         &self,
@@ -169,10 +215,10 @@ impl Jobs {
         upper_bound: Option<&[String]>,
         batch_size: u32,
         estimated_rows: i64,
-    ) -> Result<JobRow, sqlx::Error> {
-        sqlx::query_as(AssertSqlSafe(format!(
+    ) -> Result<bool, sqlx::Error> {
+        let inserted = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {} (name, table_name, key_columns, spec_checksum, spec_path, state, upper_bound, batch_size, estimated_rows)
-             VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8) RETURNING {COLUMNS}",
+             VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8) ON CONFLICT (name) DO NOTHING",
             self.table
         )))
         .bind(name)
@@ -183,8 +229,86 @@ impl Jobs {
         .bind(upper_bound)
         .bind(i32::try_from(batch_size).unwrap_or(i32::MAX))
         .bind(estimated_rows)
-        .fetch_one(conn)
-        .await
+        .execute(conn)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Marks the job completed when every range is done and verified with nothing left;
+    /// true when it is completed (by this call or an earlier one).
+    pub async fn complete_if_done(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+    ) -> Result<bool, sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {j} SET state = 'completed', finished_at = now(), updated_at = now(), last_error = NULL,
+                 verified_remaining = 0
+             WHERE name = $1 AND state <> 'completed' AND NOT EXISTS (
+                 SELECT FROM {r} WHERE job = $1 AND (state <> 'done' OR verified_remaining IS DISTINCT FROM 0))",
+            j = self.table,
+            r = self.ranges.table()
+        )))
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+        let state: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT state FROM {} WHERE name = $1",
+            self.table
+        )))
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
+        Ok(state.as_deref() == Some(states::COMPLETED))
+    }
+
+    /// Sets the state of a running job unless another worker still holds a live lease on one
+    /// of its ranges (a worker leaving early must not mark a job others work on as stopped).
+    pub async fn set_state_if_idle(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        state: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {j} SET state = $2, updated_at = now(),
+                 finished_at = CASE WHEN $2 = 'cancelled' THEN now() ELSE finished_at END
+             WHERE name = $1 AND state = 'running' AND NOT EXISTS (
+                 SELECT FROM {r} WHERE job = $1 AND owner IS NOT NULL AND lease_until > now())",
+            j = self.table,
+            r = self.ranges.table()
+        )))
+        .bind(name)
+        .bind(state)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Records time a load signal throttled the job.
+    pub async fn record_throttle(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        reason: &str,
+        seconds: f64,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET throttled_by = throttled_by || jsonb_build_object($2::text,
+                     coalesce((throttled_by ->> $2)::float8, 0) + $3),
+                 last_throttle = to_char(now(), 'YYYY-MM-DD HH24:MI:SSOF') || ' ' || $2 || ': ' || $4,
+                 updated_at = now()
+             WHERE name = $1",
+            self.table
+        )))
+        .bind(name)
+        .bind(reason)
+        .bind(seconds)
+        .bind(detail)
+        .execute(conn)
+        .await?;
+        Ok(())
     }
 
     /// Sets the state (and error), e.g. `running` at start or `failed` with the error.
@@ -265,11 +389,21 @@ impl Jobs {
         Ok(())
     }
 
-    /// Starts another pass over the whole key range (after a failed verification).
+    /// Starts another pass over the whole key range (after a failed verification): the ranges
+    /// go, their counts stay in the job's totals, and the next start splits the key space again.
     pub async fn rescan(&self, conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
         sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET cursor = NULL, verified_remaining = NULL, updated_at = now() WHERE name = $1",
-            self.table
+            "WITH gone AS (DELETE FROM {r} WHERE job = $1
+                 RETURNING rows_updated, rows_scanned, batches, work_seconds, throttled_seconds)
+             UPDATE {j} SET cursor = NULL, verified_remaining = NULL, updated_at = now(),
+                 rows_updated = rows_updated + coalesce((SELECT sum(rows_updated) FROM gone), 0),
+                 rows_scanned = rows_scanned + coalesce((SELECT sum(rows_scanned) FROM gone), 0),
+                 batches = batches + coalesce((SELECT sum(batches) FROM gone), 0),
+                 work_seconds = work_seconds + coalesce((SELECT sum(work_seconds) FROM gone), 0),
+                 throttled_seconds = throttled_seconds + coalesce((SELECT sum(throttled_seconds) FROM gone), 0)
+             WHERE name = $1",
+            r = self.ranges.table(),
+            j = self.table
         )))
         .bind(name)
         .execute(conn)

@@ -41,6 +41,16 @@ impl IntegerSpan {
         }
     }
 
+    /// Starts from a known density (keys per row, at least 1), e.g. the whole table's for one
+    /// of its ranges.
+    pub fn with_density(min: i64, upper: i64, keys_per_row: f64) -> Self {
+        Self {
+            min,
+            upper,
+            keys_per_row: keys_per_row.max(1.0),
+        }
+    }
+
     /// The key span worth `rows` rows (at least one key).
     pub fn span(&self, rows: u32) -> i128 {
         let span = (f64::from(rows) * self.keys_per_row).ceil();

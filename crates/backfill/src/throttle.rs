@@ -18,14 +18,26 @@ pub enum Reason {
     Pause,
     /// Backoff after a failed batch.
     Backoff,
+    /// Sessions wait on locks the backfill holds.
+    BlockedSessions,
+    /// A lock request (a DDL) is queued on the target table.
+    LockQueue,
+    /// Replication lag above `max_replication_lag`.
+    ReplicationLag,
+    /// `throttle_query` returned true.
+    ThrottleQuery,
 }
 
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::RateLimit => "rate limit",
+            Self::RateLimit => "rate_limit",
             Self::Pause => "pause",
             Self::Backoff => "backoff",
+            Self::BlockedSessions => "blocked_sessions",
+            Self::LockQueue => "lock_queue",
+            Self::ReplicationLag => "replication_lag",
+            Self::ThrottleQuery => "throttle_query",
         }
     }
 }

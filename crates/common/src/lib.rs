@@ -10,6 +10,8 @@ pub mod db;
 pub mod exit;
 pub mod ident;
 pub mod lock;
+#[cfg(feature = "cli")]
+pub mod metrics;
 pub mod redact;
 pub mod retry;
 pub mod shutdown;

@@ -220,9 +220,13 @@ pub async fn run(
         connect: connect.clone(),
         schema: schema.clone(),
     };
-    let outcome = engine::run(&settings, &job, RunOptions::default(), shutdown, &mut |e| {
-        say(Step::Backfill(e))
-    })
+    let outcome = engine::run(
+        &settings,
+        &job,
+        &RunOptions::default(),
+        shutdown,
+        &mut |e| say(Step::Backfill(e)),
+    )
     .await;
     let backfilled = match outcome {
         Ok(Outcome::Completed { rows_updated, .. }) => rows_updated,

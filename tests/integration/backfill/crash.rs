@@ -72,7 +72,7 @@ async fn sigkill_at_random_moments_never_loses_or_repeats_a_batch() {
         "rows incremented zero times or twice after {kills} kills"
     );
     let (updated, scanned): (i64, i64) = sqlx::query_as(
-        "SELECT rows_updated, rows_scanned FROM sluice.backfill_jobs WHERE name = 'bump'",
+        "SELECT sum(rows_updated)::bigint, sum(rows_scanned)::bigint FROM sluice.backfill_ranges WHERE job = 'bump'",
     )
     .fetch_one(&mut conn)
     .await

@@ -20,7 +20,7 @@ async fn plan_shows_bounds_sql_and_explain_and_changes_nothing() {
     assert!(out.contains("about 10 batch(es) of 100"), "{out}");
     assert!(
         out.contains(
-            r#"UPDATE "public"."items" SET b = md5(a::text), n = n + 1 WHERE ("id") > ('<cursor 1>'::bigint)"#
+            r#"UPDATE "public"."items" SET b = md5(a::text), n = n + 1 WHERE EXISTS (SELECT FROM sluice_lease) AND ("id") > ('<cursor 1>'::bigint)"#
         ),
         "{out}"
     );
@@ -56,7 +56,7 @@ async fn wait_for_batches(project: &Project, at_least: i64) {
     let started = Instant::now();
     loop {
         let batches: i64 = sqlx::query_scalar(
-            "SELECT coalesce((SELECT batches FROM sluice.backfill_jobs WHERE name = 'fill_b'), 0)",
+            "SELECT coalesce((SELECT sum(batches)::bigint FROM sluice.backfill_ranges WHERE job = 'fill_b'), 0)",
         )
         .fetch_one(&mut conn)
         .await

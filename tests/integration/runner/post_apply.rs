@@ -86,7 +86,10 @@ async fn a_check_cannot_change_data_and_a_missing_check_file_applies_nothing() {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert!(!created, "nothing may be applied when a check file is missing");
+    assert!(
+        !created,
+        "nothing may be applied when a check file is missing"
+    );
 
     let writing = project.run(&["up", "--json", "--verify", "DELETE FROM a RETURNING true"]);
     writing.expect_code(exit::FAILED);

@@ -1,6 +1,7 @@
 //! Command-line interface of `sluice-backfill`: parses arguments, resolves settings, runs one
 //! command of the engine, renders its events and maps the result to an exit code.
 
+mod metrics;
 mod render;
 
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use sluice_backfill::engine::{self, EngineSettings, Outcome, RunOptions};
 use sluice_backfill::error::BackfillError;
 use sluice_backfill::job::{Job, JobError, Overrides};
 use sluice_backfill::state::control;
-use sluice_backfill::{ops, plan};
+use sluice_backfill::{ops, plan, window};
 use sluice_common::cli::{
     GlobalArgs, Startup, common_config_rows, common_exit_code, render_config_rows, with_origin,
 };
@@ -57,6 +58,8 @@ enum Command {
         rescan: bool,
         #[command(flatten)]
         overrides: OverrideArgs,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Show key bounds, estimated rows and batches, the batch SQL and its plan; changes nothing.
     Plan {
@@ -85,6 +88,67 @@ enum Command {
     /// Show the effective settings and where each comes from.
     Config,
 }
+
+/// Flags of `run` besides the spec's: workers, limits, replicas, metrics.
+#[derive(Debug, Clone, Default, clap::Args)]
+struct RunArgs {
+    /// Workers in this process, each claiming key ranges (run more processes or pods for
+    /// more; they share the job through the database).
+    #[arg(long, env = "SLUICE_WORKERS", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
+    /// Run only inside this daily window, e.g. 01:00-05:00 (in --time-zone): stop at its end
+    /// after the current batch, exit 0, resumable; outside it, do nothing and exit 0.
+    #[arg(long, env = "SLUICE_WINDOW", value_name = "HH:MM-HH:MM")]
+    window: Option<window::Window>,
+    /// Time zone of --window and of --until HH:MM, e.g. Europe/Berlin [default: UTC].
+    #[arg(long, env = "SLUICE_TIME_ZONE", value_name = "ZONE")]
+    time_zone: Option<chrono_tz::Tz>,
+    /// Stop after this long (after the current batch), exit 0, resumable; e.g. 45m.
+    #[arg(long, env = "SLUICE_MAX_RUNTIME", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    max_runtime: Option<Duration>,
+    /// Stop at this time: RFC 3339 (2026-11-22T05:00:00Z) or HH:MM in --time-zone.
+    #[arg(long, env = "SLUICE_UNTIL", value_name = "TIME")]
+    until: Option<String>,
+    /// A replica whose replay lag counts against max_replication_lag (repeatable; the
+    /// password stays out of logs).
+    #[arg(
+        long = "replica-url",
+        env = "SLUICE_REPLICA_URLS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    replica_urls: Vec<String>,
+    /// Serve Prometheus metrics on this address, e.g. 0.0.0.0:9187.
+    #[arg(long, env = "SLUICE_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Write Prometheus metrics to this file (node_exporter's textfile collector) as the run
+    /// goes and at its end.
+    #[arg(long, env = "SLUICE_METRICS_FILE", value_name = "FILE")]
+    metrics_file: Option<PathBuf>,
+}
+
+impl RunArgs {
+    fn limits(&self) -> anyhow::Result<window::Limits> {
+        let tz = self.time_zone.unwrap_or(chrono_tz::UTC);
+        let until = self
+            .until
+            .as_deref()
+            .map(|text| window::parse_until(text, tz, chrono::Utc::now()))
+            .transpose()
+            .map_err(|e| anyhow::Error::new(UsageError(format!("--until {e}"))))?;
+        Ok(window::Limits {
+            window: self.window,
+            time_zone: self.time_zone,
+            max_runtime: self.max_runtime,
+            until,
+        })
+    }
+}
+
+/// A flag whose value is wrong (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
 
 /// Flags that override a job spec's pacing and guards.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -116,6 +180,18 @@ struct OverrideArgs {
     /// Retries of a failing batch before the job fails.
     #[arg(long, value_name = "N")]
     max_retries: Option<u32>,
+    /// Key ranges to split the job into at its first start.
+    #[arg(long, value_name = "N")]
+    ranges: Option<u32>,
+    /// A worker silent this long loses its range to another, e.g. 30s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    lease: Option<Duration>,
+    /// Wait while replication lags more than this, e.g. 10s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    max_replication_lag: Option<Duration>,
+    /// Wait while this query returns true.
+    #[arg(long, value_name = "SQL")]
+    throttle_query: Option<String>,
 }
 
 impl From<OverrideArgs> for Overrides {
@@ -130,6 +206,10 @@ impl From<OverrideArgs> for Overrides {
             lock_timeout: a.lock_timeout,
             statement_timeout: a.statement_timeout,
             max_retries: a.max_retries,
+            ranges: a.ranges,
+            lease: a.lease,
+            max_replication_lag: a.max_replication_lag,
+            throttle_query: a.throttle_query,
         }
     }
 }
@@ -202,19 +282,24 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
             accept_spec_change,
             rescan,
             overrides,
+            run,
             ..
         } => {
             let job = load(&job, overrides)?;
-            run_job(
-                &settings,
-                &job,
-                RunOptions {
-                    accept_spec_change,
-                    rescan,
-                },
-                &startup,
-            )
-            .await
+            let options = RunOptions {
+                accept_spec_change,
+                rescan,
+                workers: usize::from(run.workers),
+                limits: run.limits()?,
+                replica_urls: run
+                    .replica_urls
+                    .iter()
+                    .map(|u| sluice_common::redact::SecretUrl::new(u.clone()))
+                    .collect(),
+            };
+            let metrics =
+                metrics::Metrics::start(&job.name, run.metrics_addr, run.metrics_file.clone())?;
+            run_job(&settings, &job, &options, &startup, &metrics).await
         }
         Command::Status { name, json } => {
             render::status(&ops::status(&settings, name.as_deref()).await?, json);
@@ -254,21 +339,26 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
 async fn run_job(
     settings: &EngineSettings,
     job: &Job,
-    options: RunOptions,
+    options: &RunOptions,
     startup: &Startup,
+    metrics: &metrics::Metrics,
 ) -> anyhow::Result<u8> {
     let mut renderer = render::Progress::new(job);
     let outcome = engine::run(settings, job, options, &startup.shutdown, &mut |e| {
-        renderer.event(&e)
+        metrics.event(&e);
+        renderer.event(&e);
     })
     .await;
+    metrics.finish(outcome.as_ref().ok());
     renderer.finish(job, outcome.as_ref().ok());
     Ok(match outcome? {
-        Outcome::Interrupted { .. } => exit::INTERRUPTED,
+        Outcome::Interrupted => exit::INTERRUPTED,
         Outcome::Completed { .. }
         | Outcome::AlreadyCompleted
         | Outcome::Paused
-        | Outcome::Cancelled => exit::OK,
+        | Outcome::Cancelled
+        | Outcome::LimitReached { .. }
+        | Outcome::OutsideWindow { .. } => exit::OK,
     })
 }
 
@@ -300,6 +390,7 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
             e.downcast_ref::<BackfillError>()
                 .map(BackfillError::exit_code)
                 .or_else(|| e.downcast_ref::<JobError>().map(|_| exit::INVALID_INPUT))
+                .or_else(|| e.downcast_ref::<UsageError>().map(|_| exit::USAGE))
                 .or_else(|| common_exit_code(e))
         })
         .unwrap_or(exit::FAILED)

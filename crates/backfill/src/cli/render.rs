@@ -31,6 +31,7 @@ pub struct Progress {
     updated: u64,
     batch_size: u32,
     longest_batch: Duration,
+    workers: usize,
     job: String,
 }
 
@@ -48,6 +49,7 @@ impl Progress {
             updated: 0,
             batch_size: job.pacing.batch_size,
             longest_batch: Duration::ZERO,
+            workers: 1,
             job: job.name.clone(),
         }
     }
@@ -60,8 +62,17 @@ impl Progress {
                 rows_updated,
                 estimated_rows,
                 batch_size,
+                workers,
+                ranges,
+                ranges_done,
+                deadline,
                 ..
             } => {
+                self.workers = *workers;
+                if let Some(deadline) = deadline {
+                    tracing::info!(job = %self.job, stop_at = %deadline.at.to_rfc3339(), "stopping by itself at {} ({})", deadline.at.to_rfc3339(), deadline.reason.replace(" reached", "").replace("closed at", "closing at"));
+                }
+                tracing::info!(job = %self.job, workers, ranges, ranges_done, "{workers} worker(s) on {ranges} key range(s), {ranges_done} done before");
                 self.estimated = (*estimated_rows).max(*rows_scanned);
                 self.scanned_before = *rows_scanned;
                 self.scanned = *rows_scanned;
@@ -86,7 +97,11 @@ impl Progress {
                 self.throttle_state = Some(*reason);
                 self.show();
             }
-            Event::Retrying { .. } => {}
+            Event::LoadSignal { reason, .. } => {
+                self.throttle_state = Some(*reason);
+                self.show();
+            }
+            Event::Retrying { .. } | Event::Claimed { .. } => {}
             Event::Verified { remaining } => {
                 tracing::info!(job = %self.job, remaining, "verification: {remaining} row(s) in range still match `where`");
             }
@@ -105,9 +120,10 @@ impl Progress {
         bar
     }
 
-    /// Rows per second of working time: throttled time is left out.
+    /// Rows per second of working time: throttled time is left out; workers work at once.
     fn rate(&self) -> f64 {
-        let secs = self.work.as_secs_f64();
+        #[expect(clippy::cast_precision_loss, reason = "a worker count is small")]
+        let secs = self.work.as_secs_f64() / self.workers.max(1) as f64;
         #[expect(clippy::cast_precision_loss, reason = "a rate needs no exactness")]
         let done = self.scanned.saturating_sub(self.scanned_before) as f64;
         if secs > 0.0 { done / secs } else { 0.0 }
@@ -183,12 +199,18 @@ impl Progress {
                 job.name, job.name
             ),
             Some(Outcome::Cancelled) => println!("job {} is cancelled: {totals}", job.name),
-            Some(Outcome::Interrupted { cursor }) => eprintln!(
-                "sluice-backfill: job {} stopped after key ({}): {totals}; every committed batch is kept. Resume with: sluice-backfill run {spec}",
+            Some(Outcome::Interrupted) => eprintln!(
+                "sluice-backfill: job {} stopped: {totals}; every committed batch is kept. Resume with: sluice-backfill run {spec}",
+                job.name
+            ),
+            Some(Outcome::LimitReached { reason }) => println!(
+                "job {} stopped because {reason}: {totals}; resumable: the next `sluice-backfill run {spec}` continues it",
+                job.name
+            ),
+            Some(Outcome::OutsideWindow { opens_at, window }) => println!(
+                "job {}: outside the run window {window}; nothing done (it opens at {})",
                 job.name,
-                cursor
-                    .as_ref()
-                    .map_or_else(|| "start".to_owned(), |c| c.join(", "))
+                opens_at.to_rfc3339()
             ),
             None => {}
         }

@@ -1,0 +1,276 @@
+//! Load-aware throttling: a monitor polls the database for signs that the backfill hurts
+//! others, and workers wait before their next batch while a signal is up.
+//!
+//! Signals, each configurable: application sessions waiting on locks the backfill holds
+//! (`pg_blocking_pids`); a lock request (a DDL) queued on the target table; replication lag
+//! (from `pg_stat_replication` on the primary, or from replica URLs); a user `throttle_query`
+//! that returns true. A signal stays up for `cooldown` after it was last seen, so what queued
+//! behind a batch drains before the next one.
+
+use std::time::{Duration, Instant};
+
+use sluice_common::db::{self, ConnectSettings};
+use sluice_common::redact::SecretUrl;
+use sqlx::{AssertSqlSafe, PgConnection};
+use tokio::sync::watch;
+
+use crate::throttle::Reason;
+
+/// Which signals to watch, and how often.
+#[derive(Debug, Clone)]
+pub struct LoadSettings {
+    pub check_interval: Duration,
+    /// How long a signal keeps workers waiting after it was last seen.
+    pub cooldown: Duration,
+    pub blocked_sessions: bool,
+    pub lock_queue: bool,
+    /// Replication lag above this throttles; `None`: not watched.
+    pub max_replication_lag: Option<Duration>,
+    /// Replicas to ask for their replay lag (besides `pg_stat_replication` on the primary).
+    pub replica_urls: Vec<SecretUrl>,
+    /// Returns true while the backfill should wait.
+    pub throttle_query: Option<String>,
+}
+
+impl Default for LoadSettings {
+    fn default() -> Self {
+        Self {
+            check_interval: Duration::from_millis(500),
+            cooldown: Duration::from_secs(1),
+            blocked_sessions: true,
+            lock_queue: true,
+            max_replication_lag: None,
+            replica_urls: Vec::new(),
+            throttle_query: None,
+        }
+    }
+}
+
+/// A signal that is up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    pub reason: Reason,
+    /// What was seen, for logs and status: `2 session(s) wait on the backfill: app (pid 7)`.
+    pub detail: String,
+}
+
+/// The application_name of a job's worker sessions, so the monitor (of any process running
+/// the job) can tell them from the sessions they might block.
+pub fn worker_application_name(job: &str) -> String {
+    let mut name = format!("sluice-backfill {job}");
+    // PostgreSQL keeps the first 63 bytes.
+    while name.len() > 63 {
+        name.pop();
+    }
+    name
+}
+
+/// Polls the signals until `stop` is dropped or set, publishing the current one.
+pub async fn monitor(
+    connect: &ConnectSettings,
+    settings: &LoadSettings,
+    job: &str,
+    table: &str,
+    signal: &watch::Sender<Option<Signal>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conn = match db::connect(connect).await {
+        Ok(conn) => conn,
+        Err(error) => {
+            tracing::warn!("load signals are not watched: {error}");
+            return;
+        }
+    };
+    let mut replicas: Vec<Option<PgConnection>> =
+        settings.replica_urls.iter().map(|_| None).collect();
+    let mut last: Option<(Signal, Instant)> = None;
+    let workers = worker_application_name(job);
+    loop {
+        let seen = match check(&mut conn, settings, &workers, table, &mut replicas).await {
+            Ok(seen) => seen,
+            Err(error) => {
+                tracing::warn!("checking load signals failed: {error}");
+                None
+            }
+        };
+        let now = Instant::now();
+        if let Some(seen) = seen {
+            last = Some((seen, now));
+        }
+        let current = last
+            .as_ref()
+            .filter(|(_, at)| {
+                now.duration_since(*at) < settings.cooldown.max(settings.check_interval)
+            })
+            .map(|(s, _)| s.clone());
+        signal.send_if_modified(|old| {
+            let changed = *old != current;
+            old.clone_from(&current);
+            changed
+        });
+        tokio::select! {
+            () = tokio::time::sleep(settings.check_interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// The first signal that is up, in order of urgency.
+async fn check(
+    conn: &mut PgConnection,
+    settings: &LoadSettings,
+    workers: &str,
+    table: &str,
+    replicas: &mut [Option<PgConnection>],
+) -> Result<Option<Signal>, sqlx::Error> {
+    if settings.blocked_sessions
+        && let Some(signal) = blocked_sessions(conn, workers).await?
+    {
+        return Ok(Some(signal));
+    }
+    if settings.lock_queue
+        && let Some(signal) = lock_queue(conn, table, workers).await?
+    {
+        return Ok(Some(signal));
+    }
+    if let Some(max) = settings.max_replication_lag
+        && let Some(signal) = replication_lag(conn, settings, replicas, max).await?
+    {
+        return Ok(Some(signal));
+    }
+    if let Some(query) = &settings.throttle_query {
+        let up: Option<bool> = sqlx::query_scalar(AssertSqlSafe(query.clone()))
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+        if up == Some(true) {
+            return Ok(Some(Signal {
+                reason: Reason::ThrottleQuery,
+                detail: "throttle_query returned true".into(),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+async fn blocked_sessions(
+    conn: &mut PgConnection,
+    workers: &str,
+) -> Result<Option<Signal>, sqlx::Error> {
+    let (count, who): (i64, Option<String>) = sqlx::query_as(
+        "SELECT count(*), string_agg(coalesce(nullif(w.application_name, ''), 'session') || ' (pid ' || w.pid || ')', ', ')
+         FROM pg_stat_activity w
+         WHERE w.wait_event_type = 'Lock' AND w.application_name <> $1
+           AND EXISTS (SELECT FROM pg_stat_activity b
+                       WHERE b.pid = ANY (pg_blocking_pids(w.pid)) AND b.application_name = $1)",
+    )
+    .bind(workers)
+    .fetch_one(conn)
+    .await?;
+    Ok((count > 0).then(|| Signal {
+        reason: Reason::BlockedSessions,
+        detail: format!(
+            "{count} session(s) wait on locks the backfill holds: {}",
+            who.unwrap_or_default()
+        ),
+    }))
+}
+
+async fn lock_queue(
+    conn: &mut PgConnection,
+    table: &str,
+    workers: &str,
+) -> Result<Option<Signal>, sqlx::Error> {
+    let (count, modes): (i64, Option<String>) = sqlx::query_as(
+        "SELECT count(*), string_agg(DISTINCT l.mode, ', ')
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'relation' AND l.relation = to_regclass($1) AND NOT l.granted
+           AND a.application_name <> $2",
+    )
+    .bind(table)
+    .bind(workers)
+    .fetch_one(conn)
+    .await?;
+    Ok((count > 0).then(|| Signal {
+        reason: Reason::LockQueue,
+        detail: format!(
+            "{count} lock request(s) queued on {table} ({})",
+            modes.unwrap_or_default()
+        ),
+    }))
+}
+
+async fn replication_lag(
+    conn: &mut PgConnection,
+    settings: &LoadSettings,
+    replicas: &mut [Option<PgConnection>],
+    max: Duration,
+) -> Result<Option<Signal>, sqlx::Error> {
+    let primary: Option<f64> = sqlx::query_scalar(
+        "SELECT max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag)))::float8 FROM pg_stat_replication",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut worst = (
+        "the primary's pg_stat_replication".to_owned(),
+        primary.unwrap_or(0.0),
+    );
+    for (url, slot) in settings.replica_urls.iter().zip(replicas.iter_mut()) {
+        if let Some(lag) = replica_lag(url, slot).await
+            && lag > worst.1
+        {
+            worst = (format!("replica {}", url.redacted()), lag);
+        }
+    }
+    Ok((worst.1 > max.as_secs_f64()).then(|| Signal {
+        reason: Reason::ReplicationLag,
+        detail: format!(
+            "replication lag {:.1}s on {} (limit {:.1}s)",
+            worst.1,
+            worst.0,
+            max.as_secs_f64()
+        ),
+    }))
+}
+
+/// A replica's replay lag; a replica that cannot be reached is logged and skipped.
+async fn replica_lag(url: &SecretUrl, slot: &mut Option<PgConnection>) -> Option<f64> {
+    if slot.is_none() {
+        match db::connect(&ConnectSettings::new(url.clone(), "sluice-backfill lag")).await {
+            Ok(conn) => *slot = Some(conn),
+            Err(error) => {
+                tracing::warn!(
+                    "replica {} not reachable for its lag: {error}",
+                    url.redacted()
+                );
+                return None;
+            }
+        }
+    }
+    let conn = slot.as_mut()?;
+    let lag: Result<Option<f64>, sqlx::Error> = sqlx::query_scalar(
+        "SELECT CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END::float8",
+    )
+    .fetch_one(conn)
+    .await;
+    match lag {
+        Ok(lag) => Some(lag.unwrap_or(0.0)),
+        Err(error) => {
+            tracing::warn!("reading the lag of replica {}: {error}", url.redacted());
+            *slot = None;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_sessions_are_named_within_postgres_limit() {
+        assert_eq!(worker_application_name("fill"), "sluice-backfill fill");
+        assert_eq!(worker_application_name(&"x".repeat(100)).len(), 63);
+    }
+}

@@ -1,0 +1,631 @@
+//! One worker: claims a range, takes batches through it, verifies it, claims the next; until
+//! no range is left, a limit or signal stops it, or the job is paused or cancelled.
+//!
+//! Each batch is one transaction: `SET LOCAL` guards, lock the range's row and check the lease,
+//! `UPDATE` the rows in (cursor, end] that match `where`, and advance the range's row,
+//! committed together. A crash at any instant therefore loses no committed batch and repeats
+//! none, and a worker whose lease was taken over changes nothing.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use sluice_common::retry::{Backoff, Transient, classify};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::engine::{Context, bind_all, guarded_connection, parse_integer, texts};
+use crate::error::BackfillError;
+use crate::event::{BatchDone, Event};
+use crate::ranges::Claim;
+use crate::sizing;
+use crate::sql::{LeaseOf, Progress};
+use crate::state::{control, states};
+use crate::stepping::IntegerSpan;
+use crate::throttle::Reason;
+
+/// Backoff between retries of a failed batch.
+const RETRY_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(10),
+};
+
+/// Why a worker stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WorkerEnd {
+    /// Every range is done.
+    NoWork,
+    Paused,
+    Cancelled,
+    /// A shutdown signal.
+    Interrupted,
+    /// The run's deadline (window, max runtime, until) passed.
+    Deadline,
+    /// Another worker of this process failed.
+    Stopped,
+}
+
+enum RangeEnd {
+    Done,
+    LeaseLost,
+    Stop(WorkerEnd),
+}
+
+/// How batch ends are found in a range (see [`crate::stepping`]).
+#[derive(Debug, Clone, Copy)]
+enum Stepping {
+    Offset,
+    Span(IntegerSpan),
+}
+
+/// A claimed range being worked on.
+struct Range {
+    claim: Claim,
+    cursor: Option<Vec<String>>,
+    stepping: Stepping,
+}
+
+/// One committed batch, as the database saw it.
+struct Committed {
+    rows_updated: u64,
+    rows_scanned: u64,
+    cursor: Vec<String>,
+    last: bool,
+    control: String,
+}
+
+pub(crate) struct Worker<'c, 'a> {
+    ctx: &'c Context<'a>,
+    number: usize,
+    owner: String,
+    conn: PgConnection,
+    size: u32,
+    throttled: Duration,
+    /// When the lease was last extended (each commit extends it).
+    renewed: Instant,
+    events: UnboundedSender<Event>,
+}
+
+/// Runs worker `number` until it has nothing left to do or is stopped; its leases are given
+/// up on every path.
+pub(crate) async fn run(
+    ctx: &Context<'_>,
+    number: usize,
+    events: UnboundedSender<Event>,
+) -> Result<WorkerEnd, BackfillError> {
+    let conn = guarded_connection(ctx.settings, ctx.job).await?;
+    let mut worker = Worker {
+        ctx,
+        number,
+        owner: format!("{}/w{number}", ctx.process),
+        conn,
+        size: ctx.initial_batch_size,
+        throttled: Duration::ZERO,
+        renewed: Instant::now(),
+        events,
+    };
+    let end = worker.work().await;
+    if end.is_err() {
+        ctx.stop.store(true, Ordering::Relaxed);
+    }
+    let _ = ctx
+        .jobs
+        .ranges()
+        .release(&mut worker.conn, &ctx.job.name, &worker.owner)
+        .await;
+    end
+}
+
+impl Worker<'_, '_> {
+    async fn work(&mut self) -> Result<WorkerEnd, BackfillError> {
+        loop {
+            if let Some(end) = self.should_stop() {
+                return Ok(end);
+            }
+            let claim = self
+                .ctx
+                .jobs
+                .ranges()
+                .claim(
+                    &mut self.conn,
+                    &self.ctx.job.name,
+                    &self.owner,
+                    self.ctx.lease,
+                )
+                .await
+                .map_err(BackfillError::query("claiming a key range"))?;
+            let Some(claim) = claim else {
+                if self.wait_for_others().await? {
+                    return Ok(WorkerEnd::NoWork);
+                }
+                continue;
+            };
+            if let Some(previous) = &claim.previous_owner {
+                tracing::warn!(
+                    job = %self.ctx.job.name,
+                    range = claim.range_no,
+                    previous_owner = %previous,
+                    "took over range {} from {previous}, whose lease expired; continuing from its last committed key",
+                    claim.range_no
+                );
+            }
+            self.send(Event::Claimed {
+                worker: self.number,
+                range: claim.range_no,
+                previous_owner: claim.previous_owner.clone(),
+            });
+            self.renewed = Instant::now();
+            match self.range(claim).await? {
+                RangeEnd::Done | RangeEnd::LeaseLost => {}
+                RangeEnd::Stop(end) => return Ok(end),
+            }
+        }
+    }
+
+    /// No range is free: true when all are done, else waits (for a lease to expire or a
+    /// range to finish) and returns false.
+    async fn wait_for_others(&mut self) -> Result<bool, BackfillError> {
+        let summary = self
+            .ctx
+            .jobs
+            .ranges()
+            .summary(&mut self.conn, &self.ctx.job.name)
+            .await
+            .map_err(BackfillError::query("reading the job's ranges"))?;
+        if summary.ranges_done >= summary.ranges {
+            return Ok(true);
+        }
+        let wait = summary
+            .next_expiry_seconds
+            .map_or(Duration::from_secs(1), |s| {
+                Duration::from_secs_f64(s.max(0.05))
+            })
+            .min(Duration::from_secs(1));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = self.ctx.shutdown.requested() => {}
+        }
+        Ok(false)
+    }
+
+    fn should_stop(&self) -> Option<WorkerEnd> {
+        if self.ctx.shutdown.is_requested() {
+            Some(WorkerEnd::Interrupted)
+        } else if self.ctx.stop.load(Ordering::Relaxed) {
+            Some(WorkerEnd::Stopped)
+        } else if self
+            .ctx
+            .deadline
+            .as_ref()
+            .is_some_and(|d| chrono::Utc::now() >= d.at)
+        {
+            Some(WorkerEnd::Deadline)
+        } else {
+            None
+        }
+    }
+
+    fn send(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    fn lease(&self, range: &Range) -> LeaseOf<'_> {
+        LeaseOf {
+            job: &self.ctx.job.name,
+            range_no: range.claim.range_no,
+            owner: &self.owner,
+        }
+    }
+
+    fn stepping_for(&self, claim: &Claim) -> Stepping {
+        let (Some(min), [upper]) = (self.ctx.integer_min, claim.upper.as_slice()) else {
+            return Stepping::Offset;
+        };
+        let Ok(upper) = upper.parse::<i64>() else {
+            return Stepping::Offset;
+        };
+        let min = claim
+            .lower
+            .as_deref()
+            .map_or(min, |lower| parse_integer(lower).saturating_add(1));
+        Stepping::Span(IntegerSpan::with_density(min, upper, self.ctx.keys_per_row))
+    }
+
+    async fn range(&mut self, claim: Claim) -> Result<RangeEnd, BackfillError> {
+        let mut range = Range {
+            stepping: self.stepping_for(&claim),
+            cursor: claim.resume_after(),
+            claim,
+        };
+        let mut failures = 0;
+        loop {
+            if let Some(end) = self.should_stop() {
+                return Ok(RangeEnd::Stop(end));
+            }
+            if !self.before_batch(&range).await? {
+                return Ok(RangeEnd::LeaseLost);
+            }
+            let started = Instant::now();
+            match self.batch(&range).await {
+                Ok(Some(done)) => {
+                    failures = 0;
+                    let took = started.elapsed();
+                    if let Some(end) = self.committed(&mut range, done, took).await? {
+                        return Ok(end);
+                    }
+                }
+                Ok(None) => {
+                    tracing::warn!(
+                        job = %self.ctx.job.name,
+                        range = range.claim.range_no,
+                        "the lease of range {} was taken over by another worker; its batch changed nothing",
+                        range.claim.range_no
+                    );
+                    return Ok(RangeEnd::LeaseLost);
+                }
+                Err(error) => {
+                    failures += 1;
+                    self.after_failure(error, failures, &range).await?;
+                }
+            }
+        }
+    }
+
+    /// After a committed batch: sizing, events, control requests, and the range's end.
+    async fn committed(
+        &mut self,
+        range: &mut Range,
+        done: Committed,
+        took: Duration,
+    ) -> Result<Option<RangeEnd>, BackfillError> {
+        self.renewed = Instant::now();
+        let batch_size = self.size;
+        self.size = sizing::next_size(&self.ctx.job.pacing, self.size, took, !done.last);
+        if let (Stepping::Span(span), None) = (&mut range.stepping, &self.ctx.job.where_) {
+            let before = range.cursor.as_deref().map(parse_integer);
+            span.observe(before, parse_integer(&done.cursor), done.rows_updated);
+        }
+        range.cursor = Some(done.cursor.clone());
+        self.send(Event::Batch(BatchDone {
+            worker: self.number,
+            range: range.claim.range_no,
+            rows_updated: done.rows_updated,
+            rows_scanned: done.rows_scanned,
+            batch_size,
+            duration: took,
+            cursor: done.cursor,
+            next_batch_size: self.size,
+            total_scanned: 0,
+            total_updated: 0,
+        }));
+        match done.control.as_str() {
+            control::PAUSE => return Ok(Some(RangeEnd::Stop(WorkerEnd::Paused))),
+            control::CANCEL => return Ok(Some(RangeEnd::Stop(WorkerEnd::Cancelled))),
+            _ => {}
+        }
+        if done.last {
+            self.verify(range).await?;
+            return Ok(Some(RangeEnd::Done));
+        }
+        if let Some(pause) = self.ctx.throttle.pause() {
+            self.sleep(Reason::Pause, pause).await;
+        }
+        Ok(None)
+    }
+
+    /// Waits for the rate limiter and any load signal, keeping the lease alive; false when
+    /// the lease was lost meanwhile.
+    async fn before_batch(&mut self, range: &Range) -> Result<bool, BackfillError> {
+        let waited = tokio::select! {
+            waited = self.ctx.throttle.before_batch(self.size) => waited,
+            () = self.ctx.shutdown.requested() => None,
+        };
+        if let Some((reason, waited)) = waited {
+            self.throttled += waited;
+            self.send(Event::Throttled { reason, waited });
+        }
+        let mut load = self.ctx.load.clone();
+        let signal = load.borrow_and_update().clone();
+        if let Some(signal) = signal {
+            self.wait_out(signal, &mut load, range).await?;
+        }
+        self.keep_lease(range).await
+    }
+
+    /// Waits while a load signal is up; the time is throttled time by that reason.
+    async fn wait_out(
+        &mut self,
+        signal: crate::load::Signal,
+        load: &mut tokio::sync::watch::Receiver<Option<crate::load::Signal>>,
+        range: &Range,
+    ) -> Result<(), BackfillError> {
+        let started = Instant::now();
+        tracing::warn!(job = %self.ctx.job.name, reason = signal.reason.as_str(), "throttled: {}", signal.detail);
+        self.send(Event::LoadSignal {
+            reason: signal.reason,
+            detail: signal.detail.clone(),
+        });
+        if signal.reason == Reason::BlockedSessions {
+            // Shorter batches hold their row locks for less time.
+            self.size = sizing::shrink(&self.ctx.job.pacing, self.size);
+        }
+        while load.borrow_and_update().is_some() && self.should_stop().is_none() {
+            tokio::select! {
+                _ = load.changed() => {}
+                () = tokio::time::sleep(self.ctx.lease / 3) => {}
+                () = self.ctx.shutdown.requested() => {}
+            }
+            if !self.keep_lease(range).await? {
+                break;
+            }
+        }
+        let waited = started.elapsed();
+        self.throttled += waited;
+        self.send(Event::Throttled {
+            reason: signal.reason,
+            waited,
+        });
+        let _ = self
+            .ctx
+            .jobs
+            .record_throttle(
+                &mut self.conn,
+                &self.ctx.job.name,
+                signal.reason.as_str(),
+                waited.as_secs_f64(),
+                &signal.detail,
+            )
+            .await;
+        Ok(())
+    }
+
+    /// Extends the lease when a third of it has passed; false when it is no longer ours.
+    async fn keep_lease(&mut self, range: &Range) -> Result<bool, BackfillError> {
+        if self.renewed.elapsed() < self.ctx.lease / 3 {
+            return Ok(true);
+        }
+        let kept = self
+            .ctx
+            .jobs
+            .ranges()
+            .renew(
+                &mut self.conn,
+                &self.ctx.job.name,
+                range.claim.range_no,
+                &self.owner,
+                self.ctx.lease,
+            )
+            .await
+            .map_err(BackfillError::query("renewing a range lease"))?;
+        self.renewed = Instant::now();
+        Ok(kept)
+    }
+
+    /// One batch: its UPDATE and the range's progress commit in one transaction, sent in two
+    /// round trips. `None` when the lease was lost (nothing changed).
+    async fn batch(&mut self, range: &Range) -> Result<Option<Committed>, sqlx::Error> {
+        let cursor = range.cursor.as_deref();
+        let upper = &range.claim.upper;
+        let (end, last) = match &range.stepping {
+            Stepping::Span(span) => {
+                let (end, last) = span.end(cursor.map(parse_integer), self.size);
+                (vec![end.to_string()], last)
+            }
+            Stepping::Offset => self.end_key(cursor, upper).await?,
+        };
+        // Keys scanned, when the count of updated rows does not say it.
+        let scanned: Option<u64> = match &range.stepping {
+            Stepping::Span(_) if self.ctx.job.where_.is_none() => None,
+            Stepping::Span(span) => {
+                Some(span.rows_between(cursor.map(parse_integer), parse_integer(&end)))
+            }
+            Stepping::Offset if last => Some(self.count_range(cursor, &end).await?),
+            Stepping::Offset => Some(u64::from(self.size)),
+        };
+        let result = self.transact(range, &end, last, scanned).await;
+        if result.is_err() {
+            // Leave no transaction open on the connection, whatever failed.
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
+        }
+        let Some((rows_updated, control)) = result? else {
+            return Ok(None);
+        };
+        self.throttled = Duration::ZERO;
+        Ok(Some(Committed {
+            rows_updated,
+            rows_scanned: scanned.unwrap_or(rows_updated),
+            cursor: end,
+            last,
+            control,
+        }))
+    }
+
+    async fn transact(
+        &mut self,
+        range: &Range,
+        end: &[String],
+        last: bool,
+        scanned: Option<u64>,
+    ) -> Result<Option<(u64, String)>, sqlx::Error> {
+        let guards = self.ctx.job.guards;
+        let lease = self.lease(range);
+        let update = format!(
+            "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'; {}",
+            guards.lock_timeout.as_millis().max(1),
+            guards.statement_timeout.as_millis().max(1),
+            self.ctx
+                .sql
+                .update_with(lease, range.cursor.as_deref(), end)
+        );
+        let rows_updated = sqlx::raw_sql(AssertSqlSafe(update))
+            .execute(&mut self.conn)
+            .await?
+            .rows_affected();
+        let progress = self.ctx.sql.progress_and_commit(Progress {
+            lease: self.lease(range),
+            cursor: end,
+            rows_updated,
+            rows_scanned: scanned.unwrap_or(rows_updated),
+            last,
+            lease_for: self.ctx.lease,
+            throttled_seconds: self.throttled.as_secs_f64(),
+        });
+        // fetch_all, not fetch_one: the COMMIT's own outcome must be read too.
+        let rows = sqlx::raw_sql(AssertSqlSafe(progress))
+            .fetch_all(&mut self.conn)
+            .await?;
+        match rows.first() {
+            Some(row) => Ok(Some((rows_updated, row.try_get::<String, _>(0)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The key `batch_size` rows past the cursor (or the range's upper bound), and whether it
+    /// is the range's last batch.
+    async fn end_key(
+        &mut self,
+        cursor: Option<&[String]>,
+        upper: &[String],
+    ) -> Result<(Vec<String>, bool), sqlx::Error> {
+        let offset = i64::from(self.size.saturating_sub(1));
+        let sql = self.ctx.sql;
+        let query = match cursor {
+            None => sqlx::query(AssertSqlSafe(sql.end_key.clone())),
+            Some(cursor) => bind_all(sqlx::query(AssertSqlSafe(sql.end_key_from.clone())), cursor),
+        };
+        Ok(
+            match bind_all(query, upper)
+                .bind(offset)
+                .fetch_optional(&mut self.conn)
+                .await?
+            {
+                Some(row) => {
+                    let end = texts(&row)?;
+                    let last = end.as_slice() == upper;
+                    (end, last)
+                }
+                None => (upper.to_vec(), true),
+            },
+        )
+    }
+
+    /// Keys in (cursor, end]: the size of a short last batch.
+    async fn count_range(
+        &mut self,
+        cursor: Option<&[String]>,
+        end: &[String],
+    ) -> Result<u64, sqlx::Error> {
+        let sql = self.ctx.sql;
+        let text = if cursor.is_some() {
+            &sql.count_range_from
+        } else {
+            &sql.count_range
+        };
+        let values = cursor.unwrap_or_default().iter().chain(end);
+        let query = values.fold(
+            sqlx::query_scalar::<_, i64>(AssertSqlSafe(text.clone())),
+            |q, v| q.bind(v.clone()),
+        );
+        Ok(u64::try_from(query.fetch_one(&mut self.conn).await?).unwrap_or(0))
+    }
+
+    /// The range is done: counts its rows still matching `where` and records the result.
+    async fn verify(&mut self, range: &Range) -> Result<(), BackfillError> {
+        let remaining = crate::engine::count_remaining(
+            &mut self.conn,
+            self.ctx.sql,
+            self.ctx.job,
+            range.claim.lower.clone(),
+            &range.claim.upper,
+        )
+        .await
+        .map_err(BackfillError::query("verifying a range"))?;
+        if remaining > 0 {
+            tracing::warn!(
+                job = %self.ctx.job.name,
+                range = range.claim.range_no,
+                remaining,
+                "range {} is done but {remaining} row(s) in it still match `where`",
+                range.claim.range_no
+            );
+        }
+        self.ctx
+            .jobs
+            .ranges()
+            .verified(
+                &mut self.conn,
+                &self.ctx.job.name,
+                range.claim.range_no,
+                i64::try_from(remaining).unwrap_or(i64::MAX),
+            )
+            .await
+            .map_err(BackfillError::query("recording a range's verification"))
+    }
+
+    async fn after_failure(
+        &mut self,
+        error: sqlx::Error,
+        failures: u32,
+        range: &Range,
+    ) -> Result<(), BackfillError> {
+        let text = error.to_string();
+        let transient = classify(&error);
+        let job = self.ctx.job;
+        if transient.is_none() || failures > job.guards.max_retries {
+            let _ = self
+                .ctx
+                .jobs
+                .set_state(&mut self.conn, &job.name, states::FAILED, Some(&text))
+                .await;
+            return Err(BackfillError::BatchFailed {
+                job: job.name.clone(),
+                attempts: failures,
+                cursor: range
+                    .cursor
+                    .as_ref()
+                    .map_or_else(|| "(start)".to_owned(), |c| c.join(", ")),
+                error: text,
+                spec: self.ctx.spec_path(),
+            });
+        }
+        if transient == Some(Transient::ConnectionLost) {
+            self.conn = guarded_connection(self.ctx.settings, job).await?;
+        }
+        let _ = self
+            .ctx
+            .jobs
+            .count_retry(&mut self.conn, &job.name, &text)
+            .await;
+        self.size = sizing::shrink(&job.pacing, self.size);
+        let delay = RETRY_BACKOFF.delay(failures - 1);
+        tracing::warn!(
+            job = %job.name,
+            attempt = failures,
+            max_retries = job.guards.max_retries,
+            next_batch_size = self.size,
+            retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "batch rolled back ({}): {text}; retrying smaller",
+            transient.map_or("error", Transient::as_str)
+        );
+        self.send(Event::Retrying {
+            attempt: failures,
+            max_retries: job.guards.max_retries,
+            delay,
+            next_batch_size: self.size,
+            lock_timeout: transient == Some(Transient::LockTimeout),
+            error: text,
+        });
+        self.sleep(Reason::Backoff, delay).await;
+        Ok(())
+    }
+
+    async fn sleep(&mut self, reason: Reason, delay: Duration) {
+        let started = Instant::now();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = self.ctx.shutdown.requested() => {}
+        }
+        let waited = started.elapsed();
+        self.throttled += waited;
+        self.send(Event::Throttled { reason, waited });
+    }
+}
