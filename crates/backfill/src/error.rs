@@ -2,7 +2,6 @@
 
 use sluice_common::db::DbError;
 use sluice_common::exit;
-use sluice_common::lock::LockError;
 
 use crate::catalog::CatalogError;
 use crate::job::JobError;
@@ -15,12 +14,6 @@ pub enum BackfillError {
     Db(#[from] DbError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    #[error("job {job} is already being run by another worker: {source}")]
-    AlreadyRunning {
-        job: String,
-        #[source]
-        source: Box<LockError>,
-    },
     #[error(
         "the spec of job {job} changed since it started (table, key, set or where), and the job \
          is not finished; rows already done were done the old way. Run with --accept-spec-change \
@@ -67,7 +60,6 @@ impl BackfillError {
         match self {
             Self::Job(_) | Self::Catalog(_) | Self::SpecChanged { .. } => exit::INVALID_INPUT,
             Self::Db(e) => e.exit_code(),
-            Self::AlreadyRunning { .. } => exit::LOCK_HELD,
             Self::Cancelled { .. } => exit::BLOCKED,
             Self::UnknownJob(_) => exit::USAGE,
             Self::BatchFailed { .. } | Self::Unverified { .. } | Self::Query { .. } => exit::FAILED,

@@ -1,42 +1,25 @@
 //! Operator commands on recorded jobs: status, pause, resume, cancel.
 
+use crate::ranges::Lease;
 use sluice_common::db;
 use sluice_common::ident::Ident;
-use sluice_common::lock::{LockHolder, holder, lock_key};
 use sqlx::{Connection, PgConnection};
 
 use crate::engine::EngineSettings;
 use crate::error::BackfillError;
 use crate::state::{JobRow, Jobs, control, states};
 
-/// A job's row and the worker running it right now, if any.
+/// A job's row and the workers holding leases on its ranges right now.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct JobStatus {
     #[serde(flatten)]
     pub row: JobRow,
-    /// The session holding the job's worker lock.
-    pub worker: Option<WorkerInfo>,
-    /// Rows scanned per second of working time (throttled time left out).
+    /// Live leases: which worker (`<host>/<pid>/w<n>`) works on which range.
+    pub leases: Vec<Lease>,
+    /// Rows scanned per second of working time (throttled time left out), all workers.
     pub rows_per_second: Option<f64>,
     /// Seconds to go at that rate, from the estimated row count.
     pub eta_seconds: Option<f64>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct WorkerInfo {
-    pub pid: i32,
-    pub application_name: String,
-    pub client_addr: Option<String>,
-}
-
-impl From<LockHolder> for WorkerInfo {
-    fn from(h: LockHolder) -> Self {
-        Self {
-            pid: h.pid,
-            application_name: h.application_name,
-            client_addr: h.client_addr,
-        }
-    }
 }
 
 /// A connection, the jobs table, and whether it exists yet (operator commands create nothing).
@@ -72,35 +55,34 @@ pub async fn status(
     };
     let mut statuses = Vec::with_capacity(rows.len());
     for row in rows {
-        let key = lock_key(&format!(
-            "sluice:backfill:{}:{}",
-            settings.schema.as_str(),
-            row.name
-        ));
-        let worker = holder(&mut conn, key)
+        let leases = jobs
+            .ranges()
+            .leases(&mut conn, &row.name)
             .await
-            .ok()
-            .flatten()
-            .map(WorkerInfo::from);
-        statuses.push(with_rates(row, worker));
+            .map_err(BackfillError::query("reading the job's leases"))?;
+        statuses.push(with_rates(row, leases));
     }
     let _ = conn.close().await;
     Ok(statuses)
 }
 
-fn with_rates(row: JobRow, worker: Option<WorkerInfo>) -> JobStatus {
+fn with_rates(row: JobRow, leases: Vec<Lease>) -> JobStatus {
     #[expect(
         clippy::cast_precision_loss,
         reason = "row counts as rates need no exactness"
     )]
     let (scanned, estimated) = (row.rows_scanned as f64, row.estimated_rows as f64);
-    let rate = (row.work_seconds > 0.0 && scanned > 0.0).then(|| scanned / row.work_seconds);
+    // work_seconds adds up every worker's time; the job advances at the sum of their rates.
+    #[expect(clippy::cast_precision_loss, reason = "a worker count is small")]
+    let workers = leases.len().max(1) as f64;
+    let rate =
+        (row.work_seconds > 0.0 && scanned > 0.0).then(|| scanned / row.work_seconds * workers);
     let eta = rate
         .filter(|_| row.finished_at.is_none())
         .map(|r| ((estimated - scanned).max(0.0)) / r);
     JobStatus {
         row,
-        worker,
+        leases,
         rows_per_second: rate,
         eta_seconds: eta,
     }
@@ -152,9 +134,8 @@ pub async fn gate(
     if row.state == states::COMPLETED && row.verified_remaining == Some(0) {
         return Ok(Gate::Open);
     }
-    let key = lock_key(&format!("sluice:backfill:{}:{}", schema.as_str(), name));
-    let worker = holder(conn, key).await.ok().flatten().map(WorkerInfo::from);
-    Ok(Gate::Closed(Some(Box::new(with_rates(row, worker)))))
+    let leases = jobs.ranges().leases(conn, name).await?;
+    Ok(Gate::Closed(Some(Box::new(with_rates(row, leases)))))
 }
 
 /// One sentence on why a gate is closed and what to run.
@@ -177,10 +158,9 @@ pub fn gate_message(name: &str, status: Option<&JobStatus>) -> String {
             )
         })
         .unwrap_or_default();
-    match (row.state.as_str(), &status.worker) {
-        (states::RUNNING, Some(worker)) => format!(
-            "backfill job {name} is running (worker pid {}): {progress}{eta}; wait for it to complete",
-            worker.pid
+    match (row.state.as_str(), status.leases.len()) {
+        (states::RUNNING, workers) if workers > 0 => format!(
+            "backfill job {name} is running ({workers} worker(s)): {progress}{eta}; wait for it to complete"
         ),
         (states::PAUSED, _) => format!(
             "backfill job {name} is paused at {progress}; continue it: sluice-backfill resume {name} && sluice-backfill run {name}"

@@ -5,6 +5,7 @@ mod crash;
 mod guards;
 mod keys;
 mod operations;
+mod parallel;
 mod resume;
 
 use sluice_tests::TestDb;

@@ -281,29 +281,31 @@ pub fn status(statuses: &[JobStatus], json: bool) {
     }
     for s in statuses {
         let row = &s.row;
-        let worker = s.worker.as_ref().map_or_else(String::new, |w| {
-            format!(" (worker pid {} {})", w.pid, w.application_name)
-        });
-        let stale = if row.state == "running" && s.worker.is_none() {
-            " (no worker: it stopped uncleanly; `run` resumes it)"
+        let stale = if row.state == "running" && s.leases.is_empty() {
+            " (no live worker: it stopped uncleanly; `run` resumes it)"
         } else {
             ""
         };
-        println!("{}: {}{worker}{stale}", row.name, row.state);
+        println!("{}: {}{stale}", row.name, row.state);
         println!(
             "  table {} key ({})",
             row.table_name,
             row.key_columns.join(", ")
         );
         println!(
-            "  cursor {} of {}",
-            row.cursor
-                .as_ref()
-                .map_or_else(|| "(start)".to_owned(), |c| format!("({})", c.join(", "))),
+            "  {} of {} key range(s) done, up to key {}",
+            row.ranges_done,
+            row.ranges,
             row.upper_bound
                 .as_ref()
                 .map_or_else(|| "(empty)".to_owned(), |c| format!("({})", c.join(", ")))
         );
+        for lease in &s.leases {
+            println!(
+                "  worker {} on range {} (lease {:.0}s left)",
+                lease.owner, lease.range_no, lease.lease_seconds_left
+            );
+        }
         println!(
             "  {} rows scanned of ~{}, {} updated, {} batches, {} retries, batch size {}",
             row.rows_scanned,
@@ -324,6 +326,16 @@ pub fn status(statuses: &[JobStatus], json: bool) {
             "  {rate}, ETA {eta}, {:.1}s working, {:.1}s throttled",
             row.work_seconds, row.throttled_seconds
         );
+        if let Some(by) = row.throttled_by.as_object().filter(|m| !m.is_empty()) {
+            let reasons: Vec<String> = by
+                .iter()
+                .map(|(reason, secs)| format!("{reason} {:.1}s", secs.as_f64().unwrap_or(0.0)))
+                .collect();
+            println!("  throttled by load: {}", reasons.join(", "));
+        }
+        if let Some(last) = &row.last_throttle {
+            println!("  last throttle: {last}");
+        }
         if let Some(error) = &row.last_error {
             println!("  last error: {error}");
         }

@@ -1,0 +1,274 @@
+//! Operations at scale: several worker processes on one job, a worker killed mid-range, run
+//! limits, and load-aware throttling.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use sluice_common::exit;
+use sluice_tests::Project;
+
+const ROWS: i64 = 40_000;
+
+/// `counters (id, n = id)` and a job adding 1 to every row: a row updated twice or never
+/// shows as `n <> id + 1`.
+async fn counters(project: &Project, extra: &str) {
+    project
+        .db
+        .exec(&format!(
+            "CREATE TABLE counters (id bigint PRIMARY KEY, n bigint NOT NULL);
+             INSERT INTO counters SELECT g, g FROM generate_series(1, {ROWS}) g;
+             ANALYZE counters;"
+        ))
+        .await;
+    project.job(
+        "bump",
+        &format!(
+            "name = \"bump\"\ntable = \"counters\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n\
+             batch_size = 200\nmin_batch_size = 200\nmax_batch_size = 200\n{extra}"
+        ),
+    );
+}
+
+async fn wrong_rows(project: &Project) -> i64 {
+    let mut conn = project.db.connect().await;
+    sqlx::query_scalar("SELECT count(*) FROM counters WHERE n <> id + 1")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+async fn job_state(project: &Project) -> (String, i64, i64) {
+    let mut conn = project.db.connect().await;
+    sqlx::query_as(
+        "SELECT j.state, count(r.*) FILTER (WHERE r.state = 'done'), count(r.*)
+         FROM sluice.backfill_jobs j JOIN sluice.backfill_ranges r ON r.job = j.name
+         WHERE j.name = 'bump' GROUP BY j.state",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn four_worker_processes_update_every_row_exactly_once() {
+    let project = Project::new().await;
+    counters(&project, "pause = \"2ms\"\n").await;
+    let workers: Vec<_> = (0..4)
+        .map(|_| project.spawn_backfill(&["run", "bump", "--workers", "2"]))
+        .collect();
+    for worker in workers {
+        let output = worker.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert_eq!(wrong_rows(&project).await, 0, "every row exactly once");
+    let (state, done, ranges) = job_state(&project).await;
+    assert_eq!((state.as_str(), done), ("completed", ranges));
+    assert!(ranges > 4, "the key space was split: {ranges} range(s)");
+    let mut conn = project.db.connect().await;
+    let updated: i64 = sqlx::query_scalar(
+        "SELECT sum(rows_updated)::bigint FROM sluice.backfill_ranges WHERE job = 'bump'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(updated, ROWS, "the ranges' counts add up to the table");
+}
+
+#[tokio::test]
+async fn a_killed_worker_loses_its_range_to_another_after_its_lease() {
+    let project = Project::new().await;
+    // Slow batches, so the victim is surely mid-range when it dies; a short lease.
+    counters(&project, "pause = \"20ms\"\nlease = \"2s\"\nranges = 4\n").await;
+    let mut victim = project
+        .backfill()
+        .args(["-q", "run", "bump"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut conn = project.db.connect().await;
+    let started = Instant::now();
+    loop {
+        let batches: i64 = sqlx::query_scalar(
+            "SELECT coalesce((SELECT sum(batches)::bigint FROM sluice.backfill_ranges WHERE job = 'bump'), 0)",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or(0);
+        if batches >= 5 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the victim never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let (held, cursor_set): (String, bool) = sqlx::query_as(
+        "SELECT owner, cursor IS NOT NULL FROM sluice.backfill_ranges
+         WHERE job = 'bump' AND owner IS NOT NULL AND state = 'pending'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(cursor_set, "the victim died mid-range, its range half done");
+
+    let survivor = project.run_backfill(&["run", "bump"]);
+    survivor.expect_code(exit::OK);
+    assert!(
+        survivor
+            .stderr()
+            .contains(&format!("from {held}, whose lease expired")),
+        "the takeover is logged: {}",
+        survivor.stderr()
+    );
+    assert!(
+        survivor.stdout().contains("completed"),
+        "{}",
+        survivor.stdout()
+    );
+    assert_eq!(wrong_rows(&project).await, 0, "still exactly once");
+}
+
+#[tokio::test]
+async fn a_run_limit_stops_cleanly_and_a_later_run_completes() {
+    let project = Project::new().await;
+    counters(&project, "pause = \"20ms\"\n").await;
+    let stopped = project.run_backfill(&["run", "bump", "--max-runtime", "1500ms"]);
+    stopped.expect_code(exit::OK);
+    assert!(
+        stopped
+            .stdout()
+            .contains("stopped because --max-runtime 1s 500ms reached")
+            && stopped.stdout().contains("resumable"),
+        "{}",
+        stopped.stdout()
+    );
+    let (state, done, ranges) = job_state(&project).await;
+    assert_eq!(state, "stopped");
+    assert!(done < ranges, "the limit came mid-job");
+    let mut conn = project.db.connect().await;
+    let half: i64 = sqlx::query_scalar("SELECT count(*) FROM counters WHERE n = id + 1")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(half > 0 && half < ROWS, "{half} rows done before the limit");
+
+    // A window that is closed now: nothing is done, and that is not an error.
+    let now = chrono::Utc::now();
+    let window = format!(
+        "{}-{}",
+        (now + chrono::Duration::hours(2)).format("%H:%M"),
+        (now + chrono::Duration::hours(3)).format("%H:%M")
+    );
+    let closed = project.run_backfill(&["run", "bump", "--window", &window]);
+    closed.expect_code(exit::OK);
+    assert!(
+        closed.stdout().contains("outside the run window"),
+        "{}",
+        closed.stdout()
+    );
+
+    let rest = project.run_backfill(&["run", "bump"]);
+    rest.expect_code(exit::OK);
+    assert!(rest.stdout().contains("completed"), "{}", rest.stdout());
+    assert_eq!(wrong_rows(&project).await, 0);
+}
+
+#[tokio::test]
+async fn a_session_blocked_behind_a_batch_makes_the_backfill_throttle() {
+    let project = Project::new().await;
+    // Each batch holds its row locks for about a second.
+    counters(&project, "").await;
+    // pg_sleep per row: each 100-row batch holds its row locks for about a second.
+    project.job(
+        "bump",
+        "name = \"bump\"\ntable = \"counters\"\nkey = [\"id\"]\n\
+         set = \"n = n + 1 + length(pg_sleep(0.01)::text)\"\n\
+         batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\nload_check_interval = \"100ms\"\n",
+    );
+    let metrics = project.path().join("bump.prom");
+    let worker = project.spawn_backfill(&[
+        "run",
+        "bump",
+        "--max-runtime",
+        "30s",
+        "--metrics-file",
+        metrics.to_str().unwrap(),
+    ]);
+    let mut conn = project.db.connect().await;
+    let mut app = project.db.connect().await;
+    let started = Instant::now();
+    let mut last_cursor: Option<i64> = None;
+    let throttled = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "no throttle recorded"
+        );
+        let seconds: Option<f64> = sqlx::query_scalar(
+            "SELECT (throttled_by ->> 'blocked_sessions')::float8 FROM sluice.backfill_jobs WHERE name = 'bump'",
+        )
+        .fetch_optional(&mut conn)
+        .await
+        .ok()
+        .flatten()
+        .flatten();
+        if let Some(seconds) = seconds {
+            break seconds;
+        }
+        // When a batch has just begun (its range's cursor moved), an application session
+        // updates the first row of that batch, which the batch has locked already: it waits
+        // on the backfill until the batch commits.
+        let cursor: Option<i64> = sqlx::query_scalar(
+            "SELECT cursor[1]::bigint FROM sluice.backfill_ranges WHERE job = 'bump' AND owner IS NOT NULL AND cursor IS NOT NULL",
+        )
+        .fetch_optional(&mut conn)
+        .await
+        .ok()
+        .flatten()
+        .flatten();
+        if cursor.is_some() && cursor != last_cursor {
+            last_cursor = cursor;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            sqlx::query("UPDATE counters SET n = n WHERE id = $1")
+                .bind(cursor.unwrap_or_default() + 1)
+                .execute(&mut app)
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(throttled > 0.0);
+    let status = project.run_backfill(&["status", "bump"]);
+    assert!(
+        status
+            .stdout()
+            .contains("throttled by load: blocked_sessions")
+            && status.stdout().contains("wait on locks the backfill holds"),
+        "{}",
+        status.stdout()
+    );
+    project
+        .run_backfill(&["pause", "bump"])
+        .expect_code(exit::OK);
+    let output = worker.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains(
+            "sluice_backfill_throttled_seconds_total{job=\"bump\",reason=\"blocked_sessions\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("sluice_backfill_batch_duration_seconds_bucket"),
+        "{text}"
+    );
+}
