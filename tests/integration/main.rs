@@ -7,5 +7,6 @@ mod connect;
 mod expand_contract;
 mod harness;
 mod lint;
+mod manifests;
 mod retry;
 mod runner;
