@@ -5,6 +5,8 @@
 //!
 //! Run with `cargo bench -p sluice-tests --bench backfill` (uses `DATABASE_URL`, or starts a
 //! throwaway server with PostgreSQL's default durability). Prints medians of 3 rounds.
+//! `cargo bench -p sluice-tests --bench backfill -- workers` instead measures one process with
+//! 1, 2 and 4 workers on the same table.
 
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
@@ -53,7 +55,7 @@ fn timed(command: &mut Command) -> Duration {
 }
 
 /// Runs `sluice-backfill`, returning its wall time, longest batch and peak RSS (KiB).
-fn sluice(db: &TestDb, dir: &std::path::Path) -> (Duration, String, i64) {
+fn sluice(db: &TestDb, dir: &std::path::Path, workers: u32) -> (Duration, String, i64) {
     std::fs::write(
         dir.join("fill.toml"),
         format!(
@@ -68,7 +70,7 @@ fn sluice(db: &TestDb, dir: &std::path::Path) -> (Duration, String, i64) {
         reason = "reaped by wait4 below, which also reads its peak memory"
     )]
     let mut child = Command::new(bin::sluice_backfill())
-        .args(["-q", "run"])
+        .args(["-q", "run", "--workers", &workers.to_string()])
         .arg(dir.join("fill.toml"))
         .env("DATABASE_URL", &db.url)
         .stdout(Stdio::piped())
@@ -132,8 +134,34 @@ fn rate(rows: i64, d: Duration) -> f64 {
 }
 
 #[tokio::main]
+/// Rows per second with 1, 2 and 4 workers in one process.
+async fn workers() {
+    let work = tempfile::tempdir().unwrap();
+    println!("backfill workers benchmark: {ROWS} rows, b = md5(a::text), 10k batches, medians of {ROUNDS} rounds");
+    for workers in [1, 2, 4] {
+        let mut times = Vec::new();
+        let mut peak = 0;
+        for _ in 0..ROUNDS {
+            let db = TestDb::new().await;
+            table(&db, ROWS).await;
+            let (elapsed, _, rss) = sluice(&db, work.path(), workers);
+            times.push(elapsed);
+            peak = peak.max(rss);
+        }
+        let time = median(times);
+        println!(
+            "  {workers} worker(s): {:>9.0} rows/s  ({:.1}s)  peak memory {peak} KiB",
+            rate(ROWS, time),
+            time.as_secs_f64()
+        );
+    }
+}
+
 async fn main() {
     sluice_tests::prefer_durable_server();
+    if std::env::args().any(|a| a == "workers") {
+        return workers().await;
+    }
     let work = tempfile::tempdir().unwrap();
     let loop_file = work.path().join("loop.sql");
     let mut script = String::new();
@@ -165,14 +193,14 @@ async fn main() {
 
         let db = TestDb::new().await;
         table(&db, ROWS).await;
-        let (elapsed, longest_batch, peak) = sluice(&db, work.path());
+        let (elapsed, longest_batch, peak) = sluice(&db, work.path(), 1);
         ours.push(elapsed);
         longest.push(longest_batch);
         peak_2m = peak_2m.max(peak);
     }
     let small = TestDb::new().await;
     table(&small, SMALL_ROWS).await;
-    let (_, _, peak_200k) = sluice(&small, work.path());
+    let (_, _, peak_200k) = sluice(&small, work.path(), 1);
 
     let (plain, looped, ours) = (median(plain), median(looped), median(ours));
     println!("backfill benchmark: {ROWS} rows, b = md5(a::text), medians of {ROUNDS} rounds");
