@@ -133,11 +133,12 @@ fn rate(rows: i64, d: Duration) -> f64 {
     rows as f64 / d.as_secs_f64()
 }
 
-#[tokio::main]
 /// Rows per second with 1, 2 and 4 workers in one process.
 async fn workers() {
     let work = tempfile::tempdir().unwrap();
-    println!("backfill workers benchmark: {ROWS} rows, b = md5(a::text), 10k batches, medians of {ROUNDS} rounds");
+    println!(
+        "backfill workers benchmark: {ROWS} rows, b = md5(a::text), 10k batches, medians of {ROUNDS} rounds"
+    );
     for workers in [1, 2, 4] {
         let mut times = Vec::new();
         let mut peak = 0;
@@ -157,6 +158,7 @@ async fn workers() {
     }
 }
 
+#[tokio::main]
 async fn main() {
     sluice_tests::prefer_durable_server();
     if std::env::args().any(|a| a == "workers") {

@@ -206,3 +206,29 @@ async fn a_failing_schema_dump_reports_the_applied_migrations() {
     );
     assert!(!project.path().join("db/schema.sql").exists());
 }
+
+#[tokio::test]
+async fn a_metrics_file_reports_durations_and_failures() {
+    let project = Project::new().await;
+    project.write("0001_a.sql", "CREATE TABLE a (id bigint);\n");
+    project
+        .run(&["up", "--metrics-file", "up.prom"])
+        .expect_code(exit::OK);
+    let text = std::fs::read_to_string(project.path().join("up.prom")).unwrap();
+    assert!(
+        text.contains(
+            "sluice_migration_duration_seconds_bucket{migration=\"0001_a\",direction=\"up\""
+        ) && text.contains("sluice_runner_last_run_success{command=\"up\"} 1"),
+        "{text}"
+    );
+    project.write("0002_broken.sql", "ALTER TABLE missing ADD COLUMN x int;\n");
+    project
+        .run(&["up", "--metrics-file", "up.prom"])
+        .expect_code(exit::FAILED);
+    let text = std::fs::read_to_string(project.path().join("up.prom")).unwrap();
+    assert!(
+        text.contains("sluice_migration_failures_total{command=\"up\",exit_code=\"1\"} 1")
+            && text.contains("sluice_runner_last_run_success{command=\"up\"} 0"),
+        "{text}"
+    );
+}

@@ -3,6 +3,7 @@
 
 mod drift;
 mod lint;
+mod metrics;
 mod new;
 mod render;
 mod roundtrip;
@@ -239,8 +240,9 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
             if let Command::Up { post_apply, .. } = &command {
                 runner.post_apply = post_apply.resolve().map_err(RunnerError::from)?;
             }
+            let metrics = metrics::RunMetrics::start(cli.runner.metrics_file.clone())?;
             let migrator = Migrator::load(runner)?;
-            run_against_database(&migrator, command, &startup).await
+            run_against_database(&migrator, command, &startup, &metrics).await
         }
     }
 }
@@ -249,6 +251,7 @@ async fn run_against_database(
     migrator: &Migrator,
     command: Command,
     startup: &sluice_common::cli::Startup,
+    metrics: &metrics::RunMetrics,
 ) -> anyhow::Result<u8> {
     let shutdown = &startup.shutdown;
     match command {
@@ -258,8 +261,12 @@ async fn run_against_database(
             let target = to.as_deref().map(parse_version).transpose()?;
             let mut renderer = Renderer::new(json, dry_run);
             let result = migrator
-                .up(target, dry_run, shutdown, &mut |e| renderer.event(&e))
+                .up(target, dry_run, shutdown, &mut |e| {
+                    metrics.event(&e);
+                    renderer.event(&e);
+                })
                 .await;
+            metrics.finish("up", result.as_ref().err());
             Ok(renderer.finish("up", result))
         }
         Command::Down {
@@ -274,8 +281,12 @@ async fn run_against_database(
             };
             let mut renderer = Renderer::new(json, dry_run);
             let result = migrator
-                .down(target, dry_run, shutdown, &mut |e| renderer.event(&e))
+                .down(target, dry_run, shutdown, &mut |e| {
+                    metrics.event(&e);
+                    renderer.event(&e);
+                })
                 .await;
+            metrics.finish("down", result.as_ref().err());
             Ok(renderer.finish("down", result))
         }
         Command::Status { json } => {

@@ -75,6 +75,11 @@ pub struct RunnerArgs {
     #[arg(long, env = "SLUICE_BACKUP_DIR", value_name = "DIR", global = true)]
     pub backup: Option<PathBuf>,
 
+    /// `up`/`down`: write Prometheus metrics (migration durations, retries, failures) to this
+    /// file at the end, for node_exporter's textfile collector.
+    #[arg(long, env = "SLUICE_METRICS_FILE", value_name = "FILE", global = true)]
+    pub metrics_file: Option<PathBuf>,
+
     /// Who is running this (a person or CI job), recorded in history and audit.
     #[arg(long, env = "SLUICE_ACTOR", value_name = "NAME", global = true)]
     pub actor: Option<String>,
