@@ -248,38 +248,26 @@ async fn finish(
     ends: Vec<Result<WorkerEnd, BackfillError>>,
     events: &mut dyn FnMut(Event),
 ) -> Result<Outcome, BackfillError> {
-    let mut finished = Vec::with_capacity(ends.len());
-    for end in ends {
-        finished.push(end?);
-    }
-    let jobs = ctx.jobs;
-    let name = &ctx.job.name;
+    let finished = ends.into_iter().collect::<Result<Vec<WorkerEnd>, _>>()?;
+    let (jobs, name) = (ctx.jobs, &ctx.job.name);
     let has = |end: WorkerEnd| finished.contains(&end);
-    let set = |state: &'static str| {
-        (
-            state,
-            BackfillError::query(format!("marking job {name} {state}")),
-        )
-    };
+    let marking = |state: &str| BackfillError::query(format!("marking job {name} {state}"));
     if has(WorkerEnd::Cancelled) {
-        let (state, error) = set(states::CANCELLED);
-        jobs.set_state(conn, name, state, None)
+        jobs.set_state(conn, name, states::CANCELLED, None)
             .await
-            .map_err(error)?;
+            .map_err(marking(states::CANCELLED))?;
         return Ok(Outcome::Cancelled);
     }
     if has(WorkerEnd::Paused) {
-        let (state, error) = set(states::PAUSED);
-        jobs.set_state(conn, name, state, None)
+        jobs.set_state(conn, name, states::PAUSED, None)
             .await
-            .map_err(error)?;
+            .map_err(marking(states::PAUSED))?;
         return Ok(Outcome::Paused);
     }
     if has(WorkerEnd::Interrupted) || has(WorkerEnd::Deadline) || has(WorkerEnd::Stopped) {
-        let (state, error) = set(states::STOPPED);
-        jobs.set_state_if_idle(conn, name, state)
+        jobs.set_state_if_idle(conn, name, states::STOPPED)
             .await
-            .map_err(error)?;
+            .map_err(marking(states::STOPPED))?;
         return Ok(match &ctx.deadline {
             Some(deadline) if has(WorkerEnd::Deadline) => Outcome::LimitReached {
                 reason: deadline.reason.clone(),

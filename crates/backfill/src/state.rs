@@ -353,24 +353,6 @@ impl Jobs {
         Ok(())
     }
 
-    /// Records a verification result.
-    pub async fn verified(
-        &self,
-        conn: &mut PgConnection,
-        name: &str,
-        remaining: i64,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET verified_remaining = $2, updated_at = now() WHERE name = $1",
-            self.table
-        )))
-        .bind(name)
-        .bind(remaining)
-        .execute(conn)
-        .await?;
-        Ok(())
-    }
-
     /// Accepts a changed spec for an unfinished job.
     pub async fn accept_spec(
         &self,
