@@ -145,7 +145,7 @@ async fn up_stops_at_the_gated_migration_until_the_backfill_is_verified() {
 #[tokio::test]
 async fn a_paused_job_keeps_the_gate_closed_with_its_progress() {
     let project = Project::new().await;
-    project.db.exec("CREATE TABLE accounts (id bigserial PRIMARY KEY, email text NOT NULL); INSERT INTO accounts (email) SELECT 'U' || g FROM generate_series(1, 3000) g;").await;
+    project.db.exec("CREATE TABLE accounts (id bigserial PRIMARY KEY, email text NOT NULL); INSERT INTO accounts (email) SELECT 'U' || g FROM generate_series(1, 10000) g;").await;
     project
         .run(&[
             "new",
@@ -181,7 +181,25 @@ async fn a_paused_job_keeps_the_gate_closed_with_its_progress() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Pause once some batches are in, however long the worker takes to start.
+    let mut conn = project.db.connect().await;
+    let started = std::time::Instant::now();
+    loop {
+        let batches: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(batches), 0)::bigint FROM sluice.backfill_ranges WHERE job = 'lower_email'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or(0);
+        if batches >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the worker never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     project
         .run_backfill(&["pause", "lower_email"])
         .expect_code(exit::OK);

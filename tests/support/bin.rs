@@ -46,6 +46,24 @@ fn build_binaries(profile_dir: &std::path::Path) {
         "--package",
         "sluice-backfill",
     ]);
+    // Cargo sets these for the test process; inherited, they would change the fingerprint of
+    // build scripts that watch them (ring's watches CARGO_MANIFEST_DIR), and every `cargo test`
+    // would then rebuild half the dependency tree.
+    for (name, _) in std::env::vars_os() {
+        let name_str = name.to_string_lossy();
+        if name_str.starts_with("CARGO_PKG_")
+            || name_str.starts_with("CARGO_MANIFEST_")
+            || name_str.starts_with("CARGO_BIN_EXE_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .contains(&name_str.as_ref())
+        {
+            command.env_remove(&name);
+        }
+    }
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         command.arg("--release");
     }

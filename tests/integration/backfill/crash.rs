@@ -20,14 +20,21 @@ async fn sigkill_at_random_moments_never_loses_or_repeats_a_batch() {
              INSERT INTO counters SELECT g, g FROM generate_series(1, {ROWS}) g;"
         ))
         .await;
-    // No `where`: only the committed cursor stops a row from being incremented twice.
+    // No `where`: only the committed cursor stops a row from being incremented twice. A short
+    // lease, so that a victim's range is taken over soon rather than after 30 s.
     project.job(
         "bump",
         "name = \"bump\"\ntable = \"counters\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n\
-         batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\npause = \"5ms\"\n",
+         batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\npause = \"5ms\"\n\
+         lease = \"2s\"\n",
     );
 
-    let mut kills = 0;
+    // Kills are timed from the victim's first committed batch, not from its start: a loaded
+    // machine can take longer than any fixed delay to start a process, and a kill that always
+    // lands before the first batch proves nothing. Every fifth run is killed at a random moment
+    // of its start-up instead (registration, splitting, claiming).
+    let mut conn = project.db.connect().await;
+    let (mut kills, mut startup_kills) = (0, 0);
     let mut rng = fastrand::Rng::with_seed(7);
     let started = Instant::now();
     while kills < KILLS {
@@ -35,6 +42,7 @@ async fn sigkill_at_random_moments_never_loses_or_repeats_a_batch() {
             started.elapsed() < Duration::from_secs(240),
             "took too long; {kills} kills so far"
         );
+        let before = batches(&mut conn).await;
         let mut child = project
             .backfill()
             .args(["-q", "run", "bump"])
@@ -42,17 +50,31 @@ async fn sigkill_at_random_moments_never_loses_or_repeats_a_batch() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(rng.u64(30..250))).await;
+        let during_startup = rng.u8(0..5) == 0;
+        if during_startup {
+            tokio::time::sleep(Duration::from_millis(rng.u64(0..150))).await;
+        } else {
+            while batches(&mut conn).await == before && child.try_wait().unwrap().is_none() {
+                assert!(started.elapsed() < Duration::from_secs(240), "no progress");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(rng.u64(0..150))).await;
+        }
         if child.try_wait().unwrap().is_some() {
             break; // finished before the kill: too few rows left
         }
         child.kill().unwrap();
         child.wait().unwrap();
-        kills += 1;
+        if during_startup {
+            startup_kills += 1;
+        } else {
+            kills += 1;
+        }
     }
     assert!(
         kills >= KILLS,
-        "only {kills} kills before the job finished; make it slower"
+        "only {kills} kills mid-run (and {startup_kills} at start-up) before the job finished; \
+         make it slower"
     );
 
     // The job was left "running" by a dead worker; `status` says so, and `run` resumes it.
@@ -62,7 +84,6 @@ async fn sigkill_at_random_moments_never_loses_or_repeats_a_batch() {
     last.expect_code(exit::OK);
     assert!(last.stdout().contains("completed"), "{}", last.stdout());
 
-    let mut conn = project.db.connect().await;
     let wrong: i64 = sqlx::query_scalar("SELECT count(*) FROM counters WHERE n <> id + 1")
         .fetch_one(&mut conn)
         .await
@@ -78,4 +99,14 @@ async fn sigkill_at_random_moments_never_loses_or_repeats_a_batch() {
     .await
     .unwrap();
     assert_eq!((updated, scanned), (ROWS, ROWS));
+}
+
+/// Batches committed so far over all ranges; 0 before the first run creates the tables.
+async fn batches(conn: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(batches), 0)::bigint FROM sluice.backfill_ranges WHERE job = 'bump'",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap_or(0)
 }

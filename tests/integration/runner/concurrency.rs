@@ -107,15 +107,28 @@ async fn a_runner_waits_for_the_lock_and_then_applies() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Release the lock only once the runner says it is waiting for it: a fixed delay can be
+    // shorter than a loaded machine takes to start the runner.
+    let mut child = child;
+    let (waiting_tx, waiting_rx) = std::sync::mpsc::channel();
+    let reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let stderr = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
+            if line.contains("another runner holds the migration lock") {
+                let _ = waiting_tx.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    let waited = waiting_rx.recv_timeout(Duration::from_secs(30));
     drop(holder);
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert!(
-        stderr.contains("another runner holds the migration lock"),
-        "{stderr}"
-    );
+    let status = child.wait().unwrap();
+    let stderr = stderr.join().unwrap();
+    assert!(waited.is_ok(), "the runner never said it waits: {stderr}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
     let mut conn = project.db.connect().await;
     assert_eq!(recorded_versions(&mut conn).await, vec![1]);
 }
