@@ -195,12 +195,14 @@ pub async fn run(
         stop: AtomicBool::new(false),
         process: format!("{}/{}", host_name(), std::process::id()),
     };
-    let ends = run_workers(&ctx, &target, workers, &signal_tx, events).await;
+    let ends = run_workers(&mut conn, &ctx, &target, workers, &signal_tx, events).await;
     finish(&mut conn, &ctx, ends, events).await
 }
 
-/// Runs the workers and the load monitor, forwarding events with the process's totals.
+/// Runs the workers, the load monitor and the rate sharing (on `conn`), forwarding events
+/// with the process's totals.
 async fn run_workers(
+    conn: &mut PgConnection,
     ctx: &Context<'_>,
     target: &Target,
     workers: usize,
@@ -223,8 +225,9 @@ async fn run_workers(
         &ctx.job.name,
         &table,
         signal,
-        stop_rx,
+        stop_rx.clone(),
     );
+    let sharing = share_rate(conn, ctx, stop_rx);
     let forward = async {
         let (mut scanned, mut updated) = (0u64, 0u64);
         while let Some(mut event) = rx.recv().await {
@@ -237,8 +240,44 @@ async fn run_workers(
             events(event);
         }
     };
-    let (ends, (), ()) = tokio::join!(workers_then_stop, monitor, forward);
+    let (ends, (), (), ()) = tokio::join!(workers_then_stop, monitor, sharing, forward);
     ends
+}
+
+/// Keeps this process's share of the job's `max_rows_per_second` in step with the number of
+/// processes holding its ranges, until `stop`: the limit is the job's, not each pod's.
+async fn share_rate(conn: &mut PgConnection, ctx: &Context<'_>, mut stop: watch::Receiver<bool>) {
+    if !ctx.throttle.is_limited() {
+        return;
+    }
+    let job = &ctx.job.name;
+    loop {
+        match ctx
+            .jobs
+            .ranges()
+            .other_processes(conn, job, &ctx.process)
+            .await
+        {
+            Ok(others) => {
+                let processes = u32::try_from(others).unwrap_or(u32::MAX).saturating_add(1);
+                if let Some(rate) = ctx.throttle.share(processes) {
+                    tracing::info!(
+                        job = %job,
+                        processes,
+                        "max_rows_per_second {} shared by {processes} process(es) running job {job}: this one writes up to {rate} rows/s",
+                        ctx.job.pacing.max_rows_per_second
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(
+                "reading which processes share job {job}'s max_rows_per_second: {error}; keeping the last share"
+            ),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(ctx.load_settings.check_interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Turns the workers' ends into the run's outcome, recording the job's state.

@@ -272,3 +272,32 @@ async fn a_session_blocked_behind_a_batch_makes_the_backfill_throttle() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn max_rows_per_second_is_shared_by_the_processes_running_the_job() {
+    let project = Project::new().await;
+    // 4,000 rows/s for the job, a burst of one second per process. Shared, 40,000 rows take
+    // about (40,000 - 2 x 4,000) / 4,000 = 8 s; if each process had the whole rate, 4 s.
+    counters(&project, "max_rows_per_second = 4000\n").await;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..2)
+        .map(|_| project.spawn_backfill(&["run", "bump"]))
+        .collect();
+    let mut stderr = String::new();
+    for worker in workers {
+        let output = worker.wait_with_output().unwrap();
+        stderr.push_str(&String::from_utf8_lossy(&output.stderr));
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        stderr.contains("max_rows_per_second 4000 shared by 2 process(es) running job bump: this one writes up to 2000 rows/s"),
+        "the share is logged: {stderr}"
+    );
+    // A lower bound only: a slow machine makes the run longer, never shorter.
+    assert!(
+        elapsed >= Duration::from_secs(6),
+        "40,000 rows at 4,000 rows/s for the job took only {elapsed:?}"
+    );
+    assert_eq!(wrong_rows(&project).await, 0, "every row exactly once");
+}
