@@ -72,11 +72,11 @@ fn with_rates(row: JobRow, leases: Vec<Lease>) -> JobStatus {
         reason = "row counts as rates need no exactness"
     )]
     let (scanned, estimated) = (row.rows_scanned as f64, row.estimated_rows as f64);
-    // work_seconds adds up every worker's time; the job advances at the sum of their rates.
-    #[expect(clippy::cast_precision_loss, reason = "a worker count is small")]
-    let workers = leases.len().max(1) as f64;
-    let rate =
-        (row.work_seconds > 0.0 && scanned > 0.0).then(|| scanned / row.work_seconds * workers);
+    let rate = throughput(
+        scanned,
+        row.work_seconds + row.throttled_seconds,
+        leases.len(),
+    );
     let eta = rate
         .filter(|_| row.finished_at.is_none())
         .map(|r| ((estimated - scanned).max(0.0)) / r);
@@ -86,6 +86,15 @@ fn with_rates(row: JobRow, leases: Vec<Lease>) -> JobStatus {
         rows_per_second: rate,
         eta_seconds: eta,
     }
+}
+
+/// Rows per second of a job: `worker_seconds` adds up every worker's time, working and
+/// throttled (a rate limit or a pause is part of how fast the job really goes), and the job
+/// advances at the sum of its `workers`' rates. `None` before anything was done.
+fn throughput(rows: f64, worker_seconds: f64, workers: usize) -> Option<f64> {
+    #[expect(clippy::cast_precision_loss, reason = "a worker count is small")]
+    let workers = workers.max(1) as f64;
+    (worker_seconds > 0.0 && rows > 0.0).then(|| rows / worker_seconds * workers)
 }
 
 /// Records a pause, resume or cancel request for `name`.
@@ -176,5 +185,22 @@ pub fn gate_message(name: &str, status: Option<&JobStatus>) -> String {
             "backfill job {name} is {} at {progress}{eta}; resume it: sluice-backfill run {name}",
             row.state
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throughput_counts_throttled_time_and_adds_up_workers() {
+        // 10,000 rows in 2 s working + 8 s throttled by one worker: 1,000 rows/s.
+        assert_eq!(throughput(10_000.0, 10.0, 1), Some(1000.0));
+        // Two workers, each 5 s: the job advances at 2,000 rows/s.
+        assert_eq!(throughput(10_000.0, 10.0, 2), Some(2000.0));
+        // No live lease (between runs): counted as one worker.
+        assert_eq!(throughput(10_000.0, 10.0, 0), Some(1000.0));
+        assert_eq!(throughput(0.0, 10.0, 1), None);
+        assert_eq!(throughput(10.0, 0.0, 1), None);
     }
 }

@@ -165,7 +165,7 @@ struct OverrideArgs {
     /// Batch duration adaptive sizing aims at, e.g. 200ms.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     target_batch_time: Option<Duration>,
-    /// Rate limit in rows per second; 0 for none.
+    /// Rate limit of the job in rows per second, shared by every process running it; 0 for none.
     #[arg(long, value_name = "N")]
     max_rows_per_second: Option<u32>,
     /// Sleep between batches, e.g. 50ms.

@@ -21,6 +21,8 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 pub struct Progress {
     bar: Option<ProgressBar>,
     last_log: Instant,
+    /// When the job started in this run: throughput and ETA count from here.
+    started: Instant,
     /// Working time of this run (batches), and throttled time.
     work: Duration,
     throttled: Duration,
@@ -40,6 +42,7 @@ impl Progress {
         Self {
             bar: None,
             last_log: Instant::now(),
+            started: Instant::now(),
             work: Duration::ZERO,
             throttled: Duration::ZERO,
             throttle_state: None,
@@ -69,6 +72,7 @@ impl Progress {
                 ..
             } => {
                 self.workers = *workers;
+                self.started = Instant::now();
                 if let Some(deadline) = deadline {
                     tracing::info!(job = %self.job, stop_at = %deadline.at.to_rfc3339(), "stopping by itself at {} ({})", deadline.at.to_rfc3339(), deadline.reason.replace(" reached", "").replace("closed at", "closing at"));
                 }
@@ -124,13 +128,24 @@ impl Progress {
     fn rate(&self) -> f64 {
         #[expect(clippy::cast_precision_loss, reason = "a worker count is small")]
         let secs = self.work.as_secs_f64() / self.workers.max(1) as f64;
+        if secs > 0.0 { self.done() / secs } else { 0.0 }
+    }
+
+    /// Rows per second since the run started, throttled time included: what the ETA needs.
+    fn throughput(&self) -> f64 {
+        let secs = self.started.elapsed().as_secs_f64();
+        if secs > 0.0 { self.done() / secs } else { 0.0 }
+    }
+
+    /// Rows this run scanned.
+    fn done(&self) -> f64 {
         #[expect(clippy::cast_precision_loss, reason = "a rate needs no exactness")]
         let done = self.scanned.saturating_sub(self.scanned_before) as f64;
-        if secs > 0.0 { done / secs } else { 0.0 }
+        done
     }
 
     fn eta(&self) -> Option<Duration> {
-        let rate = self.rate();
+        let rate = self.throughput();
         #[expect(clippy::cast_precision_loss, reason = "an ETA needs no exactness")]
         let left = self.estimated.saturating_sub(self.scanned) as f64;
         (rate > 0.0).then(|| Duration::from_secs_f64(left / rate))
@@ -147,7 +162,7 @@ impl Progress {
             bar.set_position(self.scanned);
             bar.set_message(format!(
                 "{:.0} rows/s  ETA {eta}  batch {}  throttled {:.1}s {throttle}",
-                self.rate(),
+                self.throughput(),
                 self.batch_size,
                 self.throttled.as_secs_f64()
             ));
@@ -158,7 +173,7 @@ impl Progress {
                 rows_scanned = self.scanned,
                 rows_updated = self.updated,
                 estimated_rows = self.estimated,
-                rows_per_second = format!("{:.0}", self.rate()),
+                rows_per_second = format!("{:.0}", self.throughput()),
                 eta = %eta,
                 batch_size = self.batch_size,
                 throttled_s = format!("{:.1}", self.throttled.as_secs_f64()),
