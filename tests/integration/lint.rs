@@ -230,3 +230,34 @@ async fn validate_since_catches_merged_migrations_that_changed() {
         bad_ref.stderr()
     );
 }
+
+#[tokio::test]
+async fn validate_since_reads_diesel_directories() {
+    let project = Project::new().await;
+    git(project.path(), &["init", "-q"]);
+    project.write(
+        "2024-01-01-000000_a/up.sql",
+        "CREATE TABLE a (id bigint);\n",
+    );
+    project.write("2024-01-01-000000_a/down.sql", "DROP TABLE a;\n");
+    git(project.path(), &["add", "."]);
+    git(project.path(), &["commit", "-q", "-m", "merged"]);
+    project.write(
+        "2024-02-01-000000_b/up.sql",
+        "CREATE TABLE b (id bigint);\n",
+    );
+    project
+        .run(&["validate", "--since", "HEAD"])
+        .expect_code(exit::OK);
+
+    project.write("2024-01-01-000000_a/down.sql", "DROP TABLE IF EXISTS a;\n");
+    let run = project.run(&["validate", "--since", "HEAD"]);
+    run.expect_code(exit::HISTORY_DRIFT);
+    assert!(
+        run.stderr()
+            .contains("2024-01-01-000000_a/down.sql: edited after it was merged"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!run.stderr().contains("2024-02-01"), "{}", run.stderr());
+}

@@ -142,30 +142,49 @@ pub fn compare(then: &Files, now: &Files) -> Vec<Change> {
     changes
 }
 
+/// The version of a migration file: `0001_a.sql`, or diesel's `2024-01-31-120000_a/up.sql`.
 fn version_of(name: &str) -> Option<Version> {
-    source::parse_file_name(name)
-        .ok()
-        .flatten()
-        .map(|f| f.version)
+    match name.split_once('/') {
+        Some((dir, file)) => ["up.sql", "down.sql"]
+            .contains(&file)
+            .then(|| source::parse_directory_name(dir).ok())
+            .flatten()
+            .map(|(version, _, _)| version),
+        None => source::parse_file_name(name)
+            .ok()
+            .flatten()
+            .map(|f| f.version),
+    }
 }
 
+/// Files are named by their path under the migrations directory: `0001_a.sql` or
+/// `2024-01-31-120000_a/up.sql`.
 fn is_migration(name: &str) -> bool {
-    matches!(source::parse_file_name(name), Ok(Some(_)))
+    version_of(name).is_some()
 }
 
 fn files_now(dir: &Path) -> Files {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            if !is_migration(&name) {
-                return None;
+    let mut files = Files::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let path = entry.path();
+        let names: Vec<String> = if path.is_dir() {
+            ["up.sql", "down.sql"]
+                .iter()
+                .map(|file| format!("{name}/{file}"))
+                .collect()
+        } else {
+            vec![name]
+        };
+        for name in names.into_iter().filter(|n| is_migration(n)) {
+            if let Ok(text) = std::fs::read_to_string(dir.join(&name)) {
+                files.insert(name, text);
             }
-            Some((name, std::fs::read_to_string(entry.path()).ok()?))
-        })
-        .collect()
+        }
+    }
+    files
 }
 
 fn files_at(top: &Path, git_ref: &str, relative: &Path) -> Result<Files, SinceError> {
@@ -174,6 +193,7 @@ fn files_at(top: &Path, git_ref: &str, relative: &Path) -> Result<Files, SinceEr
         top,
         &[
             "ls-tree",
+            "-r",
             "--name-only",
             &format!("{git_ref}:{}", relative.display()),
         ],
@@ -234,6 +254,40 @@ mod tests {
         let then = files(&[("0001_a.sql", "SELECT 1;")]);
         let now = files(&[("0001_a.sql", "SELECT 1;"), ("0002_b.sql", "SELECT 2;")]);
         assert!(compare(&then, &now).is_empty());
+    }
+
+    #[test]
+    fn diesel_directories_are_compared_like_files() {
+        let then = files(&[
+            ("2024-01-01-000000_a/up.sql", "SELECT 1;"),
+            ("2024-01-01-000000_a/down.sql", "SELECT -1;"),
+            ("2024-02-01-000000_b/up.sql", "SELECT 2;"),
+        ]);
+        let now = files(&[
+            ("2024-01-01-000000_a/up.sql", "SELECT 10;"),
+            ("2024-01-01-000000_a/down.sql", "SELECT -1;"),
+            ("2024-02-01-000000_bee/up.sql", "SELECT 2;"),
+            ("2024-01-15-000000_late/up.sql", "SELECT 3;"),
+            ("2024-03-01-000000_new/up.sql", "SELECT 4;"),
+        ]);
+        assert_eq!(
+            compare(&then, &now),
+            vec![
+                Change::Edited {
+                    file: "2024-01-01-000000_a/up.sql".into()
+                },
+                Change::Renamed {
+                    from: "2024-02-01-000000_b/up.sql".into(),
+                    to: "2024-02-01-000000_bee/up.sql".into()
+                },
+                Change::OlderThanMerged {
+                    file: "2024-01-15-000000_late/up.sql".into(),
+                    newest: "2024-02-01-000000_b/up.sql".into()
+                },
+            ]
+        );
+        assert!(!is_migration("k8s/job.sql"));
+        assert!(!is_migration("2024-01-01-000000_a/seed.sql"));
     }
 
     #[test]

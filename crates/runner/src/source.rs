@@ -113,6 +113,23 @@ fn parse_directory(path: &Path, dir_name: &str) -> Result<Vec<(FileName, PathBuf
             Ok(Vec::new())
         };
     }
+    let (version, version_text, name) = parse_directory_name(dir_name)?;
+    let named = |direction| FileName {
+        version,
+        version_text: version_text.to_owned(),
+        name: name.to_owned(),
+        direction,
+    };
+    let mut found = vec![(named(Direction::Up), up)];
+    if down.is_file() {
+        found.push((named(Direction::Down), down));
+    }
+    Ok(found)
+}
+
+/// A diesel directory's name: its version (dashes dropped), the version as written, and the
+/// name.
+pub fn parse_directory_name(dir_name: &str) -> Result<(Version, &str, &str), String> {
     let (version_text, name) = dir_name
         .split_once('_')
         .filter(|(v, n)| !n.is_empty() && v.bytes().any(|b| b.is_ascii_digit()))
@@ -126,17 +143,7 @@ fn parse_directory(path: &Path, dir_name: &str) -> Result<Vec<(FileName, PathBuf
     let version = digits
         .parse::<Version>()
         .map_err(|_| format!("{dir_name}/: the version `{version_text}` is too large"))?;
-    let named = |direction| FileName {
-        version,
-        version_text: version_text.to_owned(),
-        name: name.to_owned(),
-        direction,
-    };
-    let mut found = vec![(named(Direction::Up), up)];
-    if down.is_file() {
-        found.push((named(Direction::Down), down));
-    }
-    Ok(found)
+    Ok((version, version_text, name))
 }
 
 /// diesel marks a migration that must run outside a transaction in `metadata.toml`; sluice
