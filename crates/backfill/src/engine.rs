@@ -38,9 +38,6 @@ pub struct EngineSettings {
     pub schema: Ident,
 }
 
-/// Default lease of a claimed range: a worker silent for this long is presumed dead.
-pub const DEFAULT_LEASE: Duration = crate::job::defaults::LEASE;
-
 /// Choices of one `run`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {

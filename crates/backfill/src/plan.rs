@@ -104,7 +104,7 @@ fn batch_statements(job: &Job, sql: &JobSql) -> Vec<String> {
             rows_updated: 0,
             rows_scanned: 0,
             last: false,
-            lease_for: crate::engine::DEFAULT_LEASE,
+            lease_for: job.parallel.lease,
             throttled_seconds: 0.0,
         })
         .replace("+ 0,", "+ <n>,"),
