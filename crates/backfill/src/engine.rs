@@ -192,24 +192,32 @@ pub async fn run(
         stop: AtomicBool::new(false),
         process: format!("{}/{}", host_name(), std::process::id()),
     };
-    let ends = run_workers(&mut conn, &ctx, &target, workers, &signal_tx, events).await;
+    let before = Totals {
+        scanned: u64::try_from(row.rows_scanned).unwrap_or(0),
+        updated: u64::try_from(row.rows_updated).unwrap_or(0),
+    };
+    let ends = run_workers(
+        &mut conn, &ctx, &target, workers, before, &signal_tx, events,
+    )
+    .await;
     finish(&mut conn, &ctx, ends, events).await
 }
 
-/// Runs the workers, the load monitor and the rate sharing (on `conn`), forwarding events
-/// with the process's totals.
+/// Runs the workers, the load monitor and the job's pulse (on `conn`), forwarding events
+/// with the job's totals: those at the start (`before`), the pulse's readings of every
+/// process's committed work, and this process's batches in between.
 async fn run_workers(
     conn: &mut PgConnection,
     ctx: &Context<'_>,
     target: &Target,
     workers: usize,
+    before: Totals,
     signal: &watch::Sender<Option<Signal>>,
     events: &mut dyn FnMut(Event),
 ) -> Vec<Result<WorkerEnd, BackfillError>> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
     let all = futures_util::future::join_all((0..workers).map(|n| worker::run(ctx, n, tx.clone())));
-    drop(tx);
     let workers_then_stop = async {
         let ends = all.await;
         let _ = stop_tx.send(true);
@@ -224,56 +232,99 @@ async fn run_workers(
         signal,
         stop_rx.clone(),
     );
-    let sharing = share_rate(conn, ctx, stop_rx);
+    let pulse = pulse(conn, ctx, tx, stop_rx);
     let forward = async {
-        let (mut scanned, mut updated) = (0u64, 0u64);
+        let mut totals = before;
         while let Some(mut event) = rx.recv().await {
-            if let Event::Batch(batch) = &mut event {
-                scanned += batch.rows_scanned;
-                updated += batch.rows_updated;
-                batch.total_scanned = scanned;
-                batch.total_updated = updated;
+            match &mut event {
+                Event::Batch(batch) => {
+                    totals.scanned += batch.rows_scanned;
+                    totals.updated += batch.rows_updated;
+                    batch.total_scanned = totals.scanned;
+                    batch.total_updated = totals.updated;
+                }
+                Event::JobTotals {
+                    rows_scanned,
+                    rows_updated,
+                } => {
+                    totals = Totals {
+                        scanned: *rows_scanned,
+                        updated: *rows_updated,
+                    };
+                }
+                _ => {}
             }
             events(event);
         }
     };
-    let (ends, (), (), ()) = tokio::join!(workers_then_stop, monitor, sharing, forward);
+    let (ends, (), (), ()) = tokio::join!(workers_then_stop, monitor, pulse, forward);
     ends
 }
 
-/// Keeps this process's share of the job's `max_rows_per_second` in step with the number of
-/// processes holding its ranges, until `stop`: the limit is the job's, not each pod's.
-async fn share_rate(conn: &mut PgConnection, ctx: &Context<'_>, mut stop: watch::Receiver<bool>) {
-    if !ctx.throttle.is_limited() {
-        return;
-    }
-    let job = &ctx.job.name;
+/// Rows of a job scanned and updated, by every process and run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    scanned: u64,
+    updated: u64,
+}
+
+/// Every `load_check_interval` until `stop`: reads the job's totals (every process's
+/// committed batches) for progress and ETA, and keeps this process's share of the job's
+/// `max_rows_per_second` in step with the number of processes holding its ranges.
+async fn pulse(
+    conn: &mut PgConnection,
+    ctx: &Context<'_>,
+    events: mpsc::UnboundedSender<Event>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
-        match ctx
-            .jobs
-            .ranges()
-            .other_processes(conn, job, &ctx.process)
-            .await
-        {
-            Ok(others) => {
-                let processes = u32::try_from(others).unwrap_or(u32::MAX).saturating_add(1);
-                if let Some(rate) = ctx.throttle.share(processes) {
-                    tracing::info!(
-                        job = %job,
-                        processes,
-                        "max_rows_per_second {} shared by {processes} process(es) running job {job}: this one writes up to {rate} rows/s",
-                        ctx.job.pacing.max_rows_per_second
-                    );
-                }
-            }
-            Err(error) => tracing::warn!(
-                "reading which processes share job {job}'s max_rows_per_second: {error}; keeping the last share"
-            ),
-        }
         tokio::select! {
             () = tokio::time::sleep(ctx.load_settings.check_interval) => {}
             _ = stop.changed() => return,
         }
+        match ctx.jobs.load(conn, &ctx.job.name).await {
+            Ok(Some(row)) => {
+                let _ = events.send(Event::JobTotals {
+                    rows_scanned: u64::try_from(row.rows_scanned).unwrap_or(0),
+                    rows_updated: u64::try_from(row.rows_updated).unwrap_or(0),
+                });
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(
+                "reading job {}'s progress: {error}; progress shows this process's batches only",
+                ctx.job.name
+            ),
+        }
+        if ctx.throttle.is_limited() {
+            share_rate(conn, ctx).await;
+        }
+    }
+}
+
+/// Takes this process's share of the job's `max_rows_per_second`: the limit is the job's,
+/// not each pod's.
+async fn share_rate(conn: &mut PgConnection, ctx: &Context<'_>) {
+    let job = &ctx.job.name;
+    match ctx
+        .jobs
+        .ranges()
+        .other_processes(conn, job, &ctx.process)
+        .await
+    {
+        Ok(others) => {
+            let processes = u32::try_from(others).unwrap_or(u32::MAX).saturating_add(1);
+            if let Some(rate) = ctx.throttle.share(processes) {
+                tracing::info!(
+                    job = %job,
+                    processes,
+                    "max_rows_per_second {} shared by {processes} process(es) running job {job}: this one writes up to {rate} rows/s",
+                    ctx.job.pacing.max_rows_per_second
+                );
+            }
+        }
+        Err(error) => tracing::warn!(
+            "reading which processes share job {job}'s max_rows_per_second: {error}; keeping the last share"
+        ),
     }
 }
 

@@ -47,6 +47,11 @@ pub enum Event {
         lock_timeout: bool,
         error: String,
     },
+    /// The job's totals as committed by every process running it, read now and then.
+    JobTotals {
+        rows_scanned: u64,
+        rows_updated: u64,
+    },
     /// Every range is done; rows still matching `where` were counted.
     Verified { remaining: u64 },
 }

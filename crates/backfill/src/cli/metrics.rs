@@ -75,6 +75,17 @@ impl Metrics {
                 #[expect(clippy::cast_precision_loss, reason = "a worker count is small")]
                 gauge!("sluice_backfill_workers", "job" => job).set(*workers as f64);
             }
+            Event::JobTotals {
+                rows_scanned,
+                rows_updated,
+            } => {
+                // Every process's committed rows: the job's progress on one dashboard panel.
+                #[expect(clippy::cast_precision_loss, reason = "a gauge is a float")]
+                gauge!("sluice_backfill_job_rows_scanned", "job" => job.clone())
+                    .set(*rows_scanned as f64);
+                #[expect(clippy::cast_precision_loss, reason = "a gauge is a float")]
+                gauge!("sluice_backfill_job_rows_updated", "job" => job).set(*rows_updated as f64);
+            }
             Event::Claimed { .. } | Event::Verified { .. } => {}
         }
         self.maybe_write();

@@ -28,9 +28,12 @@ pub struct Progress {
     throttled: Duration,
     throttle_state: Option<Reason>,
     estimated: u64,
+    /// The job's rows scanned when this run started, and now (every process's batches).
     scanned_before: u64,
     scanned: u64,
     updated: u64,
+    /// Rows this process scanned in this run.
+    own_scanned: u64,
     batch_size: u32,
     longest_batch: Duration,
     workers: usize,
@@ -50,6 +53,7 @@ impl Progress {
             scanned_before: 0,
             scanned: 0,
             updated: 0,
+            own_scanned: 0,
             batch_size: job.pacing.batch_size,
             longest_batch: Duration::ZERO,
             workers: 1,
@@ -89,6 +93,7 @@ impl Progress {
             Event::Batch(batch) => {
                 self.work += batch.duration;
                 self.longest_batch = self.longest_batch.max(batch.duration);
+                self.own_scanned += batch.rows_scanned;
                 self.scanned = batch.total_scanned;
                 self.updated = batch.total_updated;
                 self.batch_size = batch.next_batch_size;
@@ -103,6 +108,15 @@ impl Progress {
             }
             Event::LoadSignal { reason, .. } => {
                 self.throttle_state = Some(*reason);
+                self.show();
+            }
+            Event::JobTotals {
+                rows_scanned,
+                rows_updated,
+            } => {
+                self.scanned = *rows_scanned;
+                self.updated = *rows_updated;
+                self.estimated = self.estimated.max(self.scanned);
                 self.show();
             }
             Event::Retrying { .. } | Event::Claimed { .. } => {}
@@ -124,24 +138,23 @@ impl Progress {
         bar
     }
 
-    /// Rows per second of working time: throttled time is left out; workers work at once.
+    /// This process's rows per second of working time: throttled time is left out; its
+    /// workers work at once.
     fn rate(&self) -> f64 {
         #[expect(clippy::cast_precision_loss, reason = "a worker count is small")]
         let secs = self.work.as_secs_f64() / self.workers.max(1) as f64;
-        if secs > 0.0 { self.done() / secs } else { 0.0 }
+        #[expect(clippy::cast_precision_loss, reason = "a rate needs no exactness")]
+        let done = self.own_scanned as f64;
+        if secs > 0.0 { done / secs } else { 0.0 }
     }
 
-    /// Rows per second since the run started, throttled time included: what the ETA needs.
+    /// The job's rows per second since this run started, every process's batches and
+    /// throttled time included: what the ETA needs.
     fn throughput(&self) -> f64 {
         let secs = self.started.elapsed().as_secs_f64();
-        if secs > 0.0 { self.done() / secs } else { 0.0 }
-    }
-
-    /// Rows this run scanned.
-    fn done(&self) -> f64 {
         #[expect(clippy::cast_precision_loss, reason = "a rate needs no exactness")]
         let done = self.scanned.saturating_sub(self.scanned_before) as f64;
-        done
+        if secs > 0.0 { done / secs } else { 0.0 }
     }
 
     fn eta(&self) -> Option<Duration> {
