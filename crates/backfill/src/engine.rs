@@ -624,18 +624,17 @@ async fn split_keys(
     )]
     let percent = split::sample_percent(target.estimated_rows, bytes, ranges) as f32;
     let rows = bind_all(
-        sqlx::query(AssertSqlSafe(sql.sample.clone())).bind(percent),
+        sqlx::query(AssertSqlSafe(sql.split_keys.clone())).bind(percent),
         upper,
     )
+    .bind(i64::from(ranges))
     .fetch_all(&mut *conn)
     .await
     .map_err(BackfillError::query("sampling keys to split the job"))?;
-    let sample = rows
-        .iter()
+    rows.iter()
         .map(texts)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(BackfillError::query("sampling keys to split the job"))?;
-    Ok(split::split_keys(&sample, upper, ranges))
+        .map_err(BackfillError::query("sampling keys to split the job"))
 }
 
 /// The smallest key of a single integer key, for arithmetic stepping (`None` otherwise).

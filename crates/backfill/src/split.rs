@@ -1,6 +1,7 @@
-//! Splitting a job's key space into ranges for parallel workers. Pure: the split keys are
-//! chosen from a sorted sample of keys (`TABLESAMPLE SYSTEM`), so ranges hold about as many
-//! rows each whatever the key type or how skewed its values are.
+//! Splitting a job's key space into ranges for parallel workers. The split keys are keys at
+//! even quantiles of a sample of keys (`TABLESAMPLE SYSTEM`), picked by the server
+//! ([`crate::sql::JobSql::split_keys`]), so ranges hold about as many rows each whatever the
+//! key type or how skewed its values are; this module sizes the sample.
 
 /// Default number of ranges: more than workers, so a fast worker takes more of them.
 pub const DEFAULT_RANGES: u32 = 16;
@@ -29,54 +30,9 @@ pub fn sample_percent(estimated_rows: i64, bytes: i64, ranges: u32) -> f64 {
     percent.clamp(0.000_1, 100.0)
 }
 
-/// Up to `ranges - 1` split keys taken at even quantiles of `sample` (sorted by key, all at
-/// most the job's upper bound, which is never a split key). Fewer when the sample is small.
-pub fn split_keys(sample: &[Vec<String>], upper: &[String], ranges: u32) -> Vec<Vec<String>> {
-    let candidates: Vec<&Vec<String>> = sample.iter().filter(|k| k.as_slice() != upper).collect();
-    let ranges = usize::try_from(ranges.max(1)).unwrap_or(1);
-    let splits = (ranges - 1).min(candidates.len());
-    let mut keys: Vec<Vec<String>> = (1..=splits)
-        .map(|i| candidates[i * candidates.len() / (splits + 1)].clone())
-        .collect();
-    keys.dedup();
-    keys
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn keys(values: std::ops::RangeInclusive<u32>) -> Vec<Vec<String>> {
-        values.map(|v| vec![format!("{v:05}")]).collect()
-    }
-
-    #[test]
-    fn splits_at_even_quantiles() {
-        let sample = keys(1..=100);
-        let upper = vec!["99999".to_owned()];
-        let splits = split_keys(&sample, &upper, 4);
-        assert_eq!(
-            splits,
-            vec![
-                vec!["00026".to_owned()],
-                vec!["00051".to_owned()],
-                vec!["00076".to_owned()]
-            ]
-        );
-    }
-
-    #[test]
-    fn a_small_sample_gives_fewer_ranges_and_never_splits_at_the_upper_bound() {
-        let sample = keys(1..=3);
-        let upper = vec!["00003".to_owned()];
-        let splits = split_keys(&sample, &upper, 16);
-        assert_eq!(
-            splits,
-            vec![vec!["00001".to_owned()], vec!["00002".to_owned()]]
-        );
-        assert!(split_keys(&[], &upper, 16).is_empty());
-        assert!(split_keys(&sample, &upper, 1).is_empty());
-    }
 
     #[test]
     fn the_sampling_rate_follows_the_estimate() {

@@ -34,8 +34,10 @@ pub struct JobSql {
     /// The first such key.
     pub first_remaining: Option<String>,
     pub first_remaining_from: Option<String>,
-    /// Sorted keys of a `TABLESAMPLE SYSTEM ($1)` sample, at most the upper bound ($2..).
-    pub sample: String,
+    /// Split keys for `$N` ranges (the last parameter): keys at even quantiles of a
+    /// `TABLESAMPLE SYSTEM ($1)` sample of the keys below the upper bound ($2..), picked by
+    /// the server so that only the split keys cross the wire.
+    pub split_keys: String,
     /// Pieces of the per-batch statements, which carry their values as quoted literals.
     literal: Literal,
 }
@@ -136,11 +138,7 @@ impl JobSql {
                 jobs_table: jobs_table.to_owned(),
                 ranges_table: ranges_table.to_owned(),
             },
-            sample: format!(
-                "SELECT {as_text} FROM (SELECT {columns} FROM {table} TABLESAMPLE SYSTEM ($1::float4) \
-                 WHERE {row} <= {}) AS s ORDER BY {asc}",
-                params(2)
-            ),
+            split_keys: split_keys_sql(&as_text, &columns, &table, &row, &params(2), k + 2),
             max_key: format!("SELECT {as_text} FROM {table} ORDER BY {desc} LIMIT 1"),
             min_key: format!("SELECT {as_text} FROM {table} ORDER BY {asc} LIMIT 1"),
             end_key: end_key("", 1),
@@ -266,6 +264,36 @@ fn column_list(target: &Target) -> String {
 }
 
 /// `($n::type1, $n+1::type2)`.
+/// The sample's rows are numbered in key order (`sluice_index`, from 0); with `n` sampled
+/// and `parts = min(ranges - 1, n) + 1`, split `i` (1 to parts - 1) is the row at index
+/// `floor(i * n / parts)`. A row is one when `i = ceil(index * parts / n)` gives it back, so
+/// each row is checked with arithmetic alone.
+fn split_keys_sql(
+    as_text: &str,
+    columns: &str,
+    table: &str,
+    row: &str,
+    upper: &str,
+    ranges_param: usize,
+) -> String {
+    format!(
+        "WITH sluice_sample AS (\
+             SELECT {columns}, row_number() OVER (ORDER BY {columns}) - 1 AS sluice_index, \
+                    count(*) OVER () AS sluice_sampled \
+             FROM {table} TABLESAMPLE SYSTEM ($1::float4) WHERE {row} < {upper}), \
+         sluice_parts AS (\
+             SELECT *, least(${ranges_param}::int8 - 1, sluice_sampled) + 1 AS sluice_parts \
+             FROM sluice_sample), \
+         sluice_split AS (\
+             SELECT *, (sluice_index * sluice_parts + sluice_sampled - 1) / sluice_sampled AS sluice_split \
+             FROM sluice_parts) \
+         SELECT {as_text} FROM sluice_split \
+         WHERE sluice_split BETWEEN 1 AND sluice_parts - 1 \
+           AND sluice_split * sluice_sampled / sluice_parts = sluice_index \
+         ORDER BY {columns}"
+    )
+}
+
 fn params(target: &Target, first: usize) -> String {
     let list: Vec<String> = target
         .key
@@ -365,9 +393,12 @@ mod tests {
                 r#"{GUARD} UPDATE "app"."items" SET n = n + 1 WHERE EXISTS (SELECT FROM sluice_lease) AND ("id") <= ('20'::bigint) AND (n < 10)"#
             )
         );
-        assert_eq!(
-            sql.sample,
-            r#"SELECT "id"::text AS key_1 FROM (SELECT "id" FROM "app"."items" TABLESAMPLE SYSTEM ($1::float4) WHERE ("id") <= ($2::bigint)) AS s ORDER BY "id""#
+        assert!(
+            sql.split_keys.starts_with(
+                r#"WITH sluice_sample AS (SELECT "id", row_number() OVER (ORDER BY "id") - 1 AS sluice_index, count(*) OVER () AS sluice_sampled FROM "app"."items" TABLESAMPLE SYSTEM ($1::float4) WHERE ("id") < ($2::bigint)), sluice_parts AS (SELECT *, least($3::int8 - 1"#
+            ),
+            "{}",
+            sql.split_keys
         );
         assert_eq!(
             sql.count_range_from,

@@ -308,3 +308,34 @@ async fn max_rows_per_second_is_shared_by_the_processes_running_the_job() {
     );
     assert_eq!(wrong_rows(&project).await, 0, "every row exactly once");
 }
+
+#[tokio::test]
+async fn a_never_analysed_table_is_split_at_the_quantiles_of_all_its_keys() {
+    let project = Project::new().await;
+    // No statistics: the whole table is the sample, and the server picks the split keys.
+    project
+        .db
+        .exec(
+            "CREATE TABLE counters (id bigint PRIMARY KEY, n bigint NOT NULL) WITH (autovacuum_enabled = off);
+             INSERT INTO counters SELECT g, g FROM generate_series(1, 10000) g;",
+        )
+        .await;
+    project.job(
+        "bump",
+        "name = \"bump\"\ntable = \"counters\"\nkey = [\"id\"]\nset = \"n = n + 1\"\nranges = 4\n",
+    );
+    project.run_backfill(&["run", "bump"]).expect_code(exit::OK);
+    let mut conn = project.db.connect().await;
+    let uppers: Vec<String> = sqlx::query_scalar(
+        "SELECT upper[1] FROM sluice.backfill_ranges WHERE job = 'bump' ORDER BY range_no",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(uppers, ["2500", "5000", "7500", "10000"]);
+    let wrong: i64 = sqlx::query_scalar("SELECT count(*) FROM counters WHERE n <> id + 1")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(wrong, 0);
+}
