@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use futures_util::TryStreamExt;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 /// One check: a query returning one row with one boolean.
@@ -100,20 +101,35 @@ async fn evaluate(
         .begin_with(AssertSqlSafe(begin))
         .await
         .map_err(|e| e.to_string())?;
-    let rows = sqlx::query(AssertSqlSafe(check.sql.clone()))
-        .fetch_all(&mut *transaction)
-        .await
-        .map_err(|e| e.to_string());
+    let rows = first_two_rows(&mut transaction, &check.sql).await;
     let _ = transaction.rollback().await;
     judge(rows?)
 }
 
+/// Up to two rows: enough to tell "exactly one" apart, whatever a mistaken check selects.
+async fn first_two_rows(
+    conn: &mut PgConnection,
+    sql: &str,
+) -> Result<Vec<sqlx::postgres::PgRow>, String> {
+    let mut stream = sqlx::query(AssertSqlSafe(sql.to_owned())).fetch(conn);
+    let mut rows = Vec::new();
+    while rows.len() < 2 {
+        match stream.try_next().await.map_err(|e| e.to_string())? {
+            Some(row) => rows.push(row),
+            None => break,
+        }
+    }
+    Ok(rows)
+}
+
 fn judge(rows: Vec<sqlx::postgres::PgRow>) -> Result<(), String> {
     let [row] = rows.as_slice() else {
-        return Err(format!(
-            "returned {} rows; a check returns exactly one",
-            rows.len()
-        ));
+        let count = if rows.is_empty() {
+            "no rows"
+        } else {
+            "more than one row"
+        };
+        return Err(format!("returned {count}; a check returns exactly one"));
     };
     match row.try_get::<Option<bool>, _>(0) {
         Ok(Some(true)) => Ok(()),
