@@ -184,3 +184,51 @@ fn no_database_url_says_how_to_give_one() {
         stderr(&output)
     );
 }
+
+/// Runs `command` with stdout and stderr going into pipes nobody reads: every write fails.
+fn with_closed_pipes(mut command: std::process::Command) -> std::process::ExitStatus {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    child.wait().unwrap()
+}
+
+#[tokio::test]
+async fn a_closed_output_pipe_does_not_abort_a_migration_or_a_backfill() {
+    // `sluice up | head -1`: printing must not panic half-way through the work.
+    let project = sluice_tests::Project::new().await;
+    project.write(
+        "0001_items.sql",
+        "CREATE TABLE items (id bigint PRIMARY KEY, n int);
+         INSERT INTO items SELECT g, 0 FROM generate_series(1, 5000) g;",
+    );
+    let status = with_closed_pipes({
+        let mut up = project.sluice();
+        up.arg("up");
+        up
+    });
+    assert_eq!(status.code(), Some(i32::from(exit::OK)));
+    project.run(&["status"]).expect_code(exit::OK);
+
+    project.job(
+        "bump",
+        "name = \"bump\"\ntable = \"items\"\nkey = [\"id\"]\nset = \"n = n + 1\"\nbatch_size = 100\n\
+         min_batch_size = 100\nmax_batch_size = 100\n",
+    );
+    let status = with_closed_pipes({
+        let mut run = project.backfill();
+        run.args(["-v", "run", "bump"]);
+        run
+    });
+    assert_eq!(status.code(), Some(i32::from(exit::OK)));
+    let mut conn = project.db.connect().await;
+    let wrong: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE n <> 1")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(wrong, 0, "the backfill ran to its end");
+}

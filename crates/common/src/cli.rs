@@ -101,12 +101,12 @@ pub fn install_signal_handler(
 ) -> Result<(), ctrlc::Error> {
     ctrlc::set_handler(move || {
         if shutdown.trigger() == 1 {
-            eprintln!(
+            crate::errln!(
                 "{program}: interrupt received; stopping at the next safe point \
                  (interrupt again to stop at once; uncommitted work rolls back)"
             );
         } else {
-            eprintln!("{program}: second interrupt; exiting now");
+            crate::errln!("{program}: second interrupt; exiting now");
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
     })
@@ -229,14 +229,14 @@ pub fn run_to_exit<E: std::fmt::Display>(
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("{program}: error: cannot start the async runtime: {error}");
+            crate::errln!("{program}: error: cannot start the async runtime: {error}");
             return std::process::ExitCode::from(exit::FAILED);
         }
     };
     match runtime.block_on(work) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(error) => {
-            eprintln!("{program}: error: {error:#}");
+            crate::errln!("{program}: error: {error:#}");
             std::process::ExitCode::from(exit_code_of(&error))
         }
     }

@@ -19,4 +19,6 @@ pub mod shutdown;
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "cli")]
+pub mod output;
+#[cfg(feature = "cli")]
 pub mod telemetry;

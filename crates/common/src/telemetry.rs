@@ -14,6 +14,9 @@ pub fn init(format: LogFormat, verbosity: i8) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Its own complaint about a failed write is an `eprintln!`, which panics on a closed
+        // pipe (`sluice-backfill run job 2>&1 | head`) and would abort the run.
+        .log_internal_errors(false)
         .with_target(false);
     // A second init (tests calling main twice) keeps the first subscriber.
     let _ = match format {

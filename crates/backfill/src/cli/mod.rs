@@ -239,7 +239,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
             jobs_dir.value.display().to_string(),
             jobs_dir.origin,
         ));
-        print!(
+        sluice_common::out!(
             "{}",
             render_config_rows(startup.file_path.as_deref(), &rows)
         );
@@ -369,7 +369,7 @@ async fn request(
     done: &str,
 ) -> anyhow::Result<u8> {
     ops::request(settings, name, what).await?;
-    println!("job {name}: {done}");
+    sluice_common::outln!("job {name}: {done}");
     Ok(exit::OK)
 }
 

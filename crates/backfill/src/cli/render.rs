@@ -215,27 +215,30 @@ impl Progress {
             self.longest_batch.as_millis()
         );
         match outcome {
-            Some(Outcome::Completed { batches, .. }) => println!(
+            Some(Outcome::Completed { batches, .. }) => sluice_common::outln!(
                 "job {} completed and verified: {totals}; {batches} batch(es)",
                 job.name
             ),
             Some(Outcome::AlreadyCompleted) => {
-                println!("job {} is already complete; nothing to do", job.name)
+                sluice_common::outln!("job {} is already complete; nothing to do", job.name)
             }
-            Some(Outcome::Paused) => println!(
+            Some(Outcome::Paused) => sluice_common::outln!(
                 "job {} is paused: {totals}; `sluice-backfill resume {}` then `sluice-backfill run {spec}` to continue",
-                job.name, job.name
+                job.name,
+                job.name
             ),
-            Some(Outcome::Cancelled) => println!("job {} is cancelled: {totals}", job.name),
-            Some(Outcome::Interrupted) => eprintln!(
+            Some(Outcome::Cancelled) => {
+                sluice_common::outln!("job {} is cancelled: {totals}", job.name)
+            }
+            Some(Outcome::Interrupted) => sluice_common::errln!(
                 "sluice-backfill: job {} stopped: {totals}; every committed batch is kept. Resume with: sluice-backfill run {spec}",
                 job.name
             ),
-            Some(Outcome::LimitReached { reason }) => println!(
+            Some(Outcome::LimitReached { reason }) => sluice_common::outln!(
                 "job {} stopped because {reason}: {totals}; resumable: the next `sluice-backfill run {spec}` continues it",
                 job.name
             ),
-            Some(Outcome::OutsideWindow { opens_at, window }) => println!(
+            Some(Outcome::OutsideWindow { opens_at, window }) => sluice_common::outln!(
                 "job {}: outside the run window {window}; nothing done (it opens at {})",
                 job.name,
                 opens_at.to_rfc3339()
@@ -248,7 +251,7 @@ impl Progress {
 /// `plan`.
 pub fn plan(plan: &Plan, json: bool) {
     if json {
-        println!("{}", serde_json::to_string(plan).unwrap_or_default());
+        sluice_common::outln!("{}", serde_json::to_string(plan).unwrap_or_default());
         return;
     }
     let key = |k: &Option<Vec<String>>| {
@@ -257,25 +260,27 @@ pub fn plan(plan: &Plan, json: bool) {
             |k| format!("({})", k.join(", ")),
         )
     };
-    println!("job:            {}", plan.job);
-    println!("table:          {}", plan.table);
-    println!(
+    sluice_common::outln!("job:            {}", plan.job);
+    sluice_common::outln!("table:          {}", plan.table);
+    sluice_common::outln!(
         "key:            ({}) of type ({}), walked with index {}",
         plan.key.join(", "),
         plan.key_types.join(", "),
         plan.index
     );
-    println!(
+    sluice_common::outln!(
         "key bounds:     {} to {}",
         key(&plan.min_key),
         key(&plan.max_key)
     );
-    println!(
+    sluice_common::outln!(
         "estimated rows: {} in about {} batch(es) of {}",
-        plan.estimated_rows, plan.estimated_batches, plan.batch_size
+        plan.estimated_rows,
+        plan.estimated_batches,
+        plan.batch_size
     );
     if let Some(recorded) = &plan.recorded {
-        println!(
+        sluice_common::outln!(
             "recorded:       {} — {} rows scanned, {} updated, cursor {}",
             recorded.state,
             recorded.rows_scanned,
@@ -286,25 +291,25 @@ pub fn plan(plan: &Plan, json: bool) {
                 .map_or_else(|| "(start)".to_owned(), |c| format!("({})", c.join(", ")))
         );
     }
-    println!("\neach batch, in one transaction:");
+    sluice_common::outln!("\neach batch, in one transaction:");
     for line in &plan.batch_sql {
-        println!("  {line}");
+        sluice_common::outln!("  {line}");
     }
-    println!("\nEXPLAIN of the first batch:");
+    sluice_common::outln!("\nEXPLAIN of the first batch:");
     for line in &plan.explain {
-        println!("  {line}");
+        sluice_common::outln!("  {line}");
     }
-    println!("\n(nothing was changed)");
+    sluice_common::outln!("\n(nothing was changed)");
 }
 
 /// `status`.
 pub fn status(statuses: &[JobStatus], json: bool) {
     if json {
-        println!("{}", json!({ "jobs": statuses }));
+        sluice_common::outln!("{}", json!({ "jobs": statuses }));
         return;
     }
     if statuses.is_empty() {
-        println!("no jobs recorded yet");
+        sluice_common::outln!("no jobs recorded yet");
         return;
     }
     for s in statuses {
@@ -314,13 +319,13 @@ pub fn status(statuses: &[JobStatus], json: bool) {
         } else {
             ""
         };
-        println!("{}: {}{stale}", row.name, row.state);
-        println!(
+        sluice_common::outln!("{}: {}{stale}", row.name, row.state);
+        sluice_common::outln!(
             "  table {} key ({})",
             row.table_name,
             row.key_columns.join(", ")
         );
-        println!(
+        sluice_common::outln!(
             "  {} of {} key range(s) done, up to key {}",
             row.ranges_done,
             row.ranges,
@@ -329,12 +334,14 @@ pub fn status(statuses: &[JobStatus], json: bool) {
                 .map_or_else(|| "(empty)".to_owned(), |c| format!("({})", c.join(", ")))
         );
         for lease in &s.leases {
-            println!(
+            sluice_common::outln!(
                 "  worker {} on range {} (lease {:.0}s left)",
-                lease.owner, lease.range_no, lease.lease_seconds_left
+                lease.owner,
+                lease.range_no,
+                lease.lease_seconds_left
             );
         }
-        println!(
+        sluice_common::outln!(
             "  {} rows scanned of ~{}, {} updated, {} batches, {} retries, batch size {}",
             row.rows_scanned,
             row.estimated_rows,
@@ -350,25 +357,26 @@ pub fn status(statuses: &[JobStatus], json: bool) {
             || "-".to_owned(),
             |e| humantime::format_duration(Duration::from_secs_f64(e.round())).to_string(),
         );
-        println!(
+        sluice_common::outln!(
             "  {rate}, ETA {eta}, {:.1}s working, {:.1}s throttled",
-            row.work_seconds, row.throttled_seconds
+            row.work_seconds,
+            row.throttled_seconds
         );
         if let Some(by) = row.throttled_by.as_object().filter(|m| !m.is_empty()) {
             let reasons: Vec<String> = by
                 .iter()
                 .map(|(reason, secs)| format!("{reason} {:.1}s", secs.as_f64().unwrap_or(0.0)))
                 .collect();
-            println!("  throttled by load: {}", reasons.join(", "));
+            sluice_common::outln!("  throttled by load: {}", reasons.join(", "));
         }
         if let Some(last) = &row.last_throttle {
-            println!("  last throttle: {last}");
+            sluice_common::outln!("  last throttle: {last}");
         }
         if let Some(error) = &row.last_error {
-            println!("  last error: {error}");
+            sluice_common::outln!("  last error: {error}");
         }
         if row.control != "run" && !matches!(row.state.as_str(), "paused" | "cancelled") {
-            println!("  requested: {}", row.control);
+            sluice_common::outln!("  requested: {}", row.control);
         }
     }
 }

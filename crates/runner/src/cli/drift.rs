@@ -34,15 +34,17 @@ pub async fn run(
         |path| path.display().to_string(),
     );
     if json {
-        println!(
+        sluice_common::outln!(
             "{}",
             json!({ "drift": !differences.is_empty(), "against": source, "differences": differences })
         );
     } else if differences.is_empty() {
-        println!("no drift: the live schema is {source}");
+        sluice_common::outln!("no drift: the live schema is {source}");
     } else {
-        println!("drift (- only in {source}, + only in the live database):");
-        differences.iter().for_each(|line| println!("  {line}"));
+        sluice_common::outln!("drift (- only in {source}, + only in the live database):");
+        differences
+            .iter()
+            .for_each(|line| sluice_common::outln!("  {line}"));
     }
     Ok(if differences.is_empty() {
         exit::OK

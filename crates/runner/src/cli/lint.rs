@@ -35,7 +35,7 @@ pub fn run(
         .collect();
     match format {
         Format::Human => human(&findings, scripts.len()),
-        Format::Json => println!(
+        Format::Json => sluice_common::outln!(
             "{}",
             json!({ "findings": findings, "files": scripts.len() })
         ),
@@ -83,16 +83,16 @@ fn human(findings: &[Finding], files: usize) {
             (Severity::Block, None) => "error",
             (Severity::Warn, None) => "warning",
         };
-        println!("{f} [{level}]");
+        sluice_common::outln!("{f} [{level}]");
         if let Some(help) = &f.help {
-            println!("  help: {help}");
+            sluice_common::outln!("  help: {help}");
         }
         if let Some(reason) = &f.approved {
-            println!("  approved: {reason}");
+            sluice_common::outln!("  approved: {reason}");
         }
     }
     let blocking = findings.iter().filter(|f| f.blocks()).count();
-    println!(
+    sluice_common::outln!(
         "{files} file(s), {} finding(s), {blocking} blocking{}",
         findings.len(),
         if blocking > 0 {
@@ -114,7 +114,7 @@ fn github(findings: &[Finding]) {
             Some(help) => format!("{} ({help})", f.message),
             None => f.message.clone(),
         };
-        println!(
+        sluice_common::outln!(
             "::{level} file={},line={},col={},title={}::{}",
             f.path.display(),
             f.line,
@@ -138,9 +138,11 @@ fn print_rules() {
             Severity::Block => "blocks",
             Severity::Warn => "warns",
         };
-        println!(
+        sluice_common::outln!(
             "{} ({severity})\n  why: {}\n  instead: {}",
-            rule.name, rule.why, rule.instead
+            rule.name,
+            rule.why,
+            rule.instead
         );
     }
 }

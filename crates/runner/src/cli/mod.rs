@@ -190,7 +190,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
     match cli.command {
         Command::Config => {
             let rows = settings::config_rows(&startup, &resolved);
-            print!(
+            sluice_common::out!(
                 "{}",
                 render_config_rows(startup.file_path.as_deref(), &rows)
             );
@@ -300,9 +300,9 @@ async fn run_against_database(
                 .baseline(parse_version(&version)?, shutdown, &mut |_| {})
                 .await?;
             for done in &report.migrations {
-                println!("recorded as applied (not run): {}", done.id);
+                sluice_common::outln!("recorded as applied (not run): {}", done.id);
             }
-            println!(
+            sluice_common::outln!(
                 "baseline at {version}: {} migration(s) recorded",
                 report.migrations.len()
             );
@@ -315,7 +315,7 @@ async fn run_against_database(
             let (old, new) = migrator
                 .repair(parse_version(&accept_checksum)?, &reason, shutdown)
                 .await?;
-            println!(
+            sluice_common::outln!(
                 "accepted the edited file of migration {accept_checksum}: checksum {old} -> {new} (audited)"
             );
             Ok(exit::OK)
@@ -328,9 +328,9 @@ async fn run_against_database(
             };
             let report = migrator.import(tool, shutdown).await?;
             for done in &report.migrations {
-                println!("imported {}", done.id);
+                sluice_common::outln!("imported {}", done.id);
             }
-            println!(
+            sluice_common::outln!(
                 "imported {} migration(s) from {}'s history",
                 report.migrations.len(),
                 tool.name()
@@ -361,25 +361,25 @@ fn validate(dir: &std::path::Path, since: Option<&str>) -> anyhow::Result<u8> {
         let changes = sluice_runner::since::changes_since(dir, git_ref)?;
         if !changes.is_empty() {
             for change in &changes {
-                eprintln!("sluice: {}/{change}", dir.display());
+                sluice_common::errln!("sluice: {}/{change}", dir.display());
             }
-            eprintln!(
+            sluice_common::errln!(
                 "sluice: {} migration file(s) changed since {git_ref}; merged migrations are immutable",
                 changes.len()
             );
             return Ok(exit::HISTORY_DRIFT);
         }
-        println!("no merged migration changed since {git_ref}");
+        sluice_common::outln!("no merged migration changed since {git_ref}");
     }
     match (migrations.first(), migrations.last()) {
-        (Some(first), Some(last)) => println!(
+        (Some(first), Some(last)) => sluice_common::outln!(
             "{} migrations in {} are valid ({} to {})",
             migrations.len(),
             dir.display(),
             first.id(),
             last.id()
         ),
-        _ => println!("{} holds no migrations", dir.display()),
+        _ => sluice_common::outln!("{} holds no migrations", dir.display()),
     }
     Ok(exit::OK)
 }

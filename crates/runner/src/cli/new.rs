@@ -110,7 +110,7 @@ pub fn create(dir: &Path, name: &str, reversible: bool) -> anyhow::Result<u8> {
     })?;
     for (path, text) in &files {
         write_new(path, text)?;
-        println!("created {}", path.display());
+        sluice_common::outln!("created {}", path.display());
     }
     Ok(exit::OK)
 }
@@ -151,9 +151,9 @@ pub fn scaffold(
             })?;
         }
         write_new(path, text)?;
-        println!("created {}", path.display());
+        sluice_common::outln!("created {}", path.display());
     }
-    println!(
+    sluice_common::outln!(
         "next: review the files, `sluice up` (applies the expand step, then stops at the contract \
          until the job is done), `sluice-backfill run {name}`, deploy, `sluice up`"
     );

@@ -40,19 +40,19 @@ impl Renderer {
                 if self.json {
                     self.planned.push(json!({ "id": id, "sql": sql }));
                 } else {
-                    println!("{sql}\n");
+                    sluice_common::outln!("{sql}\n");
                 }
             }
             Event::Started { direction, .. } => self.direction = *direction,
             Event::Checked(outcome) => {
                 if !self.json {
-                    println!("{outcome}");
+                    sluice_common::outln!("{outcome}");
                 }
                 self.checks.push(outcome.clone());
             }
             Event::SchemaDumped { path, bytes } => {
                 if !self.json {
-                    println!("schema written to {} ({bytes} bytes)", path.display());
+                    sluice_common::outln!("schema written to {} ({bytes} bytes)", path.display());
                 }
                 self.schema_file = Some(json!({ "path": path, "bytes": bytes }));
             }
@@ -61,7 +61,7 @@ impl Renderer {
                 direction,
                 duration,
             } if !self.json => {
-                println!("{} {id} ({})", verb(*direction), human(*duration));
+                sluice_common::outln!("{} {id} ({})", verb(*direction), human(*duration));
             }
             Event::StatementDone {
                 id,
@@ -69,7 +69,7 @@ impl Renderer {
                 total,
                 duration,
             } if !self.json => {
-                eprintln!(
+                sluice_common::errln!(
                     "  {id}: statement {number}/{total} done ({})",
                     human(*duration)
                 );
@@ -112,31 +112,31 @@ impl Renderer {
             "schema_file": self.schema_file,
             "error": error,
         });
-        println!("{document}");
+        sluice_common::outln!("{document}");
     }
 
     fn print_human(&self, result: &Result<Report, RunnerError>) {
         let done = verb(self.direction);
         match result {
-            Ok(report) if report.dry_run => println!(
+            Ok(report) if report.dry_run => sluice_common::outln!(
                 "dry run: {} migration(s) would be {done}; nothing was changed",
                 report.migrations.len()
             ),
             Ok(report) if report.migrations.is_empty() => {
-                println!("nothing to do: the database is up to date")
+                sluice_common::outln!("nothing to do: the database is up to date")
             }
             Ok(report) => {
                 let total: u64 = report.migrations.iter().map(|m| m.duration_ms).sum();
-                println!(
+                sluice_common::outln!(
                     "{done} {} migration(s) in {}",
                     report.migrations.len(),
                     human(Duration::from_millis(total))
                 );
             }
             Err(error) => {
-                eprintln!("sluice: error: {error}");
+                sluice_common::errln!("sluice: error: {error}");
                 if !error.done().is_empty() {
-                    eprintln!(
+                    sluice_common::errln!(
                         "sluice: {done} before stopping: {}",
                         error.done().join(", ")
                     );
@@ -179,12 +179,16 @@ pub fn status(
             "migrations": rows,
             "summary": summary_counts(entries),
         });
-        println!("{document}");
+        sluice_common::outln!("{document}");
         return Ok(());
     }
-    println!(
+    sluice_common::outln!(
         "{:<16} {:<32} {:<13} {:<24} {:>9}  BY",
-        "VERSION", "NAME", "STATE", "APPLIED AT", "DURATION"
+        "VERSION",
+        "NAME",
+        "STATE",
+        "APPLIED AT",
+        "DURATION"
     );
     for entry in entries {
         let applied = entry.applied;
@@ -196,7 +200,7 @@ pub fn status(
             _ if blocked.contains_key(&entry.version) => "blocked".to_owned(),
             ref other => other.label().to_owned(),
         };
-        println!(
+        sluice_common::outln!(
             "{:<16} {:<32} {:<13} {:<24} {:>9}  {}",
             version,
             entry.name,
@@ -213,7 +217,7 @@ pub fn status(
             applied.map(applied_by).unwrap_or_default()
         );
         for reason in blocked.get(&entry.version).into_iter().flatten() {
-            println!("{:<16} └ {reason}", "");
+            sluice_common::outln!("{:<16} └ {reason}", "");
         }
     }
     let counts = summary_counts(entries);
@@ -224,7 +228,7 @@ pub fn status(
         .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
         .map(|(state, n)| format!("{n} {state}"))
         .collect();
-    println!(
+    sluice_common::outln!(
         "\n{} migration(s): {}",
         entries.len(),
         if parts.is_empty() {
@@ -307,26 +311,26 @@ pub fn check(entries: &[Entry<'_>], blocked: &Blocked) -> u8 {
         .filter(|e| matches!(e.state, State::Pending | State::Partial { .. }))
         .collect();
     for entry in drift.iter().chain(&pending) {
-        println!("{}: {}", entry.id(), entry.state.label());
+        sluice_common::outln!("{}: {}", entry.id(), entry.state.label());
         for reason in blocked.get(&entry.version).into_iter().flatten() {
-            println!("  blocked: {reason}");
+            sluice_common::outln!("  blocked: {reason}");
         }
     }
     if !drift.is_empty() {
-        eprintln!(
+        sluice_common::errln!(
             "sluice: history and files disagree ({} migration(s)); see `sluice status`",
             drift.len()
         );
         return exit::HISTORY_DRIFT;
     }
     if !pending.is_empty() {
-        eprintln!(
+        sluice_common::errln!(
             "sluice: {} migration(s) pending; run `sluice up`",
             pending.len()
         );
         return exit::PENDING;
     }
     let applied = entries.iter().filter(|e| e.state == State::Applied).count();
-    println!("up to date: {applied} migration(s) applied, none pending");
+    sluice_common::outln!("up to date: {applied} migration(s) applied, none pending");
     exit::OK
 }

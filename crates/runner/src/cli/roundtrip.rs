@@ -23,28 +23,32 @@ async fn check(settings: &RunnerSettings, shutdown: &Shutdown) -> anyhow::Result
             failures += 1;
         }
         match verdict {
-            Verdict::Sound => println!("ok        {id}: down restores the schema, up runs again"),
-            Verdict::Irreversible => println!("skipped   {id}: no down file"),
-            Verdict::UpFailed(e) => println!("FAILED    {id}: up failed: {e}"),
-            Verdict::DownFailed(e) => println!("FAILED    {id}: down failed: {e}"),
+            Verdict::Sound => {
+                sluice_common::outln!("ok        {id}: down restores the schema, up runs again")
+            }
+            Verdict::Irreversible => sluice_common::outln!("skipped   {id}: no down file"),
+            Verdict::UpFailed(e) => sluice_common::outln!("FAILED    {id}: up failed: {e}"),
+            Verdict::DownFailed(e) => sluice_common::outln!("FAILED    {id}: down failed: {e}"),
             Verdict::ReapplyFailed(e) => {
-                println!("FAILED    {id}: up cannot run again after down: {e}")
+                sluice_common::outln!("FAILED    {id}: up cannot run again after down: {e}")
             }
             Verdict::DownMismatch(diff) => {
-                println!(
+                sluice_common::outln!(
                     "FAILED    {id}: down does not restore the schema (- before up, + after down):"
                 );
-                diff.iter().for_each(|line| println!("            {line}"));
+                diff.iter()
+                    .for_each(|line| sluice_common::outln!("            {line}"));
             }
             Verdict::ReapplyMismatch(diff) => {
-                println!(
+                sluice_common::outln!(
                     "FAILED    {id}: up run again gives another schema (- first up, + second up):"
                 );
-                diff.iter().for_each(|line| println!("            {line}"));
+                diff.iter()
+                    .for_each(|line| sluice_common::outln!("            {line}"));
             }
         }
     }
-    println!("{} migration(s) checked, {failures} failed", verdicts.len());
+    sluice_common::outln!("{} migration(s) checked, {failures} failed", verdicts.len());
     Ok(if failures == 0 {
         exit::OK
     } else {

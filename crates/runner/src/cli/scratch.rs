@@ -34,7 +34,7 @@ impl Scratch {
                     "cannot create the scratch database {name} (the role needs CREATEDB): {e}"
                 )
             })?;
-        println!("scratch database {name} created");
+        sluice_common::outln!("scratch database {name} created");
         let settings = RunnerSettings {
             connect: ConnectSettings {
                 url: SecretUrl::new(url.to_string()),
@@ -61,8 +61,8 @@ impl Scratch {
         .await;
         let _ = self.admin.close().await;
         match dropped {
-            Ok(_) => println!("scratch database {} dropped", self.name),
-            Err(e) => eprintln!(
+            Ok(_) => sluice_common::outln!("scratch database {} dropped", self.name),
+            Err(e) => sluice_common::errln!(
                 "sluice: could not drop the scratch database {}: {e}; drop it by hand",
                 self.name
             ),

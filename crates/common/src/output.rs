@@ -1,0 +1,31 @@
+//! Best-effort printing for the binaries. `println!` panics when stdout is a closed pipe
+//! (`sluice status | head -1`), which would abort a migration or a backfill for want of a
+//! reader; output is for people, so a write that fails is dropped and the work goes on.
+//! The exit code still tells how the run ended.
+
+/// `println!` that ignores write errors.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that ignores write errors.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::write!(::std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that ignores write errors.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr(), $($arg)*);
+    }};
+}
