@@ -48,7 +48,7 @@ pub enum CatalogError {
         key: String,
         why: String,
     },
-    #[error("reading the catalog for table {table} failed: {source}")]
+    #[error("reading the catalog for table {table} failed: {}", sluice_common::db::explain(.source))]
     Query {
         table: String,
         #[source]

@@ -113,11 +113,16 @@ pub(crate) struct Context<'a> {
 
 impl Context<'_> {
     pub fn spec_path(&self) -> String {
-        self.job.path.as_ref().map_or_else(
-            || format!("jobs/{}.toml", self.job.name),
-            |p| p.display().to_string(),
-        )
+        spec_path(self.job)
     }
+}
+
+/// Where the job's spec is, for messages that say what to edit or run.
+fn spec_path(job: &Job) -> String {
+    job.path.as_ref().map_or_else(
+        || format!("jobs/{}.toml", job.name),
+        |p| p.display().to_string(),
+    )
 }
 
 /// Runs (or resumes, or joins) `job` until it completes, pauses, is cancelled, interrupted or
@@ -144,6 +149,15 @@ pub async fn run(
         .await
         .map_err(BackfillError::query(format!("creating {}", jobs.table())))?;
     let target = catalog::inspect(&mut conn, job).await?;
+    if let Some(query) = &job.load.throttle_query {
+        load::try_throttle_query(&mut conn, query)
+            .await
+            .map_err(|problem| BackfillError::ThrottleQuery {
+                job: job.name.clone(),
+                problem,
+                spec: spec_path(job),
+            })?;
+    }
     let sql = JobSql::new(job, &target, jobs.table(), jobs.ranges().table());
     let Some(row) = start(&mut conn, &jobs, job, &target, &sql, options).await? else {
         return Ok(Outcome::AlreadyCompleted);
@@ -291,8 +305,9 @@ async fn pulse(
             }
             Ok(None) => {}
             Err(error) => tracing::warn!(
-                "reading job {}'s progress: {error}; progress shows this process's batches only",
-                ctx.job.name
+                "reading job {}'s progress: {}; progress shows this process's batches only",
+                ctx.job.name,
+                db::explain(&error)
             ),
         }
         if ctx.throttle.is_limited() {
@@ -323,7 +338,8 @@ async fn share_rate(conn: &mut PgConnection, ctx: &Context<'_>) {
             }
         }
         Err(error) => tracing::warn!(
-            "reading which processes share job {job}'s max_rows_per_second: {error}; keeping the last share"
+            "reading which processes share job {job}'s max_rows_per_second: {}; keeping the last share",
+            db::explain(&error)
         ),
     }
 }

@@ -45,9 +45,18 @@ pub enum BackfillError {
         first_key: String,
         spec: String,
     },
+    #[error(
+        "the throttle_query of job {job} does not work: {problem}. It must return one row with \
+         one boolean (true: the backfill waits); fix it in {spec}"
+    )]
+    ThrottleQuery {
+        job: String,
+        problem: String,
+        spec: String,
+    },
     #[error("no job named {0}; `sluice-backfill status` lists the jobs")]
     UnknownJob(String),
-    #[error("{what} failed: {source}")]
+    #[error("{what} failed: {}", sluice_common::db::explain(.source))]
     Query {
         what: String,
         #[source]
@@ -58,7 +67,10 @@ pub enum BackfillError {
 impl BackfillError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Job(_) | Self::Catalog(_) | Self::SpecChanged { .. } => exit::INVALID_INPUT,
+            Self::Job(_)
+            | Self::Catalog(_)
+            | Self::SpecChanged { .. }
+            | Self::ThrottleQuery { .. } => exit::INVALID_INPUT,
             Self::Db(e) => e.exit_code(),
             Self::Cancelled { .. } => exit::BLOCKED,
             Self::UnknownJob(_) => exit::USAGE,

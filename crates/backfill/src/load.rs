@@ -9,9 +9,10 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::TryStreamExt;
 use sluice_common::db::{self, ConnectSettings};
 use sluice_common::redact::SecretUrl;
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 use tokio::sync::watch;
 
 use crate::throttle::Reason;
@@ -89,7 +90,7 @@ pub async fn monitor(
         let seen = match check(&mut conn, settings, &workers, table, &mut replicas).await {
             Ok(seen) => seen,
             Err(error) => {
-                tracing::warn!("checking load signals failed: {error}");
+                tracing::warn!("checking load signals failed: {}", db::explain(&error));
                 None
             }
         };
@@ -151,6 +152,43 @@ async fn check(
         }
     }
     Ok(None)
+}
+
+/// Runs `query` once, read-only, so that a broken throttle_query stops the run at its start
+/// instead of leaving the backfill unthrottled with a warning per check.
+pub async fn try_throttle_query(conn: &mut PgConnection, query: &str) -> Result<(), String> {
+    let mut tx = conn
+        .begin_with("BEGIN READ ONLY")
+        .await
+        .map_err(|e| db::explain(&e))?;
+    let rows = first_rows(&mut tx, query, 2).await;
+    let _ = tx.rollback().await;
+    match rows?.as_slice() {
+        [row] if row.len() == 1 => row
+            .try_get::<Option<bool>, _>(0)
+            .map(|_| ())
+            .map_err(|_| "its column is not a boolean".to_owned()),
+        [row] => Err(format!("it returned {} columns", row.len())),
+        [] => Err("it returned no rows".to_owned()),
+        _ => Err("it returned more than one row".to_owned()),
+    }
+}
+
+/// Up to `limit` rows of `query`, however many it selects.
+async fn first_rows(
+    conn: &mut PgConnection,
+    query: &str,
+    limit: usize,
+) -> Result<Vec<sqlx::postgres::PgRow>, String> {
+    let mut stream = sqlx::query(AssertSqlSafe(query.to_owned())).fetch(conn);
+    let mut rows = Vec::new();
+    while rows.len() < limit {
+        match stream.try_next().await.map_err(|e| db::explain(&e))? {
+            Some(row) => rows.push(row),
+            None => break,
+        }
+    }
+    Ok(rows)
 }
 
 async fn blocked_sessions(
@@ -257,7 +295,11 @@ async fn replica_lag(url: &SecretUrl, slot: &mut Option<PgConnection>) -> Option
     match lag {
         Ok(lag) => Some(lag.unwrap_or(0.0)),
         Err(error) => {
-            tracing::warn!("reading the lag of replica {}: {error}", url.redacted());
+            tracing::warn!(
+                "reading the lag of replica {}: {}",
+                url.redacted(),
+                db::explain(&error)
+            );
             *slot = None;
             None
         }

@@ -567,7 +567,7 @@ impl Worker<'_, '_> {
         failures: u32,
         range: &Range,
     ) -> Result<(), BackfillError> {
-        let text = error.to_string();
+        let text = sluice_common::db::explain(&error);
         let transient = classify(&error);
         let job = self.ctx.job;
         if transient.is_none() || failures > job.guards.max_retries {

@@ -186,7 +186,7 @@ pub async fn pool(settings: &ConnectSettings, max_connections: u32) -> Result<Pg
         .await
         .map_err(|e| DbError::Connect {
             target: settings.target(),
-            reason: scrub(&e.to_string(), settings.url.expose()),
+            reason: scrub(&explain(&e), settings.url.expose()),
         })?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
@@ -205,7 +205,7 @@ fn classify_connect_error(
     options: &PgConnectOptions,
     target: &str,
 ) -> Failure {
-    let reason = scrub(&error.to_string(), settings.url.expose());
+    let reason = scrub(&explain(error), settings.url.expose());
     match error {
         sqlx::Error::Io(_) => Failure::Transient(reason),
         sqlx::Error::Database(db) => match db.code().as_deref() {
@@ -246,6 +246,29 @@ fn format_elapsed(duration: Duration) -> String {
         u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
     ))
     .to_string()
+}
+
+/// A query's error as users should read it. sqlx shows a database error's message followed
+/// by " at line N", where N is a line of PostgreSQL's own C source (1188 of its SQL scanner
+/// for a syntax error), which reads as a line of the user's SQL. This gives the message, the
+/// SQLSTATE, and the server's detail and hint instead; other errors as sqlx words them.
+pub fn explain(error: &sqlx::Error) -> String {
+    let Some(db) = error.as_database_error() else {
+        return error.to_string();
+    };
+    let mut text = db.message().to_owned();
+    if let Some(code) = db.code() {
+        text.push_str(&format!(" (SQLSTATE {code})"));
+    }
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        if let Some(detail) = pg.detail() {
+            text.push_str(&format!("; detail: {detail}"));
+        }
+        if let Some(hint) = pg.hint() {
+            text.push_str(&format!("; hint: {hint}"));
+        }
+    }
+    text
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub enum LockError {
     },
     #[error("interrupted while waiting for {name}")]
     Interrupted { name: String },
-    #[error("advisory lock query for {name} failed: {source}")]
+    #[error("advisory lock query for {name} failed: {}", crate::db::explain(.source))]
     Query {
         name: String,
         #[source]

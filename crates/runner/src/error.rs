@@ -62,7 +62,7 @@ pub enum RunnerError {
     NotApplied { id: String },
     #[error("interrupted before migration {next}; run the same command again to continue")]
     Interrupted { next: String, done: Vec<String> },
-    #[error("{what} failed: {source}")]
+    #[error("{what} failed: {}", sluice_common::db::explain(.source))]
     Query {
         what: String,
         #[source]

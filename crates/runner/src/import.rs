@@ -70,7 +70,7 @@ pub enum ImportError {
         "{tool} recorded version `{version}`, which is not a number sluice can match to a file"
     )]
     BadVersion { tool: &'static str, version: String },
-    #[error("reading {table}: {source}")]
+    #[error("reading {table}: {}", sluice_common::db::explain(.source))]
     Query {
         table: &'static str,
         #[source]

@@ -100,7 +100,7 @@ async fn evaluate(
     let mut transaction = conn
         .begin_with(AssertSqlSafe(begin))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| sluice_common::db::explain(&e))?;
     let rows = first_two_rows(&mut transaction, &check.sql).await;
     let _ = transaction.rollback().await;
     judge(rows?)
@@ -114,7 +114,11 @@ async fn first_two_rows(
     let mut stream = sqlx::query(AssertSqlSafe(sql.to_owned())).fetch(conn);
     let mut rows = Vec::new();
     while rows.len() < 2 {
-        match stream.try_next().await.map_err(|e| e.to_string())? {
+        match stream
+            .try_next()
+            .await
+            .map_err(|e| sluice_common::db::explain(&e))?
+        {
             Some(row) => rows.push(row),
             None => break,
         }

@@ -250,3 +250,50 @@ async fn verification_reports_rows_that_still_need_work() {
         .run_backfill(&["run", "partial", "--rescan"])
         .expect_code(exit::OK);
 }
+
+#[tokio::test]
+async fn a_broken_throttle_query_is_refused_before_any_batch() {
+    let project = Project::new().await;
+    items(&project.db, 500).await;
+    for (query, problem) in [
+        (
+            "SELEC 1",
+            "syntax error at or near \"SELEC\" (SQLSTATE 42601)",
+        ),
+        ("SELECT 1", "its column is not a boolean"),
+        (
+            "SELECT true FROM generate_series(1, 3)",
+            "it returned more than one row",
+        ),
+    ] {
+        project.job(
+            "fill_b",
+            &super::job_toml("fill_b", &format!("throttle_query = \"{query}\"\n")),
+        );
+        let run = project.run_backfill(&["run", "fill_b"]);
+        run.expect_code(exit::INVALID_INPUT);
+        assert!(
+            run.stderr().contains(&format!(
+                "the throttle_query of job fill_b does not work: {problem}"
+            )) && run.stderr().contains("fix it in jobs/fill_b.toml"),
+            "{}",
+            run.stderr()
+        );
+        // PostgreSQL's own source line is not shown as if it were a line of the query.
+        assert!(!run.stderr().contains(" at line "), "{}", run.stderr());
+    }
+    let mut conn = project.db.connect().await;
+    let done: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE b IS NOT NULL")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(done, 0, "nothing was updated");
+
+    project.job(
+        "fill_b",
+        &super::job_toml("fill_b", "throttle_query = \"SELECT false\"\n"),
+    );
+    project
+        .run_backfill(&["run", "fill_b"])
+        .expect_code(exit::OK);
+}
