@@ -82,8 +82,11 @@ pub async fn monitor(
             return;
         }
     };
-    let mut replicas: Vec<Option<PgConnection>> =
-        settings.replica_urls.iter().map(|_| None).collect();
+    let mut replicas: Vec<Replica> = settings
+        .replica_urls
+        .iter()
+        .map(|url| Replica::new(url.clone()))
+        .collect();
     let mut last: Option<(Signal, Instant)> = None;
     let workers = worker_application_name(job);
     loop {
@@ -122,7 +125,7 @@ async fn check(
     settings: &LoadSettings,
     workers: &str,
     table: &str,
-    replicas: &mut [Option<PgConnection>],
+    replicas: &mut [Replica],
 ) -> Result<Option<Signal>, sqlx::Error> {
     if settings.blocked_sessions
         && let Some(signal) = blocked_sessions(conn, workers).await?
@@ -135,7 +138,7 @@ async fn check(
         return Ok(Some(signal));
     }
     if let Some(max) = settings.max_replication_lag
-        && let Some(signal) = replication_lag(conn, settings, replicas, max).await?
+        && let Some(signal) = replication_lag(conn, replicas, max).await?
     {
         return Ok(Some(signal));
     }
@@ -240,8 +243,7 @@ async fn lock_queue(
 
 async fn replication_lag(
     conn: &mut PgConnection,
-    settings: &LoadSettings,
-    replicas: &mut [Option<PgConnection>],
+    replicas: &mut [Replica],
     max: Duration,
 ) -> Result<Option<Signal>, sqlx::Error> {
     let primary: Option<f64> = sqlx::query_scalar(
@@ -253,11 +255,11 @@ async fn replication_lag(
         "the primary's pg_stat_replication".to_owned(),
         primary.unwrap_or(0.0),
     );
-    for (url, slot) in settings.replica_urls.iter().zip(replicas.iter_mut()) {
-        if let Some(lag) = replica_lag(url, slot).await
+    for replica in replicas {
+        if let Some(lag) = replica.lag().await
             && lag > worst.1
         {
-            worst = (format!("replica {}", url.redacted()), lag);
+            worst = (format!("replica {}", replica.url.redacted()), lag);
         }
     }
     Ok((worst.1 > max.as_secs_f64()).then(|| Signal {
@@ -271,38 +273,81 @@ async fn replication_lag(
     }))
 }
 
-/// A replica's replay lag; a replica that cannot be reached is logged and skipped.
-async fn replica_lag(url: &SecretUrl, slot: &mut Option<PgConnection>) -> Option<f64> {
-    if slot.is_none() {
-        match db::connect(&ConnectSettings::new(url.clone(), "sluice-backfill lag")).await {
-            Ok(conn) => *slot = Some(conn),
-            Err(error) => {
-                tracing::warn!(
-                    "replica {} not reachable for its lag: {error}",
-                    url.redacted()
-                );
+/// How long a replica that did not answer is left alone before the next try.
+const REPLICA_RETRY: Duration = Duration::from_secs(30);
+
+/// A replica whose replay lag is watched. One that cannot be reached is skipped, said once,
+/// and tried again after [`REPLICA_RETRY`]: the monitor must not spend its checks waiting on
+/// it while the other signals go unread.
+struct Replica {
+    url: SecretUrl,
+    conn: Option<PgConnection>,
+    retry_at: Option<Instant>,
+}
+
+impl Replica {
+    fn new(url: SecretUrl) -> Self {
+        Self {
+            url,
+            conn: None,
+            retry_at: None,
+        }
+    }
+
+    /// Its replay lag in seconds; `None` when it cannot be read now.
+    async fn lag(&mut self) -> Option<f64> {
+        if self.conn.is_none() {
+            if self.retry_at.is_some_and(|at| Instant::now() < at) {
                 return None;
+            }
+            let settings = ConnectSettings {
+                attempts: 1,
+                connect_timeout: Duration::from_secs(2),
+                ..ConnectSettings::new(self.url.clone(), "sluice-backfill lag")
+            };
+            match db::connect(&settings).await {
+                Ok(conn) => {
+                    if self.retry_at.take().is_some() {
+                        tracing::info!(
+                            "replica {} answers again; its lag is watched",
+                            self.url.redacted()
+                        );
+                    }
+                    self.conn = Some(conn);
+                }
+                Err(error) => {
+                    self.unreachable(&error.to_string());
+                    return None;
+                }
+            }
+        }
+        let conn = self.conn.as_mut()?;
+        let lag: Result<Option<f64>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                    ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END::float8",
+        )
+        .fetch_one(conn)
+        .await;
+        match lag {
+            Ok(lag) => Some(lag.unwrap_or(0.0)),
+            Err(error) => {
+                self.conn = None;
+                self.unreachable(&db::explain(&error));
+                None
             }
         }
     }
-    let conn = slot.as_mut()?;
-    let lag: Result<Option<f64>, sqlx::Error> = sqlx::query_scalar(
-        "SELECT CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-                ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END::float8",
-    )
-    .fetch_one(conn)
-    .await;
-    match lag {
-        Ok(lag) => Some(lag.unwrap_or(0.0)),
-        Err(error) => {
+
+    fn unreachable(&mut self, why: &str) {
+        if self.retry_at.is_none() {
             tracing::warn!(
-                "reading the lag of replica {}: {}",
-                url.redacted(),
-                db::explain(&error)
+                "replica {}: its lag cannot be read ({why}); it is not watched until it answers, \
+                 tried again every {}s",
+                self.url.redacted(),
+                REPLICA_RETRY.as_secs()
             );
-            *slot = None;
-            None
         }
+        self.retry_at = Some(Instant::now() + REPLICA_RETRY);
     }
 }
 

@@ -14,7 +14,10 @@ const DURATION_BUCKETS: &[f64] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    #[error("cannot serve metrics on {addr}: {message}")]
+    #[error(
+        "cannot serve metrics on {addr}: {message}; nothing was done. Give a free port with \
+         --metrics-addr (another process, or another sluice-backfill, listens there?)"
+    )]
     Listen { addr: SocketAddr, message: String },
     #[error("cannot set up metrics: {0}")]
     Setup(String),

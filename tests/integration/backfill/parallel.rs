@@ -199,9 +199,12 @@ async fn a_session_blocked_behind_a_batch_makes_the_backfill_throttle() {
         "bump",
         "name = \"bump\"\ntable = \"counters\"\nkey = [\"id\"]\n\
          set = \"n = n + 1 + length(pg_sleep(0.01)::text)\"\n\
-         batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\nload_check_interval = \"100ms\"\n",
+         batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\nload_check_interval = \"100ms\"\n\
+         max_replication_lag = \"1h\"\n",
     );
     let metrics = project.path().join("bump.prom");
+    // A replica that cannot be reached is said once, without its password, and does not keep
+    // the monitor from the other signals.
     let worker = project.spawn_backfill(&[
         "run",
         "bump",
@@ -209,6 +212,8 @@ async fn a_session_blocked_behind_a_batch_makes_the_backfill_throttle() {
         "30s",
         "--metrics-file",
         metrics.to_str().unwrap(),
+        "--replica-url",
+        "postgres://watcher:replica-pw-hidden@127.0.0.1:1/app",
     ]);
     let mut conn = project.db.connect().await;
     let mut app = project.db.connect().await;
@@ -267,6 +272,17 @@ async fn a_session_blocked_behind_a_batch_makes_the_backfill_throttle() {
         .expect_code(exit::OK);
     let output = worker.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("its lag cannot be read").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("replica postgres://watcher:***@127.0.0.1:1/app")
+            && !stderr.contains("replica-pw-hidden"),
+        "{stderr}"
+    );
     let text = std::fs::read_to_string(&metrics).unwrap();
     assert!(
         text.contains(
