@@ -194,8 +194,9 @@ impl Session<'_> {
             {
                 Next::Retry => attempt += 1,
                 Next::Fail(failed) => {
-                    let outcome =
-                        "the migration was rolled back: nothing of it is applied".to_owned();
+                    let outcome = "the migration was rolled back: nothing of it is applied; fix \
+                                   the file and run the same command again"
+                        .to_owned();
                     return Err(self
                         .fail(
                             migration, script, direction, attempt, failed, outcome, started,
@@ -329,7 +330,7 @@ impl Session<'_> {
                 Next::Fail(failed) => {
                     let outcome = match direction {
                         Direction::Up => {
-                            let detail = failed.error.to_string();
+                            let detail = db::explain(&failed.error);
                             let _ = self
                                 .history
                                 .partial_failed(&mut self.conn, migration.version, &detail)
