@@ -1,0 +1,219 @@
+//! Starting a run: load the job, or register it with its key bounds and split its key space
+//! into ranges; refuse a changed spec or a cancelled job.
+
+use sluice_common::lock::lock_key;
+use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use super::{RunOptions, bind_all, texts};
+use crate::catalog::Target;
+use crate::error::BackfillError;
+use crate::job::Job;
+use crate::split;
+use crate::sql::JobSql;
+use crate::state::{JobRow, Jobs, control, states};
+
+/// Loads the job's row, or registers the job with its key bounds and ranges; refuses a
+/// changed spec or a cancelled job. `None` when it is already complete.
+pub(super) async fn start(
+    conn: &mut PgConnection,
+    jobs: &Jobs,
+    job: &Job,
+    target: &Target,
+    sql: &JobSql,
+    options: &RunOptions,
+) -> Result<Option<JobRow>, BackfillError> {
+    let loaded = jobs
+        .load(conn, &job.name)
+        .await
+        .map_err(BackfillError::query(format!("reading job {}", job.name)))?;
+    let Some(row) = loaded else {
+        register(conn, jobs, job, target, sql).await?;
+        return jobs
+            .load(conn, &job.name)
+            .await
+            .map_err(BackfillError::query("reading the job"));
+    };
+    if row.state == states::CANCELLED || row.control == control::CANCEL {
+        return Err(BackfillError::Cancelled {
+            job: job.name.clone(),
+        });
+    }
+    if row.state == states::COMPLETED && !options.rescan {
+        return Ok(None);
+    }
+    if row.spec_checksum != job.spec_checksum {
+        if !options.accept_spec_change && row.state != states::COMPLETED {
+            return Err(BackfillError::SpecChanged {
+                job: job.name.clone(),
+            });
+        }
+        jobs.accept_spec(conn, &job.name, &job.spec_checksum)
+            .await
+            .map_err(BackfillError::query("recording the new spec"))?;
+    }
+    if options.rescan {
+        jobs.rescan(conn, &job.name)
+            .await
+            .map_err(BackfillError::query("starting another pass"))?;
+    }
+    if let Some(upper) = &row.upper_bound {
+        // A job started by an older sluice, or rescanned, has no ranges yet.
+        let lower = if options.rescan {
+            None
+        } else {
+            row.cursor.clone()
+        };
+        split_once(
+            conn,
+            jobs,
+            &job.name,
+            sql,
+            target,
+            upper,
+            lower,
+            job.parallel.ranges,
+        )
+        .await?;
+    }
+    if row.control != control::PAUSE {
+        jobs.set_state(conn, &job.name, states::RUNNING, None)
+            .await
+            .map_err(BackfillError::query("marking the job running"))?;
+    }
+    jobs.load(conn, &job.name)
+        .await
+        .map_err(BackfillError::query("reading the job"))
+}
+
+/// Registers a new job with its key bounds and ranges in one transaction; when several
+/// processes start it at once, one registers and the others wait for it and join.
+async fn register(
+    conn: &mut PgConnection,
+    jobs: &Jobs,
+    job: &Job,
+    target: &Target,
+    sql: &JobSql,
+) -> Result<(), BackfillError> {
+    let what = format!("registering job {}", job.name);
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(BackfillError::query(what.clone()))?;
+    let upper = key_of(
+        sqlx::query(AssertSqlSafe(sql.max_key.clone()))
+            .fetch_optional(&mut *tx)
+            .await,
+        "capturing the key bounds",
+    )?;
+    let keys: Vec<String> = job.key.iter().map(|k| k.as_str().to_owned()).collect();
+    let spec_path = job.path.as_ref().map(|p| p.display().to_string());
+    let registered = jobs
+        .register(
+            &mut tx,
+            &job.name,
+            &job.table.to_string(),
+            &keys,
+            &job.spec_checksum,
+            spec_path.as_deref(),
+            upper.as_deref(),
+            job.pacing.batch_size,
+            target.estimated_rows,
+        )
+        .await
+        .map_err(BackfillError::query(what.clone()))?;
+    if registered && let Some(upper) = &upper {
+        let splits = split_keys(&mut tx, sql, target, upper, job.parallel.ranges).await?;
+        jobs.ranges()
+            .create(&mut tx, &job.name, None, &splits, upper)
+            .await
+            .map_err(BackfillError::query(what.clone()))?;
+    }
+    tx.commit().await.map_err(BackfillError::query(what))
+}
+
+/// Creates the ranges of a job that has none (one process does, under a lock).
+#[expect(clippy::too_many_arguments, reason = "the job's parts, each needed")]
+async fn split_once(
+    conn: &mut PgConnection,
+    jobs: &Jobs,
+    name: &str,
+    sql: &JobSql,
+    target: &Target,
+    upper: &[String],
+    lower: Option<Vec<String>>,
+    ranges: u32,
+) -> Result<(), BackfillError> {
+    let what = format!("splitting job {name} into ranges");
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(BackfillError::query(what.clone()))?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock_key(&format!("sluice:backfill-split:{name}")))
+        .execute(&mut *tx)
+        .await
+        .map_err(BackfillError::query(what.clone()))?;
+    let count = jobs
+        .ranges()
+        .count(&mut tx, name)
+        .await
+        .map_err(BackfillError::query(what.clone()))?;
+    if count == 0 {
+        // Resuming a job from before ranges: one range from where it stopped.
+        let splits = match &lower {
+            None => split_keys(&mut tx, sql, target, upper, ranges).await?,
+            Some(_) => Vec::new(),
+        };
+        jobs.ranges()
+            .create(&mut tx, name, lower.as_deref(), &splits, upper)
+            .await
+            .map_err(BackfillError::query(what.clone()))?;
+    }
+    tx.commit().await.map_err(BackfillError::query(what))
+}
+
+/// Split keys from a sample of the table's keys.
+async fn split_keys(
+    conn: &mut PgConnection,
+    sql: &JobSql,
+    target: &Target,
+    upper: &[String],
+    ranges: u32,
+) -> Result<Vec<Vec<String>>, BackfillError> {
+    if ranges <= 1 {
+        return Ok(Vec::new());
+    }
+    let bytes: i64 = sqlx::query_scalar("SELECT coalesce(pg_relation_size(to_regclass($1)), 0)")
+        .bind(target.table.to_string())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(BackfillError::query("measuring the table"))?;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a percentage fits a float4"
+    )]
+    let percent = split::sample_percent(target.estimated_rows, bytes, ranges) as f32;
+    let rows = bind_all(
+        sqlx::query(AssertSqlSafe(sql.split_keys.clone())).bind(percent),
+        upper,
+    )
+    .bind(i64::from(ranges))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(BackfillError::query("sampling keys to split the job"))?;
+    rows.iter()
+        .map(texts)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(BackfillError::query("sampling keys to split the job"))
+}
+
+pub(super) fn key_of(
+    result: Result<Option<PgRow>, sqlx::Error>,
+    what: &str,
+) -> Result<Option<Vec<String>>, BackfillError> {
+    let row = result.map_err(BackfillError::query(what))?;
+    row.map(|r| texts(&r))
+        .transpose()
+        .map_err(BackfillError::query(what))
+}
