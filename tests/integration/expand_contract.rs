@@ -181,25 +181,8 @@ async fn a_paused_job_keeps_the_gate_closed_with_its_progress() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Pause once some batches are in, however long the worker takes to start.
-    let mut conn = project.db.connect().await;
-    let started = std::time::Instant::now();
-    loop {
-        let batches: i64 = sqlx::query_scalar(
-            "SELECT coalesce(sum(batches), 0)::bigint FROM sluice.backfill_ranges WHERE job = 'lower_email'",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or(0);
-        if batches >= 2 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the worker never got going"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Pause once some batches are in.
+    project.wait_for_batches("lower_email", 2).await;
     project
         .run_backfill(&["pause", "lower_email"])
         .expect_code(exit::OK);

@@ -96,6 +96,31 @@ impl Project {
     pub fn run(&self, args: &[&str]) -> Run {
         Run(self.sluice().args(args).output().expect("run sluice"))
     }
+
+    /// Batches `job` has committed so far, every worker's; 0 before its first run.
+    pub async fn batches(&self, conn: &mut sqlx::PgConnection, job: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT coalesce(sum(batches), 0)::bigint FROM sluice.backfill_ranges WHERE job = $1",
+        )
+        .bind(job)
+        .fetch_one(conn)
+        .await
+        .unwrap_or(0)
+    }
+
+    /// Waits until `job` has committed `at_least` batches, however long a loaded machine
+    /// takes to start its worker; fails the test after a minute.
+    pub async fn wait_for_batches(&self, job: &str, at_least: i64) {
+        let mut conn = self.db.connect().await;
+        let started = std::time::Instant::now();
+        while self.batches(&mut conn, job).await < at_least {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "job {job} never committed {at_least} batch(es)"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// The outcome of one command.

@@ -42,7 +42,7 @@ async fn sigkill_at_random_moments_never_loses_or_repeats_a_batch() {
             started.elapsed() < Duration::from_secs(240),
             "took too long; {kills} kills so far"
         );
-        let before = batches(&mut conn).await;
+        let before = project.batches(&mut conn, "bump").await;
         let mut child = project
             .backfill()
             .args(["-q", "run", "bump"])
@@ -54,7 +54,9 @@ async fn sigkill_at_random_moments_never_loses_or_repeats_a_batch() {
         if during_startup {
             tokio::time::sleep(Duration::from_millis(rng.u64(0..150))).await;
         } else {
-            while batches(&mut conn).await == before && child.try_wait().unwrap().is_none() {
+            while project.batches(&mut conn, "bump").await == before
+                && child.try_wait().unwrap().is_none()
+            {
                 assert!(started.elapsed() < Duration::from_secs(240), "no progress");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -99,14 +101,4 @@ async fn sigkill_at_random_moments_never_loses_or_repeats_a_batch() {
     .await
     .unwrap();
     assert_eq!((updated, scanned), (ROWS, ROWS));
-}
-
-/// Batches committed so far over all ranges; 0 before the first run creates the tables.
-async fn batches(conn: &mut sqlx::PgConnection) -> i64 {
-    sqlx::query_scalar(
-        "SELECT coalesce(sum(batches), 0)::bigint FROM sluice.backfill_ranges WHERE job = 'bump'",
-    )
-    .fetch_one(conn)
-    .await
-    .unwrap_or(0)
 }

@@ -51,31 +51,13 @@ fn slow_job(project: &Project) {
     );
 }
 
-async fn wait_for_batches(project: &Project, at_least: i64) {
-    let mut conn = project.db.connect().await;
-    let started = Instant::now();
-    loop {
-        let batches: i64 = sqlx::query_scalar(
-            "SELECT coalesce((SELECT sum(batches)::bigint FROM sluice.backfill_ranges WHERE job = 'fill_b'), 0)",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or(0);
-        if batches >= at_least {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn pause_is_noticed_within_a_batch_and_resume_continues() {
     let project = Project::new().await;
     items(&project.db, 5_000).await;
     slow_job(&project);
     let worker = project.spawn_backfill(&["run", "fill_b"]);
-    wait_for_batches(&project, 3).await;
+    project.wait_for_batches("fill_b", 3).await;
     project
         .run_backfill(&["pause", "fill_b"])
         .expect_code(exit::OK);
@@ -129,7 +111,7 @@ async fn cancel_stops_the_worker_and_the_job_for_good() {
     items(&project.db, 5_000).await;
     slow_job(&project);
     let worker = project.spawn_backfill(&["run", "fill_b"]);
-    wait_for_batches(&project, 2).await;
+    project.wait_for_batches("fill_b", 2).await;
     project
         .run_backfill(&["cancel", "fill_b"])
         .expect_code(exit::OK);
@@ -150,7 +132,7 @@ async fn sigterm_finishes_the_batch_and_exits_resumable() {
     items(&project.db, 5_000).await;
     slow_job(&project);
     let worker = project.spawn_backfill(&["run", "fill_b"]);
-    wait_for_batches(&project, 3).await;
+    project.wait_for_batches("fill_b", 3).await;
     std::process::Command::new("kill")
         .args(["-TERM", &worker.id().to_string()])
         .status()
@@ -199,7 +181,7 @@ async fn a_changed_spec_is_refused_unless_accepted() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_batches(&project, 2).await;
+    project.wait_for_batches("fill_b", 2).await;
     project
         .run_backfill(&["pause", "fill_b"])
         .expect_code(exit::OK);

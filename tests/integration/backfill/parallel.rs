@@ -91,26 +91,10 @@ async fn a_killed_worker_loses_its_range_to_another_after_its_lease() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut conn = project.db.connect().await;
-    let started = Instant::now();
-    loop {
-        let batches: i64 = sqlx::query_scalar(
-            "SELECT coalesce((SELECT sum(batches)::bigint FROM sluice.backfill_ranges WHERE job = 'bump'), 0)",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or(0);
-        if batches >= 5 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the victim never got going"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    project.wait_for_batches("bump", 5).await;
     victim.kill().unwrap();
     victim.wait().unwrap();
+    let mut conn = project.db.connect().await;
     let (held, cursor_set): (String, bool) = sqlx::query_as(
         "SELECT owner, cursor IS NOT NULL FROM sluice.backfill_ranges
          WHERE job = 'bump' AND owner IS NOT NULL AND state = 'pending'",
