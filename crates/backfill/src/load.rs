@@ -158,8 +158,11 @@ async fn check(
 }
 
 /// Runs `query` once, read-only, so that a broken throttle_query stops the run at its start
-/// instead of leaving the backfill unthrottled with a warning per check.
-pub async fn try_throttle_query(conn: &mut PgConnection, query: &str) -> Result<(), String> {
+/// instead of leaving the backfill unthrottled with a warning per check; its answer now.
+pub async fn try_throttle_query(
+    conn: &mut PgConnection,
+    query: &str,
+) -> Result<Option<bool>, String> {
     let mut tx = conn
         .begin_with("BEGIN READ ONLY")
         .await
@@ -169,7 +172,6 @@ pub async fn try_throttle_query(conn: &mut PgConnection, query: &str) -> Result<
     match rows?.as_slice() {
         [row] if row.len() == 1 => row
             .try_get::<Option<bool>, _>(0)
-            .map(|_| ())
             .map_err(|_| "its column is not a boolean".to_owned()),
         [row] => Err(format!("it returned {} columns", row.len())),
         [] => Err("it returned no rows".to_owned()),

@@ -7,6 +7,7 @@ use crate::catalog;
 use crate::engine::EngineSettings;
 use crate::error::BackfillError;
 use crate::job::Job;
+use crate::load;
 use crate::sql::{JobSql, LeaseOf, Progress};
 use crate::state::{JobRow, Jobs};
 
@@ -29,6 +30,8 @@ pub struct Plan {
     pub explain: Vec<String>,
     /// The job's recorded progress, when it has run before.
     pub recorded: Option<JobRow>,
+    /// What the `throttle_query` answers now, or why it does not work.
+    pub throttle_query: Option<String>,
 }
 
 /// Plans `job` against the database. Reads only: nothing is created or written.
@@ -54,6 +57,14 @@ pub async fn plan(settings: &EngineSettings, job: &Job) -> Result<Plan, Backfill
         Some(upper) => explain_first_batch(&mut conn, &sql, upper, job.pacing.batch_size).await?,
         None => vec!["(the table is empty: the job would complete at once)".to_owned()],
     };
+    let throttle_query = match &job.load.throttle_query {
+        Some(query) => Some(match load::try_throttle_query(&mut conn, query).await {
+            Ok(Some(true)) => "returns true now: a run would wait".to_owned(),
+            Ok(_) => "returns false now".to_owned(),
+            Err(problem) => format!("does not work, a run would stop at its start: {problem}"),
+        }),
+        None => None,
+    };
     let _ = conn.close().await;
     let batch = i64::from(job.pacing.batch_size);
     Ok(Plan {
@@ -70,6 +81,7 @@ pub async fn plan(settings: &EngineSettings, job: &Job) -> Result<Plan, Backfill
         batch_sql: batch_statements(job, &sql),
         explain,
         recorded,
+        throttle_query,
     })
 }
 

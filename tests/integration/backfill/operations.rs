@@ -263,6 +263,15 @@ async fn a_broken_throttle_query_is_refused_before_any_batch() {
         );
         // PostgreSQL's own source line is not shown as if it were a line of the query.
         assert!(!run.stderr().contains(" at line "), "{}", run.stderr());
+        let plan = project.run_backfill(&["plan", "fill_b"]);
+        plan.expect_code(exit::OK);
+        assert!(
+            plan.stdout().contains(&format!(
+                "throttle_query: does not work, a run would stop at its start: {problem}"
+            )),
+            "{}",
+            plan.stdout()
+        );
     }
     let mut conn = project.db.connect().await;
     let done: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE b IS NOT NULL")
@@ -274,6 +283,12 @@ async fn a_broken_throttle_query_is_refused_before_any_batch() {
     project.job(
         "fill_b",
         &super::job_toml("fill_b", "throttle_query = \"SELECT false\"\n"),
+    );
+    let plan = project.run_backfill(&["plan", "fill_b"]);
+    assert!(
+        plan.stdout().contains("throttle_query: returns false now"),
+        "{}",
+        plan.stdout()
     );
     project
         .run_backfill(&["run", "fill_b"])

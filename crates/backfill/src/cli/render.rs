@@ -291,6 +291,9 @@ pub fn plan(plan: &Plan, json: bool) {
                 .map_or_else(|| "(start)".to_owned(), |c| format!("({})", c.join(", ")))
         );
     }
+    if let Some(answer) = &plan.throttle_query {
+        sluice_common::outln!("throttle_query: {answer}");
+    }
     sluice_common::outln!("\neach batch, in one transaction:");
     for line in &plan.batch_sql {
         sluice_common::outln!("  {line}");
