@@ -89,10 +89,12 @@ fn batch_statements(job: &Job, sql: &JobSql) -> Vec<String> {
     let k = job.key.len();
     let cursor: Vec<String> = (1..=k).map(|i| format!("<cursor {i}>")).collect();
     let end: Vec<String> = (1..=k).map(|i| format!("<last key {i}>")).collect();
+    let upper: Vec<String> = (1..=k).map(|i| format!("<range upper {i}>")).collect();
     let lease = LeaseOf {
         job: &job.name,
         range_no: 0,
         owner: "<worker>",
+        upper: &upper,
     };
     vec![
         format!(

@@ -10,7 +10,8 @@
 use std::time::Duration;
 
 use sluice_common::ident::Ident;
-use sqlx::{AssertSqlSafe, PgConnection};
+use sluice_common::lock::lock_key;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 /// Range states, as stored.
 pub mod states {
@@ -37,6 +38,25 @@ impl Claim {
     pub fn resume_after(&self) -> Option<Vec<String>> {
         self.cursor.clone().or_else(|| self.lower.clone())
     }
+}
+
+/// A range another worker is busy with.
+#[derive(sqlx::FromRow)]
+struct Busy {
+    range_no: i32,
+    owner: String,
+    upper: Vec<String>,
+    /// The last key done, or the range's lower bound.
+    done_to: Option<Vec<String>>,
+}
+
+/// The upper half of a busy worker's range, now a range of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stolen {
+    pub claim: Claim,
+    /// The range it was split from, and that range's owner.
+    pub from_range: i32,
+    pub from_owner: String,
 }
 
 /// A live lease, for status.
@@ -286,6 +306,112 @@ impl Ranges {
         .await
     }
 
+    /// Splits the busiest range another worker holds, so that an idle worker need not wait
+    /// for it: `(from, mid]` stays with its owner, `(mid, upper]` becomes a new range leased
+    /// to `thief`. For a single integer key (the midpoint is arithmetic; `first` is the
+    /// smallest key). `None` when no such range has `min_keys` keys left.
+    ///
+    /// The owner's batches check the range's upper bound under the row lock, so one planned
+    /// before the split changes nothing, and the owner reloads its range
+    /// ([`Ranges::reload`]).
+    pub async fn steal(
+        &self,
+        conn: &mut PgConnection,
+        job: &str,
+        thief: &str,
+        lease: Duration,
+        first: i64,
+        min_keys: i64,
+    ) -> Result<Option<Stolen>, sqlx::Error> {
+        let mut tx = conn.begin().await?;
+        // Splits of one job, and its first split into ranges, one at a time.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock_key(&format!("sluice:backfill-split:{job}")))
+            .execute(&mut *tx)
+            .await?;
+        let busiest: Option<Busy> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT range_no, owner, upper, coalesce(cursor, lower) AS done_to FROM {t}
+                 WHERE job = $1 AND state = 'pending' AND owner <> $2 AND lease_until >= now()
+                 ORDER BY upper[1]::numeric - coalesce(cursor[1], lower[1], $3)::numeric DESC
+                 LIMIT 1 FOR UPDATE",
+            t = self.table
+        )))
+        .bind(job)
+        .bind(thief)
+        .bind((first - 1).to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(Busy {
+            range_no,
+            owner,
+            upper,
+            done_to,
+        }) = busiest
+        else {
+            return Ok(None);
+        };
+        let Some(mid) = midpoint(done_to.as_deref(), &upper, first, min_keys) else {
+            return Ok(None);
+        };
+        let mid = vec![mid.to_string()];
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET upper = $3, updated_at = now() WHERE job = $1 AND range_no = $2",
+            self.table
+        )))
+        .bind(job)
+        .bind(range_no)
+        .bind(&mid)
+        .execute(&mut *tx)
+        .await?;
+        let new_range: i32 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "INSERT INTO {t} (job, range_no, lower, upper, owner, lease_until, claims)
+             SELECT $1, max(range_no) + 1, $2, $3, $4, now() + $5 * interval '1 millisecond', 1
+             FROM {t} WHERE job = $1
+             RETURNING range_no",
+            t = self.table
+        )))
+        .bind(job)
+        .bind(&mid)
+        .bind(&upper)
+        .bind(thief)
+        .bind(millis(lease))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(Stolen {
+            claim: Claim {
+                range_no: new_range,
+                lower: Some(mid),
+                upper,
+                cursor: None,
+                previous_owner: None,
+            },
+            from_range: range_no,
+            from_owner: owner,
+        }))
+    }
+
+    /// `owner`'s range as committed, while the lease is still theirs: its upper bound moves
+    /// when another worker splits it.
+    pub async fn reload(
+        &self,
+        conn: &mut PgConnection,
+        job: &str,
+        range_no: i32,
+        owner: &str,
+    ) -> Result<Option<Claim>, sqlx::Error> {
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT range_no, lower, upper, cursor, NULL::text AS previous_owner FROM {}
+             WHERE job = $1 AND range_no = $2 AND owner = $3 AND state = 'pending'",
+            self.table
+        )))
+        .bind(job)
+        .bind(range_no)
+        .bind(owner)
+        .fetch_optional(conn)
+        .await
+    }
+
     /// Processes other than `process` (`<host>/<pid>`) holding a live lease on the job's
     /// ranges: they share its `max_rows_per_second` with this one.
     pub async fn other_processes(
@@ -319,6 +445,57 @@ impl Ranges {
     }
 }
 
+/// The key halfway between the last key done (`done_to`; `None`: nothing, the keys start at
+/// `first`) and `upper`, when at least `min_keys` keys are left (never fewer than 2, so both
+/// halves hold keys).
+pub fn midpoint(
+    done_to: Option<&[String]>,
+    upper: &[String],
+    first: i64,
+    min_keys: i64,
+) -> Option<i64> {
+    let integer = |key: &[String]| key.first().and_then(|k| k.parse::<i64>().ok());
+    let upper = integer(upper)?;
+    let from = match done_to {
+        Some(key) => integer(key)?,
+        None => first.checked_sub(1)?,
+    };
+    let left = i128::from(upper) - i128::from(from);
+    if left < i128::from(min_keys.max(2)) {
+        return None;
+    }
+    i64::try_from(i128::from(from) + left / 2).ok()
+}
+
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(k: i64) -> Vec<String> {
+        vec![k.to_string()]
+    }
+
+    #[test]
+    fn the_midpoint_halves_what_is_left() {
+        assert_eq!(midpoint(Some(&key(100)), &key(200), 1, 10), Some(150));
+        // Nothing done yet: from the smallest key.
+        assert_eq!(midpoint(None, &key(100), 1, 10), Some(50));
+        assert_eq!(midpoint(Some(&key(-100)), &key(100), -500, 10), Some(0));
+    }
+
+    #[test]
+    fn too_little_left_is_not_split() {
+        assert_eq!(midpoint(Some(&key(195)), &key(200), 1, 10), None);
+        assert_eq!(midpoint(Some(&key(199)), &key(200), 1, 0), None);
+        assert_eq!(midpoint(Some(&key(198)), &key(200), 1, 0), Some(199));
+        assert_eq!(midpoint(Some(&["x".to_owned()]), &key(200), 1, 0), None);
+        assert_eq!(
+            midpoint(Some(&key(i64::MIN)), &key(i64::MAX), 0, 2),
+            Some(-1)
+        );
+    }
 }

@@ -54,13 +54,15 @@ struct Literal {
     ranges_table: String,
 }
 
-/// What one batch adds to its job's row.
-/// Whose lease a batch runs under: the range's row is locked and checked in the batch.
+/// Whose lease a batch runs under, and the range's upper bound as the worker knows it: the
+/// range's row is locked and both are checked in the batch, so a batch whose lease was taken
+/// over, or whose range was split meanwhile, changes nothing.
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseOf<'a> {
     pub job: &'a str,
     pub range_no: i32,
     pub owner: &'a str,
+    pub upper: &'a [String],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -246,8 +248,14 @@ impl JobSql {
 }
 
 fn lease_condition(lease: LeaseOf<'_>) -> String {
+    let upper = lease
+        .upper
+        .iter()
+        .map(|v| quote_literal(v))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        "job = {} AND range_no = {} AND owner = {}",
+        "job = {} AND range_no = {} AND owner = {} AND upper = ARRAY[{upper}]::text[]",
         quote_literal(lease.job),
         lease.range_no,
         quote_literal(lease.owner)
@@ -311,12 +319,14 @@ mod tests {
     use crate::job::{JobFile, Overrides};
     use sluice_common::ident::Ident;
 
+    const UPPER: &[String] = &[];
     const LEASE: LeaseOf<'static> = LeaseOf {
         job: "j",
         range_no: 0,
         owner: "w",
+        upper: UPPER,
     };
-    const GUARD: &str = "WITH sluice_lease AS MATERIALIZED (SELECT FROM ranges WHERE job = 'j' AND range_no = 0 AND owner = 'w' FOR UPDATE)";
+    const GUARD: &str = "WITH sluice_lease AS MATERIALIZED (SELECT FROM ranges WHERE job = 'j' AND range_no = 0 AND owner = 'w' AND upper = ARRAY[]::text[] FOR UPDATE)";
 
     fn job(key: &[&str], where_: Option<&str>) -> Job {
         let file = JobFile {
@@ -437,10 +447,12 @@ mod tests {
             "\"sluice\".\"backfill_jobs\"",
             "\"sluice\".\"backfill_ranges\"",
         );
+        let upper = ["it's".to_owned(), "9".to_owned()];
         let lease = LeaseOf {
             job: "j'x",
             range_no: 3,
             owner: "pod-1/42/w0",
+            upper: &upper,
         };
         let text = sql.progress_and_commit(Progress {
             lease,
@@ -457,7 +469,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.ends_with(r#"WHERE job = 'j''x' AND range_no = 3 AND owner = 'pod-1/42/w0' RETURNING 1) SELECT control FROM "sluice"."backfill_jobs" WHERE name = 'j''x' AND EXISTS (SELECT FROM progress); COMMIT"#),
+            text.ends_with(r#"WHERE job = 'j''x' AND range_no = 3 AND owner = 'pod-1/42/w0' AND upper = ARRAY['it''s', '9']::text[] RETURNING 1) SELECT control FROM "sluice"."backfill_jobs" WHERE name = 'j''x' AND EXISTS (SELECT FROM progress); COMMIT"#),
             "{text}"
         );
         assert_eq!(
@@ -466,7 +478,7 @@ mod tests {
                 Some(&["a'b".into(), "1".into()]),
                 &["c".into(), "2".into()]
             ),
-            r#"WITH sluice_lease AS MATERIALIZED (SELECT FROM "sluice"."backfill_ranges" WHERE job = 'j''x' AND range_no = 3 AND owner = 'pod-1/42/w0' FOR UPDATE) UPDATE "app"."items" SET n = n + 1 WHERE EXISTS (SELECT FROM sluice_lease) AND ("tenant", "id") > ('a''b'::text, '1'::int) AND ("tenant", "id") <= ('c'::text, '2'::int)"#
+            r#"WITH sluice_lease AS MATERIALIZED (SELECT FROM "sluice"."backfill_ranges" WHERE job = 'j''x' AND range_no = 3 AND owner = 'pod-1/42/w0' AND upper = ARRAY['it''s', '9']::text[] FOR UPDATE) UPDATE "app"."items" SET n = n + 1 WHERE EXISTS (SELECT FROM sluice_lease) AND ("tenant", "id") > ('a''b'::text, '1'::int) AND ("tenant", "id") <= ('c'::text, '2'::int)"#
         );
     }
 

@@ -133,11 +133,13 @@ impl Worker<'_, '_> {
                 )
                 .await
                 .map_err(BackfillError::query("claiming a key range"))?;
-            let Some(claim) = claim else {
-                if self.wait_for_others().await? {
-                    return Ok(WorkerEnd::NoWork);
-                }
-                continue;
+            let claim = match claim {
+                Some(claim) => claim,
+                None => match self.steal().await? {
+                    Some(claim) => claim,
+                    None if self.wait_for_others().await? => return Ok(WorkerEnd::NoWork),
+                    None => continue,
+                },
             };
             if let Some(previous) = &claim.previous_owner {
                 tracing::warn!(
@@ -159,6 +161,49 @@ impl Worker<'_, '_> {
                 RangeEnd::Stop(end) => return Ok(end),
             }
         }
+    }
+
+    /// No range is free: splits the busiest range another worker holds and takes its upper
+    /// half, so that the job's tail is not left to one worker. Single integer keys only.
+    async fn steal(&mut self) -> Result<Option<Claim>, BackfillError> {
+        let Some(first) = self.ctx.integer_min else {
+            return Ok(None);
+        };
+        // Worth a split only when the half taken is several batches long.
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "a key count, clamped to i64 by the cast"
+        )]
+        let min_keys = (f64::from(self.ctx.job.pacing.max_batch_size)
+            * self.ctx.keys_per_row.max(1.0)
+            * 4.0) as i64;
+        let stolen = self
+            .ctx
+            .jobs
+            .ranges()
+            .steal(
+                &mut self.conn,
+                &self.ctx.job.name,
+                &self.owner,
+                self.ctx.lease,
+                first,
+                min_keys,
+            )
+            .await
+            .map_err(BackfillError::query("splitting a busy key range"))?;
+        Ok(stolen.map(|stolen| {
+            tracing::info!(
+                job = %self.ctx.job.name,
+                range = stolen.claim.range_no,
+                split_from = stolen.from_range,
+                "split range {} of {} at key {}: its keys above it are range {}, taken by this worker",
+                stolen.from_range,
+                stolen.from_owner,
+                stolen.claim.lower.as_deref().unwrap_or_default().join(", "),
+                stolen.claim.range_no
+            );
+            stolen.claim
+        }))
     }
 
     /// No range is free: true when all are done, else waits (for a lease to expire or a
@@ -208,11 +253,12 @@ impl Worker<'_, '_> {
         let _ = self.events.send(event);
     }
 
-    fn lease(&self, range: &Range) -> LeaseOf<'_> {
+    fn lease<'r>(&'r self, range: &'r Range) -> LeaseOf<'r> {
         LeaseOf {
             job: &self.ctx.job.name,
             range_no: range.claim.range_no,
             owner: &self.owner,
+            upper: &range.claim.upper,
         }
     }
 
@@ -228,6 +274,40 @@ impl Worker<'_, '_> {
             .as_deref()
             .map_or(min, |lower| parse_integer(lower).saturating_add(1));
         Stepping::Span(IntegerSpan::with_density(min, upper, self.ctx.keys_per_row))
+    }
+
+    /// After a batch that changed nothing: the range as it is now when it is still this
+    /// worker's but another worker split it (its upper bound moved); `None` when the lease
+    /// was lost.
+    async fn reload(&mut self, range: &Range) -> Result<Option<Range>, BackfillError> {
+        let now = self
+            .ctx
+            .jobs
+            .ranges()
+            .reload(
+                &mut self.conn,
+                &self.ctx.job.name,
+                range.claim.range_no,
+                &self.owner,
+            )
+            .await
+            .map_err(BackfillError::query("reading a split key range"))?;
+        Ok(now
+            .filter(|claim| claim.upper != range.claim.upper)
+            .map(|claim| {
+                tracing::debug!(
+                    job = %self.ctx.job.name,
+                    range = claim.range_no,
+                    "range {} was split by another worker; it now ends at key ({})",
+                    claim.range_no,
+                    claim.upper.join(", ")
+                );
+                Range {
+                    stepping: self.stepping_for(&claim),
+                    cursor: claim.resume_after(),
+                    claim,
+                }
+            }))
     }
 
     async fn range(&mut self, claim: Claim) -> Result<RangeEnd, BackfillError> {
@@ -254,6 +334,10 @@ impl Worker<'_, '_> {
                     }
                 }
                 Ok(None) => {
+                    if let Some(split) = self.reload(&range).await? {
+                        range = split;
+                        continue;
+                    }
                     tracing::warn!(
                         job = %self.ctx.job.name,
                         range = range.claim.range_no,

@@ -339,3 +339,32 @@ async fn a_never_analysed_table_is_split_at_the_quantiles_of_all_its_keys() {
         .unwrap();
     assert_eq!(wrong, 0);
 }
+
+#[tokio::test]
+async fn an_idle_worker_splits_a_busy_range_and_every_row_is_updated_once() {
+    let project = Project::new().await;
+    // One range for two workers: the second has nothing to claim, so it splits the first's
+    // range and takes its upper half; then they keep halving what is left.
+    counters(&project, "ranges = 1\npause = \"2ms\"\n").await;
+    let run = project.run_backfill(&["run", "bump", "--workers", "2"]);
+    run.expect_code(exit::OK);
+    assert!(
+        run.stderr().contains("split range 0 of "),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(wrong_rows(&project).await, 0, "every row exactly once");
+    let (state, done, ranges) = job_state(&project).await;
+    assert_eq!((state.as_str(), done), ("completed", ranges));
+    assert!(ranges > 1, "the range was split: {ranges} range(s)");
+    let mut conn = project.db.connect().await;
+    let (updated, worked): (i64, i64) = sqlx::query_as(
+        "SELECT sum(rows_updated)::bigint, count(*) FILTER (WHERE rows_updated > 0)
+         FROM sluice.backfill_ranges WHERE job = 'bump'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(updated, ROWS, "the ranges' counts add up to the table");
+    assert!(worked > 1, "more than one range did work");
+}
