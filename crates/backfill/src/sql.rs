@@ -205,18 +205,12 @@ impl JobSql {
         )
     }
 
-    /// Advances the job's row and ends the batch's transaction; returns `control`.
     /// The range's progress, committed with its batch; returns the job's control request, or
     /// no row when the lease is no longer this worker's (the batch then changed nothing).
     pub fn progress_and_commit(&self, p: Progress<'_>) -> String {
-        let cursor = p
-            .cursor
-            .iter()
-            .map(|v| quote_literal(v))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cursor = text_array(p.cursor);
         format!(
-            "WITH progress AS (UPDATE {} SET cursor = ARRAY[{cursor}]::text[], \
+            "WITH progress AS (UPDATE {} SET cursor = {cursor}, \
              rows_updated = rows_updated + {}, rows_scanned = rows_scanned + {}, batches = batches + 1, \
              throttled_seconds = throttled_seconds + {:.6}, \
              work_seconds = work_seconds + extract(epoch FROM clock_timestamp() - transaction_timestamp())::float8, \
@@ -247,15 +241,16 @@ impl JobSql {
     }
 }
 
+/// A key as a `text[]` literal, as the ranges table stores keys.
+fn text_array(key: &[String]) -> String {
+    let items: Vec<String> = key.iter().map(|v| quote_literal(v)).collect();
+    format!("ARRAY[{}]::text[]", items.join(", "))
+}
+
 fn lease_condition(lease: LeaseOf<'_>) -> String {
-    let upper = lease
-        .upper
-        .iter()
-        .map(|v| quote_literal(v))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let upper = text_array(lease.upper);
     format!(
-        "job = {} AND range_no = {} AND owner = {} AND upper = ARRAY[{upper}]::text[]",
+        "job = {} AND range_no = {} AND owner = {} AND upper = {upper}",
         quote_literal(lease.job),
         lease.range_no,
         quote_literal(lease.owner)
