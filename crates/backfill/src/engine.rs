@@ -20,6 +20,7 @@ use crate::catalog::{self, Target};
 use crate::error::BackfillError;
 use crate::event::Event;
 use crate::job::Job;
+use crate::keyspace::KeySpace;
 use crate::load::{self, LoadSettings, Signal};
 use crate::sql::JobSql;
 use crate::state::{Jobs, control};
@@ -110,6 +111,8 @@ pub(crate) struct Context<'a> {
     pub integer_min: Option<i64>,
     /// Keys per row of the whole key space, for stepping one range of it.
     pub keys_per_row: f64,
+    /// How to halve a busy range for an idle worker; `None`: ranges are not split.
+    pub key_space: Option<KeySpace>,
     pub initial_batch_size: u32,
     pub load: watch::Receiver<Option<Signal>>,
     /// Set when a worker failed, so that the others stop too.
@@ -187,6 +190,11 @@ pub async fn run(
         deadline: deadline.clone(),
     });
     let (signal_tx, signal_rx) = watch::channel(None);
+    let keys_per_row = keys_per_row(
+        integer_min,
+        row.upper_bound.as_deref(),
+        target.estimated_rows,
+    );
     let ctx = Context {
         settings,
         jobs: &jobs,
@@ -201,10 +209,12 @@ pub async fn run(
         throttle: Throttle::new(&job.pacing),
         deadline,
         integer_min,
-        keys_per_row: keys_per_row(
+        keys_per_row,
+        key_space: key_space(
+            &target,
             integer_min,
-            row.upper_bound.as_deref(),
-            target.estimated_rows,
+            keys_per_row,
+            row.estimated_rows.max(target.estimated_rows),
         ),
         initial_batch_size: u32::try_from(row.batch_size)
             .unwrap_or(job.pacing.batch_size)
@@ -303,6 +313,26 @@ async fn integer_min(
         .as_deref()
         .and_then(|m| m.first())
         .and_then(|m| m.parse().ok()))
+}
+
+/// How ranges of this key can be halved (single integer or uuid keys); `None` otherwise,
+/// and for uuids when the table's size is unknown (never analysed).
+fn key_space(
+    target: &Target,
+    integer_min: Option<i64>,
+    keys_per_row: f64,
+    rows: i64,
+) -> Option<KeySpace> {
+    if let Some(first) = integer_min {
+        return Some(KeySpace::Integer {
+            first,
+            keys_per_row,
+        });
+    }
+    let uuid = matches!(target.key.as_slice(), [key] if key.type_name == "uuid");
+    #[expect(clippy::cast_precision_loss, reason = "an estimate of rows")]
+    let rows = rows as f64;
+    (uuid && rows > 0.0).then_some(KeySpace::Uuid { rows })
 }
 
 /// Keys per row of an integer key space from the planner's estimate (1 when unknown).

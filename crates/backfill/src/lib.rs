@@ -6,6 +6,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod job;
+pub mod keyspace;
 pub mod load;
 pub mod ops;
 pub mod plan;

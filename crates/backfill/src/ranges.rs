@@ -13,6 +13,8 @@ use sluice_common::ident::Ident;
 use sluice_common::lock::lock_key;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
+use crate::keyspace::KeySpace;
+
 /// Range states, as stored.
 pub mod states {
     pub const PENDING: &str = "pending";
@@ -307,9 +309,9 @@ impl Ranges {
     }
 
     /// Splits the busiest range another worker holds, so that an idle worker need not wait
-    /// for it: `(from, mid]` stays with its owner, `(mid, upper]` becomes a new range leased
-    /// to `thief`. For a single integer key (the midpoint is arithmetic; `first` is the
-    /// smallest key). `None` when no such range has `min_keys` keys left.
+    /// for it: `(done, mid]` stays with its owner, `(mid, upper]` becomes a new range leased
+    /// to `thief`. `None` when no such range has `min_rows` rows left (by `space`'s
+    /// estimate).
     ///
     /// The owner's batches check the range's upper bound under the row lock, so one planned
     /// before the split changes nothing, and the owner reloads its range
@@ -320,8 +322,8 @@ impl Ranges {
         job: &str,
         thief: &str,
         lease: Duration,
-        first: i64,
-        min_keys: i64,
+        space: &KeySpace,
+        min_rows: f64,
     ) -> Result<Option<Stolen>, sqlx::Error> {
         let mut tx = conn.begin().await?;
         // Splits of one job, and its first split into ranges, one at a time.
@@ -329,37 +331,44 @@ impl Ranges {
             .bind(lock_key(&format!("sluice:backfill-split:{job}")))
             .execute(&mut *tx)
             .await?;
-        let busiest: Option<Busy> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT range_no, owner, upper, coalesce(cursor, lower) AS done_to FROM {t}
-                 WHERE job = $1 AND state = 'pending' AND owner <> $2 AND lease_until >= now()
-                 ORDER BY upper[1]::numeric - coalesce(cursor[1], lower[1], $3)::numeric DESC
-                 LIMIT 1 FOR UPDATE",
-            t = self.table
+        let busy = format!(
+            "SELECT range_no, owner, upper, coalesce(cursor, lower) AS done_to FROM {}
+             WHERE job = $1 AND state = 'pending' AND owner <> $2 AND lease_until >= now()",
+            self.table
+        );
+        let candidates: Vec<Busy> = sqlx::query_as(AssertSqlSafe(busy.clone()))
+            .bind(job)
+            .bind(thief)
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(busiest) = busiest(&candidates, space) else {
+            return Ok(None);
+        };
+        // Locked, and read again: the owner's batch in flight commits first.
+        let locked: Option<Busy> = sqlx::query_as(AssertSqlSafe(format!(
+            "{busy} AND range_no = $3 FOR UPDATE"
         )))
         .bind(job)
         .bind(thief)
-        .bind((first - 1).to_string())
+        .bind(busiest)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(Busy {
-            range_no,
-            owner,
-            upper,
-            done_to,
-        }) = busiest
-        else {
+        let Some((range, split)) = locked.and_then(|range| {
+            let split = space.split(range.done_to.as_deref(), &range.upper)?;
+            Some((range, split))
+        }) else {
             return Ok(None);
         };
-        let Some(mid) = midpoint(done_to.as_deref(), &upper, first, min_keys) else {
+        if split.rows_left < min_rows {
             return Ok(None);
-        };
-        let mid = vec![mid.to_string()];
+        }
+        let mid = vec![split.mid];
         sqlx::query(AssertSqlSafe(format!(
             "UPDATE {} SET upper = $3, updated_at = now() WHERE job = $1 AND range_no = $2",
             self.table
         )))
         .bind(job)
-        .bind(range_no)
+        .bind(range.range_no)
         .bind(&mid)
         .execute(&mut *tx)
         .await?;
@@ -372,7 +381,7 @@ impl Ranges {
         )))
         .bind(job)
         .bind(&mid)
-        .bind(&upper)
+        .bind(&range.upper)
         .bind(thief)
         .bind(millis(lease))
         .fetch_one(&mut *tx)
@@ -382,12 +391,12 @@ impl Ranges {
             claim: Claim {
                 range_no: new_range,
                 lower: Some(mid),
-                upper,
+                upper: range.upper,
                 cursor: None,
                 previous_owner: None,
             },
-            from_range: range_no,
-            from_owner: owner,
+            from_range: range.range_no,
+            from_owner: range.owner,
         }))
     }
 
@@ -445,57 +454,18 @@ impl Ranges {
     }
 }
 
-/// The key halfway between the last key done (`done_to`; `None`: nothing, the keys start at
-/// `first`) and `upper`, when at least `min_keys` keys are left (never fewer than 2, so both
-/// halves hold keys).
-pub fn midpoint(
-    done_to: Option<&[String]>,
-    upper: &[String],
-    first: i64,
-    min_keys: i64,
-) -> Option<i64> {
-    let integer = |key: &[String]| key.first().and_then(|k| k.parse::<i64>().ok());
-    let upper = integer(upper)?;
-    let from = match done_to {
-        Some(key) => integer(key)?,
-        None => first.checked_sub(1)?,
-    };
-    let left = i128::from(upper) - i128::from(from);
-    if left < i128::from(min_keys.max(2)) {
-        return None;
-    }
-    i64::try_from(i128::from(from) + left / 2).ok()
+/// The range with the most rows left, by `space`'s estimate.
+fn busiest(ranges: &[Busy], space: &KeySpace) -> Option<i32> {
+    ranges
+        .iter()
+        .filter_map(|r| {
+            let split = space.split(r.done_to.as_deref(), &r.upper)?;
+            Some((r.range_no, split.rows_left))
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(range_no, _)| range_no)
 }
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(k: i64) -> Vec<String> {
-        vec![k.to_string()]
-    }
-
-    #[test]
-    fn the_midpoint_halves_what_is_left() {
-        assert_eq!(midpoint(Some(&key(100)), &key(200), 1, 10), Some(150));
-        // Nothing done yet: from the smallest key.
-        assert_eq!(midpoint(None, &key(100), 1, 10), Some(50));
-        assert_eq!(midpoint(Some(&key(-100)), &key(100), -500, 10), Some(0));
-    }
-
-    #[test]
-    fn too_little_left_is_not_split() {
-        assert_eq!(midpoint(Some(&key(195)), &key(200), 1, 10), None);
-        assert_eq!(midpoint(Some(&key(199)), &key(200), 1, 0), None);
-        assert_eq!(midpoint(Some(&key(198)), &key(200), 1, 0), Some(199));
-        assert_eq!(midpoint(Some(&["x".to_owned()]), &key(200), 1, 0), None);
-        assert_eq!(
-            midpoint(Some(&key(i64::MIN)), &key(i64::MAX), 0, 2),
-            Some(-1)
-        );
-    }
 }

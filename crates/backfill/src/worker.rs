@@ -164,19 +164,14 @@ impl Worker<'_, '_> {
     }
 
     /// No range is free: splits the busiest range another worker holds and takes its upper
-    /// half, so that the job's tail is not left to one worker. Single integer keys only.
+    /// half, so that the job's tail is not left to one worker. Single integer or uuid keys
+    /// only (see [`crate::keyspace`]).
     async fn steal(&mut self) -> Result<Option<Claim>, BackfillError> {
-        let Some(first) = self.ctx.integer_min else {
+        let Some(space) = self.ctx.key_space else {
             return Ok(None);
         };
         // Worth a split only when the half taken is several batches long.
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "a key count, clamped to i64 by the cast"
-        )]
-        let min_keys = (f64::from(self.ctx.job.pacing.max_batch_size)
-            * self.ctx.keys_per_row.max(1.0)
-            * 4.0) as i64;
+        let min_rows = f64::from(self.ctx.job.pacing.max_batch_size) * 4.0;
         let stolen = self
             .ctx
             .jobs
@@ -186,8 +181,8 @@ impl Worker<'_, '_> {
                 &self.ctx.job.name,
                 &self.owner,
                 self.ctx.lease,
-                first,
-                min_keys,
+                &space,
+                min_rows,
             )
             .await
             .map_err(BackfillError::query("splitting a busy key range"))?;

@@ -368,3 +368,38 @@ async fn an_idle_worker_splits_a_busy_range_and_every_row_is_updated_once() {
     assert_eq!(updated, ROWS, "the ranges' counts add up to the table");
     assert!(worked > 1, "more than one range did work");
 }
+
+#[tokio::test]
+async fn uuid_keyed_ranges_are_split_too() {
+    let project = Project::new().await;
+    project
+        .db
+        .exec(
+            "CREATE TABLE tokens (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), n int NOT NULL DEFAULT 0);
+             INSERT INTO tokens SELECT FROM generate_series(1, 20000);
+             ANALYZE tokens;",
+        )
+        .await;
+    project.job(
+        "touch",
+        "name = \"touch\"\ntable = \"tokens\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n\
+         batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\npause = \"2ms\"\nranges = 1\n",
+    );
+    let run = project.run_backfill(&["run", "touch", "--workers", "2"]);
+    run.expect_code(exit::OK);
+    assert!(
+        run.stderr().contains("split range 0 of "),
+        "{}",
+        run.stderr()
+    );
+    let mut conn = project.db.connect().await;
+    let (wrong, ranges): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM tokens WHERE n <> 1),
+                (SELECT count(*) FROM sluice.backfill_ranges WHERE job = 'touch' AND state = 'done')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(wrong, 0, "every row exactly once");
+    assert!(ranges > 1, "the range was split: {ranges} range(s)");
+}
