@@ -9,7 +9,6 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::TryStreamExt;
 use sluice_common::db::{self, ConnectSettings};
 use sluice_common::redact::SecretUrl;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
@@ -167,7 +166,7 @@ pub async fn try_throttle_query(
         .begin_with("BEGIN READ ONLY")
         .await
         .map_err(|e| db::explain(&e))?;
-    let rows = first_rows(&mut tx, query, 2).await;
+    let rows = db::first_rows(&mut tx, query, 2).await;
     let _ = tx.rollback().await;
     match rows?.as_slice() {
         [row] if row.len() == 1 => row
@@ -177,23 +176,6 @@ pub async fn try_throttle_query(
         [] => Err("it returned no rows".to_owned()),
         _ => Err("it returned more than one row".to_owned()),
     }
-}
-
-/// Up to `limit` rows of `query`, however many it selects.
-async fn first_rows(
-    conn: &mut PgConnection,
-    query: &str,
-    limit: usize,
-) -> Result<Vec<sqlx::postgres::PgRow>, String> {
-    let mut stream = sqlx::query(AssertSqlSafe(query.to_owned())).fetch(conn);
-    let mut rows = Vec::new();
-    while rows.len() < limit {
-        match stream.try_next().await.map_err(|e| db::explain(&e))? {
-            Some(row) => rows.push(row),
-            None => break,
-        }
-    }
-    Ok(rows)
 }
 
 async fn blocked_sessions(

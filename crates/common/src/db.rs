@@ -7,6 +7,7 @@
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
@@ -246,6 +247,24 @@ fn format_elapsed(duration: Duration) -> String {
         u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
     ))
     .to_string()
+}
+
+/// Up to `limit` rows of a user's `query` (a check, a throttle query), however many it
+/// selects: enough to tell "exactly one" apart without reading a whole table.
+pub async fn first_rows(
+    conn: &mut PgConnection,
+    query: &str,
+    limit: usize,
+) -> Result<Vec<sqlx::postgres::PgRow>, String> {
+    let mut stream = sqlx::query(sqlx::AssertSqlSafe(query.to_owned())).fetch(conn);
+    let mut rows = Vec::new();
+    while rows.len() < limit {
+        match stream.try_next().await.map_err(|e| explain(&e))? {
+            Some(row) => rows.push(row),
+            None => break,
+        }
+    }
+    Ok(rows)
 }
 
 /// A query's error as users should read it. sqlx shows a database error's message followed

@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use futures_util::TryStreamExt;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 /// One check: a query returning one row with one boolean.
@@ -101,29 +100,9 @@ async fn evaluate(
         .begin_with(AssertSqlSafe(begin))
         .await
         .map_err(|e| sluice_common::db::explain(&e))?;
-    let rows = first_two_rows(&mut transaction, &check.sql).await;
+    let rows = sluice_common::db::first_rows(&mut transaction, &check.sql, 2).await;
     let _ = transaction.rollback().await;
     judge(rows?)
-}
-
-/// Up to two rows: enough to tell "exactly one" apart, whatever a mistaken check selects.
-async fn first_two_rows(
-    conn: &mut PgConnection,
-    sql: &str,
-) -> Result<Vec<sqlx::postgres::PgRow>, String> {
-    let mut stream = sqlx::query(AssertSqlSafe(sql.to_owned())).fetch(conn);
-    let mut rows = Vec::new();
-    while rows.len() < 2 {
-        match stream
-            .try_next()
-            .await
-            .map_err(|e| sluice_common::db::explain(&e))?
-        {
-            Some(row) => rows.push(row),
-            None => break,
-        }
-    }
-    Ok(rows)
 }
 
 fn judge(rows: Vec<sqlx::postgres::PgRow>) -> Result<(), String> {
