@@ -20,6 +20,7 @@ use sluice_common::cli::{
 use sluice_common::config::layered;
 use sluice_common::db::ConnectSettings;
 use sluice_common::exit;
+use sluice_common::{out, outln};
 
 const PROGRAM: &str = "sluice-backfill";
 /// Default directory of job specs.
@@ -239,7 +240,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
             jobs_dir.value.display().to_string(),
             jobs_dir.origin,
         ));
-        sluice_common::out!(
+        out!(
             "{}",
             render_config_rows(startup.file_path.as_deref(), &rows)
         );
@@ -369,7 +370,7 @@ async fn request(
     done: &str,
 ) -> anyhow::Result<u8> {
     ops::request(settings, name, what).await?;
-    sluice_common::outln!("job {name}: {done}");
+    outln!("job {name}: {done}");
     Ok(exit::OK)
 }
 

@@ -12,6 +12,7 @@ use sluice_backfill::job::Job;
 use sluice_backfill::ops::JobStatus;
 use sluice_backfill::plan::Plan;
 use sluice_backfill::throttle::Reason;
+use sluice_common::{errln, outln};
 
 /// How often a progress line is logged when stderr is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(5);
@@ -215,30 +216,30 @@ impl Progress {
             self.longest_batch.as_millis()
         );
         match outcome {
-            Some(Outcome::Completed { batches, .. }) => sluice_common::outln!(
+            Some(Outcome::Completed { batches, .. }) => outln!(
                 "job {} completed and verified: {totals}; {batches} batch(es)",
                 job.name
             ),
             Some(Outcome::AlreadyCompleted) => {
-                sluice_common::outln!("job {} is already complete; nothing to do", job.name)
+                outln!("job {} is already complete; nothing to do", job.name)
             }
-            Some(Outcome::Paused) => sluice_common::outln!(
+            Some(Outcome::Paused) => outln!(
                 "job {} is paused: {totals}; `sluice-backfill resume {}` then `sluice-backfill run {spec}` to continue",
                 job.name,
                 job.name
             ),
             Some(Outcome::Cancelled) => {
-                sluice_common::outln!("job {} is cancelled: {totals}", job.name)
+                outln!("job {} is cancelled: {totals}", job.name)
             }
-            Some(Outcome::Interrupted) => sluice_common::errln!(
+            Some(Outcome::Interrupted) => errln!(
                 "sluice-backfill: job {} stopped: {totals}; every committed batch is kept. Resume with: sluice-backfill run {spec}",
                 job.name
             ),
-            Some(Outcome::LimitReached { reason }) => sluice_common::outln!(
+            Some(Outcome::LimitReached { reason }) => outln!(
                 "job {} stopped because {reason}: {totals}; resumable: the next `sluice-backfill run {spec}` continues it",
                 job.name
             ),
-            Some(Outcome::OutsideWindow { opens_at, window }) => sluice_common::outln!(
+            Some(Outcome::OutsideWindow { opens_at, window }) => outln!(
                 "job {}: outside the run window {window}; nothing done (it opens at {})",
                 job.name,
                 opens_at.to_rfc3339()
@@ -251,7 +252,7 @@ impl Progress {
 /// `plan`.
 pub fn plan(plan: &Plan, json: bool) {
     if json {
-        sluice_common::outln!("{}", serde_json::to_string(plan).unwrap_or_default());
+        outln!("{}", serde_json::to_string(plan).unwrap_or_default());
         return;
     }
     let key = |k: &Option<Vec<String>>| {
@@ -260,27 +261,27 @@ pub fn plan(plan: &Plan, json: bool) {
             |k| format!("({})", k.join(", ")),
         )
     };
-    sluice_common::outln!("job:            {}", plan.job);
-    sluice_common::outln!("table:          {}", plan.table);
-    sluice_common::outln!(
+    outln!("job:            {}", plan.job);
+    outln!("table:          {}", plan.table);
+    outln!(
         "key:            ({}) of type ({}), walked with index {}",
         plan.key.join(", "),
         plan.key_types.join(", "),
         plan.index
     );
-    sluice_common::outln!(
+    outln!(
         "key bounds:     {} to {}",
         key(&plan.min_key),
         key(&plan.max_key)
     );
-    sluice_common::outln!(
+    outln!(
         "estimated rows: {} in about {} batch(es) of {}",
         plan.estimated_rows,
         plan.estimated_batches,
         plan.batch_size
     );
     if let Some(recorded) = &plan.recorded {
-        sluice_common::outln!(
+        outln!(
             "recorded:       {} — {} rows scanned, {} updated, cursor {}",
             recorded.state,
             recorded.rows_scanned,
@@ -292,27 +293,27 @@ pub fn plan(plan: &Plan, json: bool) {
         );
     }
     if let Some(answer) = &plan.throttle_query {
-        sluice_common::outln!("throttle_query: {answer}");
+        outln!("throttle_query: {answer}");
     }
-    sluice_common::outln!("\neach batch, in one transaction:");
+    outln!("\neach batch, in one transaction:");
     for line in &plan.batch_sql {
-        sluice_common::outln!("  {line}");
+        outln!("  {line}");
     }
-    sluice_common::outln!("\nEXPLAIN of the first batch:");
+    outln!("\nEXPLAIN of the first batch:");
     for line in &plan.explain {
-        sluice_common::outln!("  {line}");
+        outln!("  {line}");
     }
-    sluice_common::outln!("\n(nothing was changed)");
+    outln!("\n(nothing was changed)");
 }
 
 /// `status`.
 pub fn status(statuses: &[JobStatus], json: bool) {
     if json {
-        sluice_common::outln!("{}", json!({ "jobs": statuses }));
+        outln!("{}", json!({ "jobs": statuses }));
         return;
     }
     if statuses.is_empty() {
-        sluice_common::outln!("no jobs recorded yet");
+        outln!("no jobs recorded yet");
         return;
     }
     for s in statuses {
@@ -322,13 +323,13 @@ pub fn status(statuses: &[JobStatus], json: bool) {
         } else {
             ""
         };
-        sluice_common::outln!("{}: {}{stale}", row.name, row.state);
-        sluice_common::outln!(
+        outln!("{}: {}{stale}", row.name, row.state);
+        outln!(
             "  table {} key ({})",
             row.table_name,
             row.key_columns.join(", ")
         );
-        sluice_common::outln!(
+        outln!(
             "  {} of {} key range(s) done, up to key {}",
             row.ranges_done,
             row.ranges,
@@ -337,14 +338,14 @@ pub fn status(statuses: &[JobStatus], json: bool) {
                 .map_or_else(|| "(empty)".to_owned(), |c| format!("({})", c.join(", ")))
         );
         for lease in &s.leases {
-            sluice_common::outln!(
+            outln!(
                 "  worker {} on range {} (lease {:.0}s left)",
                 lease.owner,
                 lease.range_no,
                 lease.lease_seconds_left
             );
         }
-        sluice_common::outln!(
+        outln!(
             "  {} rows scanned of ~{}, {} updated, {} batches, {} retries, batch size {}",
             row.rows_scanned,
             row.estimated_rows,
@@ -360,7 +361,7 @@ pub fn status(statuses: &[JobStatus], json: bool) {
             || "-".to_owned(),
             |e| humantime::format_duration(Duration::from_secs_f64(e.round())).to_string(),
         );
-        sluice_common::outln!(
+        outln!(
             "  {rate}, ETA {eta}, {:.1}s working, {:.1}s throttled",
             row.work_seconds,
             row.throttled_seconds
@@ -370,16 +371,16 @@ pub fn status(statuses: &[JobStatus], json: bool) {
                 .iter()
                 .map(|(reason, secs)| format!("{reason} {:.1}s", secs.as_f64().unwrap_or(0.0)))
                 .collect();
-            sluice_common::outln!("  throttled by load: {}", reasons.join(", "));
+            outln!("  throttled by load: {}", reasons.join(", "));
         }
         if let Some(last) = &row.last_throttle {
-            sluice_common::outln!("  last throttle: {last}");
+            outln!("  last throttle: {last}");
         }
         if let Some(error) = &row.last_error {
-            sluice_common::outln!("  last error: {error}");
+            outln!("  last error: {error}");
         }
         if row.control != "run" && !matches!(row.state.as_str(), "paused" | "cancelled") {
-            sluice_common::outln!("  requested: {}", row.control);
+            outln!("  requested: {}", row.control);
         }
     }
 }

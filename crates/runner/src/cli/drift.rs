@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde_json::json;
 use sluice_common::exit;
+use sluice_common::outln;
 use sluice_common::shutdown::Shutdown;
 use sluice_runner::migrator::{Migrator, RunnerSettings};
 use sluice_runner::{catalog, schema_dump};
@@ -34,17 +35,15 @@ pub async fn run(
         |path| path.display().to_string(),
     );
     if json {
-        sluice_common::outln!(
+        outln!(
             "{}",
             json!({ "drift": !differences.is_empty(), "against": source, "differences": differences })
         );
     } else if differences.is_empty() {
-        sluice_common::outln!("no drift: the live schema is {source}");
+        outln!("no drift: the live schema is {source}");
     } else {
-        sluice_common::outln!("drift (- only in {source}, + only in the live database):");
-        differences
-            .iter()
-            .for_each(|line| sluice_common::outln!("  {line}"));
+        outln!("drift (- only in {source}, + only in the live database):");
+        differences.iter().for_each(|line| outln!("  {line}"));
     }
     Ok(if differences.is_empty() {
         exit::OK

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use sluice_common::exit;
+use sluice_common::outln;
 use sluice_runner::error::RunnerError;
 use sluice_runner::lint::{self, Finding, LintSettings, RULES, Severity};
 use sluice_runner::script::Script;
@@ -35,7 +36,7 @@ pub fn run(
         .collect();
     match format {
         Format::Human => human(&findings, scripts.len()),
-        Format::Json => sluice_common::outln!(
+        Format::Json => outln!(
             "{}",
             json!({ "findings": findings, "files": scripts.len() })
         ),
@@ -83,16 +84,16 @@ fn human(findings: &[Finding], files: usize) {
             (Severity::Block, None) => "error",
             (Severity::Warn, None) => "warning",
         };
-        sluice_common::outln!("{f} [{level}]");
+        outln!("{f} [{level}]");
         if let Some(help) = &f.help {
-            sluice_common::outln!("  help: {help}");
+            outln!("  help: {help}");
         }
         if let Some(reason) = &f.approved {
-            sluice_common::outln!("  approved: {reason}");
+            outln!("  approved: {reason}");
         }
     }
     let blocking = findings.iter().filter(|f| f.blocks()).count();
-    sluice_common::outln!(
+    outln!(
         "{files} file(s), {} finding(s), {blocking} blocking{}",
         findings.len(),
         if blocking > 0 {
@@ -114,7 +115,7 @@ fn github(findings: &[Finding]) {
             Some(help) => format!("{} ({help})", f.message),
             None => f.message.clone(),
         };
-        sluice_common::outln!(
+        outln!(
             "::{level} file={},line={},col={},title={}::{}",
             f.path.display(),
             f.line,
@@ -138,7 +139,7 @@ fn print_rules() {
             Severity::Block => "blocks",
             Severity::Warn => "warns",
         };
-        sluice_common::outln!(
+        outln!(
             "{} ({severity})\n  why: {}\n  instead: {}",
             rule.name,
             rule.why,

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use sluice_common::cli::{GlobalArgs, common_exit_code, render_config_rows};
 use sluice_common::exit;
+use sluice_common::{errln, out, outln};
 use sluice_runner::error::RunnerError;
 use sluice_runner::migrator::Migrator;
 use sluice_runner::plan::{self, DownTarget};
@@ -190,7 +191,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
     match cli.command {
         Command::Config => {
             let rows = settings::config_rows(&startup, &resolved);
-            sluice_common::out!(
+            out!(
                 "{}",
                 render_config_rows(startup.file_path.as_deref(), &rows)
             );
@@ -300,9 +301,9 @@ async fn run_against_database(
                 .baseline(parse_version(&version)?, shutdown, &mut |_| {})
                 .await?;
             for done in &report.migrations {
-                sluice_common::outln!("recorded as applied (not run): {}", done.id);
+                outln!("recorded as applied (not run): {}", done.id);
             }
-            sluice_common::outln!(
+            outln!(
                 "baseline at {version}: {} migration(s) recorded",
                 report.migrations.len()
             );
@@ -315,7 +316,7 @@ async fn run_against_database(
             let (old, new) = migrator
                 .repair(parse_version(&accept_checksum)?, &reason, shutdown)
                 .await?;
-            sluice_common::outln!(
+            outln!(
                 "accepted the edited file of migration {accept_checksum}: checksum {old} -> {new} (audited)"
             );
             Ok(exit::OK)
@@ -328,9 +329,9 @@ async fn run_against_database(
             };
             let report = migrator.import(tool, shutdown).await?;
             for done in &report.migrations {
-                sluice_common::outln!("imported {}", done.id);
+                outln!("imported {}", done.id);
             }
-            sluice_common::outln!(
+            outln!(
                 "imported {} migration(s) from {}'s history",
                 report.migrations.len(),
                 tool.name()
@@ -361,25 +362,25 @@ fn validate(dir: &std::path::Path, since: Option<&str>) -> anyhow::Result<u8> {
         let changes = sluice_runner::since::changes_since(dir, git_ref)?;
         if !changes.is_empty() {
             for change in &changes {
-                sluice_common::errln!("sluice: {}/{change}", dir.display());
+                errln!("sluice: {}/{change}", dir.display());
             }
-            sluice_common::errln!(
+            errln!(
                 "sluice: {} migration file(s) changed since {git_ref}; merged migrations are immutable",
                 changes.len()
             );
             return Ok(exit::HISTORY_DRIFT);
         }
-        sluice_common::outln!("no merged migration changed since {git_ref}");
+        outln!("no merged migration changed since {git_ref}");
     }
     match (migrations.first(), migrations.last()) {
-        (Some(first), Some(last)) => sluice_common::outln!(
+        (Some(first), Some(last)) => outln!(
             "{} migrations in {} are valid ({} to {})",
             migrations.len(),
             dir.display(),
             first.id(),
             last.id()
         ),
-        _ => sluice_common::outln!("{} holds no migrations", dir.display()),
+        _ => outln!("{} holds no migrations", dir.display()),
     }
     Ok(exit::OK)
 }

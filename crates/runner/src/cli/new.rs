@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sluice_common::exit;
 use sluice_common::ident::{Ident, QualifiedName};
+use sluice_common::outln;
 use sluice_runner::scaffold::{self, Change, Pattern};
 use sluice_runner::source;
 
@@ -110,7 +111,7 @@ pub fn create(dir: &Path, name: &str, reversible: bool) -> anyhow::Result<u8> {
     })?;
     for (path, text) in &files {
         write_new(path, text)?;
-        sluice_common::outln!("created {}", path.display());
+        outln!("created {}", path.display());
     }
     Ok(exit::OK)
 }
@@ -151,9 +152,9 @@ pub fn scaffold(
             })?;
         }
         write_new(path, text)?;
-        sluice_common::outln!("created {}", path.display());
+        outln!("created {}", path.display());
     }
-    sluice_common::outln!(
+    outln!(
         "next: review the files, `sluice up` (applies the expand step, then stops at the contract \
          until the job is done), `sluice-backfill run {name}`, deploy, `sluice up`"
     );

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice_common::exit;
+use sluice_common::{errln, outln};
 use sluice_runner::error::RunnerError;
 use sluice_runner::event::{Direction, Event};
 use sluice_runner::migrator::{Migrator, Report};
@@ -40,19 +41,19 @@ impl Renderer {
                 if self.json {
                     self.planned.push(json!({ "id": id, "sql": sql }));
                 } else {
-                    sluice_common::outln!("{sql}\n");
+                    outln!("{sql}\n");
                 }
             }
             Event::Started { direction, .. } => self.direction = *direction,
             Event::Checked(outcome) => {
                 if !self.json {
-                    sluice_common::outln!("{outcome}");
+                    outln!("{outcome}");
                 }
                 self.checks.push(outcome.clone());
             }
             Event::SchemaDumped { path, bytes } => {
                 if !self.json {
-                    sluice_common::outln!("schema written to {} ({bytes} bytes)", path.display());
+                    outln!("schema written to {} ({bytes} bytes)", path.display());
                 }
                 self.schema_file = Some(json!({ "path": path, "bytes": bytes }));
             }
@@ -61,7 +62,7 @@ impl Renderer {
                 direction,
                 duration,
             } if !self.json => {
-                sluice_common::outln!("{} {id} ({})", verb(*direction), human(*duration));
+                outln!("{} {id} ({})", verb(*direction), human(*duration));
             }
             Event::StatementDone {
                 id,
@@ -69,7 +70,7 @@ impl Renderer {
                 total,
                 duration,
             } if !self.json => {
-                sluice_common::errln!(
+                errln!(
                     "  {id}: statement {number}/{total} done ({})",
                     human(*duration)
                 );
@@ -112,31 +113,31 @@ impl Renderer {
             "schema_file": self.schema_file,
             "error": error,
         });
-        sluice_common::outln!("{document}");
+        outln!("{document}");
     }
 
     fn print_human(&self, result: &Result<Report, RunnerError>) {
         let done = verb(self.direction);
         match result {
-            Ok(report) if report.dry_run => sluice_common::outln!(
+            Ok(report) if report.dry_run => outln!(
                 "dry run: {} migration(s) would be {done}; nothing was changed",
                 report.migrations.len()
             ),
             Ok(report) if report.migrations.is_empty() => {
-                sluice_common::outln!("nothing to do: the database is up to date")
+                outln!("nothing to do: the database is up to date")
             }
             Ok(report) => {
                 let total: u64 = report.migrations.iter().map(|m| m.duration_ms).sum();
-                sluice_common::outln!(
+                outln!(
                     "{done} {} migration(s) in {}",
                     report.migrations.len(),
                     human(Duration::from_millis(total))
                 );
             }
             Err(error) => {
-                sluice_common::errln!("sluice: error: {error}");
+                errln!("sluice: error: {error}");
                 if !error.done().is_empty() {
-                    sluice_common::errln!(
+                    errln!(
                         "sluice: {done} before stopping: {}",
                         error.done().join(", ")
                     );
@@ -179,10 +180,10 @@ pub fn status(
             "migrations": rows,
             "summary": summary_counts(entries),
         });
-        sluice_common::outln!("{document}");
+        outln!("{document}");
         return Ok(());
     }
-    sluice_common::outln!(
+    outln!(
         "{:<16} {:<32} {:<13} {:<24} {:>9}  BY",
         "VERSION",
         "NAME",
@@ -200,7 +201,7 @@ pub fn status(
             _ if blocked.contains_key(&entry.version) => "blocked".to_owned(),
             ref other => other.label().to_owned(),
         };
-        sluice_common::outln!(
+        outln!(
             "{:<16} {:<32} {:<13} {:<24} {:>9}  {}",
             version,
             entry.name,
@@ -217,7 +218,7 @@ pub fn status(
             applied.map(applied_by).unwrap_or_default()
         );
         for reason in blocked.get(&entry.version).into_iter().flatten() {
-            sluice_common::outln!("{:<16} └ {reason}", "");
+            outln!("{:<16} └ {reason}", "");
         }
     }
     let counts = summary_counts(entries);
@@ -228,7 +229,7 @@ pub fn status(
         .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
         .map(|(state, n)| format!("{n} {state}"))
         .collect();
-    sluice_common::outln!(
+    outln!(
         "\n{} migration(s): {}",
         entries.len(),
         if parts.is_empty() {
@@ -311,26 +312,26 @@ pub fn check(entries: &[Entry<'_>], blocked: &Blocked) -> u8 {
         .filter(|e| matches!(e.state, State::Pending | State::Partial { .. }))
         .collect();
     for entry in drift.iter().chain(&pending) {
-        sluice_common::outln!("{}: {}", entry.id(), entry.state.label());
+        outln!("{}: {}", entry.id(), entry.state.label());
         for reason in blocked.get(&entry.version).into_iter().flatten() {
-            sluice_common::outln!("  blocked: {reason}");
+            outln!("  blocked: {reason}");
         }
     }
     if !drift.is_empty() {
-        sluice_common::errln!(
+        errln!(
             "sluice: history and files disagree ({} migration(s)); see `sluice status`",
             drift.len()
         );
         return exit::HISTORY_DRIFT;
     }
     if !pending.is_empty() {
-        sluice_common::errln!(
+        errln!(
             "sluice: {} migration(s) pending; run `sluice up`",
             pending.len()
         );
         return exit::PENDING;
     }
     let applied = entries.iter().filter(|e| e.state == State::Applied).count();
-    sluice_common::outln!("up to date: {applied} migration(s) applied, none pending");
+    outln!("up to date: {applied} migration(s) applied, none pending");
     exit::OK
 }

@@ -1,6 +1,7 @@
 //! `sluice roundtrip`: runs the round trip on a scratch database and reports.
 
 use sluice_common::exit;
+use sluice_common::outln;
 use sluice_common::shutdown::Shutdown;
 use sluice_runner::migrator::{Migrator, RunnerSettings};
 use sluice_runner::roundtrip::{self, Verdict};
@@ -24,31 +25,29 @@ async fn check(settings: &RunnerSettings, shutdown: &Shutdown) -> anyhow::Result
         }
         match verdict {
             Verdict::Sound => {
-                sluice_common::outln!("ok        {id}: down restores the schema, up runs again")
+                outln!("ok        {id}: down restores the schema, up runs again")
             }
-            Verdict::Irreversible => sluice_common::outln!("skipped   {id}: no down file"),
-            Verdict::UpFailed(e) => sluice_common::outln!("FAILED    {id}: up failed: {e}"),
-            Verdict::DownFailed(e) => sluice_common::outln!("FAILED    {id}: down failed: {e}"),
+            Verdict::Irreversible => outln!("skipped   {id}: no down file"),
+            Verdict::UpFailed(e) => outln!("FAILED    {id}: up failed: {e}"),
+            Verdict::DownFailed(e) => outln!("FAILED    {id}: down failed: {e}"),
             Verdict::ReapplyFailed(e) => {
-                sluice_common::outln!("FAILED    {id}: up cannot run again after down: {e}")
+                outln!("FAILED    {id}: up cannot run again after down: {e}")
             }
             Verdict::DownMismatch(diff) => {
-                sluice_common::outln!(
+                outln!(
                     "FAILED    {id}: down does not restore the schema (- before up, + after down):"
                 );
-                diff.iter()
-                    .for_each(|line| sluice_common::outln!("            {line}"));
+                diff.iter().for_each(|line| outln!("            {line}"));
             }
             Verdict::ReapplyMismatch(diff) => {
-                sluice_common::outln!(
+                outln!(
                     "FAILED    {id}: up run again gives another schema (- first up, + second up):"
                 );
-                diff.iter()
-                    .for_each(|line| sluice_common::outln!("            {line}"));
+                diff.iter().for_each(|line| outln!("            {line}"));
             }
         }
     }
-    sluice_common::outln!("{} migration(s) checked, {failures} failed", verdicts.len());
+    outln!("{} migration(s) checked, {failures} failed", verdicts.len());
     Ok(if failures == 0 {
         exit::OK
     } else {

@@ -3,6 +3,7 @@
 
 use sluice_common::db::{self, ConnectSettings};
 use sluice_common::redact::SecretUrl;
+use sluice_common::{errln, outln};
 use sluice_runner::migrator::RunnerSettings;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -34,7 +35,7 @@ impl Scratch {
                     "cannot create the scratch database {name} (the role needs CREATEDB): {e}"
                 )
             })?;
-        sluice_common::outln!("scratch database {name} created");
+        outln!("scratch database {name} created");
         let settings = RunnerSettings {
             connect: ConnectSettings {
                 url: SecretUrl::new(url.to_string()),
@@ -61,8 +62,8 @@ impl Scratch {
         .await;
         let _ = self.admin.close().await;
         match dropped {
-            Ok(_) => sluice_common::outln!("scratch database {} dropped", self.name),
-            Err(e) => sluice_common::errln!(
+            Ok(_) => outln!("scratch database {} dropped", self.name),
+            Err(e) => errln!(
                 "sluice: could not drop the scratch database {}: {e}; drop it by hand",
                 self.name
             ),
