@@ -91,12 +91,22 @@ pub async fn read(
     }
 }
 
-async fn table_exists(conn: &mut PgConnection, table: &'static str) -> Result<bool, ImportError> {
-    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+/// Fails with [`ImportError::NoTable`] when `tool`'s tracking `table` is not there.
+async fn require_table(
+    conn: &mut PgConnection,
+    tool: &'static str,
+    table: &'static str,
+) -> Result<(), ImportError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(table)
         .fetch_one(conn)
         .await
-        .map_err(|source| ImportError::Query { table, source })
+        .map_err(|source| ImportError::Query { table, source })?;
+    if exists {
+        Ok(())
+    } else {
+        Err(ImportError::NoTable { tool, table })
+    }
 }
 
 /// A row of `_sqlx_migrations`.
@@ -115,12 +125,7 @@ async fn read_sqlx(
     files: &[Migration],
 ) -> Result<Vec<Imported>, ImportError> {
     const TABLE: &str = "_sqlx_migrations";
-    if !table_exists(conn, TABLE).await? {
-        return Err(ImportError::NoTable {
-            tool: "sqlx",
-            table: TABLE,
-        });
-    }
+    require_table(conn, "sqlx", TABLE).await?;
     let rows: Vec<SqlxRow> = sqlx::query_as(
         "SELECT version, success, checksum, installed_on, execution_time FROM _sqlx_migrations ORDER BY version",
     )
@@ -166,12 +171,7 @@ async fn read_golang_migrate(
     files: &[Migration],
 ) -> Result<Vec<Imported>, ImportError> {
     const TABLE: &str = "schema_migrations";
-    if !table_exists(conn, TABLE).await? {
-        return Err(ImportError::NoTable {
-            tool: "golang-migrate",
-            table: TABLE,
-        });
-    }
+    require_table(conn, "golang-migrate", TABLE).await?;
     let row: Option<(i64, bool)> =
         sqlx::query_as("SELECT version, dirty FROM schema_migrations LIMIT 1")
             .fetch_optional(conn)
@@ -206,12 +206,7 @@ async fn read_diesel(
     files: &[Migration],
 ) -> Result<Vec<Imported>, ImportError> {
     const TABLE: &str = "__diesel_schema_migrations";
-    if !table_exists(conn, TABLE).await? {
-        return Err(ImportError::NoTable {
-            tool: "diesel",
-            table: TABLE,
-        });
-    }
+    require_table(conn, "diesel", TABLE).await?;
     // run_on is a timestamp without time zone written by the server's clock in the session's
     // zone; read it back in that zone.
     let rows: Vec<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
