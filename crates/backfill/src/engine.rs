@@ -231,6 +231,14 @@ pub async fn run(
         &mut conn, &ctx, &target, workers, before, &signal_tx, events,
     )
     .await;
+    // The pulse's readings can race with a batch's own event and count it twice; the run's
+    // last word on the job's totals is the database's.
+    if let Ok(Some(row)) = jobs.load(&mut conn, &job.name).await {
+        events(Event::JobTotals {
+            rows_scanned: u64::try_from(row.rows_scanned).unwrap_or(0),
+            rows_updated: u64::try_from(row.rows_updated).unwrap_or(0),
+        });
+    }
     finish(&mut conn, &ctx, ends, events).await
 }
 

@@ -344,8 +344,10 @@ async fn a_never_analysed_table_is_split_at_the_quantiles_of_all_its_keys() {
 async fn an_idle_worker_splits_a_busy_range_and_every_row_is_updated_once() {
     let project = Project::new().await;
     // One range for two workers: the second has nothing to claim, so it splits the first's
-    // range and takes its upper half; then they keep halving what is left.
-    counters(&project, "ranges = 1\npause = \"2ms\"\n").await;
+    // range and takes its upper half; then they keep halving what is left. Batches are slow
+    // enough (about 2 s in all) that the job outlasts an idle worker's 1 s poll: its first look
+    // may come before the first worker's claim has committed.
+    counters(&project, "ranges = 1\npause = \"10ms\"\n").await;
     let run = project.run_backfill(&["run", "bump", "--workers", "2"]);
     run.expect_code(exit::OK);
     assert!(
@@ -383,7 +385,7 @@ async fn uuid_keyed_ranges_are_split_too() {
     project.job(
         "touch",
         "name = \"touch\"\ntable = \"tokens\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n\
-         batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\npause = \"2ms\"\nranges = 1\n",
+         batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\npause = \"10ms\"\nranges = 1\n",
     );
     let run = project.run_backfill(&["run", "touch", "--workers", "2"]);
     run.expect_code(exit::OK);
