@@ -6,6 +6,7 @@ mod cli;
 mod connect;
 mod expand_contract;
 mod harness;
+mod hostile;
 mod lint;
 mod manifests;
 mod retry;

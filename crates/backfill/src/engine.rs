@@ -22,6 +22,7 @@ use crate::event::Event;
 use crate::job::Job;
 use crate::keyspace::KeySpace;
 use crate::load::{self, LoadSettings, Signal};
+use crate::preflight;
 use crate::sql::JobSql;
 use crate::state::{Jobs, control};
 use crate::stepping::is_integer_type;
@@ -159,16 +160,10 @@ pub async fn run(
         .await
         .map_err(BackfillError::query(format!("creating {}", jobs.table())))?;
     let target = catalog::inspect(&mut conn, job).await?;
-    if let Some(query) = &job.load.throttle_query {
-        load::try_throttle_query(&mut conn, query)
-            .await
-            .map_err(|problem| BackfillError::ThrottleQuery {
-                job: job.name.clone(),
-                problem,
-                spec: spec_path(job),
-            })?;
-    }
     let sql = JobSql::new(job, &target, jobs.table(), jobs.ranges().table());
+    preflight::check_statement(&mut conn, job, &sql, &spec_path(job)).await?;
+    preflight::check_throttle_query(&mut conn, job, &spec_path(job)).await?;
+    preflight::check_replicas(&settings.connect, job, &options.replica_urls).await?;
     let Some(row) = start(&mut conn, &jobs, job, &target, &sql, options).await? else {
         return Ok(Outcome::AlreadyCompleted);
     };

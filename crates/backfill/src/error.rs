@@ -15,7 +15,7 @@ pub enum BackfillError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(
-        "the spec of job {job} changed since it started (table, key, set or where), and the job \
+        "the spec of job {job} changed since it started (set or where), and the job \
          is not finished; rows already done were done the old way. Run with --accept-spec-change \
          if that is what you want"
     )]
@@ -46,12 +46,53 @@ pub enum BackfillError {
         spec: String,
     },
     #[error(
+        "job {job} passed its last key, but {rows} row(s) of {table} that it would change have \
+         a NULL key, so no batch ever held them: a key column lost its NOT NULL while the job \
+         ran. Give those rows keys (and restore NOT NULL), then run `sluice-backfill run {spec} \
+         --rescan`; the job is not complete"
+    )]
+    NullKeys {
+        job: String,
+        rows: u64,
+        table: String,
+        spec: String,
+    },
+    #[error(
         "the throttle_query of job {job} does not work: {problem}. It must return one row with \
          one boolean (true: the backfill waits); fix it in {spec}"
     )]
     ThrottleQuery {
         job: String,
         problem: String,
+        spec: String,
+    },
+    #[error(
+        "the batch statement of job {job} is not valid on its table: {problem}. Fix `set` or \
+         `where` in {spec}; nothing was recorded"
+    )]
+    Statement {
+        job: String,
+        problem: String,
+        spec: String,
+    },
+    #[error(
+        "job {job} must watch the replication lag of replica {url}, but cannot read it: \
+         {problem}. Fix or remove --replica-url (SLUICE_REPLICA_URLS); the run did not start"
+    )]
+    Replica {
+        job: String,
+        url: String,
+        problem: String,
+    },
+    #[error(
+        "job {job} was started on table {was}; its spec now names table {now}. A job's table \
+         and key never change under its name (its progress and verification belong to the \
+         first); give the new work its own job name (`name` in {spec})"
+    )]
+    IdentityChanged {
+        job: String,
+        was: String,
+        now: String,
         spec: String,
     },
     #[error("no job named {0}; `sluice-backfill status` lists the jobs")]
@@ -70,11 +111,17 @@ impl BackfillError {
             Self::Job(_)
             | Self::Catalog(_)
             | Self::SpecChanged { .. }
-            | Self::ThrottleQuery { .. } => exit::INVALID_INPUT,
+            | Self::ThrottleQuery { .. }
+            | Self::Statement { .. }
+            | Self::Replica { .. }
+            | Self::IdentityChanged { .. } => exit::INVALID_INPUT,
             Self::Db(e) => e.exit_code(),
             Self::Cancelled { .. } => exit::BLOCKED,
             Self::UnknownJob(_) => exit::USAGE,
-            Self::BatchFailed { .. } | Self::Unverified { .. } | Self::Query { .. } => exit::FAILED,
+            Self::BatchFailed { .. }
+            | Self::Unverified { .. }
+            | Self::NullKeys { .. }
+            | Self::Query { .. } => exit::FAILED,
         }
     }
 

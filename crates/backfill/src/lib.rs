@@ -10,6 +10,7 @@ pub mod keyspace;
 pub mod load;
 pub mod ops;
 pub mod plan;
+pub mod preflight;
 pub mod ranges;
 pub mod sizing;
 pub mod split;

@@ -257,6 +257,18 @@ async fn replication_lag(
     }))
 }
 
+/// A replica's replay lag in seconds (0 when it has replayed all it received, or is not a
+/// replica at all).
+pub async fn read_replica_lag(conn: &mut PgConnection) -> Result<f64, sqlx::Error> {
+    let lag: Option<f64> = sqlx::query_scalar(
+        "SELECT CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END::float8",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(lag.unwrap_or(0.0))
+}
+
 /// How long a replica that did not answer is left alone before the next try.
 const REPLICA_RETRY: Duration = Duration::from_secs(30);
 
@@ -306,14 +318,8 @@ impl Replica {
             }
         }
         let conn = self.conn.as_mut()?;
-        let lag: Result<Option<f64>, sqlx::Error> = sqlx::query_scalar(
-            "SELECT CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-                    ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END::float8",
-        )
-        .fetch_one(conn)
-        .await;
-        match lag {
-            Ok(lag) => Some(lag.unwrap_or(0.0)),
+        match read_replica_lag(conn).await {
+            Ok(lag) => Some(lag),
             Err(error) => {
                 self.conn = None;
                 self.unreachable(&db::explain(&error));

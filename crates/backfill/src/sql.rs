@@ -34,6 +34,9 @@ pub struct JobSql {
     /// The first such key.
     pub first_remaining: Option<String>,
     pub first_remaining_from: Option<String>,
+    /// Rows no range holds because a key column is NULL (its NOT NULL was dropped while the
+    /// job ran), among those the job would change: no parameters.
+    pub count_null_keys: String,
     /// Split keys for `$N` ranges (the last parameter): keys at even quantiles of a
     /// `TABLESAMPLE SYSTEM ($1)` sample of the keys below the upper bound ($2..), picked by
     /// the server so that only the split keys cross the wire.
@@ -141,6 +144,15 @@ impl JobSql {
                 ranges_table: ranges_table.to_owned(),
             },
             split_keys: split_keys_sql(&as_text, &columns, &table, &row, &params(2), k + 2),
+            count_null_keys: format!(
+                "SELECT count(*) FROM {table} WHERE ({}){filter}",
+                target
+                    .key
+                    .iter()
+                    .map(|c| format!("{} IS NULL", c.name))
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            ),
             max_key: format!("SELECT {as_text} FROM {table} ORDER BY {desc} LIMIT 1"),
             min_key: format!("SELECT {as_text} FROM {table} ORDER BY {asc} LIMIT 1"),
             end_key: end_key("", 1),

@@ -146,6 +146,13 @@ pub fn start(
             return Err(error);
         }
     };
+    // Before anything can print: every password the process was given is masked in all output.
+    for url in [global.database_url.as_deref(), file.database_url.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        crate::redact::register_secrets(url);
+    }
     let common = CommonConfig::resolve(global.overrides(matches), &file)?;
     crate::telemetry::init(common.log_format.value, global.verbosity());
     let shutdown = Shutdown::new();
@@ -218,11 +225,14 @@ pub fn common_exit_code(error: &(dyn std::error::Error + 'static)) -> Option<u8>
 
 /// Runs a command's future to completion on a single-threaded runtime and turns its outcome
 /// into the process's exit code, printing an error (its whole chain, on one line) to stderr.
-pub fn run_to_exit<E: std::fmt::Display>(
+pub fn run_to_exit<E>(
     program: &str,
     work: impl Future<Output = Result<u8, E>>,
     exit_code_of: impl Fn(&E) -> u8,
-) -> std::process::ExitCode {
+) -> std::process::ExitCode
+where
+    E: std::ops::Deref<Target = dyn std::error::Error + Send + Sync + 'static>,
+{
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -236,8 +246,50 @@ pub fn run_to_exit<E: std::fmt::Display>(
     match runtime.block_on(work) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(error) => {
-            crate::errln!("{program}: error: {error:#}");
+            crate::errln!("{program}: error: {}", error_chain(&*error));
             std::process::ExitCode::from(exit_code_of(&error))
         }
+    }
+}
+
+/// An error and its causes on one line, each cause once: a message that already quotes its
+/// cause (as many do, so that a stored or JSON error is whole) does not get it again.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        let said = current.to_string();
+        if !said.is_empty() && !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = current.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read job spec jobs/x.toml: {source}")]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("starting the run")]
+    struct Outer(#[source] Quoting);
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file (os error 2)");
+        let text = error_chain(&Outer(Quoting { source: io() }));
+        assert_eq!(
+            text,
+            "starting the run: cannot read job spec jobs/x.toml: no such file (os error 2)"
+        );
+        assert_eq!(text.matches("os error 2").count(), 1);
     }
 }

@@ -42,8 +42,16 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// A bad value on the command line (or in its environment variable) is a usage error, as
+    /// clap's own are; a bad file is invalid input.
     pub fn exit_code(&self) -> u8 {
-        crate::exit::INVALID_INPUT
+        match self {
+            Self::Ident {
+                origin: Origin::Flag | Origin::Env,
+                ..
+            } => crate::exit::USAGE,
+            _ => crate::exit::INVALID_INPUT,
+        }
     }
 }
 
@@ -204,11 +212,17 @@ impl CommonConfig {
             source,
         })?;
         Ok(Self {
-            database_url: layered_opt(cli.database_url, file.database_url.clone()).map(|s| {
-                Setting {
-                    value: SecretUrl::new(s.value),
-                    origin: s.origin,
-                }
+            // An empty value (`DATABASE_URL=` in a manifest) is no value: it falls through to
+            // the file, then to "no database URL".
+            database_url: layered_opt(
+                cli.database_url.filter(|(url, _)| !url.trim().is_empty()),
+                file.database_url
+                    .clone()
+                    .filter(|url| !url.trim().is_empty()),
+            )
+            .map(|s| Setting {
+                value: SecretUrl::new(s.value),
+                origin: s.origin,
             }),
             schema: Setting {
                 value: schema_ident,

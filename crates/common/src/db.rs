@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use crate::config::{CommonConfig, DEFAULT_CONNECT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT};
-use crate::redact::{SecretUrl, scrub};
+use crate::redact::{SecretUrl, scrub, unencoded_in_userinfo};
 use crate::retry::{Backoff, sqlstate};
 
 #[derive(Debug, thiserror::Error)]
@@ -102,10 +102,13 @@ impl ConnectSettings {
     /// Parsed driver options, with sluice's session defaults.
     pub fn options(&self) -> Result<PgConnectOptions, DbError> {
         let url = self.url.expose();
-        let mut options = PgConnectOptions::from_str(url).map_err(|e| DbError::InvalidUrl {
+        let invalid = |reason: String| DbError::InvalidUrl {
             url: self.url.redacted(),
-            reason: scrub(&e.to_string(), url),
-        })?;
+            reason,
+        };
+        check_url_shape(url).map_err(invalid)?;
+        let mut options =
+            PgConnectOptions::from_str(url).map_err(|e| invalid(scrub(&e.to_string(), url)))?;
         if !url_sets_application_name(url) {
             options = options.application_name(&self.application_name);
         }
@@ -120,6 +123,29 @@ impl ConnectSettings {
             Err(_) => self.url.redacted(),
         }
     }
+}
+
+/// What the driver would misread in a URL, said plainly before it gets the chance: a scheme
+/// other than `postgres://` (a URL without one was read as a database name that quoted the
+/// password), or a password character that must be percent-encoded (read as the end of the
+/// host, then blamed on the "port number").
+fn check_url_shape(url: &str) -> Result<(), String> {
+    let scheme = url.find("://").map(|end| &url[..end]);
+    if !matches!(scheme, Some("postgres" | "postgresql")) {
+        return Err(
+            "a database URL starts with postgres:// or postgresql://, e.g. \
+                    postgres://app:password@db.internal:5432/prod"
+                .to_owned(),
+        );
+    }
+    if let Some(c) = unencoded_in_userinfo(url) {
+        let encoded = format!("%{:02X}", u32::from(c));
+        return Err(format!(
+            "the user name or password contains '{c}', which a URL must percent-encode: \
+             write it as {encoded}"
+        ));
+    }
+    Ok(())
 }
 
 fn url_sets_application_name(url: &str) -> bool {
@@ -303,6 +329,26 @@ mod tests {
         let err = settings.options().unwrap_err().to_string();
         assert!(err.contains("invalid database URL"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_url_the_driver_would_misread_is_refused_saying_why() {
+        for (url, says) in [
+            ("postgres://u:Pw/Leak@h/x", "write it as %2F"),
+            ("postgres://u:Pw#Leak@h/x", "write it as %23"),
+            ("postgres//u:LeakPw@h/db", "starts with postgres://"),
+            ("u:LeakPw@h/db", "starts with postgres://"),
+            ("mysql://u:LeakPw@h/db", "starts with postgres://"),
+        ] {
+            let settings = ConnectSettings::new(SecretUrl::new(url), "sluice");
+            let err = settings.options().unwrap_err();
+            assert_eq!(err.exit_code(), crate::exit::INVALID_INPUT);
+            let message = err.to_string();
+            assert!(message.contains(says), "{url}: {message}");
+            assert!(!message.contains("Leak"), "{url}: {message}");
+        }
+        let encoded = ConnectSettings::new(SecretUrl::new("postgres://u:Pw%2FOk@h/x"), "s");
+        assert!(encoded.options().is_ok());
     }
 
     #[test]

@@ -2,13 +2,21 @@
 //! (`sluice status | head -1`), which would abort a migration or a backfill for want of a
 //! reader; output is for people, so a write that fails is dropped and the work goes on.
 //! The exit code still tells how the run ended.
+//!
+//! Every line passes through [`crate::redact::scrub_registered`] on its way out: whatever
+//! path a message took, a password the process was given prints as `***`.
 
 /// `println!` that ignores write errors.
 #[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use ::std::io::Write as _;
-        let _ = ::std::writeln!(::std::io::stdout(), $($arg)*);
+        let text = ::std::format!($($arg)*);
+        let _ = ::std::writeln!(
+            ::std::io::stdout(),
+            "{}",
+            $crate::redact::scrub_registered(&text)
+        );
     }};
 }
 
@@ -17,7 +25,12 @@ macro_rules! outln {
 macro_rules! out {
     ($($arg:tt)*) => {{
         use ::std::io::Write as _;
-        let _ = ::std::write!(::std::io::stdout(), $($arg)*);
+        let text = ::std::format!($($arg)*);
+        let _ = ::std::write!(
+            ::std::io::stdout(),
+            "{}",
+            $crate::redact::scrub_registered(&text)
+        );
     }};
 }
 
@@ -26,6 +39,11 @@ macro_rules! out {
 macro_rules! errln {
     ($($arg:tt)*) => {{
         use ::std::io::Write as _;
-        let _ = ::std::writeln!(::std::io::stderr(), $($arg)*);
+        let text = ::std::format!($($arg)*);
+        let _ = ::std::writeln!(
+            ::std::io::stderr(),
+            "{}",
+            $crate::redact::scrub_registered(&text)
+        );
     }};
 }

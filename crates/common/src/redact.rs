@@ -1,33 +1,112 @@
 //! Keeping passwords out of logs and error messages.
 //!
-//! Every place that shows a database URL, or the text of an error that may quote one, goes
-//! through this module first.
+//! Two layers, so that no single mistake prints a secret:
+//! - [`redact_url`] and [`scrub`] mask passwords in the text they are given. They do not rely
+//!   on the URL being well formed: a password holding `/`, `#` or `?`, a URL with a missing or
+//!   mistyped scheme, or a libpq `key=value` string are all masked.
+//! - [`register_secrets`] remembers every password the process was given; the binaries'
+//!   output macros and log writer pass every line through [`scrub_registered`], so a message
+//!   that quotes a password by some path nobody foresaw still prints `***`.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::RwLock;
 
 /// What a password is replaced with.
 pub const MASK: &str = "***";
 
+/// Shorter secrets are masked only where they stand alone (not inside a longer word), so
+/// that a two-letter password does not garble every message.
+const MIN_FREE_SECRET: usize = 3;
+
 /// A database URL with its password masked: `postgres://app:***@db:5432/prod`.
 ///
-/// Handles URLs (`postgres://user:pass@host/db?password=...`) and libpq key/value strings
-/// (`host=db password=secret`). Text that is neither is returned as it is.
-pub fn redact_url(url: &str) -> String {
-    let masked_userinfo = mask_userinfo(url);
-    mask_password_params(&masked_userinfo)
+/// Handles URLs (`postgres://user:pass@host/db?password=...`), URLs whose password holds
+/// characters that should have been percent-encoded, URLs without a scheme
+/// (`user:pass@host/db`), and libpq key/value strings (`host=db password=secret`).
+pub fn redact_url(text: &str) -> String {
+    mask_password_params(&mask_userinfo(text))
 }
 
-/// Removes every occurrence of the password found in `url` from `text`, percent-encoded or not.
+/// Masks every password found in `url` in `text`, percent-encoded or not, then every URL
+/// password in `text` itself.
 ///
 /// For error messages produced by other libraries, which may quote what they were given.
 pub fn scrub(text: &str, url: &str) -> String {
     let mut out = redact_url(text);
     for secret in secrets_in(url) {
-        if secret.len() >= 3 {
-            out = out.replace(&secret, MASK);
+        out = mask_secret(&out, &secret).into_owned();
+    }
+    out
+}
+
+/// Passwords registered by [`register_secrets`], longest first.
+static REGISTERED: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Remembers the passwords in `url` (a database or replica URL the process was given, even
+/// one that does not parse) so that [`scrub_registered`] masks them in any output.
+pub fn register_secrets(url: &str) {
+    let found = secrets_in(url);
+    if found.is_empty() {
+        return;
+    }
+    let mut registered = REGISTERED.write().unwrap_or_else(|e| e.into_inner());
+    for secret in found {
+        if !registered.contains(&secret) {
+            registered.push(secret);
+        }
+    }
+    registered.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// `text` with every URL password and every registered password masked. Cheap when there is
+/// nothing to mask, so every line of output can pass through it.
+pub fn scrub_registered(text: &str) -> Cow<'_, str> {
+    let mut out = Cow::Borrowed(text);
+    if text.contains('@') || find_ascii_case_insensitive(text, PASSWORD_KEY).is_some() {
+        out = Cow::Owned(redact_url(text));
+    }
+    let registered = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+    for secret in registered.iter() {
+        if let Cow::Owned(masked) = mask_secret(&out, secret) {
+            out = Cow::Owned(masked);
         }
     }
     out
+}
+
+/// Splits a list of URLs (`SLUICE_REPLICA_URLS`) at the commas or white space that start a new
+/// URL (`scheme://` follows), so that a comma inside a password does not cut the URL in two
+/// (and print both halves as "URLs").
+pub fn split_url_list(list: &str) -> Vec<String> {
+    let is_separator = |c: char| c == ',' || c.is_whitespace();
+    let mut urls = Vec::new();
+    let mut start = 0;
+    for (i, c) in list.char_indices() {
+        if i < start || !is_separator(c) {
+            continue;
+        }
+        let next = list[i..].trim_start_matches(is_separator);
+        if next.is_empty() || starts_with_scheme(next) {
+            urls.push(&list[start..i]);
+            start = list.len() - next.len();
+        }
+    }
+    urls.push(&list[start..]);
+    urls.into_iter()
+        .map(|url| url.trim_matches(is_separator))
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn starts_with_scheme(text: &str) -> bool {
+    text.find("://").is_some_and(|end| {
+        end > 0
+            && text[..end]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
 }
 
 /// A URL that prints redacted; the original is still there for connecting.
@@ -44,8 +123,10 @@ impl SecretUrl {
         &self.0
     }
 
+    /// The URL with its password masked, reading the whole value as one URL: a password with
+    /// `/`, `#`, `?`, `@` or white space in it is masked whole.
     pub fn redacted(&self) -> String {
-        redact_url(&self.0)
+        mask_password_params(&mask_whole_userinfo(&self.0))
     }
 }
 
@@ -61,55 +142,107 @@ impl fmt::Display for SecretUrl {
     }
 }
 
-/// `scheme://user:password@host` → `scheme://user:***@host`, for every URL in the text.
+/// Where a URL's `user:password@` part starts: after `scheme://`, after a mistyped `scheme//`,
+/// or at the start of a URL written without a scheme.
+fn userinfo_start(url: &str) -> usize {
+    url.find("://")
+        .map(|at| at + 3)
+        .or_else(|| url.find("//").map(|at| at + 2))
+        .unwrap_or(0)
+}
+
+/// The byte range of the password in `url` read as one URL: from the first `:` after the
+/// userinfo start to the last `@`. The last `@`, because libpq and people both put unencoded
+/// `@`, `/` and `#` in passwords; masking too much is harmless, too little is a leak.
+fn password_range(url: &str) -> Option<std::ops::Range<usize>> {
+    let start = userinfo_start(url);
+    let at = start + url[start..].rfind('@')?;
+    let colon = start + url[start..at].find(':')?;
+    Some(colon + 1..at)
+}
+
+/// A character in the `user:password@` part of `url` that a URL must percent-encode (`/`, `?`,
+/// `#`, `@`), which drivers then read as the end of the host; for an error that says so
+/// instead of blaming a "port number".
+pub fn unencoded_in_userinfo(url: &str) -> Option<char> {
+    let start = userinfo_start(url);
+    let at = start + url[start..].rfind('@')?;
+    url[start..at]
+        .chars()
+        .find(|c| matches!(c, '/' | '?' | '#' | '@'))
+}
+
+fn mask_whole_userinfo(url: &str) -> String {
+    match password_range(url) {
+        Some(range) => format!("{}{MASK}{}", &url[..range.start], &url[range.end..]),
+        None => url.to_owned(),
+    }
+}
+
+/// `user:password@host` → `user:***@host` for every URL-like word of a free text (an error
+/// message that quotes a URL). Words end at white space and quotes.
 fn mask_userinfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(scheme_end) = rest.find("://") {
-        let authority_start = scheme_end + 3;
-        out.push_str(&rest[..authority_start]);
-        rest = &rest[authority_start..];
-        let authority_end = rest
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace())
-            .unwrap_or(rest.len());
-        let authority = &rest[..authority_end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..=colon]);
+    while !rest.is_empty() {
+        let word_end = rest.find(is_word_break).unwrap_or(rest.len());
+        let word = &rest[..word_end];
+        let lead = word.len() - word.trim_start_matches(['(', '[', '<', '{']).len();
+        match password_range(&word[lead..]) {
+            Some(range) => {
+                out.push_str(&word[..lead + range.start]);
                 out.push_str(MASK);
-                out.push_str(&authority[at..]);
+                out.push_str(&word[lead + range.end..]);
             }
-            _ => out.push_str(authority),
+            None => out.push_str(word),
         }
-        rest = &rest[authority_end..];
+        let break_len = rest[word_end..].chars().next().map_or(0, char::len_utf8);
+        out.push_str(&rest[word_end..word_end + break_len]);
+        rest = &rest[word_end + break_len..];
     }
-    out.push_str(rest);
     out
 }
 
+fn is_word_break(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '"' | '\'' | '`')
+}
+
+const PASSWORD_KEY: &str = "password=";
+
 /// `password=secret` (a URL query parameter or a libpq key/value pair) → `password=***`.
 fn mask_password_params(text: &str) -> String {
-    const KEY: &str = "password=";
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(pos) = find_ascii_case_insensitive(rest, KEY) {
-        let starts_key = pos == 0
-            || matches!(
-                rest.as_bytes()[pos - 1],
-                b'?' | b'&' | b' ' | b'\t' | b'\n' | b';'
-            );
-        let value_start = pos + KEY.len();
+    while let Some((value_start, value_end)) = next_password_value(rest) {
         out.push_str(&rest[..value_start]);
-        rest = &rest[value_start..];
-        if !starts_key {
-            continue;
-        }
-        let value_end = password_value_end(rest);
         out.push_str(MASK);
         rest = &rest[value_end..];
     }
     out.push_str(rest);
     out
+}
+
+/// The byte range of the first `password=` value in `text` that starts a key (not
+/// `old_password=`).
+fn next_password_value(text: &str) -> Option<(usize, usize)> {
+    let mut offset = 0;
+    while let Some(pos) = find_ascii_case_insensitive(&text[offset..], PASSWORD_KEY) {
+        let pos = offset + pos;
+        let starts_key = pos == 0
+            || matches!(
+                text.as_bytes()[pos - 1],
+                b'?' | b'&' | b' ' | b'\t' | b'\n' | b';' | b','
+            );
+        let value_start = pos + PASSWORD_KEY.len();
+        if starts_key {
+            return Some((
+                value_start,
+                value_start + password_value_end(&text[value_start..]),
+            ));
+        }
+        offset = value_start;
+    }
+    None
 }
 
 /// Where a `password=` value ends: at `&` or white space, or after a quoted libpq value.
@@ -137,29 +270,61 @@ fn find_ascii_case_insensitive(haystack: &str, needle: &str) -> Option<usize> {
         .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
-/// The password of a URL in every spelling an error message might quote it.
+/// The passwords of `url` in every spelling a message might quote them, longest first. Read
+/// from the text itself, so a URL that does not parse still gives up its password.
 fn secrets_in(url: &str) -> Vec<String> {
-    let Ok(parsed) = url::Url::parse(url) else {
-        return Vec::new();
-    };
     let mut secrets = Vec::new();
-    if let Some(raw) = parsed.password() {
-        secrets.push(raw.to_owned());
-        if let Ok(decoded) = percent_decode(raw) {
-            secrets.push(decoded);
+    let mut add = |raw: &str| {
+        let raw = raw.trim_matches('\'');
+        for secret in [raw.to_owned(), percent_decode(raw)] {
+            if !secret.is_empty() && !secrets.contains(&secret) {
+                secrets.push(secret);
+            }
         }
+    };
+    if let Some(range) = password_range(url) {
+        add(&url[range]);
     }
-    for (key, value) in parsed.query_pairs() {
-        if key.eq_ignore_ascii_case("password") {
-            secrets.push(value.into_owned());
-        }
+    if let Ok(parsed) = url::Url::parse(url)
+        && let Some(password) = parsed.password()
+    {
+        add(password);
+    }
+    let mut rest = url;
+    while let Some((start, end)) = next_password_value(rest) {
+        add(&rest[start..end]);
+        rest = &rest[end..];
     }
     // Longest first, so a password that contains another is masked whole.
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     secrets
 }
 
-fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
+/// `text` with `secret` masked; a short secret only where it is not part of a longer word.
+fn mask_secret<'a>(text: &'a str, secret: &str) -> Cow<'a, str> {
+    if secret.is_empty() || !text.contains(secret) {
+        return Cow::Borrowed(text);
+    }
+    if secret.len() >= MIN_FREE_SECRET {
+        return Cow::Owned(text.replace(secret, MASK));
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(secret) {
+        let end = pos + secret.len();
+        let before = rest[..pos].chars().next_back();
+        let after = rest[end..].chars().next();
+        let alone =
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric);
+        out.push_str(&rest[..pos]);
+        out.push_str(if alone { MASK } else { secret });
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -178,7 +343,7 @@ fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
             }
         }
     }
-    String::from_utf8(out)
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -254,5 +419,79 @@ mod tests {
         assert!(!format!("{url}").contains("topsecret"));
         assert!(!format!("{url:?}").contains("topsecret"));
         assert!(url.expose().contains("topsecret"));
+    }
+
+    /// Every shape the hostile-input review printed in clear, through every masking path.
+    const HOSTILE: &[(&str, &str)] = &[
+        ("postgres://u:Pw/Leak@h/x", "Pw/Leak"),
+        ("postgres://u:Pw#Leak@h/x", "Pw#Leak"),
+        ("postgres://u:Pw?Leak@h/x", "Pw?Leak"),
+        ("postgres://u:p@ss@h/x", "p@ss"),
+        ("postgres//u:LeakPw@h/db", "LeakPw"),
+        ("u:LeakPw@h/db", "LeakPw"),
+        ("postgresql:/u:LeakPw@h/db", "LeakPw"),
+        ("postgres://u:with space@h/db", "with space"),
+        ("host=h user=u password=LeakPw dbname=x", "LeakPw"),
+        ("postgres://h/db?user=u&password=LeakPw", "LeakPw"),
+    ];
+
+    #[test]
+    fn hostile_urls_never_print_their_password() {
+        for (url, secret) in HOSTILE {
+            let redacted = SecretUrl::new(*url).redacted();
+            assert!(!redacted.contains(secret), "{url} -> {redacted}");
+            assert!(redacted.contains(MASK), "{url} -> {redacted}");
+            let message = format!("invalid database URL {url}: invalid port number");
+            let scrubbed = scrub(&message, url);
+            assert!(!scrubbed.contains(secret), "{url} -> {scrubbed}");
+        }
+    }
+
+    #[test]
+    fn free_text_urls_are_masked_without_parsing() {
+        for (url, secret) in HOSTILE.iter().filter(|(_, s)| !s.contains(' ')) {
+            let text = format!("WARN replica {url}: connection refused");
+            assert!(!redact_url(&text).contains(secret), "{}", redact_url(&text));
+        }
+    }
+
+    #[test]
+    fn a_server_message_quoting_part_of_the_url_is_scrubbed() {
+        let url = "u:pw123@h/db";
+        let message = "database \"pw123@h/db\" does not exist";
+        assert!(
+            !scrub(message, url).contains("pw123"),
+            "{}",
+            scrub(message, url)
+        );
+    }
+
+    #[test]
+    fn short_secrets_are_masked_only_where_they_stand_alone() {
+        let url = "postgres://u:pw@h/db";
+        assert_eq!(scrub("got pw here", url), "got *** here");
+        assert_eq!(scrub("the password pwned", url), "the password pwned");
+    }
+
+    #[test]
+    fn registered_secrets_are_masked_in_any_text() {
+        register_secrets("postgres://u:Registered%2FSecret@h/db");
+        let text = "oops: Registered/Secret and Registered%2FSecret";
+        let scrubbed = scrub_registered(text);
+        assert!(!scrubbed.contains("Registered"), "{scrubbed}");
+        assert!(matches!(scrub_registered("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn url_lists_split_only_where_a_new_url_starts() {
+        assert_eq!(
+            split_url_list("postgres://u:a,b@r1/db,postgres://u:c d@r2/db"),
+            ["postgres://u:a,b@r1/db", "postgres://u:c d@r2/db"]
+        );
+        assert_eq!(
+            split_url_list(" postgres://r1/db , postgresql://r2/db "),
+            ["postgres://r1/db", "postgresql://r2/db"]
+        );
+        assert!(split_url_list(" , ").is_empty());
     }
 }

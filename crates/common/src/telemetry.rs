@@ -1,7 +1,7 @@
 //! The tracing subscriber: human lines or JSON on stderr. Installed by the binaries only;
 //! libraries just emit events with fields.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use tracing_subscriber::EnvFilter;
 
@@ -13,7 +13,7 @@ pub fn init(format: LogFormat, verbosity: i8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter(verbosity));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| ScrubbedStderr)
         // Its own complaint about a failed write is an `eprintln!`, which panics on a closed
         // pipe (`sluice-backfill run job 2>&1 | head`) and would abort the run.
         .log_internal_errors(false)
@@ -39,4 +39,21 @@ fn default_filter(verbosity: i8) -> EnvFilter {
     // The driver's own chatter is noise unless asked for with -vv.
     let driver = if verbosity >= 2 { level } else { "warn" };
     EnvFilter::new(format!("{level},sqlx={driver}"))
+}
+
+/// stderr, with every registered password masked (see [`crate::redact`]). The formatter hands
+/// over one whole event per write, so a password is never split between two writes.
+struct ScrubbedStderr;
+
+impl Write for ScrubbedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let scrubbed = crate::redact::scrub_registered(&text);
+        std::io::stderr().write_all(scrubbed.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }

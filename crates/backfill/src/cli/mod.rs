@@ -20,6 +20,7 @@ use sluice_common::cli::{
 use sluice_common::config::layered;
 use sluice_common::db::ConnectSettings;
 use sluice_common::exit;
+use sluice_common::redact::{SecretUrl, register_secrets, split_url_list};
 use sluice_common::{out, outln};
 
 const PROGRAM: &str = "sluice-backfill";
@@ -110,14 +111,9 @@ struct RunArgs {
     /// Stop at this time: RFC 3339 (2026-11-22T05:00:00Z) or HH:MM in --time-zone.
     #[arg(long, env = "SLUICE_UNTIL", value_name = "TIME")]
     until: Option<String>,
-    /// A replica whose replay lag counts against max_replication_lag (repeatable; the
-    /// password stays out of logs).
-    #[arg(
-        long = "replica-url",
-        env = "SLUICE_REPLICA_URLS",
-        value_name = "URL",
-        value_delimiter = ','
-    )]
+    /// A replica whose replay lag counts against max_replication_lag (repeatable; in the
+    /// variable, separate URLs with commas or spaces; the password stays out of logs).
+    #[arg(long = "replica-url", env = "SLUICE_REPLICA_URLS", value_name = "URL")]
     replica_urls: Vec<String>,
     /// Serve Prometheus metrics on this address, e.g. 0.0.0.0:9187.
     #[arg(long, env = "SLUICE_METRICS_ADDR", value_name = "ADDR")]
@@ -129,6 +125,15 @@ struct RunArgs {
 }
 
 impl RunArgs {
+    /// Every replica URL, `SLUICE_REPLICA_URLS` split where a new URL starts (a comma in a
+    /// password stays in its URL).
+    fn replica_urls(&self) -> Vec<String> {
+        self.replica_urls
+            .iter()
+            .flat_map(|list| split_url_list(list))
+            .collect()
+    }
+
     fn limits(&self) -> anyhow::Result<window::Limits> {
         let tz = self.time_zone.unwrap_or(chrono_tz::UTC);
         let until = self
@@ -227,6 +232,11 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
+    if let Command::Run { run, .. } = &cli.command {
+        run.replica_urls()
+            .iter()
+            .for_each(|url| register_secrets(url));
+    }
     let startup = sluice_common::cli::start(&cli.global, matches, PROGRAM)?;
     let jobs_dir = layered(
         with_origin(cli.jobs.clone(), matches, "jobs"),
@@ -292,11 +302,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
                 rescan,
                 workers: usize::from(run.workers),
                 limits: run.limits()?,
-                replica_urls: run
-                    .replica_urls
-                    .iter()
-                    .map(|u| sluice_common::redact::SecretUrl::new(u.clone()))
-                    .collect(),
+                replica_urls: run.replica_urls().into_iter().map(SecretUrl::new).collect(),
             };
             let metrics =
                 metrics::Metrics::start(&job.name, run.metrics_addr, run.metrics_file.clone())?;

@@ -80,8 +80,26 @@ async fn complete(
         .summary(conn, &job.name)
         .await
         .map_err(BackfillError::query("reading the job's ranges"))?;
+    let null_keys: i64 = sqlx::query_scalar(AssertSqlSafe(ctx.sql.count_null_keys.clone()))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(BackfillError::query("counting rows with a NULL key"))?;
     let remaining = u64::try_from(summary.rows_unverified).unwrap_or(0);
-    events(Event::Verified { remaining });
+    events(Event::Verified {
+        remaining: remaining + u64::try_from(null_keys).unwrap_or(0),
+    });
+    if null_keys > 0 {
+        let error = BackfillError::NullKeys {
+            job: job.name.clone(),
+            rows: u64::try_from(null_keys).unwrap_or(0),
+            table: job.table.to_string(),
+            spec: ctx.spec_path(),
+        };
+        let _ = jobs
+            .set_state(conn, &job.name, states::FAILED, Some(&error.to_string()))
+            .await;
+        return Err(error);
+    }
     if remaining > 0 {
         let upper = jobs
             .load(conn, &job.name)

@@ -34,6 +34,7 @@ pub(super) async fn start(
             .await
             .map_err(BackfillError::query("reading the job"));
     };
+    check_identity(&row, job)?;
     if row.state == states::CANCELLED || row.control == control::CANCEL {
         return Err(BackfillError::Cancelled {
             job: job.name.clone(),
@@ -84,6 +85,23 @@ pub(super) async fn start(
     jobs.load(conn, &job.name)
         .await
         .map_err(BackfillError::query("reading the job"))
+}
+
+/// A spec may change how rows change (with --accept-spec-change) but never which table and key
+/// the job's recorded progress belongs to: a job moved to another table would skip the rows
+/// below its cursor there and still report "completed and verified".
+fn check_identity(row: &JobRow, job: &Job) -> Result<(), BackfillError> {
+    let keys: Vec<&str> = job.key.iter().map(|k| k.as_str()).collect();
+    let table = job.table.to_string();
+    if row.table_name == table && row.key_columns == keys {
+        return Ok(());
+    }
+    Err(BackfillError::IdentityChanged {
+        job: job.name.clone(),
+        was: format!("{} (key {})", row.table_name, row.key_columns.join(", ")),
+        now: format!("{table} (key {})", keys.join(", ")),
+        spec: super::spec_path(job),
+    })
 }
 
 /// Registers a new job with its key bounds and ranges in one transaction; when several

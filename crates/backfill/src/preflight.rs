@@ -1,0 +1,101 @@
+//! What a run checks before it records anything: that the batch statement is valid SQL on this
+//! table (`set` and `where` are the job author's), that the `throttle_query` answers, and that
+//! every replica whose lag it must watch can be read. A guard the operator asked for that
+//! cannot work stops the run at its start (exit 3), rather than leave the job running blind
+//! or persisted as failed for a typo.
+
+use std::time::Duration;
+
+use sluice_common::db::{self, ConnectSettings};
+use sluice_common::redact::SecretUrl;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use crate::error::BackfillError;
+use crate::job::Job;
+use crate::load;
+use crate::sql::JobSql;
+
+/// `set` and `where` as PostgreSQL reads them: the batch's UPDATE is prepared and explained
+/// (not run) in a transaction that is rolled back, so a syntax error, an unknown column or a
+/// second statement is found before the job is registered.
+pub async fn check_statement(
+    conn: &mut PgConnection,
+    job: &Job,
+    sql: &JobSql,
+    spec: &str,
+) -> Result<(), BackfillError> {
+    let invalid = |problem: String| BackfillError::Statement {
+        job: job.name.clone(),
+        problem,
+        spec: spec.to_owned(),
+    };
+    let mut tx = conn.begin().await.map_err(|e| invalid(db::explain(&e)))?;
+    let explain = job.key.iter().fold(
+        sqlx::query(AssertSqlSafe(format!("EXPLAIN {}", sql.update))),
+        |q, _| q.bind(None::<String>),
+    );
+    let outcome = explain.fetch_all(&mut *tx).await;
+    let _ = tx.rollback().await;
+    outcome.map(drop).map_err(|e| invalid(db::explain(&e)))
+}
+
+/// The `throttle_query` answers one boolean, read-only.
+pub async fn check_throttle_query(
+    conn: &mut PgConnection,
+    job: &Job,
+    spec: &str,
+) -> Result<(), BackfillError> {
+    let Some(query) = &job.load.throttle_query else {
+        return Ok(());
+    };
+    load::try_throttle_query(conn, query)
+        .await
+        .map(drop)
+        .map_err(|problem| BackfillError::ThrottleQuery {
+            job: job.name.clone(),
+            problem,
+            spec: spec.to_owned(),
+        })
+}
+
+/// Every replica answers its lag query. Replicas without `max_replication_lag` are not
+/// watched at all, and the run says so instead of ignoring them silently.
+pub async fn check_replicas(
+    connect: &ConnectSettings,
+    job: &Job,
+    replicas: &[SecretUrl],
+) -> Result<(), BackfillError> {
+    if replicas.is_empty() {
+        return Ok(());
+    }
+    if job.load.max_replication_lag.is_none() {
+        tracing::warn!(
+            job = %job.name,
+            "--replica-url is ignored: job {} sets no max_replication_lag, so replication lag \
+             is not watched; set max_replication_lag in its spec (or --max-replication-lag) to \
+             watch it",
+            job.name
+        );
+        return Ok(());
+    }
+    for url in replicas {
+        let settings = ConnectSettings {
+            url: url.clone(),
+            application_name: "sluice-backfill lag".to_owned(),
+            connect_timeout: connect.connect_timeout.min(Duration::from_secs(10)),
+            ..connect.clone()
+        };
+        let unusable = |problem: String| BackfillError::Replica {
+            job: job.name.clone(),
+            url: url.redacted(),
+            problem,
+        };
+        let mut conn = db::connect(&settings)
+            .await
+            .map_err(|e| unusable(e.to_string()))?;
+        let lag = load::read_replica_lag(&mut conn).await;
+        let _ = conn.close().await;
+        lag.map_err(|e| unusable(db::explain(&e)))?;
+    }
+    Ok(())
+}

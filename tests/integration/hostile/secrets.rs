@@ -1,0 +1,123 @@
+//! No password in any output, whatever the shape of the URL it came in.
+
+use sluice_common::exit;
+use sluice_tests::{Project, Run};
+
+/// URLs a careless operator writes; each one's password contains `Leak`.
+const BAD_URLS: &[&str] = &[
+    "postgres://u:Pw/Leak@127.0.0.1/x",
+    "postgres://u:Pw#Leak@127.0.0.1/x",
+    "postgres://u:Pw?Leak@127.0.0.1/x",
+    "postgres//u:PwLeak@127.0.0.1/db",
+    "u:PwLeak@127.0.0.1/db",
+];
+
+fn assert_no_leak(run: &Run, url: &str) {
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(!all.contains("Leak"), "{url} leaked:\n{all}");
+}
+
+#[tokio::test]
+async fn config_and_errors_never_print_a_malformed_urls_password() {
+    let project = Project::new().await;
+    for url in BAD_URLS {
+        let config = Run(project
+            .sluice()
+            .env("DATABASE_URL", url)
+            .arg("config")
+            .output()
+            .unwrap());
+        config.expect_code(exit::OK);
+        assert_no_leak(&config, url);
+        assert!(config.stdout().contains("***"), "{}", config.stdout());
+
+        let backfill_config = Run(project
+            .backfill()
+            .env("DATABASE_URL", url)
+            .arg("config")
+            .output()
+            .unwrap());
+        assert_no_leak(&backfill_config, url);
+
+        for args in [&["status"][..], &["up", "--json"][..]] {
+            let status = Run(project
+                .sluice()
+                .env("DATABASE_URL", url)
+                .args(args)
+                .output()
+                .unwrap());
+            status.expect_code(exit::INVALID_INPUT);
+            assert_no_leak(&status, url);
+            let said = format!("{}{}", status.stdout(), status.stderr());
+            assert!(said.contains("invalid database URL"), "{said}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unencoded_password_character_is_named_not_blamed_on_the_port() {
+    let project = Project::new().await;
+    let run = Run(project
+        .sluice()
+        .env("DATABASE_URL", "postgres://u:Pw/Leak@127.0.0.1/x")
+        .arg("status")
+        .output()
+        .unwrap());
+    assert!(run.stderr().contains("%2F"), "{}", run.stderr());
+    assert!(!run.stderr().contains("port"), "{}", run.stderr());
+}
+
+#[tokio::test]
+async fn an_empty_database_url_is_no_database_url() {
+    let project = Project::new().await;
+    let run = Run(project
+        .sluice()
+        .env("DATABASE_URL", "")
+        .arg("status")
+        .output()
+        .unwrap());
+    run.expect_code(exit::USAGE);
+    assert!(run.stderr().contains("no database URL"), "{}", run.stderr());
+}
+
+#[tokio::test]
+async fn replica_urls_with_commas_in_passwords_are_neither_split_nor_printed() {
+    let project = Project::new().await;
+    project.write(
+        "0001_items.sql",
+        "CREATE TABLE items (id bigint PRIMARY KEY, n int);
+         INSERT INTO items SELECT g, 0 FROM generate_series(1, 100) g;",
+    );
+    project.run(&["up"]).expect_code(exit::OK);
+    project.job(
+        "bump",
+        "name = \"bump\"\ntable = \"items\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n\
+         max_replication_lag = \"10s\"\n",
+    );
+    // Port 1 refuses: the replica cannot be watched, so the run must not start.
+    let lists = [
+        "postgres://u:Rep,Leak@127.0.0.1:1/x",
+        "postgres://u:Rep/Leak@127.0.0.1:1/x,postgres://u:Two,Leak@127.0.0.1:1/y",
+    ];
+    for list in lists {
+        let run = Run(project
+            .backfill()
+            .env("SLUICE_REPLICA_URLS", list)
+            .env("SLUICE_CONNECT_TIMEOUT", "2s")
+            .args(["run", "bump"])
+            .output()
+            .unwrap());
+        assert_no_leak(&run, list);
+        run.expect_code(exit::INVALID_INPUT);
+        assert!(run.stderr().contains("replica"), "{}", run.stderr());
+    }
+    let mut conn = project.db.connect().await;
+    let untouched: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE n = 0")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        untouched, 100,
+        "a run whose lag guard cannot work changes nothing"
+    );
+}
