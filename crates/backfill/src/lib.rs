@@ -7,6 +7,7 @@ pub mod error;
 pub mod event;
 pub mod job;
 pub mod keyspace;
+pub mod lifecycle;
 pub mod load;
 pub mod ops;
 pub mod plan;

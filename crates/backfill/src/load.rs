@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sluice_common::db::{self, ConnectSettings};
 use sluice_common::redact::SecretUrl;
-use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::watch;
 
 use crate::throttle::Reason;
@@ -92,7 +92,7 @@ pub async fn monitor(
         let seen = match check(&mut conn, settings, &workers, table, &mut replicas).await {
             Ok(seen) => seen,
             Err(error) => {
-                tracing::warn!("checking load signals failed: {}", db::explain(&error));
+                tracing::warn!("checking load signals failed: {error}");
                 None
             }
         };
@@ -125,27 +125,31 @@ async fn check(
     workers: &str,
     table: &str,
     replicas: &mut [Replica],
-) -> Result<Option<Signal>, sqlx::Error> {
+) -> Result<Option<Signal>, String> {
+    let explain = |e: sqlx::Error| db::explain(&e);
     if settings.blocked_sessions
-        && let Some(signal) = blocked_sessions(conn, workers).await?
+        && let Some(signal) = blocked_sessions(conn, workers).await.map_err(explain)?
     {
         return Ok(Some(signal));
     }
     if settings.lock_queue
-        && let Some(signal) = lock_queue(conn, table, workers).await?
+        && let Some(signal) = lock_queue(conn, table, workers).await.map_err(explain)?
     {
         return Ok(Some(signal));
     }
     if let Some(max) = settings.max_replication_lag
-        && let Some(signal) = replication_lag(conn, replicas, max).await?
+        && let Some(signal) = replication_lag(conn, replicas, max)
+            .await
+            .map_err(explain)?
     {
         return Ok(Some(signal));
     }
     if let Some(query) = &settings.throttle_query {
-        let up: Option<bool> = sqlx::query_scalar(AssertSqlSafe(query.clone()))
-            .fetch_optional(&mut *conn)
-            .await?
-            .flatten();
+        // Read-only at every evaluation, not only the first: the query is the operator's,
+        // and a function it calls may write when it can.
+        let up = try_throttle_query(conn, query)
+            .await
+            .map_err(|problem| format!("the throttle_query failed: {problem}"))?;
         if up == Some(true) {
             return Ok(Some(Signal {
                 reason: Reason::ThrottleQuery,

@@ -7,7 +7,8 @@ use sqlx::{Connection, PgConnection};
 
 use crate::engine::EngineSettings;
 use crate::error::BackfillError;
-use crate::state::{JobRow, Jobs, control, states};
+use crate::lifecycle::{self, Decision, Request};
+use crate::state::{JobRow, Jobs, states};
 
 /// A job's row and the workers holding leases on its ranges right now.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -97,25 +98,48 @@ fn throughput(rows: f64, worker_seconds: f64, workers: usize) -> Option<f64> {
     (worker_seconds > 0.0 && rows > 0.0).then(|| rows / worker_seconds * workers)
 }
 
-/// Records a pause, resume or cancel request for `name`.
+/// Records an operator's request as [`lifecycle::decide`] rules, and says what it did; a
+/// pause or resume of a cancelled job is refused (it never runs again).
 pub async fn request(
     settings: &EngineSettings,
     name: &str,
-    request: &str,
-) -> Result<(), BackfillError> {
-    debug_assert!([control::PAUSE, control::RUN, control::CANCEL].contains(&request));
+    request: Request,
+) -> Result<&'static str, BackfillError> {
+    let what = format!("recording the {} request", request.verb());
     let (mut conn, jobs, exists) = open_jobs(settings).await?;
-    let found = exists
-        && jobs
-            .request(&mut conn, name, request)
-            .await
-            .map_err(BackfillError::query("recording the request"))?;
-    let _ = conn.close().await;
-    if found {
-        Ok(())
-    } else {
-        Err(BackfillError::UnknownJob(name.to_owned()))
+    if !exists {
+        return Err(BackfillError::UnknownJob(name.to_owned()));
     }
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(BackfillError::query(what.clone()))?;
+    let (state, pending) = jobs
+        .lock_control(&mut tx, name)
+        .await
+        .map_err(BackfillError::query(what.clone()))?
+        .ok_or_else(|| BackfillError::UnknownJob(name.to_owned()))?;
+    let says = match lifecycle::decide(&state, &pending, request) {
+        Decision::Cancelled => {
+            return Err(BackfillError::Cancelled {
+                job: name.to_owned(),
+            });
+        }
+        Decision::Nothing(says) => says,
+        Decision::Record {
+            control,
+            state,
+            says,
+        } => {
+            jobs.record_request(&mut tx, name, control, state)
+                .await
+                .map_err(BackfillError::query(what.clone()))?;
+            says
+        }
+    };
+    tx.commit().await.map_err(BackfillError::query(what))?;
+    let _ = conn.close().await;
+    Ok(says)
 }
 
 /// What a migration gated on a backfill job finds.

@@ -216,7 +216,8 @@ impl Ranges {
         Ok(renewed.rows_affected() == 1)
     }
 
-    /// Gives up `owner`'s leases so that the next worker need not wait for them to expire.
+    /// Gives up `owner`'s leases so that the next worker need not wait for them to expire;
+    /// a done range's too (a worker that paused right after its range's last batch).
     pub async fn release(
         &self,
         conn: &mut PgConnection,
@@ -225,7 +226,7 @@ impl Ranges {
     ) -> Result<(), sqlx::Error> {
         sqlx::query(AssertSqlSafe(format!(
             "UPDATE {} SET owner = NULL, lease_until = NULL, updated_at = now()
-             WHERE job = $1 AND owner = $2 AND state = 'pending'",
+             WHERE job = $1 AND owner = $2",
             self.table
         )))
         .bind(job)
@@ -300,7 +301,8 @@ impl Ranges {
     ) -> Result<Vec<Lease>, sqlx::Error> {
         sqlx::query_as(AssertSqlSafe(format!(
             "SELECT range_no, owner, extract(epoch FROM lease_until - now())::float8 AS lease_seconds_left
-             FROM {} WHERE job = $1 AND owner IS NOT NULL AND lease_until >= now() ORDER BY range_no",
+             FROM {} WHERE job = $1 AND state = 'pending' AND owner IS NOT NULL AND lease_until >= now()
+             ORDER BY range_no",
             self.table
         )))
         .bind(job)

@@ -274,7 +274,8 @@ impl Jobs {
             "UPDATE {j} SET state = $2, updated_at = now(),
                  finished_at = CASE WHEN $2 = 'cancelled' THEN now() ELSE finished_at END
              WHERE name = $1 AND state = 'running' AND NOT EXISTS (
-                 SELECT FROM {r} WHERE job = $1 AND owner IS NOT NULL AND lease_until > now())",
+                 SELECT FROM {r} WHERE job = $1 AND state = 'pending' AND owner IS NOT NULL
+                     AND lease_until > now())",
             j = self.table,
             r = self.ranges.table()
         )))
@@ -393,28 +394,42 @@ impl Jobs {
         Ok(())
     }
 
-    /// Records a control request; returns false when there is no such job. `resume` also
-    /// moves a paused job back to a state `run` accepts.
-    pub async fn request(
+    /// The job's state and pending request, its row locked until the transaction on `conn`
+    /// ends; `None` when there is no such job.
+    pub async fn lock_control(
         &self,
         conn: &mut PgConnection,
         name: &str,
-        request: &str,
-    ) -> Result<bool, sqlx::Error> {
-        let updated = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET control = $2, updated_at = now(),
-                 state = CASE WHEN $2 = 'run' AND state = 'paused' THEN 'stopped'
-                              WHEN $2 = 'cancel' AND state <> 'running' AND state <> 'completed' THEN 'cancelled'
-                              ELSE state END,
-                 finished_at = CASE WHEN $2 = 'cancel' AND state <> 'running' AND state <> 'completed' THEN now()
-                                    ELSE finished_at END
+    ) -> Result<Option<(String, String)>, sqlx::Error> {
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT state, control FROM {} WHERE name = $1 FOR UPDATE",
+            self.table
+        )))
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+    }
+
+    /// Records an operator's request (see [`crate::lifecycle::decide`]): the control value,
+    /// and the state when no worker is there to move it.
+    pub async fn record_request(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        control: &str,
+        state: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET control = $2, state = coalesce($3, state), updated_at = now(),
+                 finished_at = CASE WHEN $3 = 'cancelled' THEN now() ELSE finished_at END
              WHERE name = $1",
             self.table
         )))
         .bind(name)
-        .bind(request)
+        .bind(control)
+        .bind(state)
         .execute(conn)
         .await?;
-        Ok(updated.rows_affected() == 1)
+        Ok(())
     }
 }

@@ -1,4 +1,5 @@
 //! Hostile and careless inputs (issue "never lie, never leak"): no password in any output, no
 //! success reported for work not done, the README's exit code for every bad input.
 
+mod backfill;
 mod secrets;

@@ -12,7 +12,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use sluice_backfill::engine::{self, EngineSettings, Outcome, RunOptions};
 use sluice_backfill::error::BackfillError;
 use sluice_backfill::job::{Job, JobError, Overrides};
-use sluice_backfill::state::control;
+use sluice_backfill::lifecycle::Request;
 use sluice_backfill::{ops, plan, window};
 use sluice_common::cli::{
     GlobalArgs, Startup, common_config_rows, common_exit_code, render_config_rows, with_origin,
@@ -312,33 +312,9 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
             render::status(&ops::status(&settings, name.as_deref()).await?, json);
             Ok(exit::OK)
         }
-        Command::Pause { name } => {
-            request(
-                &settings,
-                &name,
-                control::PAUSE,
-                "pause requested: the worker pauses after its current batch",
-            )
-            .await
-        }
-        Command::Resume { name } => {
-            request(
-                &settings,
-                &name,
-                control::RUN,
-                "resumed: the next `run` of the job continues it",
-            )
-            .await
-        }
-        Command::Cancel { name } => {
-            request(
-                &settings,
-                &name,
-                control::CANCEL,
-                "cancel requested: the worker stops after its current batch",
-            )
-            .await
-        }
+        Command::Pause { name } => request(&settings, &name, Request::Pause).await,
+        Command::Resume { name } => request(&settings, &name, Request::Resume).await,
+        Command::Cancel { name } => request(&settings, &name, Request::Cancel).await,
         Command::Config => unreachable!("handled above"),
     }
 }
@@ -369,14 +345,9 @@ async fn run_job(
     })
 }
 
-async fn request(
-    settings: &EngineSettings,
-    name: &str,
-    what: &str,
-    done: &str,
-) -> anyhow::Result<u8> {
-    ops::request(settings, name, what).await?;
-    outln!("job {name}: {done}");
+async fn request(settings: &EngineSettings, name: &str, request: Request) -> anyhow::Result<u8> {
+    let says = ops::request(settings, name, request).await?;
+    outln!("job {name}: {says}");
     Ok(exit::OK)
 }
 

@@ -1,0 +1,281 @@
+//! Backfill answers that must never claim what did not happen.
+
+use sluice_common::exit;
+use sluice_tests::Project;
+
+/// `name` on `table` (key `id`), slow enough to be caught mid-run.
+fn slow_job(project: &Project, name: &str, table: &str, extra: &str) {
+    project.job(
+        name,
+        &format!(
+            "name = \"{name}\"\ntable = \"{table}\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n\
+             batch_size = 50\nmin_batch_size = 50\nmax_batch_size = 50\npause = \"20ms\"\n{extra}"
+        ),
+    );
+}
+
+async fn count(project: &Project, sql: &str) -> i64 {
+    let mut conn = project.db.connect().await;
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_job_cannot_move_to_another_table_or_key_under_its_name() {
+    let project = Project::new().await;
+    project
+        .db
+        .exec(
+            "CREATE TABLE t (id bigint PRIMARY KEY, k bigint NOT NULL UNIQUE, n int NOT NULL DEFAULT 0);
+             CREATE TABLE t2 (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+             INSERT INTO t (id, k) SELECT g, g FROM generate_series(1, 500) g;
+             INSERT INTO t2 (id) SELECT g FROM generate_series(1, 500) g;",
+        )
+        .await;
+    project.job(
+        "same",
+        "name = \"same\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n",
+    );
+    project.run_backfill(&["run", "same"]).expect_code(exit::OK);
+
+    project.job(
+        "same",
+        "name = \"same\"\ntable = \"t2\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n",
+    );
+    let moved = project.run_backfill(&["run", "same", "--accept-spec-change"]);
+    moved.expect_code(exit::INVALID_INPUT);
+    assert!(
+        moved.stderr().contains("never change"),
+        "{}",
+        moved.stderr()
+    );
+    assert!(!moved.stdout().contains("completed"), "{}", moved.stdout());
+    assert_eq!(
+        count(&project, "SELECT count(*) FROM t2 WHERE n <> 0").await,
+        0
+    );
+
+    project.job(
+        "same",
+        "name = \"same\"\ntable = \"t\"\nkey = [\"k\"]\nset = \"n = n + 1\"\n",
+    );
+    let rekeyed = project.run_backfill(&["run", "same", "--accept-spec-change"]);
+    rekeyed.expect_code(exit::INVALID_INPUT);
+    assert!(rekeyed.stderr().contains("key k"), "{}", rekeyed.stderr());
+    assert_eq!(
+        count(&project, "SELECT count(*) FROM t WHERE n <> 1").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn rows_whose_key_became_null_mid_run_fail_verification() {
+    let project = Project::new().await;
+    project
+        .db
+        .exec(
+            "CREATE TABLE t (id bigint NOT NULL, n int NOT NULL DEFAULT 0);
+             CREATE UNIQUE INDEX t_id ON t (id);
+             INSERT INTO t (id) SELECT g FROM generate_series(1, 2000) g;",
+        )
+        .await;
+    slow_job(&project, "nulls", "t", "where = \"n = 0\"\n");
+    let worker = project.spawn_backfill(&["run", "nulls"]);
+    project.wait_for_batches("nulls", 2).await;
+    project
+        .db
+        .exec(
+            "ALTER TABLE t ALTER COLUMN id DROP NOT NULL;
+             INSERT INTO t (id) SELECT NULL FROM generate_series(1, 7);",
+        )
+        .await;
+    let output = worker.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(exit::FAILED)),
+        "{stdout}{stderr}"
+    );
+    assert!(stderr.contains("7 row(s)"), "{stderr}");
+    assert!(stderr.contains("NULL key"), "{stderr}");
+    assert!(!stdout.contains("verified"), "{stdout}");
+    let status = project.run_backfill(&["status", "nulls", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    assert_eq!(doc["jobs"][0]["state"], "failed");
+}
+
+#[tokio::test]
+async fn set_or_where_errors_are_found_before_anything_is_recorded() {
+    let project = Project::new().await;
+    project
+        .db
+        .exec(
+            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+             INSERT INTO t (id) SELECT g FROM generate_series(1, 300) g;",
+        )
+        .await;
+    for (set, where_) in [
+        ("nope = 1", "true"),
+        ("n = n +", "true"),
+        ("n = n + 1", "no_such_column > 0"),
+        ("n = n + 1; DROP TABLE t", "true"),
+    ] {
+        project.job(
+            "typo",
+            &format!(
+                "name = \"typo\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"{set}\"\nwhere = \"{where_}\"\n"
+            ),
+        );
+        let run = project.run_backfill(&["run", "typo"]);
+        run.expect_code(exit::INVALID_INPUT);
+        assert!(
+            run.stderr().contains("nothing was recorded"),
+            "{}",
+            run.stderr()
+        );
+    }
+    assert_eq!(
+        count(
+            &project,
+            "SELECT count(*) FROM sluice.backfill_jobs WHERE name = 'typo'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&project, "SELECT count(*) FROM t WHERE n <> 0").await,
+        0
+    );
+    // Fixed, the job runs without --accept-spec-change: nothing was done the old way.
+    project.job(
+        "typo",
+        "name = \"typo\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n",
+    );
+    let fixed = project.run_backfill(&["run", "typo"]);
+    fixed.expect_code(exit::OK);
+    assert!(
+        !fixed.stderr().contains("accept-spec-change"),
+        "{}",
+        fixed.stderr()
+    );
+    assert_eq!(
+        count(&project, "SELECT count(*) FROM t WHERE n <> 1").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn resume_of_a_cancelled_job_is_refused_and_pause_gives_up_leases() {
+    let project = Project::new().await;
+    project
+        .db
+        .exec(
+            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+             INSERT INTO t (id) SELECT g FROM generate_series(1, 5000) g;",
+        )
+        .await;
+    slow_job(&project, "slow", "t", "");
+    let worker = project.spawn_backfill(&["run", "slow", "--workers", "2"]);
+    project.wait_for_batches("slow", 3).await;
+    project
+        .run_backfill(&["pause", "slow"])
+        .expect_code(exit::OK);
+    let output = worker.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let status = project.run_backfill(&["status", "slow", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    assert_eq!(doc["jobs"][0]["state"], "paused");
+    assert_eq!(doc["jobs"][0]["leases"], serde_json::json!([]), "{doc}");
+    let text = project.run_backfill(&["status", "slow"]).stdout();
+    assert!(!text.contains("lease"), "{text}");
+
+    project
+        .run_backfill(&["cancel", "slow"])
+        .expect_code(exit::OK);
+    let resume = project.run_backfill(&["resume", "slow"]);
+    resume.expect_code(exit::BLOCKED);
+    assert!(!resume.stdout().contains("resumed"), "{}", resume.stdout());
+    assert!(
+        resume.stderr().contains("was cancelled"),
+        "{}",
+        resume.stderr()
+    );
+    project
+        .run_backfill(&["run", "slow"])
+        .expect_code(exit::BLOCKED);
+}
+
+#[tokio::test]
+async fn the_throttle_query_is_read_only_at_every_evaluation() {
+    let project = Project::new().await;
+    project
+        .db
+        .exec(
+            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+             INSERT INTO t (id) SELECT g FROM generate_series(1, 3000) g;
+             CREATE TABLE wrote (at timestamptz);
+             CREATE FUNCTION sneaky() RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN
+               IF current_setting('transaction_read_only') = 'off' THEN
+                 INSERT INTO wrote VALUES (now());
+               END IF;
+               RETURN false;
+             END $$;",
+        )
+        .await;
+    slow_job(
+        &project,
+        "watched",
+        "t",
+        "throttle_query = \"SELECT sneaky()\"\nload_check_interval = \"20ms\"\n",
+    );
+    project
+        .run_backfill(&["run", "watched"])
+        .expect_code(exit::OK);
+    assert_eq!(count(&project, "SELECT count(*) FROM wrote").await, 0);
+    assert_eq!(
+        count(&project, "SELECT count(*) FROM t WHERE n <> 1").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_pause_on_a_ranges_last_batch_leaves_no_lease_behind() {
+    let project = Project::new().await;
+    project
+        .db
+        .exec(
+            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+             INSERT INTO t (id) SELECT g FROM generate_series(1, 100) g;",
+        )
+        .await;
+    project.job(
+        "two",
+        "name = \"two\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"n = n + 1\"\nranges = 1\n\
+         batch_size = 50\nmin_batch_size = 50\nmax_batch_size = 50\npause = \"1s\"\n",
+    );
+    let worker = project.spawn_backfill(&["run", "two"]);
+    project.wait_for_batches("two", 1).await;
+    // The request is read with the next batch, which is the range's last.
+    project
+        .run_backfill(&["pause", "two"])
+        .expect_code(exit::OK);
+    let output = worker.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let status = project.run_backfill(&["status", "two", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    assert_eq!(doc["jobs"][0]["state"], "paused", "{doc}");
+    assert_eq!(doc["jobs"][0]["leases"], serde_json::json!([]), "{doc}");
+    // Resumed, the job verifies the range its last worker did not, and completes.
+    project
+        .run_backfill(&["resume", "two"])
+        .expect_code(exit::OK);
+    project.run_backfill(&["run", "two"]).expect_code(exit::OK);
+    assert_eq!(
+        count(&project, "SELECT count(*) FROM t WHERE n <> 1").await,
+        0
+    );
+}
