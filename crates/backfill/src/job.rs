@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use sluice_common::config::{DurationKind, check_duration};
 use sluice_common::ident::{Ident, IdentError, QualifiedName};
 
 /// Defaults of the optional keys, documented in the README.
@@ -179,12 +180,12 @@ impl Job {
         };
         let pacing = pacing(&file, overrides)?;
         let guards = BatchGuards {
-            lock_timeout: positive(
+            lock_timeout: pg_timeout(
                 "lock_timeout",
                 overrides.lock_timeout.or(file.lock_timeout),
                 defaults::LOCK_TIMEOUT,
             )?,
-            statement_timeout: positive(
+            statement_timeout: pg_timeout(
                 "statement_timeout",
                 overrides.statement_timeout.or(file.statement_timeout),
                 defaults::STATEMENT_TIMEOUT,
@@ -250,7 +251,11 @@ fn load_settings(
         cooldown: (check_interval * 2).max(Duration::from_secs(1)),
         blocked_sessions: file.throttle_on_blocked_sessions.unwrap_or(true),
         lock_queue: file.throttle_on_lock_queue.unwrap_or(true),
-        max_replication_lag: overrides.max_replication_lag.or(file.max_replication_lag),
+        max_replication_lag: overrides
+            .max_replication_lag
+            .or(file.max_replication_lag)
+            .map(|lag| bounded("max_replication_lag", lag, DurationKind::Positive))
+            .transpose()?,
         replica_urls: Vec::new(),
         throttle_query,
     })
@@ -301,13 +306,17 @@ fn non_empty(name: &str, sql: &str) -> Result<String, String> {
 }
 
 fn positive(name: &str, value: Option<Duration>, default: Duration) -> Result<Duration, String> {
-    let value = value.unwrap_or(default);
-    if value.is_zero() {
-        return Err(format!(
-            "`{name}` must be greater than zero (0 would disable the guard)"
-        ));
-    }
-    Ok(value)
+    bounded(name, value.unwrap_or(default), DurationKind::Positive)
+}
+
+/// `lock_timeout` and `statement_timeout`: what PostgreSQL accepts, checked here so that a
+/// spec PostgreSQL would refuse never starts (and never registers) a job.
+fn pg_timeout(name: &str, value: Option<Duration>, default: Duration) -> Result<Duration, String> {
+    bounded(name, value.unwrap_or(default), DurationKind::PgTimeout)
+}
+
+fn bounded(name: &str, value: Duration, kind: DurationKind) -> Result<Duration, String> {
+    check_duration(value, kind).map_err(|e| format!("`{name}` {e}"))
 }
 
 fn pacing(file: &JobFile, overrides: &Overrides) -> Result<Pacing, String> {
@@ -333,7 +342,11 @@ fn pacing(file: &JobFile, overrides: &Overrides) -> Result<Pacing, String> {
             .max_rows_per_second
             .or(file.max_rows_per_second)
             .unwrap_or(defaults::MAX_ROWS_PER_SECOND),
-        pause: overrides.pause.or(file.pause).unwrap_or(defaults::PAUSE),
+        pause: bounded(
+            "pause",
+            overrides.pause.or(file.pause).unwrap_or(defaults::PAUSE),
+            DurationKind::Any,
+        )?,
     };
     let (min, size, max) = (
         pacing.min_batch_size,

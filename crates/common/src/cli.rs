@@ -33,7 +33,7 @@ pub struct GlobalArgs {
 
     /// Longest wait for one connection attempt, e.g. 10s [default: 10s].
     #[arg(long, env = "SLUICE_CONNECT_TIMEOUT", value_name = "DURATION",
-          value_parser = humantime::parse_duration, global = true)]
+          value_parser = crate::config::parse_positive_duration, global = true)]
     pub connect_timeout: Option<Duration>,
 
     /// Log lines on stderr as text (for people) or json (for Jobs and log shippers)
@@ -100,6 +100,10 @@ pub fn install_signal_handler(
     program: &'static str,
 ) -> Result<(), ctrlc::Error> {
     ctrlc::set_handler(move || {
+        if shutdown.stops_at_once() {
+            crate::errln!("{program}: interrupt received; stopping");
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
         if shutdown.trigger() == 1 {
             crate::errln!(
                 "{program}: interrupt received; stopping at the next safe point \

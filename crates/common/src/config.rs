@@ -22,6 +22,68 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connection attempts before giving up on a server that refuses or is starting up.
 pub const DEFAULT_CONNECT_ATTEMPTS: u32 = 5;
 
+/// The longest `lock_timeout` or `statement_timeout` PostgreSQL takes: `INT_MAX`
+/// milliseconds, about 24.8 days.
+pub const MAX_PG_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+/// The longest duration any setting takes: longer is no limit at all, and overflows clocks.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// What a duration setting may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationKind {
+    /// Anything up to [`MAX_DURATION`], zero included.
+    Any,
+    /// Greater than zero (zero would disable what it bounds).
+    Positive,
+    /// A PostgreSQL timeout: greater than zero (zero disables it) and at most
+    /// [`MAX_PG_TIMEOUT`].
+    PgTimeout,
+}
+
+/// Checks a duration against what its setting allows; the message says the bound.
+pub fn check_duration(value: Duration, kind: DurationKind) -> Result<Duration, String> {
+    let max = match kind {
+        DurationKind::PgTimeout => MAX_PG_TIMEOUT,
+        DurationKind::Any | DurationKind::Positive => MAX_DURATION,
+    };
+    if value.is_zero() && kind != DurationKind::Any {
+        return Err("must be greater than zero (0 would disable the guard)".to_owned());
+    }
+    if value > max {
+        let what = match kind {
+            DurationKind::PgTimeout => "PostgreSQL's limit for a timeout",
+            _ => "the longest duration sluice takes",
+        };
+        return Err(format!(
+            "{} is more than {what} ({})",
+            humantime::format_duration(value),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(value)
+}
+
+fn parse_checked(text: &str, kind: DurationKind) -> Result<Duration, String> {
+    let value = humantime::parse_duration(text)
+        .map_err(|e| format!("{e}; expected e.g. 500ms, 5s, 10m, 1h 30m"))?;
+    check_duration(value, kind)
+}
+
+/// A duration flag (clap `value_parser`): up to [`MAX_DURATION`].
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    parse_checked(text, DurationKind::Any)
+}
+
+/// A duration flag that must be greater than zero.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    parse_checked(text, DurationKind::Positive)
+}
+
+/// A `lock_timeout`/`statement_timeout` flag.
+pub fn parse_pg_timeout(text: &str) -> Result<Duration, String> {
+    parse_checked(text, DurationKind::PgTimeout)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -32,6 +94,12 @@ pub enum ConfigError {
     },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("invalid {setting} (from {origin}): {message}")]
+    Value {
+        setting: &'static str,
+        origin: Origin,
+        message: String,
+    },
     #[error("invalid {setting} (from {origin}): {source}")]
     Ident {
         setting: &'static str,
@@ -47,6 +115,10 @@ impl ConfigError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Ident {
+                origin: Origin::Flag | Origin::Env,
+                ..
+            }
+            | Self::Value {
                 origin: Origin::Flag | Origin::Env,
                 ..
             } => crate::exit::USAGE,
@@ -228,20 +300,68 @@ impl CommonConfig {
                 value: schema_ident,
                 origin: schema.origin,
             },
-            connect_timeout: layered(
-                cli.connect_timeout,
-                file.connect_timeout,
-                DEFAULT_CONNECT_TIMEOUT,
-            ),
+            connect_timeout: checked(
+                "connect_timeout",
+                layered(
+                    cli.connect_timeout,
+                    file.connect_timeout,
+                    DEFAULT_CONNECT_TIMEOUT,
+                ),
+                DurationKind::Positive,
+            )?,
             connect_attempts: layered(None, file.connect_attempts, DEFAULT_CONNECT_ATTEMPTS),
             log_format: layered(cli.log_format, file.log_format, LogFormat::default()),
         })
     }
 }
 
+/// A resolved duration setting, checked: an error names the setting and where it came from.
+pub fn checked(
+    setting: &'static str,
+    value: Setting<Duration>,
+    kind: DurationKind,
+) -> Result<Setting<Duration>, ConfigError> {
+    check_duration(value.value, kind)
+        .map(|_| value.clone())
+        .map_err(|message| ConfigError::Value {
+            setting,
+            origin: value.origin,
+            message,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_bounded_by_what_they_set() {
+        assert!(
+            parse_pg_timeout("100d")
+                .unwrap_err()
+                .contains("PostgreSQL's limit")
+        );
+        assert!(
+            parse_pg_timeout("0s")
+                .unwrap_err()
+                .contains("greater than zero")
+        );
+        assert_eq!(
+            parse_pg_timeout("24d").unwrap(),
+            Duration::from_secs(24 * 86_400)
+        );
+        assert!(
+            parse_duration("99999999999h")
+                .unwrap_err()
+                .contains("longest")
+        );
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(parse_positive_duration("0s").is_err());
+        let config = FileConfig::parse("connect_timeout = \"0s\"\n", Path::new("s.toml")).unwrap();
+        let err = CommonConfig::resolve(CommonOverrides::default(), &config).unwrap_err();
+        assert_eq!(err.exit_code(), crate::exit::INVALID_INPUT);
+        assert!(err.to_string().contains("connect_timeout"), "{err}");
+    }
 
     fn file(text: &str) -> FileConfig {
         FileConfig::parse(text, Path::new("sluice.toml")).unwrap()

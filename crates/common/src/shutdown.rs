@@ -5,7 +5,7 @@
 //! its progress is committed. Tests pass [`Shutdown::never`] or trigger it themselves.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use tokio::sync::watch;
 
@@ -18,6 +18,7 @@ pub struct Shutdown {
 struct Inner {
     requests: AtomicU32,
     sender: watch::Sender<bool>,
+    at_once: AtomicBool,
 }
 
 impl Shutdown {
@@ -28,6 +29,7 @@ impl Shutdown {
             inner: Arc::new(Inner {
                 requests: AtomicU32::new(0),
                 sender,
+                at_once: AtomicBool::new(false),
             }),
         }
     }
@@ -43,6 +45,17 @@ impl Shutdown {
         let count = self.inner.requests.fetch_add(1, Ordering::SeqCst) + 1;
         self.inner.sender.send_replace(true);
         count
+    }
+
+    /// Marks the running command as one with nothing to save (it only reads files): the
+    /// first signal stops it at once instead of waiting for a safe point it never checks.
+    pub fn stop_at_once(&self) {
+        self.inner.at_once.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the first signal should exit at once.
+    pub fn stops_at_once(&self) -> bool {
+        self.inner.at_once.load(Ordering::SeqCst)
     }
 
     pub fn is_requested(&self) -> bool {

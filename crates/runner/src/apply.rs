@@ -129,6 +129,7 @@ impl Session<'_> {
         events: &mut dyn FnMut(Event),
     ) -> Result<Duration, ApplyError> {
         let script = &migration.up;
+        self.reset_session(migration).await?;
         emit_started(events, migration, Direction::Up, script, resume_at);
         let duration = if script.directives.no_transaction {
             self.no_transaction(migration, script, Direction::Up, resume_at, events)
@@ -155,6 +156,7 @@ impl Session<'_> {
             .down
             .as_ref()
             .expect("the plan only reverts reversible migrations");
+        self.reset_session(migration).await?;
         emit_started(events, migration, Direction::Down, script, 0);
         let duration = if script.directives.no_transaction {
             self.no_transaction(migration, script, Direction::Down, 0, events)
@@ -233,6 +235,9 @@ impl Session<'_> {
                     blockers,
                 })?;
         }
+        // The history row is the runner's, written as the runner's role whatever role the
+        // file switched to.
+        sqlx::raw_sql(RESET_ROLE).execute(&mut *tx).await?;
         let record = record(migration, script, self.who, elapsed_ms(started));
         match direction {
             Direction::Up => self.history.record_applied(&mut tx, record).await?,
@@ -242,6 +247,11 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Runs a no-transaction migration statement by statement. Progress is recorded (on the
+    /// lock's connection, whose session the file cannot change) whenever the session is
+    /// outside a transaction block: a file that opens its own `BEGIN ... COMMIT` has the block
+    /// recorded when it commits, and a failure inside it rolls the block back and resumes at
+    /// its start, so the history never claims statements the database rolled back.
     async fn no_transaction(
         &mut self,
         migration: &Migration,
@@ -258,102 +268,178 @@ impl Session<'_> {
             let record = record(migration, script, self.who, 0);
             let total = i32::try_from(total).unwrap_or(i32::MAX);
             self.history
-                .start_partial(&mut self.conn, record, total)
+                .start_partial(self.probe, record, total)
                 .await
                 .map_err(|e| history_failed(migration, self.history, e))?;
         }
-        for (index, statement) in statements.iter().enumerate().skip(resume_at) {
-            if self.shutdown.is_requested() {
+        let (mut index, mut committed, mut attempt) = (resume_at, resume_at, 0);
+        while index < total {
+            if index == committed && self.shutdown.is_requested() {
                 return Err(ApplyError::Interrupted {
                     id: migration.id(),
-                    state: format!("{index} of {total} statements ran and are recorded"),
+                    state: format!("{committed} of {total} statements ran and are recorded"),
                 });
             }
             let statement_started = Instant::now();
-            self.statement_with_retries(
-                migration, script, direction, index, statement, events, started,
-            )
-            .await?;
-            if tracked {
-                let done = i32::try_from(index + 1).unwrap_or(i32::MAX);
-                let done_checksum = prefix_checksum(statements, index + 1);
-                self.history
-                    .advance_partial(&mut self.conn, migration.version, done, &done_checksum)
-                    .await
-                    .map_err(|e| history_failed(migration, self.history, e))?;
+            let timeouts = self.guards.timeouts(&script.directives, attempt);
+            let result = self
+                .attempt_statement(migration, index, &statements[index], timeouts, events)
+                .await;
+            if let Err(failed) = result {
+                // A failure inside the file's own block rolled the whole block back.
+                self.end_aborted_block().await;
+                match self
+                    .after_failure(migration, script, attempt, failed, events)
+                    .await?
+                {
+                    Next::Retry => {
+                        attempt += 1;
+                        index = committed;
+                        continue;
+                    }
+                    Next::Fail(failed) => {
+                        let outcome = self
+                            .partial_outcome(migration, direction, committed, total, &failed)
+                            .await;
+                        return Err(self
+                            .fail(
+                                migration, script, direction, attempt, failed, outcome, started,
+                            )
+                            .await);
+                    }
+                }
             }
+            index += 1;
             events(Event::StatementDone {
                 id: migration.id(),
-                number: index + 1,
+                number: index,
                 total,
                 duration: statement_started.elapsed(),
             });
+            if self
+                .in_block()
+                .await
+                .map_err(|e| history_failed(migration, self.history, e))?
+            {
+                continue;
+            }
+            committed = index;
+            attempt = 0;
+            if tracked {
+                let done = i32::try_from(index).unwrap_or(i32::MAX);
+                let done_checksum = prefix_checksum(statements, index);
+                self.history
+                    .advance_partial(self.probe, migration.version, done, &done_checksum)
+                    .await
+                    .map_err(|e| history_failed(migration, self.history, e))?;
+            }
         }
-        let _ = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
-            .execute(&mut self.conn)
-            .await;
+        if committed < total {
+            self.end_open_block().await;
+            return Err(unclosed_block(migration, script, committed));
+        }
         let record = record(migration, script, self.who, elapsed_ms(started));
         let recorded = match direction {
-            Direction::Up => self.history.record_applied(&mut self.conn, record).await,
-            Direction::Down => self.history.record_reverted(&mut self.conn, record).await,
+            Direction::Up => self.history.record_applied(self.probe, record).await,
+            Direction::Down => self.history.record_reverted(self.probe, record).await,
         };
         recorded.map_err(|e| history_failed(migration, self.history, e))?;
         Ok(started.elapsed())
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "private step of no_transaction; all are its locals"
-    )]
-    async fn statement_with_retries(
+    /// What a failed no-transaction migration leaves: the statements recorded, from what was
+    /// committed, and the error stored with its progress.
+    async fn partial_outcome(
         &mut self,
         migration: &Migration,
-        script: &Script,
         direction: Direction,
-        index: usize,
-        statement: &Statement,
-        events: &mut dyn FnMut(Event),
-        started: Instant,
-    ) -> Result<(), ApplyError> {
-        let mut attempt = 0;
-        loop {
-            let timeouts = self.guards.timeouts(&script.directives, attempt);
-            let result = self
-                .attempt_statement(migration, index, statement, timeouts, events)
-                .await;
-            let Err(failed) = result else { return Ok(()) };
-            match self
-                .after_failure(migration, script, attempt, failed, events)
-                .await?
-            {
-                Next::Retry => attempt += 1,
-                Next::Fail(failed) => {
-                    let outcome = match direction {
-                        Direction::Up => {
-                            let detail = db::explain(&failed.error);
-                            let _ = self
-                                .history
-                                .partial_failed(&mut self.conn, migration.version, &detail)
-                                .await;
-                            format!(
-                                "statements 1 to {index} ran and are recorded (of {}); fix statement {} \
-                                 and run `sluice up` to resume there",
-                                script.statements().map_or(0, <[Statement]>::len),
-                                index + 1
-                            )
-                        }
-                        Direction::Down => format!(
-                            "statements 1 to {index} of the down file ran; the migration is still \
-                             recorded as applied"
-                        ),
-                    };
-                    return Err(self
-                        .fail(
-                            migration, script, direction, attempt, failed, outcome, started,
-                        )
-                        .await);
-                }
+        committed: usize,
+        total: usize,
+        failed: &AttemptError,
+    ) -> String {
+        let failing = failed.statement.as_ref().map_or(committed, |(i, _)| *i) + 1;
+        let rolled_back = if failing > committed + 1 {
+            format!(
+                "; statements {} to {} ran in the file's own transaction block, which was \
+                 rolled back",
+                committed + 1,
+                failing - 1
+            )
+        } else {
+            String::new()
+        };
+        match direction {
+            Direction::Up => {
+                let _ = self
+                    .history
+                    .partial_failed(self.probe, migration.version, &db::explain(&failed.error))
+                    .await;
+                let recorded = match committed {
+                    0 => format!("none of its {total} statements is recorded as run"),
+                    n => format!("statements 1 to {n} ran and are recorded (of {total})"),
+                };
+                format!(
+                    "{recorded}{rolled_back}; fix statement {failing} and run `sluice up` to \
+                     resume at statement {}",
+                    committed + 1
+                )
             }
+            Direction::Down => format!(
+                "{committed} of {total} statements of the down file ran{rolled_back}; the \
+                 migration is still recorded as applied"
+            ),
+        }
+    }
+
+    /// Every migration starts from a clean session: what an earlier file set with `SET`
+    /// (search_path, role), temporary tables, cursors and listens end here. The connection's
+    /// own settings come back with it.
+    async fn reset_session(&mut self, migration: &Migration) -> Result<(), ApplyError> {
+        self.end_open_block().await;
+        let reset = sqlx::raw_sql(AssertSqlSafe(format!(
+            "{RESET_ROLE}; RESET ALL; DISCARD TEMP; CLOSE ALL; UNLISTEN *; {CONNECTION_CHECK}"
+        )))
+        .execute(&mut self.conn)
+        .await;
+        reset.map(drop).map_err(|error| {
+            ApplyError::Failed(Box::new(Failure {
+                id: migration.id(),
+                direction: Direction::Up,
+                path: migration.up.path.clone(),
+                line: None,
+                statement: None,
+                sqlstate: sqlstate_of(&error),
+                message: format!("resetting the session before it: {}", db::explain(&error)),
+                attempts: 1,
+                outcome: "nothing of it ran; run the same command again".to_owned(),
+            }))
+        })
+    }
+
+    /// Whether the migration's session is inside a transaction block the file opened: in one,
+    /// the transaction began at an earlier statement than this one.
+    /// Sent as a simple query: in the extended protocol the two timestamps differ anyway.
+    async fn in_block(&mut self) -> Result<bool, sqlx::Error> {
+        use sqlx::Row;
+        sqlx::raw_sql("SELECT transaction_timestamp() < statement_timestamp()")
+            .fetch_one(&mut self.conn)
+            .await?
+            .try_get(0)
+    }
+
+    /// Rolls back the file's own transaction block if a failure left it aborted.
+    async fn end_aborted_block(&mut self) {
+        if let Err(error) = sqlx::query("SELECT 1").execute(&mut self.conn).await
+            && sqlstate_of(&error).as_deref() == Some(IN_FAILED_TRANSACTION)
+        {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
+        }
+    }
+
+    /// Rolls back a transaction block the file opened and never closed.
+    async fn end_open_block(&mut self) {
+        if self.in_block().await.unwrap_or(true) {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
         }
     }
 
@@ -401,7 +487,9 @@ impl Session<'_> {
         failed: AttemptError,
         events: &mut dyn FnMut(Event),
     ) -> Result<Next, ApplyError> {
-        let transient = classify(&failed.error);
+        // A statement that ran into its own statement_timeout would only run as long again:
+        // it fails now, with advice, rather than repeat for hours.
+        let transient = classify(&failed.error).filter(|k| *k != Transient::StatementTimeout);
         let Some(kind) = transient.filter(|_| attempt < self.guards.max_retries) else {
             return Ok(Next::Fail(failed));
         };
@@ -461,6 +549,22 @@ impl Session<'_> {
         started: Instant,
     ) -> ApplyError {
         let (line, statement) = locate(script, &failed);
+        let mut message = failed
+            .error
+            .as_database_error()
+            .map_or_else(|| failed.error.to_string(), |e| e.message().to_owned());
+        if classify(&failed.error) == Some(Transient::StatementTimeout) {
+            let limit = self
+                .guards
+                .timeouts(&script.directives, attempt)
+                .statement_timeout;
+            message.push_str(&format!(
+                " (it ran longer than its statement_timeout of {}, so it was not retried: raise \
+                 the limit for this file with `-- sluice:statement-timeout <duration>` or \
+                 --statement-timeout, or make the statement cheaper)",
+                humantime::format_duration(limit)
+            ));
+        }
         let failure = Failure {
             id: migration.id(),
             direction,
@@ -468,10 +572,7 @@ impl Session<'_> {
             line,
             statement,
             sqlstate: sqlstate_of(&failed.error),
-            message: failed
-                .error
-                .as_database_error()
-                .map_or_else(|| failed.error.to_string(), |e| e.message().to_owned()),
+            message,
             attempts: attempt + 1,
             outcome,
         };
@@ -483,7 +584,10 @@ impl Session<'_> {
         let detail = failure.to_string();
         if let Err(error) = self
             .history
-            .record_failure(&mut self.conn, record, action, &detail)
+            // On the lock's connection: the migration's session may be in an aborted
+            // transaction, or under a role the file set, and the audit row of a failure is
+            // never lost.
+            .record_failure(self.probe, record, action, &detail)
             .await
         {
             tracing::warn!(
@@ -523,6 +627,39 @@ fn record<'r>(
     }
 }
 
+/// Back to the role the runner logged in as (allowed for any role: it names itself).
+const RESET_ROLE: &str = "RESET SESSION AUTHORIZATION; RESET ROLE";
+
+/// PostgreSQL 14+: notice within a second when the runner is gone (killed during a long
+/// CREATE INDEX CONCURRENTLY), instead of building on for the dead client.
+const CONNECTION_CHECK: &str = "SELECT CASE WHEN current_setting('server_version_num')::int >= 140000 \
+     THEN set_config('client_connection_check_interval', '1000', false) END";
+
+/// SQLSTATE 25P02: a statement was sent to a transaction that an error aborted.
+const IN_FAILED_TRANSACTION: &str = "25P02";
+
+/// A no-transaction file that opens a transaction block and never commits it: what it did in
+/// the block is rolled back, never recorded as applied.
+fn unclosed_block(migration: &Migration, script: &Script, committed: usize) -> ApplyError {
+    let statements = script.statements().unwrap_or_default();
+    let line = statements.get(committed).map(|s| s.line);
+    ApplyError::Failed(Box::new(Failure {
+        id: migration.id(),
+        direction: Direction::Up,
+        path: script.path.clone(),
+        line,
+        statement: statements.get(committed).map(|s| s.sql.clone()),
+        sqlstate: None,
+        message: "the file opens a transaction block here and never commits it".to_owned(),
+        attempts: 1,
+        outcome: format!(
+            "the block was rolled back; {committed} of {} statements ran and are recorded; add \
+             the COMMIT and run `sluice up` again",
+            statements.len()
+        ),
+    }))
+}
+
 /// A history write outside a migration transaction failed: the migration fails with it.
 fn history_failed(migration: &Migration, history: &History, error: sqlx::Error) -> ApplyError {
     ApplyError::Failed(Box::new(Failure {
@@ -546,12 +683,9 @@ pub async fn open_migration_connection(
     settings: &ConnectSettings,
 ) -> Result<(PgConnection, i32), db::DbError> {
     let mut conn = db::connect(settings).await?;
-    // PostgreSQL 14+: notice within a second when the runner is gone (killed during a long
-    // CREATE INDEX CONCURRENTLY), instead of building on for the dead client.
-    let pid = sqlx::query_scalar(
-        "SELECT pg_backend_pid() FROM (SELECT CASE WHEN current_setting('server_version_num')::int >= 140000 \
-         THEN set_config('client_connection_check_interval', '1000', false) END) AS s",
-    )
+    let pid = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT pg_backend_pid() FROM ({CONNECTION_CHECK}) AS s"
+    )))
     .fetch_one(&mut conn)
     .await
     .map_err(|e| db::DbError::Connect {

@@ -59,15 +59,12 @@ pub async fn take(
         .ok()
         .map(|u| u.path().trim_start_matches('/').to_owned())
         .unwrap_or_default();
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let path = settings.dir.join(format!(
-        "{}-{stamp}.dump",
-        if database.is_empty() {
-            "database"
-        } else {
-            &database
-        }
-    ));
+    let database = if database.is_empty() {
+        "database"
+    } else {
+        &database
+    };
+    let path = new_backup_file(&settings.dir, database)?;
     let started = Instant::now();
     let mut dump = tokio::process::Command::new(&settings.pg_dump);
     dump.arg("--format=custom")
@@ -89,6 +86,36 @@ pub async fn take(
         bytes,
         duration: started.elapsed(),
     })
+}
+
+/// Creates `<database>-<UTC time with milliseconds>.dump` in `dir`, never an existing file:
+/// the file checked after the dump is always this dump's, not an earlier backup that happened
+/// to get the same name.
+fn new_backup_file(dir: &Path, database: &str) -> Result<PathBuf, BackupError> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let mut n = 1;
+    loop {
+        let suffix = if n == 1 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
+        let path = dir.join(format!("{database}-{stamp}{suffix}.dump"));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(_) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(source) => {
+                return Err(BackupError::Directory {
+                    dir: dir.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
 }
 
 /// The URL without its password, and the password: the password goes to `PGPASSWORD`, never

@@ -161,13 +161,9 @@ fn duration(name: &str, value: &str) -> Result<Duration, String> {
             "`sluice:{name}` needs a duration, e.g. `-- sluice:{name} 5s`"
         ));
     }
-    let parsed = humantime::parse_duration(value)
-        .map_err(|e| format!("`sluice:{name} {value}`: {e}; expected e.g. 500ms, 5s, 10m"))?;
-    if parsed.is_zero() {
-        // Zero means "no timeout" to PostgreSQL: the opposite of a guard.
-        return Err(format!("`sluice:{name}` must be greater than zero"));
-    }
-    Ok(parsed)
+    // Zero means "no timeout" to PostgreSQL: the opposite of a guard.
+    sluice_common::config::parse_pg_timeout(value)
+        .map_err(|e| format!("`sluice:{name} {value}`: {e}"))
 }
 
 #[cfg(test)]

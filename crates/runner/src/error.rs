@@ -5,6 +5,7 @@ use sluice_common::exit;
 use sluice_common::lock::LockError;
 
 use crate::apply::ApplyError;
+use crate::event::Done;
 use crate::plan::PlanError;
 use crate::source::SourceError;
 
@@ -22,13 +23,13 @@ pub enum RunnerError {
     Apply {
         source: ApplyError,
         /// Migrations finished in this run before the failure.
-        done: Vec<String>,
+        done: Vec<Done>,
     },
     #[error("migration {migration} is blocked: {}", reasons.join("; "))]
     Blocked {
         migration: String,
         reasons: Vec<String>,
-        done: Vec<String>,
+        done: Vec<Done>,
     },
     #[error(
         "{} unapproved dangerous change(s):\n{}\napprove each in its file with `-- sluice:approve <rule> reason: <why it is safe here>`, \
@@ -51,17 +52,17 @@ pub enum RunnerError {
     )]
     Verification {
         failed: Vec<crate::verify::Outcome>,
-        done: Vec<String>,
+        done: Vec<Done>,
     },
     #[error("{source}")]
     Dump {
         source: crate::schema_dump::DumpError,
-        done: Vec<String>,
+        done: Vec<Done>,
     },
     #[error("migration {id} is not applied, so there is no recorded checksum to repair")]
     NotApplied { id: String },
     #[error("interrupted before migration {next}; run the same command again to continue")]
-    Interrupted { next: String, done: Vec<String> },
+    Interrupted { next: String, done: Vec<Done> },
     #[error("{what} failed: {}", sluice_common::db::explain(.source))]
     Query {
         what: String,
@@ -104,7 +105,7 @@ impl RunnerError {
     }
 
     /// Migrations this run completed before stopping.
-    pub fn done(&self) -> &[String] {
+    pub fn done(&self) -> &[Done] {
         match self {
             Self::Apply { done, .. }
             | Self::Interrupted { done, .. }

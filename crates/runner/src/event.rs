@@ -5,6 +5,16 @@ use std::time::Duration;
 use sluice_common::lock::LockHolder;
 
 use crate::guard::Blocker;
+use crate::source::Version;
+
+/// One migration finished by a run: in its report, and in the error of a run that stopped
+/// after it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Done {
+    pub id: String,
+    pub version: Version,
+    pub duration_ms: u64,
+}
 
 #[derive(Debug, Clone)]
 pub enum Event {

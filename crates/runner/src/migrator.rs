@@ -51,19 +51,13 @@ pub struct RunnerSettings {
     pub skip_lint: bool,
     /// Whether `up` lints at all (off only for scratch databases, e.g. `roundtrip`).
     pub lint_gate: bool,
-    /// `up --backup`: dump the database before applying anything.
+    /// `up`/`down --backup`: dump the database before applying or reverting anything.
     pub backup: Option<BackupSettings>,
     /// `up --verify`, `--dump-schema`: what runs after the last migration.
     pub post_apply: PostApply,
 }
 
-/// One migration finished by a run.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Done {
-    pub id: String,
-    pub version: Version,
-    pub duration_ms: u64,
-}
+pub use crate::event::Done;
 
 /// What a run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -412,6 +406,14 @@ impl Migrator {
         source::analyse(steps.iter().map(|s| &s.migration.up))?;
         self.lint_gate(steps.iter().map(|s| s.migration), Some(lock.connection()))
             .await?;
+        for step in steps.iter().filter(|s| s.migration.up.is_empty()) {
+            tracing::warn!(
+                migration = %step.migration.id(),
+                "{} holds no statement (empty, or only comments); it will be recorded as applied \
+                 with nothing run",
+                step.migration.up.path.display()
+            );
+        }
         if !steps.is_empty() {
             self.back_up(lock.connection()).await?;
         }
@@ -432,6 +434,10 @@ impl Migrator {
         let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
         let steps = plan::plan_down(&entries, target, self.settings.allow)?;
         source::analyse(steps.iter().filter_map(|m| m.down.as_ref()))?;
+        // A revert drops what the migration added (columns and their data): back up first.
+        if !steps.is_empty() {
+            self.back_up(lock.connection()).await?;
+        }
         let steps: Vec<UpStep<'_>> = steps
             .into_iter()
             .map(|migration| UpStep {
@@ -494,7 +500,7 @@ impl Migrator {
         Ok(report)
     }
 
-    /// `--backup`: a checked dump before anything is applied, logged and audited.
+    /// `--backup`: a checked dump before anything is applied or reverted, logged and audited.
     async fn back_up(&self, conn: &mut PgConnection) -> Result<(), RunnerError> {
         let Some(settings) = &self.settings.backup else {
             return Ok(());
@@ -653,6 +659,6 @@ fn done(migration: &Migration, duration: Duration) -> Done {
     }
 }
 
-fn ids(report: &Report) -> Vec<String> {
-    report.migrations.iter().map(|d| d.id.clone()).collect()
+fn ids(report: &Report) -> Vec<Done> {
+    report.migrations.clone()
 }

@@ -281,6 +281,10 @@ fn edited_partial(entry: &Entry<'_>) -> Option<String> {
 /// Whether the statements a part-applied migration already ran are still the same.
 fn ran_unchanged(file: &Migration, partial: &Partial) -> bool {
     let done = usize::try_from(partial.statements_done).unwrap_or(usize::MAX);
+    // Nothing of it ran (its first block rolled back): any edit is a fix, not a change.
+    if done == 0 {
+        return true;
+    }
     file.up.statements().is_some_and(|statements| {
         statements.len() >= done && prefix_checksum(statements, done) == partial.done_checksum
     })
@@ -569,6 +573,24 @@ mod tests {
         let entries = status(&files, &[], &partial);
         let plan = plan_up(&entries, None, Allow::default()).unwrap();
         assert_eq!(plan[0].resume_at, 1);
+    }
+
+    #[test]
+    fn a_partial_migration_with_nothing_run_may_change_anywhere() {
+        let mut partial = partial_after_first_statement_of(
+            "-- sluice:no-transaction\nSELECT 1;\nSELECT * FROM missing_table;\n",
+        );
+        partial.statements_done = 0;
+        partial.done_checksum = String::new();
+        let files = vec![migration(
+            1,
+            "-- sluice:no-transaction\nSELECT 10;\nSELECT 2;\n",
+            None,
+        )];
+        let partial = [partial];
+        let entries = status(&files, &[], &partial);
+        let plan = plan_up(&entries, None, Allow::default()).unwrap();
+        assert_eq!(plan[0].resume_at, 0);
     }
 
     #[test]

@@ -59,6 +59,13 @@ pub enum ScriptError {
         line: usize,
         message: String,
     },
+    #[error("{}:{line}:{column}: {message}; nothing was run", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error(
         "{}: line {line}: `{statement}` controls the transaction itself; sluice runs each \
          migration in a transaction of its own, so remove it (or mark the file \
@@ -102,24 +109,38 @@ impl Script {
         self.analysis().as_ref().ok().and_then(|s| s.as_deref())
     }
 
+    /// Every file is parsed offline, whatever its mode, so that `validate`, `lint` and `up`
+    /// find a syntax error (or a psql-only construct) before anything runs.
     fn analysis(&self) -> &Result<Option<Vec<Statement>>, ScriptError> {
         self.analysis.get_or_init(|| {
-            let split = split(&self.sql);
-            if self.directives.no_transaction {
-                if let Err((line, message)) = &split {
-                    return Err(ScriptError::Unsplittable {
+            let parsed = split(&self.sql).map_err(|error| {
+                let (line, column) = line_and_column(&self.sql, error.offset);
+                if self.directives.no_transaction && !error.unsupported {
+                    ScriptError::Unsplittable {
                         path: self.path.clone(),
-                        line: *line,
-                        message: message.clone(),
-                    });
+                        line,
+                        message: error.message,
+                    }
+                } else {
+                    ScriptError::Syntax {
+                        path: self.path.clone(),
+                        line,
+                        column,
+                        message: error.message,
+                    }
                 }
-            } else if let Ok(parsed) = &split {
-                refuse_transaction_control(&self.path, parsed)?;
+            })?;
+            if !self.directives.no_transaction {
+                refuse_transaction_control(&self.path, &parsed)?;
             }
-            Ok(split
-                .ok()
-                .map(|s| s.into_iter().map(|p| p.statement).collect()))
+            Ok(Some(parsed.into_iter().map(|p| p.statement).collect()))
         })
+    }
+
+    /// Whether the file holds no statement at all (empty, or only comments): applying it
+    /// records a migration that did nothing, which is worth a warning.
+    pub fn is_empty(&self) -> bool {
+        self.statements().is_some_and(<[Statement]>::is_empty)
     }
 
     /// The 1-based line of byte `offset` in the file.
@@ -154,37 +175,171 @@ struct Parsed {
     is_transaction_control: bool,
 }
 
+/// Why a file cannot be split: where, and what to do.
+struct SplitError {
+    offset: usize,
+    message: String,
+    /// Not a syntax error but something only psql understands, or bytes PostgreSQL refuses.
+    unsupported: bool,
+}
+
 /// Splits SQL into statements with squawk's PostgreSQL parser (dollar quotes, comments and
-/// string literals are understood; never a split on `;`). Errors give a line and a message.
-fn split(sql: &str) -> Result<Vec<Parsed>, (usize, String)> {
+/// string literals are understood; never a split on `;`). Linear in the file's size: lines
+/// are counted once, walking forward with the statements.
+fn split(sql: &str) -> Result<Vec<Parsed>, SplitError> {
+    if let Some(offset) = sql.find('\0') {
+        return Err(SplitError {
+            offset,
+            message: "the file contains a NUL byte, which PostgreSQL cannot take (is it a \
+                      binary or UTF-16 file?)"
+                .to_owned(),
+            unsupported: true,
+        });
+    }
     let parse = squawk_syntax::SourceFile::parse(sql);
     if let Some(error) = parse.errors().first() {
         let offset = usize::from(error.range().start());
-        return Err((line_at(sql, offset), error.message().to_owned()));
+        // Inline COPY data reads as garbage to the parser: name the COPY instead.
+        if let Some(copy) = parse.tree().stmts().find(copies_from_stdin) {
+            return Err(copy_from_stdin(usize::from(
+                copy.syntax().text_range().start(),
+            )));
+        }
+        return Err(explain_parse_error(sql, offset, error.message()));
     }
-    Ok(parse
-        .tree()
-        .stmts()
-        .filter_map(|stmt| {
-            let range = stmt.syntax().text_range();
-            let start = usize::from(range.start());
-            let text = sql[start..usize::from(range.end())].trim();
-            if text.is_empty() || text == ";" {
-                return None;
-            }
-            Some(Parsed {
-                is_transaction_control: matches!(
-                    stmt,
-                    ast::Stmt::Begin(_) | ast::Stmt::Commit(_) | ast::Stmt::Rollback(_)
-                ),
-                statement: Statement {
-                    sql: text.to_owned(),
-                    line: line_at(sql, start),
-                    concurrent_index: concurrent_index(&stmt),
-                },
-            })
-        })
-        .collect())
+    let mut lines = LineCounter::new(sql);
+    let mut parsed = Vec::new();
+    for stmt in parse.tree().stmts() {
+        let range = stmt.syntax().text_range();
+        let start = usize::from(range.start());
+        let text = sql[start..usize::from(range.end())].trim();
+        if text.is_empty() || text == ";" {
+            continue;
+        }
+        if copies_from_stdin(&stmt) {
+            return Err(copy_from_stdin(start));
+        }
+        parsed.push(Parsed {
+            is_transaction_control: matches!(
+                stmt,
+                ast::Stmt::Begin(_) | ast::Stmt::Commit(_) | ast::Stmt::Rollback(_)
+            ),
+            statement: Statement {
+                sql: text.to_owned(),
+                line: lines.line_at(start),
+                concurrent_index: concurrent_index(&stmt),
+            },
+        });
+    }
+    Ok(parsed)
+}
+
+/// A parse error in words a person can act on: the offending line, and for a psql
+/// meta-command (`\i file`, `\set`), that it is psql's, not SQL.
+fn explain_parse_error(sql: &str, offset: usize, message: &str) -> SplitError {
+    let line_start = sql[..offset].rfind('\n').map_or(0, |at| at + 1);
+    let line_end = sql[offset..].find('\n').map_or(sql.len(), |at| offset + at);
+    let line_text = sql[line_start..line_end].trim();
+    // The parser reports at the start of the statement it could not read; a backslash
+    // command may begin on a later line of it.
+    let mut statement_lines = Vec::new();
+    for line in sql[line_start..].lines() {
+        statement_lines.push(line);
+        if line.trim_end().ends_with(';') {
+            break;
+        }
+    }
+    let meta = statement_lines
+        .into_iter()
+        .find(|line| line.trim_start().starts_with('\\'));
+    if let Some(meta) = meta {
+        let at = line_start + sql[line_start..].find(meta).unwrap_or(0);
+        return SplitError {
+            offset: at,
+            message: format!(
+                "`{}` is a psql meta-command, not SQL: sluice sends the file to the server, \
+                 which does not know it (inline the SQL it stands for)",
+                meta.trim()
+            ),
+            unsupported: true,
+        };
+    }
+    SplitError {
+        offset,
+        message: format!("syntax error ({message}) in `{}`", excerpt(line_text)),
+        unsupported: false,
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+fn copy_from_stdin(offset: usize) -> SplitError {
+    SplitError {
+        offset,
+        message: "`COPY ... FROM STDIN` needs psql to send the data, and sluice sends SQL \
+                  only: load the rows with INSERT ... VALUES, or COPY from a file the server \
+                  can read"
+            .to_owned(),
+        unsupported: true,
+    }
+}
+
+fn copies_from_stdin(stmt: &ast::Stmt) -> bool {
+    let ast::Stmt::Copy(copy) = stmt else {
+        return false;
+    };
+    let words: Vec<String> = copy
+        .syntax()
+        .text()
+        .to_string()
+        .split_whitespace()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    words
+        .windows(2)
+        .any(|w| w[0] == "from" && w[1].trim_end_matches(';') == "stdin")
+}
+
+/// 1-based line numbers of increasing byte offsets, counting each newline once.
+struct LineCounter<'a> {
+    text: &'a str,
+    offset: usize,
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            offset: 0,
+            line: 1,
+        }
+    }
+
+    fn line_at(&mut self, offset: usize) -> usize {
+        let end = offset.min(self.text.len()).max(self.offset);
+        self.line += self.text.as_bytes()[self.offset..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
+        self.offset = end;
+        self.line
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
+    (
+        line_at(text, offset),
+        text[line_start..offset].chars().count() + 1,
+    )
 }
 
 fn refuse_transaction_control(path: &Path, statements: &[Parsed]) -> Result<(), ScriptError> {
@@ -299,10 +454,58 @@ mod tests {
     }
 
     #[test]
-    fn an_unparsable_transactional_file_is_left_to_postgresql() {
-        let script =
-            parse("CREATE TABLE t (id int);\nsome syntax squawk does not know;\n").unwrap();
-        assert!(script.statements().is_none());
+    fn an_unparsable_transactional_file_is_an_error_with_line_and_column() {
+        let err = parse("CREATE TABLE t (id int);\n  CREATE TABLEE u (id int);\n").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ScriptError::Syntax {
+                    line: 2,
+                    column: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with("migrations/0001_x.sql:2:3: syntax error"),
+            "{text}"
+        );
+        assert!(text.contains("CREATE TABLEE u"), "{text}");
+    }
+
+    #[test]
+    fn psql_only_constructs_and_nul_bytes_are_errors_that_say_so() {
+        let meta = parse("CREATE TABLE a (id int);\n\\i other.sql\n").unwrap_err();
+        assert!(
+            matches!(meta, ScriptError::Syntax { line: 2, .. }),
+            "{meta}"
+        );
+        assert!(meta.to_string().contains("psql meta-command"), "{meta}");
+        let copy = parse("COPY t (a) FROM STDIN;\n1\n2\n\\.\n").unwrap_err();
+        assert!(copy.to_string().contains("COPY ... FROM STDIN"), "{copy}");
+        let bare_copy = parse("CREATE TABLE t (a int);\nCOPY t FROM stdin;\n").unwrap_err();
+        assert!(
+            matches!(bare_copy, ScriptError::Syntax { line: 2, .. }),
+            "{bare_copy}"
+        );
+        let nul = parse("CREATE TABLE a (id int);\0\n").unwrap_err();
+        assert!(nul.to_string().contains("NUL byte"), "{nul}");
+        let nul_no_tx = parse("-- sluice:no-transaction\nSELECT 1;\0\n").unwrap_err();
+        assert!(nul_no_tx.to_string().contains("NUL byte"), "{nul_no_tx}");
+    }
+
+    #[test]
+    fn splitting_is_linear_in_the_file_size() {
+        // 20,000 one-line INSERTs: quadratic line counting took seconds here.
+        let sql: String = (0..20_000)
+            .map(|i| format!("INSERT INTO t VALUES ({i}, 'x');\n"))
+            .collect();
+        let script = parse(&format!("CREATE TABLE t (a int, b text);\n{sql}")).unwrap();
+        let statements = script.statements().unwrap();
+        assert_eq!(statements.len(), 20_001);
+        assert_eq!(statements[20_000].line, 20_001);
     }
 
     #[test]

@@ -187,8 +187,9 @@ async fn a_session_blocked_behind_a_batch_makes_the_backfill_throttle() {
          max_replication_lag = \"1h\"\n",
     );
     let metrics = project.path().join("bump.prom");
-    // A replica that cannot be reached is said once, without its password, and does not keep
-    // the monitor from the other signals.
+    // A watched replica (here the server itself, which answers lag 0) does not keep the
+    // monitor from the other signals. (One that cannot be reached at the start stops the run:
+    // hostile::secrets.)
     let worker = project.spawn_backfill(&[
         "run",
         "bump",
@@ -197,7 +198,7 @@ async fn a_session_blocked_behind_a_batch_makes_the_backfill_throttle() {
         "--metrics-file",
         metrics.to_str().unwrap(),
         "--replica-url",
-        "postgres://watcher:replica-pw-hidden@127.0.0.1:1/app",
+        &project.db.url,
     ]);
     let mut conn = project.db.connect().await;
     let mut app = project.db.connect().await;
@@ -257,16 +258,7 @@ async fn a_session_blocked_behind_a_batch_makes_the_backfill_throttle() {
     let output = worker.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        stderr.matches("its lag cannot be read").count(),
-        1,
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("replica postgres://watcher:***@127.0.0.1:1/app")
-            && !stderr.contains("replica-pw-hidden"),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("its lag cannot be read"), "{stderr}");
     let text = std::fs::read_to_string(&metrics).unwrap();
     assert!(
         text.contains(

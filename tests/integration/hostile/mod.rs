@@ -2,4 +2,5 @@
 //! success reported for work not done, the README's exit code for every bad input.
 
 mod backfill;
+mod runner;
 mod secrets;

@@ -17,7 +17,7 @@ use sluice_backfill::{ops, plan, window};
 use sluice_common::cli::{
     GlobalArgs, Startup, common_config_rows, common_exit_code, render_config_rows, with_origin,
 };
-use sluice_common::config::layered;
+use sluice_common::config::{layered, parse_duration, parse_pg_timeout};
 use sluice_common::db::ConnectSettings;
 use sluice_common::exit;
 use sluice_common::redact::{SecretUrl, register_secrets, split_url_list};
@@ -106,7 +106,7 @@ struct RunArgs {
     #[arg(long, env = "SLUICE_TIME_ZONE", value_name = "ZONE")]
     time_zone: Option<chrono_tz::Tz>,
     /// Stop after this long (after the current batch), exit 0, resumable; e.g. 45m.
-    #[arg(long, env = "SLUICE_MAX_RUNTIME", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SLUICE_MAX_RUNTIME", value_name = "DURATION", value_parser = parse_duration)]
     max_runtime: Option<Duration>,
     /// Stop at this time: RFC 3339 (2026-11-22T05:00:00Z) or HH:MM in --time-zone.
     #[arg(long, env = "SLUICE_UNTIL", value_name = "TIME")]
@@ -169,19 +169,19 @@ struct OverrideArgs {
     #[arg(long, value_name = "N")]
     max_batch_size: Option<u32>,
     /// Batch duration adaptive sizing aims at, e.g. 200ms.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     target_batch_time: Option<Duration>,
     /// Rate limit of the job in rows per second, shared by every process running it; 0 for none.
     #[arg(long, value_name = "N")]
     max_rows_per_second: Option<u32>,
     /// Sleep between batches, e.g. 50ms.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pause: Option<Duration>,
     /// lock_timeout of each batch.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_pg_timeout)]
     lock_timeout: Option<Duration>,
     /// statement_timeout of each batch.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_pg_timeout)]
     statement_timeout: Option<Duration>,
     /// Retries of a failing batch before the job fails.
     #[arg(long, value_name = "N")]
@@ -190,10 +190,10 @@ struct OverrideArgs {
     #[arg(long, value_name = "N")]
     ranges: Option<u32>,
     /// A worker silent this long loses its range to another, e.g. 30s.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     lease: Option<Duration>,
     /// Wait while replication lags more than this, e.g. 10s.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     max_replication_lag: Option<Duration>,
     /// Wait while this query returns true.
     #[arg(long, value_name = "SQL")]

@@ -70,6 +70,10 @@ fn scripts(dir: &Path, files: &[PathBuf]) -> Result<Vec<Script>, RunnerError> {
                 .ok()
         })
         .collect();
+    // A file that does not parse cannot be linted: say so (exit 3) rather than pass it.
+    if let Err(error) = source::analyse(&scripts) {
+        problems.extend(error.problems);
+    }
     if problems.is_empty() {
         Ok(scripts)
     } else {

@@ -185,7 +185,45 @@ pub fn main() -> ExitCode {
     sluice_common::cli::run_to_exit(PROGRAM, run(cli, &matches), exit_code_of)
 }
 
+/// Runs the command; with `--json`, an error that stops it before its own document is
+/// written (no database URL, an invalid setting) still comes out as one JSON document.
 async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
+    let json = cli.command.json_name();
+    match (run_command(cli, matches).await, json) {
+        (Err(error), Some(command)) => {
+            let code = exit_code_of(&error);
+            let mut document = serde_json::json!({
+                "command": command,
+                "ok": false,
+                "error": {
+                    "message": sluice_common::cli::error_chain(&*error),
+                    "exit_code": code,
+                },
+            });
+            if matches!(command, "up" | "down") {
+                document["migrations"] = serde_json::json!([]);
+            }
+            outln!("{document}");
+            Ok(code)
+        }
+        (result, _) => result,
+    }
+}
+
+impl Command {
+    /// The command's name when it was asked for JSON output.
+    fn json_name(&self) -> Option<&'static str> {
+        match self {
+            Self::Up { json: true, .. } => Some("up"),
+            Self::Down { json: true, .. } => Some("down"),
+            Self::Status { json: true } => Some("status"),
+            Self::Drift { json: true, .. } => Some("drift"),
+            _ => None,
+        }
+    }
+}
+
+async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
     let startup = sluice_common::cli::start(&cli.global, matches, PROGRAM)?;
     let resolved = settings::resolve(&cli.runner, matches, &startup)?;
     match cli.command {
@@ -212,18 +250,24 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
             }
             None => new::create(&resolved.migrations_dir, &name, reversible),
         },
-        Command::Validate { since } => validate(&resolved.migrations_dir, since.as_deref()),
+        Command::Validate { since } => {
+            startup.shutdown.stop_at_once();
+            validate(&resolved.migrations_dir, since.as_deref())
+        }
         Command::Lint {
             files,
             format,
             rules,
-        } => lint::run(
-            &resolved.migrations_dir,
-            &files,
-            format,
-            rules,
-            &resolved.lint,
-        ),
+        } => {
+            startup.shutdown.stop_at_once();
+            lint::run(
+                &resolved.migrations_dir,
+                &files,
+                format,
+                rules,
+                &resolved.lint,
+            )
+        }
         Command::Roundtrip => {
             roundtrip::run(resolved.into_runner(&startup)?, &startup.shutdown).await
         }
@@ -358,6 +402,17 @@ async fn run_against_database(
 
 fn validate(dir: &std::path::Path, since: Option<&str>) -> anyhow::Result<u8> {
     let migrations = source::load_checked(dir).map_err(RunnerError::from)?;
+    for script in migrations
+        .iter()
+        .flat_map(|m| std::iter::once(&m.up).chain(&m.down))
+        .filter(|s| s.is_empty())
+    {
+        errln!(
+            "sluice: warning: {} holds no statement (empty, or only comments); applying it \
+             records a migration that did nothing",
+            script.path.display()
+        );
+    }
     if let Some(git_ref) = since {
         let changes = sluice_runner::since::changes_since(dir, git_ref)?;
         if !changes.is_empty() {

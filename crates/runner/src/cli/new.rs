@@ -66,6 +66,13 @@ pub enum NewError {
     Name(String),
     #[error("{0}")]
     Scaffold(String),
+    #[error(
+        "the newest migration in {} has version {newest}, the largest there is: no version \
+         comes after it. Rename that file to a timestamp version (YYYYMMDDHHMMSS) or an \
+         ordinal that leaves room",
+        dir.display()
+    )]
+    NoVersionLeft { dir: PathBuf, newest: i64 },
     #[error("cannot create {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -78,6 +85,7 @@ impl NewError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Name(_) | Self::Scaffold(_) => exit::USAGE,
+            Self::NoVersionLeft { .. } => exit::INVALID_INPUT,
             Self::Write { .. } => exit::FAILED,
         }
     }
@@ -87,7 +95,7 @@ pub fn create(dir: &Path, name: &str, reversible: bool) -> anyhow::Result<u8> {
     if !is_snake_case(name) {
         return Err(NewError::Name(name.to_owned()).into());
     }
-    let version = next_version(dir, chrono::Utc::now());
+    let version = next_version(dir, chrono::Utc::now(), 1)?;
     let files: Vec<(PathBuf, String)> = if reversible {
         vec![
             (
@@ -125,7 +133,7 @@ pub fn scaffold(
 ) -> anyhow::Result<u8> {
     let change = change(name, args)?;
     let files = scaffold::render(&change).map_err(|e| NewError::Scaffold(e.to_string()))?;
-    let version: i64 = next_version(dir, chrono::Utc::now()).parse().unwrap_or(0);
+    let version = next_version(dir, chrono::Utc::now(), 2)?;
     let targets = [
         (
             dir.join(format!("{version}_{name}_expand.sql")),
@@ -222,8 +230,13 @@ fn is_snake_case(name: &str) -> bool {
 }
 
 /// The current UTC time as `YYYYMMDDHHMMSS`, or one past the newest existing version when that
-/// is not older (two files in one second, or a clock behind the repository).
-fn next_version(dir: &Path, now: chrono::DateTime<chrono::Utc>) -> String {
+/// is not older (two files in one second, or a clock behind the repository); `needed`
+/// versions from there must exist.
+fn next_version(
+    dir: &Path,
+    now: chrono::DateTime<chrono::Utc>,
+    needed: i64,
+) -> Result<i64, NewError> {
     let stamp: i64 = now.format("%Y%m%d%H%M%S").to_string().parse().unwrap_or(0);
     let newest = std::fs::read_dir(dir)
         .into_iter()
@@ -236,10 +249,15 @@ fn next_version(dir: &Path, now: chrono::DateTime<chrono::Utc>) -> String {
         })
         .map(|f| f.version)
         .max();
-    match newest {
-        Some(newest) if newest >= stamp => (newest + 1).to_string(),
-        _ => stamp.to_string(),
-    }
+    let next = match newest {
+        Some(newest) if newest >= stamp => newest.checked_add(1),
+        _ => Some(stamp),
+    };
+    next.filter(|v| v.checked_add(needed - 1).is_some())
+        .ok_or_else(|| NewError::NoVersionLeft {
+            dir: dir.to_path_buf(),
+            newest: newest.unwrap_or(stamp),
+        })
 }
 
 #[cfg(test)]
@@ -272,8 +290,24 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2026-11-21T10:20:30Z")
             .unwrap()
             .to_utc();
-        assert_eq!(next_version(dir.path(), now), "20261121102030");
+        assert_eq!(next_version(dir.path(), now, 1).unwrap(), 20261121102030);
         std::fs::write(dir.path().join("20261121102030_a.sql"), "").unwrap();
-        assert_eq!(next_version(dir.path(), now), "20261121102031");
+        assert_eq!(next_version(dir.path(), now, 1).unwrap(), 20261121102031);
+    }
+
+    #[test]
+    fn no_version_after_the_largest_is_an_error_not_a_wrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = chrono::Utc::now();
+        std::fs::write(dir.path().join(format!("{}_last.sql", i64::MAX - 1)), "").unwrap();
+        assert_eq!(next_version(dir.path(), now, 1).unwrap(), i64::MAX);
+        assert!(next_version(dir.path(), now, 2).is_err());
+        std::fs::write(dir.path().join(format!("{}_max.sql", i64::MAX)), "").unwrap();
+        let err = next_version(dir.path(), now, 1).unwrap_err();
+        assert!(
+            err.to_string().contains("no version comes after it"),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), exit::INVALID_INPUT);
     }
 }

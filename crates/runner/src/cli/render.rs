@@ -99,7 +99,7 @@ impl Renderer {
                 None,
             ),
             Err(error) => (
-                json!(error.done()),
+                serde_json::to_value(error.done()).unwrap_or_default(),
                 Some(json!({ "message": error.to_string(), "exit_code": code })),
             ),
         };
@@ -139,7 +139,12 @@ impl Renderer {
                 if !error.done().is_empty() {
                     errln!(
                         "sluice: {done} before stopping: {}",
-                        error.done().join(", ")
+                        error
+                            .done()
+                            .iter()
+                            .map(|d| d.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                 }
             }

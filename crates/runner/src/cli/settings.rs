@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::ArgMatches;
 use sluice_common::cli::{ConfigRow, Startup, common_config_rows, with_origin};
-use sluice_common::config::{Origin, Setting, layered, layered_opt};
+use sluice_common::config::{
+    DurationKind, Origin, Setting, checked, layered, layered_opt, parse_duration, parse_pg_timeout,
+};
 use sluice_common::db::{ConnectSettings, DbError};
 use sluice_runner::backup::BackupSettings;
 use sluice_runner::guard::{
@@ -32,16 +34,16 @@ pub struct RunnerArgs {
 
     /// lock_timeout of each migration: the longest application queries can queue behind it
     /// [default: 500ms]. A file's `-- sluice:lock-timeout` wins.
-    #[arg(long, env = "SLUICE_LOCK_TIMEOUT", value_name = "DURATION", value_parser = positive_duration, global = true)]
+    #[arg(long, env = "SLUICE_LOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_pg_timeout, global = true)]
     pub lock_timeout: Option<Duration>,
 
     /// Ceiling of lock_timeout, which doubles on each retry [default: 5s].
-    #[arg(long, env = "SLUICE_MAX_LOCK_TIMEOUT", value_name = "DURATION", value_parser = positive_duration, global = true)]
+    #[arg(long, env = "SLUICE_MAX_LOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_pg_timeout, global = true)]
     pub max_lock_timeout: Option<Duration>,
 
     /// statement_timeout of each statement [default: 15m]. A file's
     /// `-- sluice:statement-timeout` wins.
-    #[arg(long, env = "SLUICE_STATEMENT_TIMEOUT", value_name = "DURATION", value_parser = positive_duration, global = true)]
+    #[arg(long, env = "SLUICE_STATEMENT_TIMEOUT", value_name = "DURATION", value_parser = parse_pg_timeout, global = true)]
     pub statement_timeout: Option<Duration>,
 
     /// Retries of a migration after a lock timeout, deadlock, serialization failure or lost
@@ -50,7 +52,7 @@ pub struct RunnerArgs {
     pub max_retries: Option<u32>,
 
     /// How long to wait for another runner's lock before giving up [default: 5m]; 0 tries once.
-    #[arg(long, env = "SLUICE_LOCK_WAIT", value_name = "DURATION", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "SLUICE_LOCK_WAIT", value_name = "DURATION", value_parser = parse_duration, global = true)]
     pub lock_wait: Option<Duration>,
 
     /// Do not refuse to run when applied migrations' files are missing.
@@ -70,8 +72,8 @@ pub struct RunnerArgs {
     #[arg(long, env = "SLUICE_PG_VERSION", value_name = "VERSION", global = true)]
     pub pg_version: Option<String>,
 
-    /// `up`: take a pg_dump -Fc into DIR (checked with pg_restore --list) before applying
-    /// anything; if it fails, nothing is applied.
+    /// `up`/`down`: take a pg_dump -Fc into DIR (checked with pg_restore --list) before
+    /// applying or reverting anything; if it fails, nothing is applied or reverted.
     #[arg(long, env = "SLUICE_BACKUP_DIR", value_name = "DIR", global = true)]
     pub backup: Option<PathBuf>,
 
@@ -130,14 +132,6 @@ fn pg_dump() -> PathBuf {
     std::env::var_os("SLUICE_PG_DUMP").map_or_else(|| "pg_dump".into(), PathBuf::from)
 }
 
-fn positive_duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(d) if d.is_zero() => Err("must be greater than zero (0 would disable the guard)".into()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(format!("{e}; expected e.g. 500ms, 5s, 10m")),
-    }
-}
-
 /// The runner's settings with their origins.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -166,11 +160,8 @@ pub fn resolve(
         file.migrations.clone(),
         PathBuf::from(DEFAULT_MIGRATIONS_DIR),
     );
-    let nonzero = |name: &str, setting: Setting<Duration>| {
-        if setting.value.is_zero() {
-            anyhow::bail!("{name} must be greater than zero (from {})", setting.origin);
-        }
-        Ok(setting)
+    let nonzero = |name: &'static str, setting: Setting<Duration>| {
+        checked(name, setting, DurationKind::PgTimeout)
     };
     Ok(Resolved {
         migrations_dir: migrations.value,
@@ -204,11 +195,15 @@ pub fn resolve(
             file.max_retries,
             DEFAULT_MAX_RETRIES,
         ),
-        lock_wait: layered(
-            with_origin(args.lock_wait, matches, "lock_wait"),
-            file.lock_wait,
-            DEFAULT_LOCK_WAIT,
-        ),
+        lock_wait: checked(
+            "lock_wait",
+            layered(
+                with_origin(args.lock_wait, matches, "lock_wait"),
+                file.lock_wait,
+                DEFAULT_LOCK_WAIT,
+            ),
+            DurationKind::Any,
+        )?,
         actor: layered_opt(
             with_origin(args.actor.clone(), matches, "actor"),
             file.actor.clone(),

@@ -1,0 +1,330 @@
+//! Runner answers that must match what the database holds.
+
+use sluice_common::exit;
+use sluice_tests::{Project, Run};
+
+async fn scalar(project: &Project, sql: &str) -> i64 {
+    let mut conn = project.db.connect().await;
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_failing_block_in_a_no_transaction_file_claims_nothing_it_rolled_back() {
+    let project = Project::new().await;
+    let path = project.write(
+        "0001_block.sql",
+        "-- sluice:no-transaction\nBEGIN;\nCREATE TABLE x (id int);\nINSERT INTO nope VALUES (1);\nCOMMIT;\n",
+    );
+    let run = project.run(&["up"]);
+    run.expect_code(exit::FAILED);
+    let err = run.stderr();
+    assert!(!err.contains("ran and are recorded"), "{err}");
+    assert!(
+        err.contains("none of its 4 statements is recorded as run"),
+        "{err}"
+    );
+    assert!(err.contains("rolled back"), "{err}");
+    assert_eq!(
+        scalar(
+            &project,
+            "SELECT count(*) FROM pg_class WHERE relname = 'x'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            &project,
+            "SELECT statements_done::bigint FROM sluice.migration_progress"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            &project,
+            "SELECT count(*) FROM sluice.audit WHERE action = 'fail-apply'"
+        )
+        .await,
+        1,
+        "the failure's audit row was lost"
+    );
+    // Fixed, the block runs whole, once.
+    std::fs::write(
+        &path,
+        "-- sluice:no-transaction\nBEGIN;\nCREATE TABLE x (id int);\nINSERT INTO x VALUES (1);\nCOMMIT;\n",
+    )
+    .unwrap();
+    project.run(&["up"]).expect_code(exit::OK);
+    assert_eq!(scalar(&project, "SELECT count(*) FROM x").await, 1);
+}
+
+#[tokio::test]
+async fn a_no_transaction_file_that_never_commits_its_block_is_not_applied() {
+    let project = Project::new().await;
+    project.write(
+        "0001_open.sql",
+        "-- sluice:no-transaction\nBEGIN;\nCREATE TABLE x (id int);\n",
+    );
+    // Lint sees it first; past lint, the runner refuses to record it.
+    project.run(&["up"]).expect_code(exit::BLOCKED);
+    let run = project.run(&["up", "--skip-lint"]);
+    run.expect_code(exit::FAILED);
+    assert!(run.stderr().contains("never commits"), "{}", run.stderr());
+    assert_eq!(
+        scalar(
+            &project,
+            "SELECT count(*) FROM pg_class WHERE relname = 'x'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(&project, "SELECT count(*) FROM sluice.migrations").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn each_migration_starts_from_a_clean_session() {
+    let project = Project::new().await;
+    let role = format!("lowpriv_{}", &project.db.name);
+    project.write(
+        "0001_schema.sql",
+        &format!("CREATE SCHEMA other;\nCREATE ROLE \"{role}\" NOLOGIN;\n"),
+    );
+    project.write(
+        "0002_path.sql",
+        "-- sluice:no-transaction\nSET search_path TO other;\nSELECT 1;\n",
+    );
+    project.write("0003_leak.sql", "CREATE TABLE leak (id int);\n");
+    project.write(
+        "0004_role.sql",
+        &format!("-- sluice:no-transaction\nSET ROLE \"{role}\";\nSELECT 1;\n"),
+    );
+    project.write("0005_after.sql", "CREATE TABLE after_role (id int);\n");
+    project.write(
+        "0006_tx_role.sql",
+        &format!("SET ROLE \"{role}\";\nSELECT 1;\n"),
+    );
+    project.write("0007_last.sql", "CREATE TABLE last_one (id int);\n");
+    let run = project.run(&["up"]);
+    let _ = project
+        .db
+        .exec(&format!(
+            "DROP OWNED BY \"{role}\"; DROP ROLE IF EXISTS \"{role}\""
+        ))
+        .await;
+    run.expect_code(exit::OK);
+    assert_eq!(
+        scalar(
+            &project,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'leak' AND schemaname = 'public'"
+        )
+        .await,
+        1,
+        "SET search_path of one migration leaked into the next"
+    );
+    assert_eq!(
+        scalar(
+            &project,
+            "SELECT count(*) FROM pg_tables WHERE tablename IN ('after_role', 'last_one') \
+             AND tableowner = current_user"
+        )
+        .await,
+        2
+    );
+    project.run(&["up"]).expect_code(exit::OK);
+    assert_eq!(
+        scalar(&project, "SELECT count(*) FROM sluice.migrations").await,
+        7
+    );
+}
+
+#[tokio::test]
+async fn validate_and_lint_find_what_postgresql_would_refuse_before_anything_runs() {
+    let project = Project::new().await;
+    project.write("0001_ok.sql", "CREATE TABLE ok (id bigint);\n");
+    project.write(
+        "0002_typo.sql",
+        "CREATE TABLE a (id bigint);\n  CREATE TABLEE b (id bigint);\n",
+    );
+    project.write(
+        "0003_psql.sql",
+        "CREATE TABLE c (id bigint);\n\\i other.sql\n",
+    );
+    project.write(
+        "0004_copy.sql",
+        "CREATE TABLE d (id bigint);\nCOPY d (id) FROM STDIN;\n1\n2\n\\.\n",
+    );
+    project.write("0005_nul.sql", "CREATE TABLE e (id bigint);\0\n");
+    for args in [&["validate"][..], &["lint"][..], &["up"][..]] {
+        let run = project.run(args);
+        run.expect_code(exit::INVALID_INPUT);
+        let err = run.stderr();
+        assert!(
+            err.contains("0002_typo.sql:2:3: syntax error"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("0003_psql.sql:2:1"), "{args:?}: {err}");
+        assert!(err.contains("psql meta-command"), "{args:?}: {err}");
+        assert!(err.contains("COPY ... FROM STDIN"), "{args:?}: {err}");
+        assert!(err.contains("NUL byte"), "{args:?}: {err}");
+    }
+    assert_eq!(
+        scalar(
+            &project,
+            "SELECT count(*) FROM pg_class WHERE relname = 'ok'"
+        )
+        .await,
+        0,
+        "up applied the migrations before the bad ones"
+    );
+}
+
+#[tokio::test]
+async fn a_statement_that_hits_its_own_statement_timeout_fails_at_once_with_advice() {
+    let project = Project::new().await;
+    project.write(
+        "0001_slow.sql",
+        "-- sluice:statement-timeout 300ms\nSELECT pg_sleep(2);\n",
+    );
+    let started = std::time::Instant::now();
+    let run = project.run(&["up"]);
+    run.expect_code(exit::FAILED);
+    // Safety bound far from the failure case (10 retries took over 2 minutes).
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let err = run.stderr();
+    assert!(err.contains("statement timeout"), "{err}");
+    assert!(err.contains("sluice:statement-timeout"), "{err}");
+    assert!(!err.contains("after 2 attempts"), "{err}");
+}
+
+#[tokio::test]
+async fn down_backup_is_taken_and_every_backup_file_is_its_own() {
+    let project = Project::new().await;
+    project.write("0001_t.up.sql", "CREATE TABLE t (id bigint);\n");
+    project.write("0001_t.down.sql", "DROP TABLE t;\n");
+    let backups = project.path().join("backups");
+    let dir = backups.to_str().unwrap();
+    project.run(&["up", "--backup", dir]).expect_code(exit::OK);
+    let down = project.run(&["down", "--backup", dir, "--skip-lint"]);
+    down.expect_code(exit::OK);
+    let files: Vec<_> = std::fs::read_dir(&backups).unwrap().flatten().collect();
+    assert_eq!(files.len(), 2, "one backup per run: {files:?}");
+    assert_eq!(
+        scalar(
+            &project,
+            "SELECT count(*) FROM sluice.audit WHERE action = 'backup'"
+        )
+        .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn durations_out_of_postgresql_range_are_refused_before_anything_runs() {
+    let project = Project::new().await;
+    project.write("0001_t.sql", "CREATE TABLE t (id bigint);\n");
+    std::fs::write(
+        project.path().join("sluice.toml"),
+        "[runner]\nstatement_timeout = \"100d\"\n",
+    )
+    .unwrap();
+    let file = project.run(&["up"]);
+    file.expect_code(exit::INVALID_INPUT);
+    assert!(
+        file.stderr().contains("statement_timeout"),
+        "{}",
+        file.stderr()
+    );
+    std::fs::remove_file(project.path().join("sluice.toml")).unwrap();
+    project
+        .run(&["up", "--lock-wait", "99999999999h"])
+        .expect_code(exit::USAGE);
+    project
+        .run(&["status", "--connect-timeout", "0s"])
+        .expect_code(exit::USAGE);
+    project.write(
+        "0002_d.sql",
+        "-- sluice:statement-timeout 100d\nSELECT 1;\n",
+    );
+    let directive = project.run(&["up"]);
+    directive.expect_code(exit::INVALID_INPUT);
+    assert!(
+        directive.stderr().contains("PostgreSQL's limit"),
+        "{}",
+        directive.stderr()
+    );
+    assert_eq!(
+        scalar(
+            &project,
+            "SELECT count(*) FROM pg_class WHERE relname = 't'"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn json_lists_done_migrations_the_same_way_on_failure_and_success() {
+    let project = Project::new().await;
+    project.write("0001_a.sql", "CREATE TABLE a (id bigint);\n");
+    project.write("0002_b.sql", "INSERT INTO nope VALUES (1);\n");
+    let failed = project.run(&["up", "--json"]);
+    failed.expect_code(exit::FAILED);
+    let doc: serde_json::Value = serde_json::from_str(&failed.stdout()).unwrap();
+    assert_eq!(doc["migrations"][0]["id"], "0001_a", "{doc}");
+    assert_eq!(doc["migrations"][0]["version"], 1, "{doc}");
+    let invalid = Run(project
+        .sluice()
+        .env("DATABASE_URL", "")
+        .args(["up", "--json"])
+        .output()
+        .unwrap());
+    invalid.expect_code(exit::USAGE);
+    let doc: serde_json::Value = serde_json::from_str(&invalid.stdout()).unwrap();
+    assert_eq!(doc["ok"], false, "{doc}");
+}
+
+#[tokio::test]
+async fn empty_and_comment_only_migrations_are_warned_about() {
+    let project = Project::new().await;
+    project.write("0001_empty.sql", "-- nothing here yet\n\n");
+    let validate = project.run(&["validate"]);
+    validate.expect_code(exit::OK);
+    assert!(
+        validate.stderr().contains("holds no statement"),
+        "{}",
+        validate.stderr()
+    );
+    let up = project.run(&["up"]);
+    up.expect_code(exit::OK);
+    assert!(
+        up.stderr().contains("holds no statement"),
+        "{}",
+        up.stderr()
+    );
+}
+
+#[tokio::test]
+async fn new_after_the_largest_version_refuses_instead_of_wrapping() {
+    let project = Project::new().await;
+    project.write(&format!("{}_last.sql", i64::MAX), "SELECT 1;\n");
+    let run = project.run(&["new", "next_one"]);
+    run.expect_code(exit::INVALID_INPUT);
+    assert!(
+        run.stderr().contains("no version comes after it"),
+        "{}",
+        run.stderr()
+    );
+    let names: Vec<String> = std::fs::read_dir(project.migrations())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}
