@@ -261,3 +261,30 @@ async fn validate_since_reads_diesel_directories() {
     );
     assert!(!run.stderr().contains("2024-02-01"), "{}", run.stderr());
 }
+
+/// The README's rule table, as the rules that run render it.
+fn rule_table() -> String {
+    let mut table = String::from("| rule | default | why | instead |\n|---|---|---|---|\n");
+    for rule in sluice_runner::lint::RULES {
+        let default = match rule.severity {
+            sluice_runner::lint::Severity::Block => "blocks",
+            sluice_runner::lint::Severity::Warn => "warns",
+        };
+        table.push_str(&format!(
+            "| `{}` | {default} | {} | {} |\n",
+            rule.name, rule.why, rule.instead
+        ));
+    }
+    table
+}
+
+#[test]
+fn the_readme_rule_table_is_the_table_of_the_rules_that_run() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let expected = rule_table();
+    assert!(
+        readme.contains(&expected),
+        "README.md's lint rule table differs from the rules that run; replace it with:\n{expected}"
+    );
+}

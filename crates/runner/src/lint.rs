@@ -271,7 +271,7 @@ pub const RULES: &[RuleDoc] = &[
         Severity::Warn,
     ),
     doc(
-        "prefer-timestamptz",
+        "prefer-timestamp-tz",
         "timestamp without time zone loses the offset",
         "timestamptz",
         Severity::Warn,
@@ -313,21 +313,15 @@ pub const RULES: &[RuleDoc] = &[
         Severity::Warn,
     ),
     doc(
+        "unused-ignore",
+        "a `-- squawk-ignore` comment that ignores nothing hides nothing, and misleads readers",
+        "remove it, or approve the rule with `-- sluice:approve`",
+        Severity::Warn,
+    ),
+    doc(
         "prefer-repack",
         "VACUUM FULL and CLUSTER lock the table for their whole run",
         "pg_repack",
-        Severity::Warn,
-    ),
-    doc(
-        "existing-object-compatibility",
-        "a change that breaks readers of an existing object",
-        "expand → contract",
-        Severity::Warn,
-    ),
-    doc(
-        "security-compatibility",
-        "a change to privileges that may break running applications",
-        "review with the owners",
         Severity::Warn,
     ),
     doc(
@@ -529,6 +523,35 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// sluice's own AST rules.
+    const OWN: &[&str] = &[
+        "ban-concurrent-index-creation-in-transaction",
+        "ban-truncate",
+        "ban-update-without-where",
+        "ban-delete-without-where",
+    ];
+
+    #[test]
+    fn the_rule_table_names_exactly_the_rules_that_run() {
+        for rule in RULES {
+            assert!(
+                OWN.contains(&rule.name)
+                    || enum_iterator::all::<Rule>().any(|r| r.to_string() == rule.name),
+                "the table documents `{}`, which no linter reports",
+                rule.name
+            );
+        }
+        let undocumented: Vec<String> = enum_iterator::all::<Rule>()
+            .filter(|r| !r.is_opt_in() && !NOT_REPORTED.contains(r))
+            .map(|r| r.to_string())
+            .filter(|name| !is_known_rule(name))
+            .collect();
+        assert!(
+            undocumented.is_empty(),
+            "rules that run but are not in the table: {undocumented:?}"
+        );
+    }
     use std::path::Path;
 
     fn findings(sql: &str) -> Vec<Finding> {
