@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sluice_common::db::{self, ConnectSettings};
 use sluice_common::ident::Ident;
+use sluice_common::retry::{Transient, classify};
 use sluice_common::shutdown::Shutdown;
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -171,7 +172,7 @@ pub async fn run(
         return Ok(Outcome::Paused);
     }
     let integer_min = integer_min(&mut conn, &target, &sql, row.upper_bound.as_deref()).await?;
-    let workers = options.workers.max(1);
+    let workers = workers_with_room(&mut conn, job, options.workers.max(1)).await;
     events(Event::Started {
         job: job.name.clone(),
         resumed: row.batches > 0,
@@ -368,6 +369,82 @@ pub(crate) async fn guarded_connection(
     .map_err(BackfillError::query("setting the batch guards"))?;
     Ok(conn)
 }
+
+/// How many of the `asked` workers to start: each needs a connection of its own, and the
+/// application needs its connections more than the backfill does, so a process takes at
+/// most half of the server's free connection slots (and always one worker).
+async fn workers_with_room(conn: &mut PgConnection, job: &Job, asked: usize) -> usize {
+    let free: Result<i64, sqlx::Error> = sqlx::query_scalar(
+        "SELECT current_setting('max_connections')::int
+                - current_setting('superuser_reserved_connections')::int
+                - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0)
+                - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+    )
+    .fetch_one(conn)
+    .await;
+    let Ok(free) = free else {
+        return asked;
+    };
+    // The load monitor's connection comes first.
+    let room = usize::try_from((free - 1) / 2).unwrap_or(0).max(1);
+    if asked > room {
+        tracing::warn!(
+            job = %job.name,
+            asked,
+            starting = room,
+            free_connection_slots = free,
+            "{asked} workers asked for, but the server has {free} free connection slot(s): \
+             starting {room} (at most half of them, so the application keeps its connections)"
+        );
+    }
+    asked.min(room)
+}
+
+/// Runs `op` (a bookkeeping query: claim, renew, verify, the job's state) on `conn`, riding
+/// out what passes by itself: a lock held elsewhere, a restarting server, a lost connection
+/// (reconnected with the job's guards), for up to the connect wait. Anything else, or a
+/// longer outage, is an error naming `what`.
+pub(crate) async fn ride_out<T>(
+    conn: &mut PgConnection,
+    ctx: &Context<'_>,
+    what: &str,
+    mut op: impl AsyncFnMut(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, BackfillError> {
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    loop {
+        let error = match op(conn).await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        let give_up = started.elapsed() >= ctx.settings.connect.wait;
+        let Some(kind) = classify(&error).filter(|_| !give_up) else {
+            return Err(BackfillError::Query {
+                what: what.to_owned(),
+                source: error,
+            });
+        };
+        let delay = RIDE_OUT_BACKOFF.delay(attempt);
+        tracing::warn!(
+            job = %ctx.job.name,
+            "{what} failed ({}): {}; retrying in {}ms",
+            kind.as_str(),
+            db::explain(&error),
+            delay.as_millis()
+        );
+        tokio::time::sleep(delay).await;
+        if kind == Transient::ConnectionLost {
+            *conn = guarded_connection(ctx.settings, ctx.job).await?;
+        }
+        attempt += 1;
+    }
+}
+
+/// Backoff between tries of a bookkeeping query.
+const RIDE_OUT_BACKOFF: sluice_common::retry::Backoff = sluice_common::retry::Backoff {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+};
 
 /// This machine's name (the pod's name on Kubernetes), for lease owners.
 fn host_name() -> String {

@@ -74,26 +74,43 @@ pub async fn monitor(
     signal: &watch::Sender<Option<Signal>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut conn = match db::connect(connect).await {
-        Ok(conn) => conn,
-        Err(error) => {
-            tracing::warn!("load signals are not watched: {error}");
-            return;
-        }
-    };
+    let mut conn = db::connect(connect).await.ok();
     let mut replicas: Vec<Replica> = settings
         .replica_urls
         .iter()
         .map(|url| Replica::new(url.clone()))
         .collect();
     let mut last: Option<(Signal, Instant)> = None;
+    let mut blind = Blind::default();
     let workers = worker_application_name(job);
     loop {
-        let seen = match check(&mut conn, settings, &workers, table, &mut replicas).await {
-            Ok(seen) => seen,
-            Err(error) => {
-                tracing::warn!("checking load signals failed: {error}");
-                None
+        let checked = match conn.as_mut() {
+            Some(c) => check(c, settings, &workers, table, &mut replicas).await,
+            None => match reconnect(connect).await {
+                Ok(fresh) => {
+                    check(conn.insert(fresh), settings, &workers, table, &mut replicas).await
+                }
+                Err(problem) => Err(problem),
+            },
+        };
+        let seen = match checked {
+            Ok(seen) => {
+                blind.ended(job);
+                seen
+            }
+            Err(problem) => {
+                // A dead connection is replaced at the next check; until the signals can be
+                // read, the workers hold (fail safe), never run unwatched.
+                if let Some(c) = conn.as_mut()
+                    && sqlx::query("SELECT 1").execute(&mut *c).await.is_err()
+                {
+                    conn = None;
+                }
+                blind.seen(job, &problem);
+                Some(Signal {
+                    reason: Reason::SignalsUnread,
+                    detail: format!("the load signals cannot be read: {problem}"),
+                })
             }
         };
         let now = Instant::now();
@@ -115,6 +132,55 @@ pub async fn monitor(
             () = tokio::time::sleep(settings.check_interval) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// A connection for the monitor, tried once: the next check tries again, so the monitor keeps
+/// its interval while the server is away.
+async fn reconnect(connect: &ConnectSettings) -> Result<PgConnection, String> {
+    let once = ConnectSettings {
+        attempts: 1,
+        connect_timeout: connect.connect_timeout.min(Duration::from_secs(2)),
+        ..connect.clone()
+    };
+    db::connect(&once)
+        .await
+        .map_err(|e| format!("cannot connect ({e})"))
+}
+
+/// When the monitor could not read its signals: said when it starts and every 30 s while it
+/// lasts, and when it ends, rather than once per check.
+#[derive(Debug, Default)]
+struct Blind {
+    since: Option<Instant>,
+    said: Option<Instant>,
+}
+
+impl Blind {
+    fn seen(&mut self, job: &str, problem: &str) {
+        let now = Instant::now();
+        self.since.get_or_insert(now);
+        if self
+            .said
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(30))
+        {
+            tracing::warn!(
+                job = %job,
+                "the load signals cannot be read: {problem}; the workers wait until they can"
+            );
+            self.said = Some(now);
+        }
+    }
+
+    fn ended(&mut self, job: &str) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(
+                job = %job,
+                "the load signals are read again after {:.1}s; the workers go on",
+                since.elapsed().as_secs_f64()
+            );
+        }
+        self.said = None;
     }
 }
 

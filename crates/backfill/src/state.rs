@@ -286,6 +286,30 @@ impl Jobs {
         Ok(())
     }
 
+    /// Records why a run failed; the job becomes `failed` unless another worker still holds
+    /// a live lease (it goes on, and the error stays visible in status).
+    pub async fn fail_if_idle(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {j} SET last_error = $2, updated_at = now(),
+                 state = CASE WHEN state = 'running' AND NOT EXISTS (
+                     SELECT FROM {r} WHERE job = $1 AND state = 'pending' AND owner IS NOT NULL
+                         AND lease_until > now()) THEN 'failed' ELSE state END
+             WHERE name = $1",
+            j = self.table,
+            r = self.ranges.table()
+        )))
+        .bind(name)
+        .bind(error)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
     /// Records time a load signal throttled the job.
     pub async fn record_throttle(
         &self,

@@ -27,6 +27,9 @@ pub enum Reason {
     ReplicationLag,
     /// `throttle_query` returned true.
     ThrottleQuery,
+    /// The load signals cannot be read (the monitor lost its connection, or a signal's query
+    /// fails): the workers wait rather than run blind.
+    SignalsUnread,
 }
 
 impl Reason {
@@ -39,6 +42,7 @@ impl Reason {
             Self::LockQueue => "lock_queue",
             Self::ReplicationLag => "replication_lag",
             Self::ThrottleQuery => "throttle_query",
+            Self::SignalsUnread => "signals_unread",
         }
     }
 }

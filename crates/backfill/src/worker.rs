@@ -13,7 +13,7 @@ use sluice_common::retry::{Backoff, Transient, classify};
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::engine::{Context, bind_all, guarded_connection, parse_integer, texts};
+use crate::engine::{Context, bind_all, guarded_connection, parse_integer, ride_out, texts};
 use crate::error::BackfillError;
 use crate::event::{BatchDone, Event};
 use crate::ranges::Claim;
@@ -92,7 +92,20 @@ pub(crate) async fn run(
     number: usize,
     events: UnboundedSender<Event>,
 ) -> Result<WorkerEnd, BackfillError> {
-    let conn = guarded_connection(ctx.settings, ctx.job).await?;
+    let conn = match guarded_connection(ctx.settings, ctx.job).await {
+        Ok(conn) => conn,
+        // One worker fewer is no reason to stop the others (the server filled up since the
+        // workers were counted).
+        Err(error) if number > 0 => {
+            tracing::warn!(
+                job = %ctx.job.name,
+                worker = number,
+                "worker {number} cannot connect ({error}); the other workers go on"
+            );
+            return Ok(WorkerEnd::NoWork);
+        }
+        Err(error) => return Err(error),
+    };
     let mut worker = Worker {
         ctx,
         number,
@@ -121,18 +134,15 @@ impl Worker<'_, '_> {
             if let Some(end) = self.should_stop() {
                 return Ok(end);
             }
+            let (ctx, owner) = (self.ctx, self.owner.clone());
             let claim = self
-                .ctx
-                .jobs
-                .ranges()
-                .claim(
-                    &mut self.conn,
-                    &self.ctx.job.name,
-                    &self.owner,
-                    self.ctx.lease,
-                )
-                .await
-                .map_err(BackfillError::query("claiming a key range"))?;
+                .keep("claiming a key range", async |conn| {
+                    ctx.jobs
+                        .ranges()
+                        .claim(conn, &ctx.job.name, &owner, ctx.lease)
+                        .await
+                })
+                .await?;
             let claim = match claim {
                 Some(claim) => claim,
                 None => match self.steal().await? {
@@ -172,20 +182,15 @@ impl Worker<'_, '_> {
         };
         // Worth a split only when the half taken is several batches long.
         let min_rows = f64::from(self.ctx.job.pacing.max_batch_size) * 4.0;
+        let (ctx, owner) = (self.ctx, self.owner.clone());
         let stolen = self
-            .ctx
-            .jobs
-            .ranges()
-            .steal(
-                &mut self.conn,
-                &self.ctx.job.name,
-                &self.owner,
-                self.ctx.lease,
-                &space,
-                min_rows,
-            )
-            .await
-            .map_err(BackfillError::query("splitting a busy key range"))?;
+            .keep("splitting a busy key range", async |conn| {
+                ctx.jobs
+                    .ranges()
+                    .steal(conn, &ctx.job.name, &owner, ctx.lease, &space, min_rows)
+                    .await
+            })
+            .await?;
         Ok(stolen.map(|stolen| {
             tracing::info!(
                 job = %self.ctx.job.name,
@@ -204,13 +209,12 @@ impl Worker<'_, '_> {
     /// No range is free: true when all are done, else waits (for a lease to expire or a
     /// range to finish) and returns false.
     async fn wait_for_others(&mut self) -> Result<bool, BackfillError> {
+        let ctx = self.ctx;
         let summary = self
-            .ctx
-            .jobs
-            .ranges()
-            .summary(&mut self.conn, &self.ctx.job.name)
-            .await
-            .map_err(BackfillError::query("reading the job's ranges"))?;
+            .keep("reading the job's ranges", async |conn| {
+                ctx.jobs.ranges().summary(conn, &ctx.job.name).await
+            })
+            .await?;
         if summary.ranges_done >= summary.ranges {
             return Ok(true);
         }
@@ -275,18 +279,15 @@ impl Worker<'_, '_> {
     /// worker's but another worker split it (its upper bound moved); `None` when the lease
     /// was lost.
     async fn reload(&mut self, range: &Range) -> Result<Option<Range>, BackfillError> {
+        let (ctx, owner, range_no) = (self.ctx, self.owner.clone(), range.claim.range_no);
         let now = self
-            .ctx
-            .jobs
-            .ranges()
-            .reload(
-                &mut self.conn,
-                &self.ctx.job.name,
-                range.claim.range_no,
-                &self.owner,
-            )
-            .await
-            .map_err(BackfillError::query("reading a split key range"))?;
+            .keep("reading a split key range", async |conn| {
+                ctx.jobs
+                    .ranges()
+                    .reload(conn, &ctx.job.name, range_no, &owner)
+                    .await
+            })
+            .await?;
         Ok(now
             .filter(|claim| claim.upper != range.claim.upper)
             .map(|claim| {
@@ -462,19 +463,15 @@ impl Worker<'_, '_> {
         if self.renewed.elapsed() < self.ctx.lease / 3 {
             return Ok(true);
         }
+        let (ctx, owner, range_no) = (self.ctx, self.owner.clone(), range.claim.range_no);
         let kept = self
-            .ctx
-            .jobs
-            .ranges()
-            .renew(
-                &mut self.conn,
-                &self.ctx.job.name,
-                range.claim.range_no,
-                &self.owner,
-                self.ctx.lease,
-            )
-            .await
-            .map_err(BackfillError::query("renewing a range lease"))?;
+            .keep("renewing a range lease", async |conn| {
+                ctx.jobs
+                    .ranges()
+                    .renew(conn, &ctx.job.name, range_no, &owner, ctx.lease)
+                    .await
+            })
+            .await?;
         self.renewed = Instant::now();
         Ok(kept)
     }
@@ -609,15 +606,19 @@ impl Worker<'_, '_> {
 
     /// The range is done: counts its rows still matching `where` and records the result.
     async fn verify(&mut self, range: &Range) -> Result<(), BackfillError> {
-        let remaining = crate::engine::count_remaining(
-            &mut self.conn,
-            self.ctx.sql,
-            self.ctx.job,
-            range.claim.lower.clone(),
-            &range.claim.upper,
-        )
-        .await
-        .map_err(BackfillError::query("verifying a range"))?;
+        let ctx = self.ctx;
+        let remaining = self
+            .keep("verifying a range", async |conn| {
+                crate::engine::count_remaining(
+                    conn,
+                    ctx.sql,
+                    ctx.job,
+                    range.claim.lower.clone(),
+                    &range.claim.upper,
+                )
+                .await
+            })
+            .await?;
         if remaining > 0 {
             tracing::warn!(
                 job = %self.ctx.job.name,
@@ -627,17 +628,15 @@ impl Worker<'_, '_> {
                 range.claim.range_no
             );
         }
-        self.ctx
-            .jobs
-            .ranges()
-            .verified(
-                &mut self.conn,
-                &self.ctx.job.name,
-                range.claim.range_no,
-                i64::try_from(remaining).unwrap_or(i64::MAX),
-            )
-            .await
-            .map_err(BackfillError::query("recording a range's verification"))
+        let remaining = i64::try_from(remaining).unwrap_or(i64::MAX);
+        let range_no = range.claim.range_no;
+        self.keep("recording a range's verification", async |conn| {
+            ctx.jobs
+                .ranges()
+                .verified(conn, &ctx.job.name, range_no, remaining)
+                .await
+        })
+        .await
     }
 
     async fn after_failure(
@@ -695,6 +694,16 @@ impl Worker<'_, '_> {
         });
         self.sleep(Reason::Backoff, delay).await;
         Ok(())
+    }
+
+    /// Runs one of the worker's bookkeeping queries (claim, renew, split, verify) through
+    /// [`ride_out`].
+    async fn keep<T>(
+        &mut self,
+        what: &str,
+        op: impl AsyncFnMut(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, BackfillError> {
+        ride_out(&mut self.conn, self.ctx, what, op).await
     }
 
     async fn sleep(&mut self, reason: Reason, delay: Duration) {

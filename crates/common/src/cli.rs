@@ -36,6 +36,13 @@ pub struct GlobalArgs {
           value_parser = crate::config::parse_positive_duration, global = true)]
     pub connect_timeout: Option<Duration>,
 
+    /// How long to keep trying a server that refuses connections, restarts, is in recovery
+    /// or full, before giving up (connecting, and reconnecting mid-run), e.g. 2m
+    /// [default: 60s].
+    #[arg(long, env = "SLUICE_CONNECT_WAIT", value_name = "DURATION",
+          value_parser = crate::config::parse_duration, global = true)]
+    pub connect_wait: Option<Duration>,
+
     /// Log lines on stderr as text (for people) or json (for Jobs and log shippers)
     /// [default: text].
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, global = true)]
@@ -57,6 +64,7 @@ impl GlobalArgs {
             database_url: with_origin(self.database_url.clone(), matches, "database_url"),
             schema: with_origin(self.schema.clone(), matches, "schema"),
             connect_timeout: with_origin(self.connect_timeout, matches, "connect_timeout"),
+            connect_wait: with_origin(self.connect_wait, matches, "connect_wait"),
             log_format: with_origin(self.log_format, matches, "log_format"),
         }
     }
@@ -193,8 +201,16 @@ pub fn common_config_rows(common: &CommonConfig) -> Vec<ConfigRow> {
             common.connect_timeout.origin,
         ),
         (
+            "connect_wait",
+            humantime::format_duration(common.connect_wait.value).to_string(),
+            common.connect_wait.origin,
+        ),
+        (
             "connect_attempts",
-            common.connect_attempts.value.to_string(),
+            match common.connect_attempts.value {
+                u32::MAX => "unlimited (connect_wait bounds them)".to_owned(),
+                n => n.to_string(),
+            },
             common.connect_attempts.origin,
         ),
         (

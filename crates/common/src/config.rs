@@ -19,8 +19,13 @@ pub const FILE_NAME: &str = "sluice.toml";
 pub const DEFAULT_SCHEMA: &str = "sluice";
 /// How long one connection attempt may take.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connection attempts before giving up on a server that refuses or is starting up.
-pub const DEFAULT_CONNECT_ATTEMPTS: u32 = 5;
+/// Connection attempts before giving up on a server that refuses or is starting up: no
+/// count by default, [`DEFAULT_CONNECT_WAIT`] bounds the wait instead.
+pub const DEFAULT_CONNECT_ATTEMPTS: u32 = u32::MAX;
+/// How long to keep trying a server that refuses connections, is starting up, in recovery or
+/// full, before giving up: long enough for a crash recovery or a managed database's
+/// failover (30-60 s).
+pub const DEFAULT_CONNECT_WAIT: Duration = Duration::from_secs(60);
 
 /// The longest `lock_timeout` or `statement_timeout` PostgreSQL takes: `INT_MAX`
 /// milliseconds, about 24.8 days.
@@ -198,6 +203,8 @@ pub struct FileConfig {
     #[serde(default, with = "humantime_serde")]
     pub connect_timeout: Option<Duration>,
     pub connect_attempts: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub connect_wait: Option<Duration>,
     pub log_format: Option<LogFormat>,
     #[serde(default)]
     pub runner: RunnerFile,
@@ -262,6 +269,7 @@ pub struct CommonOverrides {
     pub database_url: Option<(String, Origin)>,
     pub schema: Option<(String, Origin)>,
     pub connect_timeout: Option<(Duration, Origin)>,
+    pub connect_wait: Option<(Duration, Origin)>,
     pub log_format: Option<(LogFormat, Origin)>,
 }
 
@@ -272,6 +280,7 @@ pub struct CommonConfig {
     pub schema: Setting<Ident>,
     pub connect_timeout: Setting<Duration>,
     pub connect_attempts: Setting<u32>,
+    pub connect_wait: Setting<Duration>,
     pub log_format: Setting<LogFormat>,
 }
 
@@ -310,6 +319,11 @@ impl CommonConfig {
                 DurationKind::Positive,
             )?,
             connect_attempts: layered(None, file.connect_attempts, DEFAULT_CONNECT_ATTEMPTS),
+            connect_wait: checked(
+                "connect_wait",
+                layered(cli.connect_wait, file.connect_wait, DEFAULT_CONNECT_WAIT),
+                DurationKind::Any,
+            )?,
             log_format: layered(cli.log_format, file.log_format, LogFormat::default()),
         })
     }

@@ -11,7 +11,9 @@ use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
-use crate::config::{CommonConfig, DEFAULT_CONNECT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT};
+use crate::config::{
+    CommonConfig, DEFAULT_CONNECT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONNECT_WAIT,
+};
 use crate::redact::{SecretUrl, scrub, unencoded_in_userinfo};
 use crate::retry::{Backoff, sqlstate};
 
@@ -25,14 +27,15 @@ pub enum DbError {
     InvalidUrl { url: String, reason: String },
     #[error(
         "cannot reach PostgreSQL at {target} after {attempts} attempt(s) over {elapsed}: \
-         {reason}; check that the server is running and that the host and port in the \
-         database URL are right"
+         {reason}; {hint}"
     )]
     Unreachable {
         target: String,
         attempts: u32,
         elapsed: String,
         reason: String,
+        /// What the last failure means and what to do about it.
+        hint: String,
     },
     #[error(
         "PostgreSQL at {target} refused the login of role \"{user}\": {reason}; check the user \
@@ -72,6 +75,8 @@ pub struct ConnectSettings {
     pub connect_timeout: Duration,
     /// Attempts before giving up on a transient failure.
     pub attempts: u32,
+    /// How long to keep trying a transient failure, in all.
+    pub wait: Duration,
     pub backoff: Backoff,
 }
 
@@ -82,6 +87,7 @@ impl ConnectSettings {
             application_name: application_name.to_owned(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             attempts: DEFAULT_CONNECT_ATTEMPTS,
+            wait: DEFAULT_CONNECT_WAIT,
             backoff: Backoff {
                 initial: Duration::from_millis(250),
                 max: Duration::from_secs(5),
@@ -95,6 +101,7 @@ impl ConnectSettings {
         Ok(Self {
             connect_timeout: config.connect_timeout.value,
             attempts: config.connect_attempts.value.max(1),
+            wait: config.connect_wait.value,
             ..Self::new(url.value.clone(), application_name)
         })
     }
@@ -174,33 +181,38 @@ pub async fn connect(settings: &ConnectSettings) -> Result<PgConnection, DbError
         let failure = match outcome {
             Ok(Ok(connection)) => return Ok(connection),
             Ok(Err(error)) => classify_connect_error(&error, settings, &options, &target),
-            Err(_) => Failure::Transient(format!(
-                "no answer within {}",
-                humantime::format_duration(settings.connect_timeout)
-            )),
+            Err(_) => Failure::Transient(
+                format!(
+                    "no answer within {}",
+                    humantime::format_duration(settings.connect_timeout)
+                ),
+                HINT_UNREACHABLE,
+            ),
         };
-        match failure {
+        let (reason, hint) = match failure {
             Failure::Permanent(error) => return Err(error),
-            Failure::Transient(reason) if attempt >= settings.attempts => {
-                return Err(DbError::Unreachable {
-                    target,
-                    attempts: attempt,
-                    elapsed: format_elapsed(started.elapsed()),
-                    reason,
-                });
-            }
-            Failure::Transient(reason) => {
-                let delay = settings.backoff.delay(attempt - 1);
-                tracing::warn!(
-                    target = %target,
-                    attempt,
-                    of = settings.attempts,
-                    retry_in = %format_elapsed(delay),
-                    "cannot connect to PostgreSQL: {reason}; retrying"
-                );
-                tokio::time::sleep(delay).await;
-            }
+            Failure::Transient(reason, hint) => (reason, hint),
+        };
+        let delay = settings.backoff.delay(attempt - 1);
+        let left = settings.wait.saturating_sub(started.elapsed());
+        if attempt >= settings.attempts || left.is_zero() {
+            return Err(DbError::Unreachable {
+                target,
+                attempts: attempt,
+                elapsed: format_elapsed(started.elapsed()),
+                reason,
+                hint: hint.to_owned(),
+            });
         }
+        let delay = delay.min(left);
+        tracing::warn!(
+            target = %target,
+            attempt,
+            retry_in = %format_elapsed(delay),
+            gives_up_in = %format_elapsed(left),
+            "cannot connect to PostgreSQL: {reason}; retrying"
+        );
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -222,9 +234,20 @@ pub async fn pool(settings: &ConnectSettings, max_connections: u32) -> Result<Pg
 }
 
 enum Failure {
-    Transient(String),
+    /// May pass by itself: the reason, and what it means.
+    Transient(String, &'static str),
     Permanent(DbError),
 }
+
+const HINT_UNREACHABLE: &str = "check that the server is running and that the host and port in \
+                                the database URL are right";
+const HINT_FULL: &str = "the server has no free connection slot (max_connections): wait for \
+                         sessions to end, use fewer workers, or raise max_connections";
+const HINT_STARTING: &str = "the server is starting up or recovering after a crash or \
+                             failover; it accepts connections when recovery ends (raise \
+                             --connect-wait to wait longer)";
+const HINT_SHUTTING_DOWN: &str = "the server is shutting down or restarting; raise \
+                                  --connect-wait to wait for it to come back";
 
 fn classify_connect_error(
     error: &sqlx::Error,
@@ -234,14 +257,13 @@ fn classify_connect_error(
 ) -> Failure {
     let reason = scrub(&explain(error), settings.url.expose());
     match error {
-        sqlx::Error::Io(_) => Failure::Transient(reason),
+        sqlx::Error::Io(_) => Failure::Transient(reason, HINT_UNREACHABLE),
         sqlx::Error::Database(db) => match db.code().as_deref() {
-            Some(
-                sqlstate::CANNOT_CONNECT_NOW
-                | sqlstate::TOO_MANY_CONNECTIONS
-                | sqlstate::ADMIN_SHUTDOWN
-                | sqlstate::CRASH_SHUTDOWN,
-            ) => Failure::Transient(reason),
+            Some(sqlstate::CANNOT_CONNECT_NOW) => Failure::Transient(reason, HINT_STARTING),
+            Some(sqlstate::TOO_MANY_CONNECTIONS) => Failure::Transient(reason, HINT_FULL),
+            Some(sqlstate::ADMIN_SHUTDOWN | sqlstate::CRASH_SHUTDOWN) => {
+                Failure::Transient(reason, HINT_SHUTTING_DOWN)
+            }
             Some(sqlstate::INVALID_PASSWORD | sqlstate::INVALID_AUTHORIZATION) => {
                 Failure::Permanent(DbError::LoginRefused {
                     target: target.to_owned(),
@@ -398,5 +420,17 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
         assert!(!message.contains("hunter2"), "{message}");
+        assert!(
+            message.contains("check that the server is running"),
+            "{message}"
+        );
+
+        // Without a count, the wait bounds the retries.
+        settings.attempts = DEFAULT_CONNECT_ATTEMPTS;
+        settings.wait = Duration::from_millis(200);
+        let started = Instant::now();
+        let err = connect(&settings).await.unwrap_err();
+        assert!(matches!(err, DbError::Unreachable { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

@@ -3,7 +3,7 @@
 
 use sqlx::{AssertSqlSafe, PgConnection};
 
-use super::{Context, Outcome, bind_all, texts};
+use super::{Context, Outcome, bind_all, ride_out, texts};
 use crate::error::BackfillError;
 use crate::event::Event;
 use crate::job::Job;
@@ -18,26 +18,41 @@ pub(super) async fn finish(
     ends: Vec<Result<WorkerEnd, BackfillError>>,
     events: &mut dyn FnMut(Event),
 ) -> Result<Outcome, BackfillError> {
-    let finished = ends.into_iter().collect::<Result<Vec<WorkerEnd>, _>>()?;
     let (jobs, name) = (ctx.jobs, &ctx.job.name);
+    let finished = match ends.into_iter().collect::<Result<Vec<WorkerEnd>, _>>() {
+        Ok(finished) => finished,
+        Err(error) => {
+            // Whatever stopped the workers is on the job's row: status shows it, and the job
+            // is not left `running` with nobody working on it.
+            let text = error.to_string();
+            let _ = ride_out(conn, ctx, "recording the job's failure", async |conn| {
+                jobs.fail_if_idle(conn, name, &text).await
+            })
+            .await;
+            return Err(error);
+        }
+    };
     let has = |end: WorkerEnd| finished.contains(&end);
-    let marking = |state: &str| BackfillError::query(format!("marking job {name} {state}"));
+    let marking = |state: &str| format!("marking job {name} {state}");
     if has(WorkerEnd::Cancelled) {
-        jobs.set_state(conn, name, states::CANCELLED, None)
-            .await
-            .map_err(marking(states::CANCELLED))?;
+        ride_out(conn, ctx, &marking(states::CANCELLED), async |conn| {
+            jobs.set_state(conn, name, states::CANCELLED, None).await
+        })
+        .await?;
         return Ok(Outcome::Cancelled);
     }
     if has(WorkerEnd::Paused) {
-        jobs.set_state(conn, name, states::PAUSED, None)
-            .await
-            .map_err(marking(states::PAUSED))?;
+        ride_out(conn, ctx, &marking(states::PAUSED), async |conn| {
+            jobs.set_state(conn, name, states::PAUSED, None).await
+        })
+        .await?;
         return Ok(Outcome::Paused);
     }
     if has(WorkerEnd::Interrupted) || has(WorkerEnd::Deadline) || has(WorkerEnd::Stopped) {
-        jobs.set_state_if_idle(conn, name, states::STOPPED)
-            .await
-            .map_err(marking(states::STOPPED))?;
+        ride_out(conn, ctx, &marking(states::STOPPED), async |conn| {
+            jobs.set_state_if_idle(conn, name, states::STOPPED).await
+        })
+        .await?;
         return Ok(match &ctx.deadline {
             Some(deadline) if has(WorkerEnd::Deadline) => Outcome::LimitReached {
                 reason: deadline.reason.clone(),
@@ -56,34 +71,38 @@ async fn complete(
     events: &mut dyn FnMut(Event),
 ) -> Result<Outcome, BackfillError> {
     let (jobs, job) = (ctx.jobs, ctx.job);
-    let unverified = jobs
-        .ranges()
-        .unverified(conn, &job.name)
-        .await
-        .map_err(BackfillError::query("reading unverified ranges"))?;
+    let unverified = ride_out(conn, ctx, "reading unverified ranges", async |conn| {
+        jobs.ranges().unverified(conn, &job.name).await
+    })
+    .await?;
     for range in unverified {
-        let remaining = count_remaining(conn, ctx.sql, job, range.lower.clone(), &range.upper)
-            .await
-            .map_err(BackfillError::query("verifying a range"))?;
-        jobs.ranges()
-            .verified(
-                conn,
-                &job.name,
-                range.range_no,
-                i64::try_from(remaining).unwrap_or(i64::MAX),
-            )
-            .await
-            .map_err(BackfillError::query("recording a range's verification"))?;
+        let remaining = ride_out(conn, ctx, "verifying a range", async |conn| {
+            count_remaining(conn, ctx.sql, job, range.lower.clone(), &range.upper).await
+        })
+        .await?;
+        let remaining = i64::try_from(remaining).unwrap_or(i64::MAX);
+        ride_out(
+            conn,
+            ctx,
+            "recording a range's verification",
+            async |conn| {
+                jobs.ranges()
+                    .verified(conn, &job.name, range.range_no, remaining)
+                    .await
+            },
+        )
+        .await?;
     }
-    let summary = jobs
-        .ranges()
-        .summary(conn, &job.name)
-        .await
-        .map_err(BackfillError::query("reading the job's ranges"))?;
-    let null_keys: i64 = sqlx::query_scalar(AssertSqlSafe(ctx.sql.count_null_keys.clone()))
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(BackfillError::query("counting rows with a NULL key"))?;
+    let summary = ride_out(conn, ctx, "reading the job's ranges", async |conn| {
+        jobs.ranges().summary(conn, &job.name).await
+    })
+    .await?;
+    let null_keys: i64 = ride_out(conn, ctx, "counting rows with a NULL key", async |conn| {
+        sqlx::query_scalar(AssertSqlSafe(ctx.sql.count_null_keys.clone()))
+            .fetch_one(conn)
+            .await
+    })
+    .await?;
     let remaining = u64::try_from(summary.rows_unverified).unwrap_or(0);
     events(Event::Verified {
         remaining: remaining + u64::try_from(null_keys).unwrap_or(0),
@@ -122,17 +141,17 @@ async fn complete(
             .await;
         return Err(error);
     }
-    if !jobs
-        .complete_if_done(conn, &job.name)
-        .await
-        .map_err(BackfillError::query("completing the job"))?
+    if !ride_out(conn, ctx, "completing the job", async |conn| {
+        jobs.complete_if_done(conn, &job.name).await
+    })
+    .await?
     {
         return Ok(Outcome::Interrupted);
     }
-    let row = jobs
-        .load(conn, &job.name)
-        .await
-        .map_err(BackfillError::query("reading the job"))?;
+    let row = ride_out(conn, ctx, "reading the job", async |conn| {
+        jobs.load(conn, &job.name).await
+    })
+    .await?;
     Ok(Outcome::Completed {
         rows_updated: row
             .as_ref()

@@ -2,6 +2,7 @@
 //! committed totals (for progress and ETA) and how many processes share the job's rate limit.
 
 use sluice_common::db;
+use sluice_common::retry::{Transient, classify};
 use sqlx::PgConnection;
 use tokio::sync::{mpsc, watch};
 
@@ -37,11 +38,19 @@ pub(super) async fn pulse(
                 });
             }
             Ok(None) => {}
-            Err(error) => tracing::warn!(
-                "reading job {}'s progress: {}; progress shows this process's batches only",
-                ctx.job.name,
-                db::explain(&error)
-            ),
+            Err(error) => {
+                tracing::warn!(
+                    "reading job {}'s progress: {}; progress shows this process's batches only",
+                    ctx.job.name,
+                    db::explain(&error)
+                );
+                // A restarted server closed the connection: the pulse takes a new one.
+                if classify(&error) == Some(Transient::ConnectionLost)
+                    && let Ok(fresh) = super::guarded_connection(ctx.settings, ctx.job).await
+                {
+                    *conn = fresh;
+                }
+            }
         }
         if ctx.throttle.is_limited() {
             share_rate(conn, ctx).await;
