@@ -5,6 +5,7 @@ mod backfill;
 mod cli;
 mod connect;
 mod expand_contract;
+mod faults;
 mod harness;
 mod hostile;
 mod lint;

@@ -15,12 +15,18 @@ pub struct Project {
 
 impl Project {
     pub async fn new() -> Self {
+        Self::with_db(TestDb::new().await)
+    }
+
+    /// A project whose database is on the server of `admin_url` (a test's private server).
+    pub async fn on(admin_url: &str) -> Self {
+        Self::with_db(TestDb::on(admin_url).await)
+    }
+
+    fn with_db(db: TestDb) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         std::fs::create_dir(dir.path().join("migrations")).expect("migrations directory");
-        Self {
-            dir,
-            db: TestDb::new().await,
-        }
+        Self { dir, db }
     }
 
     pub fn path(&self) -> &Path {

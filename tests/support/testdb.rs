@@ -14,18 +14,24 @@ pub struct TestDb {
     pub name: String,
     /// A URL for this database with the server's superuser.
     pub url: String,
+    /// The server's superuser URL, to drop the database with.
+    admin_url: String,
 }
 
 impl TestDb {
     pub async fn new() -> Self {
-        let server = server();
+        Self::on(&server().admin_url).await
+    }
+
+    /// A fresh database on the server of `admin_url` (a test's private server).
+    pub async fn on(admin_url: &str) -> Self {
         let name = format!(
             "sluice_test_{}_{}_{:04x}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::SeqCst),
             fastrand::u16(..)
         );
-        let mut admin = PgConnection::connect(&server.admin_url)
+        let mut admin = PgConnection::connect(admin_url)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to the test server: {e}"));
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
@@ -35,8 +41,12 @@ impl TestDb {
                 panic!("cannot create test database {name} (the role needs CREATEDB): {e}")
             });
         let _ = admin.close().await;
-        let url = url_for_database(&server.admin_url, &name);
-        Self { name, url }
+        let url = url_for_database(admin_url, &name);
+        Self {
+            name,
+            url,
+            admin_url: admin_url.to_owned(),
+        }
     }
 
     pub async fn connect(&self) -> PgConnection {
@@ -66,7 +76,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let admin_url = server().admin_url.clone();
+        let admin_url = self.admin_url.clone();
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
         // Drop may run inside the test's runtime, which cannot be blocked on; use a thread
         // with a runtime of its own.

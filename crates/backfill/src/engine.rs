@@ -185,7 +185,12 @@ pub async fn run(
         ranges_done: row.ranges_done,
         deadline: deadline.clone(),
     });
-    let (signal_tx, signal_rx) = watch::channel(None);
+    // Until the monitor's first reading, the workers wait: a throttle_query that says "wait"
+    // must hold the very first batch too.
+    let (signal_tx, signal_rx) = watch::channel(Some(Signal {
+        reason: crate::throttle::Reason::SignalsUnread,
+        detail: "the load signals are being read for the first time".to_owned(),
+    }));
     let keys_per_row = keys_per_row(
         integer_min,
         row.upper_bound.as_deref(),

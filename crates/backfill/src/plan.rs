@@ -95,6 +95,7 @@ fn batch_statements(job: &Job, sql: &JobSql) -> Vec<String> {
         range_no: 0,
         owner: "<worker>",
         upper: &upper,
+        cursor: Some(&cursor),
     };
     vec![
         format!(

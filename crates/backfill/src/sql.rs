@@ -66,6 +66,10 @@ pub struct LeaseOf<'a> {
     pub range_no: i32,
     pub owner: &'a str,
     pub upper: &'a [String],
+    /// The range's cursor as last committed (`None` before its first batch): a batch whose
+    /// commit was in fact applied, but whose answer was lost with the connection, changes
+    /// nothing when it is sent again.
+    pub cursor: Option<&'a [String]>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -261,8 +265,12 @@ fn text_array(key: &[String]) -> String {
 
 fn lease_condition(lease: LeaseOf<'_>) -> String {
     let upper = text_array(lease.upper);
+    let cursor = lease.cursor.map_or_else(
+        || "cursor IS NULL".to_owned(),
+        |c| format!("cursor = {}", text_array(c)),
+    );
     format!(
-        "job = {} AND range_no = {} AND owner = {} AND upper = {upper}",
+        "job = {} AND range_no = {} AND owner = {} AND upper = {upper} AND {cursor}",
         quote_literal(lease.job),
         lease.range_no,
         quote_literal(lease.owner)
@@ -332,8 +340,9 @@ mod tests {
         range_no: 0,
         owner: "w",
         upper: UPPER,
+        cursor: None,
     };
-    const GUARD: &str = "WITH sluice_lease AS MATERIALIZED (SELECT FROM ranges WHERE job = 'j' AND range_no = 0 AND owner = 'w' AND upper = ARRAY[]::text[] FOR UPDATE)";
+    const GUARD: &str = "WITH sluice_lease AS MATERIALIZED (SELECT FROM ranges WHERE job = 'j' AND range_no = 0 AND owner = 'w' AND upper = ARRAY[]::text[] AND cursor IS NULL FOR UPDATE)";
 
     fn job(key: &[&str], where_: Option<&str>) -> Job {
         let file = JobFile {
@@ -455,11 +464,13 @@ mod tests {
             "\"sluice\".\"backfill_ranges\"",
         );
         let upper = ["it's".to_owned(), "9".to_owned()];
+        let was = ["it's".to_owned(), "5".to_owned()];
         let lease = LeaseOf {
             job: "j'x",
             range_no: 3,
             owner: "pod-1/42/w0",
             upper: &upper,
+            cursor: Some(&was),
         };
         let text = sql.progress_and_commit(Progress {
             lease,
@@ -476,7 +487,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.ends_with(r#"WHERE job = 'j''x' AND range_no = 3 AND owner = 'pod-1/42/w0' AND upper = ARRAY['it''s', '9']::text[] RETURNING 1) SELECT control FROM "sluice"."backfill_jobs" WHERE name = 'j''x' AND EXISTS (SELECT FROM progress); COMMIT"#),
+            text.ends_with(r#"WHERE job = 'j''x' AND range_no = 3 AND owner = 'pod-1/42/w0' AND upper = ARRAY['it''s', '9']::text[] AND cursor = ARRAY['it''s', '5']::text[] RETURNING 1) SELECT control FROM "sluice"."backfill_jobs" WHERE name = 'j''x' AND EXISTS (SELECT FROM progress); COMMIT"#),
             "{text}"
         );
         assert_eq!(
@@ -485,7 +496,7 @@ mod tests {
                 Some(&["a'b".into(), "1".into()]),
                 &["c".into(), "2".into()]
             ),
-            r#"WITH sluice_lease AS MATERIALIZED (SELECT FROM "sluice"."backfill_ranges" WHERE job = 'j''x' AND range_no = 3 AND owner = 'pod-1/42/w0' AND upper = ARRAY['it''s', '9']::text[] FOR UPDATE) UPDATE "app"."items" SET n = n + 1 WHERE EXISTS (SELECT FROM sluice_lease) AND ("tenant", "id") > ('a''b'::text, '1'::int) AND ("tenant", "id") <= ('c'::text, '2'::int)"#
+            r#"WITH sluice_lease AS MATERIALIZED (SELECT FROM "sluice"."backfill_ranges" WHERE job = 'j''x' AND range_no = 3 AND owner = 'pod-1/42/w0' AND upper = ARRAY['it''s', '9']::text[] AND cursor = ARRAY['it''s', '5']::text[] FOR UPDATE) UPDATE "app"."items" SET n = n + 1 WHERE EXISTS (SELECT FROM sluice_lease) AND ("tenant", "id") > ('a''b'::text, '1'::int) AND ("tenant", "id") <= ('c'::text, '2'::int)"#
         );
     }
 

@@ -258,6 +258,7 @@ impl Worker<'_, '_> {
             range_no: range.claim.range_no,
             owner: &self.owner,
             upper: &range.claim.upper,
+            cursor: range.claim.cursor.as_deref(),
         }
     }
 
@@ -288,8 +289,10 @@ impl Worker<'_, '_> {
                     .await
             })
             .await?;
+        // Still this worker's, but split by another (its upper bound moved), or a batch whose
+        // commit answer was lost did commit (its cursor moved): go on from the range as it is.
         Ok(now
-            .filter(|claim| claim.upper != range.claim.upper)
+            .filter(|claim| claim.upper != range.claim.upper || claim.cursor != range.claim.cursor)
             .map(|claim| {
                 tracing::debug!(
                     job = %self.ctx.job.name,
@@ -365,6 +368,7 @@ impl Worker<'_, '_> {
             span.observe(before, parse_integer(&done.cursor), done.rows_updated);
         }
         range.cursor = Some(done.cursor.clone());
+        range.claim.cursor = Some(done.cursor.clone());
         self.send(Event::Batch(BatchDone {
             worker: self.number,
             range: range.claim.range_no,
@@ -419,7 +423,12 @@ impl Worker<'_, '_> {
         range: &Range,
     ) -> Result<(), BackfillError> {
         let started = Instant::now();
-        tracing::warn!(job = %self.ctx.job.name, reason = signal.reason.as_str(), "throttled: {}", signal.detail);
+        if signal.reason == Reason::SignalsUnread {
+            // The monitor says so itself when it cannot read them; a first reading is routine.
+            tracing::debug!(job = %self.ctx.job.name, reason = signal.reason.as_str(), "throttled: {}", signal.detail);
+        } else {
+            tracing::warn!(job = %self.ctx.job.name, reason = signal.reason.as_str(), "throttled: {}", signal.detail);
+        }
         self.send(Event::LoadSignal {
             reason: signal.reason,
             detail: signal.detail.clone(),

@@ -64,6 +64,85 @@ pub fn server(who: &str) -> &'static Server {
     })
 }
 
+/// How a server is stopped, as `pg_ctl stop -m` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Rolls back open transactions and disconnects every client.
+    Fast,
+    /// Every process ends at once; the next start runs crash recovery.
+    Immediate,
+}
+
+impl StopMode {
+    fn signal(self) -> libc::c_int {
+        match self {
+            Self::Fast => libc::SIGINT,
+            Self::Immediate => libc::SIGQUIT,
+        }
+    }
+}
+
+/// A server of a test's own, which the test may stop and restart (never `DATABASE_URL`'s,
+/// which other tests share). Stopped and removed when dropped.
+pub struct PrivateServer {
+    cluster: Option<Cluster>,
+}
+
+impl std::fmt::Debug for PrivateServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivateServer")
+            .field("port", &self.cluster.as_ref().map(|c| c.port))
+            .finish()
+    }
+}
+
+impl PrivateServer {
+    /// Starts a new cluster from the installed binaries (durable settings off, like the
+    /// shared test server).
+    pub fn start() -> Result<Self, String> {
+        Ok(Self {
+            cluster: Some(Cluster::start()?),
+        })
+    }
+
+    /// A superuser URL for its `postgres` database.
+    pub fn admin_url(&self) -> String {
+        self.cluster().admin_url()
+    }
+
+    /// Stops the server with `mode` and leaves it stopped.
+    pub fn stop(&mut self, mode: StopMode) {
+        self.cluster_mut().halt(mode);
+    }
+
+    /// Starts the stopped server again and waits until it accepts logins.
+    pub fn start_again(&mut self) -> Result<(), String> {
+        self.cluster_mut().resume()
+    }
+
+    /// `pg_ctl restart -m <mode>`: stops, starts again, waits until it accepts logins.
+    pub fn restart(&mut self, mode: StopMode) -> Result<(), String> {
+        self.stop(mode);
+        self.start_again()
+    }
+
+    fn cluster(&self) -> &Cluster {
+        self.cluster.as_ref().expect("the cluster lives until drop")
+    }
+
+    fn cluster_mut(&mut self) -> &mut Cluster {
+        self.cluster.as_mut().expect("the cluster lives until drop")
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        if let Some(cluster) = self.cluster.take() {
+            cluster.stop();
+        }
+    }
+}
+
 /// Stops the throwaway server now (if this process started one) instead of at exit.
 pub fn stop() {
     stop_running_cluster();
@@ -93,6 +172,8 @@ struct Cluster {
     dir: PathBuf,
     port: u16,
     postgres: Child,
+    bin: PathBuf,
+    owner: Owner,
 }
 
 impl Cluster {
@@ -128,29 +209,13 @@ impl Cluster {
             ));
         }
         let port = free_port()?;
-        let log = fs::File::create(dir.join("server.log"))
-            .map_err(|e| format!("cannot create the server log in {}: {e}", dir.display()))?;
-        let postgres = owner
-            .command(bin.join("postgres"), dir)
-            .arg("-D")
-            .arg(&data)
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-k")
-            .arg(dir)
-            .args(server_settings().iter().flat_map(|s| ["-c", *s]))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            // Its own process group, so a Ctrl-C meant for the test run does not reach it
-            // before the cleanup does.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.join("postgres").display()))?;
+        let postgres = spawn_postgres(bin, owner, dir, port)?;
         let mut cluster = Self {
             dir: dir.to_path_buf(),
             port,
             postgres,
+            bin: bin.to_path_buf(),
+            owner: owner.clone(),
         };
         let ready =
             spawn_watchdog(cluster.postgres.id(), dir).and_then(|()| cluster.wait_until_ready());
@@ -163,6 +228,55 @@ impl Cluster {
         }
     }
 
+    /// Stops the server the way `pg_ctl stop -m <mode>` does and waits for it to exit.
+    fn halt(&mut self, mode: StopMode) {
+        signal(self.postgres.id(), mode.signal());
+        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+        while matches!(self.postgres.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if matches!(self.postgres.try_wait(), Ok(None)) {
+            let _ = self.postgres.kill();
+            let _ = self.postgres.wait();
+        }
+    }
+
+    /// Starts the stopped server again on the same port and data (after an immediate stop,
+    /// PostgreSQL runs crash recovery first).
+    fn resume(&mut self) -> Result<(), String> {
+        self.postgres = spawn_postgres(&self.bin, &self.owner, &self.dir, self.port)?;
+        spawn_watchdog(self.postgres.id(), &self.dir)?;
+        self.wait_until_ready()
+    }
+}
+
+/// Starts `postgres` on `dir`'s cluster, its log appended to `dir/server.log`.
+fn spawn_postgres(bin: &Path, owner: &Owner, dir: &Path, port: u16) -> Result<Child, String> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .map_err(|e| format!("cannot open the server log in {}: {e}", dir.display()))?;
+    owner
+        .command(bin.join("postgres"), dir)
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-k")
+        .arg(dir)
+        .args(server_settings().iter().flat_map(|s| ["-c", *s]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        // Its own process group, so a Ctrl-C meant for the test run does not reach it before
+        // the cleanup does.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.join("postgres").display()))
+}
+
+impl Cluster {
     fn admin_url(&self) -> String {
         format!(
             "postgres://{SUPERUSER}:{SUPERUSER_PASSWORD}@127.0.0.1:{}/postgres",
@@ -206,15 +320,7 @@ impl Cluster {
 
     /// Fast shutdown (rolls back open transactions, disconnects), then removes the files.
     fn stop(mut self) {
-        signal(self.postgres.id(), libc::SIGINT);
-        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
-        while matches!(self.postgres.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if matches!(self.postgres.try_wait(), Ok(None)) {
-            let _ = self.postgres.kill();
-            let _ = self.postgres.wait();
-        }
+        self.halt(StopMode::Fast);
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -295,6 +401,7 @@ fn find_server_binaries() -> Result<PathBuf, String> {
 }
 
 /// The user the server runs as: ourselves, or an unprivileged user when we are root.
+#[derive(Clone)]
 struct Owner {
     ids: Option<(u32, u32)>,
 }

@@ -1,0 +1,158 @@
+//! The faults production has, against a server of the test's own: restarts (fast and
+//! immediate, as `pg_ctl restart -m` does them) while a backfill runs, and a runner started
+//! while the server is down.
+
+use std::time::{Duration, Instant};
+
+use sluice_common::exit;
+use sluice_tests::{PrivateServer, Project, StopMode};
+
+fn private_server() -> PrivateServer {
+    PrivateServer::start().unwrap_or_else(|e| panic!("cannot start a private server: {e}"))
+}
+
+async fn scalar(project: &Project, sql: &str) -> i64 {
+    let mut conn = project.db.connect().await;
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// Batches `job` committed, or 0 (also while the server is away).
+async fn batches(project: &Project, job: &str) -> i64 {
+    let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&project.db.url).await
+    else {
+        return 0;
+    };
+    project.batches(&mut conn, job).await
+}
+
+async fn wait_for(project: &Project, job: &str, at_least: i64) {
+    let started = Instant::now();
+    while batches(project, job).await < at_least {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "job {job} never reached {at_least} batches"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_backfill_keeps_going_through_three_restarts_and_updates_each_row_once() {
+    let mut server = private_server();
+    let project = Project::on(&server.admin_url()).await;
+    project
+        .db
+        .exec(
+            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+             INSERT INTO t (id) SELECT g FROM generate_series(1, 40000) g;
+             ANALYZE t;",
+        )
+        .await;
+    project.job(
+        "bump",
+        "name = \"bump\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n\
+         batch_size = 200\nmin_batch_size = 200\nmax_batch_size = 200\npause = \"15ms\"\n",
+    );
+    let worker = project.spawn_backfill(&["run", "bump", "--workers", "2"]);
+    let mut at = 0;
+    for mode in [StopMode::Fast, StopMode::Immediate, StopMode::Fast] {
+        at += 25;
+        wait_for(&project, "bump", at).await;
+        server.restart(mode).unwrap();
+    }
+    let output = worker.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        scalar(&project, "SELECT count(*) FROM t WHERE n <> 1").await,
+        0,
+        "every row updated exactly once"
+    );
+    let state: String = {
+        let mut conn = project.db.connect().await;
+        sqlx::query_scalar("SELECT state FROM sluice.backfill_jobs WHERE name = 'bump'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(state, "completed");
+}
+
+#[tokio::test]
+async fn a_throttle_query_that_says_wait_holds_the_job_through_a_restart() {
+    let mut server = private_server();
+    let project = Project::on(&server.admin_url()).await;
+    project
+        .db
+        .exec(
+            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+             INSERT INTO t (id) SELECT g FROM generate_series(1, 2000) g;
+             CREATE TABLE hold (on_hold boolean NOT NULL);
+             INSERT INTO hold VALUES (true);",
+        )
+        .await;
+    project.job(
+        "held",
+        "name = \"held\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n\
+         throttle_query = \"SELECT on_hold FROM hold\"\nload_check_interval = \"100ms\"\n",
+    );
+    let worker = project.spawn_backfill(&["run", "held"]);
+    // Registered (the job's row exists), held before its first batch.
+    let started = Instant::now();
+    while scalar(
+        &project,
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'sluice' AND tablename = 'backfill_jobs'",
+    )
+    .await
+        == 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(batches(&project, "held").await, 0);
+    server.restart(StopMode::Immediate).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        scalar(&project, "SELECT count(*) FROM t WHERE n <> 0").await,
+        0,
+        "the job ran while its throttle_query said wait"
+    );
+    project.db.exec("UPDATE hold SET on_hold = false").await;
+    let output = worker.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        scalar(&project, "SELECT count(*) FROM t WHERE n <> 1").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn sluice_up_started_while_the_server_is_down_waits_for_it() {
+    let mut server = private_server();
+    let project = Project::on(&server.admin_url()).await;
+    project.write("0001_t.sql", "CREATE TABLE t (id bigint PRIMARY KEY);\n");
+    server.stop(StopMode::Fast);
+    let up = project
+        .sluice()
+        .env("SLUICE_CONNECT_WAIT", "60s")
+        .arg("up")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    server.start_again().unwrap();
+    let output = up.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(i32::from(exit::OK)), "{stderr}");
+    assert!(stderr.contains("retrying"), "{stderr}");
+    assert_eq!(
+        scalar(&project, "SELECT count(*) FROM sluice.migrations").await,
+        1
+    );
+}
