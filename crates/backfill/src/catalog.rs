@@ -48,12 +48,8 @@ pub enum CatalogError {
         key: String,
         why: String,
     },
-    #[error("reading the catalog for table {table} failed: {}", sluice_common::db::explain(.source))]
-    Query {
-        table: String,
-        #[source]
-        source: sqlx::Error,
-    },
+    #[error("reading the catalog for table {table} failed: {}", sluice_common::db::explain(.error))]
+    Query { table: String, error: sqlx::Error },
 }
 
 #[derive(sqlx::FromRow)]
@@ -68,9 +64,9 @@ struct ColumnRow {
 pub async fn inspect(conn: &mut PgConnection, job: &Job) -> Result<Target, CatalogError> {
     let table = job.table.to_string();
     let shown = table.clone();
-    let query_error = |source| CatalogError::Query {
+    let query_error = |error| CatalogError::Query {
         table: shown.clone(),
-        source,
+        error,
     };
     let found: Option<(i64, f32)> = sqlx::query_as(
         "SELECT c.oid::int8, c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \

@@ -426,7 +426,7 @@ pub(crate) async fn ride_out<T>(
         let Some(kind) = classify(&error).filter(|_| !give_up) else {
             return Err(BackfillError::Query {
                 what: what.to_owned(),
-                source: error,
+                error,
             });
         };
         let delay = RIDE_OUT_BACKOFF.delay(attempt);

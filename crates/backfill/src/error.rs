@@ -97,12 +97,10 @@ pub enum BackfillError {
     },
     #[error("no job named {0}; `sluice-backfill status` lists the jobs")]
     UnknownJob(String),
-    #[error("{what} failed: {}", sluice_common::db::explain(.source))]
-    Query {
-        what: String,
-        #[source]
-        source: sqlx::Error,
-    },
+    /// The database's words, explained once in the message (sqlx's own text, which would
+    /// repeat them with a line of PostgreSQL's C source, is not a cause to print again).
+    #[error("{what} failed: {}", sluice_common::db::explain(.error))]
+    Query { what: String, error: sqlx::Error },
 }
 
 impl BackfillError {
@@ -127,6 +125,6 @@ impl BackfillError {
 
     pub(crate) fn query(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
         let what = what.into();
-        move |source| Self::Query { what, source }
+        move |error| Self::Query { what, error }
     }
 }

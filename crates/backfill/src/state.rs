@@ -146,8 +146,20 @@ impl Jobs {
             .bind(lock_key(&format!("sluice:schema:{}", self.schema.as_str())))
             .execute(&mut *tx)
             .await?;
+        // CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema is
+        // there: a DBA may create it for a role that has no such right (least privilege).
+        let schema_exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)")
+                .bind(self.schema.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        let create_schema = if schema_exists {
+            String::new()
+        } else {
+            format!("CREATE SCHEMA IF NOT EXISTS {};", self.schema.quoted())
+        };
         sqlx::raw_sql(AssertSqlSafe(format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
+            "{create_schema}
              CREATE TABLE IF NOT EXISTS {table} (
                  name text PRIMARY KEY,
                  table_name text NOT NULL,
@@ -175,7 +187,6 @@ impl Jobs {
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS throttled_by jsonb NOT NULL DEFAULT '{{}}';
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS last_throttle text;
              {ranges}",
-            schema = self.schema.quoted(),
             table = self.table,
             ranges = self.ranges.ddl(&self.table)
         )))

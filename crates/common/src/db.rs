@@ -315,6 +315,20 @@ pub async fn first_rows(
     Ok(rows)
 }
 
+/// Rolls back the transaction a failed statement left aborted on `conn`, if it did (a
+/// statement that failed before its `BEGIN` ran left none, and a `ROLLBACK` then would only
+/// warn "there is no transaction in progress").
+pub async fn end_failed_transaction(conn: &mut PgConnection) {
+    if let Err(error) = sqlx::query("SELECT 1").execute(&mut *conn).await
+        && crate::retry::sqlstate_of(&error).as_deref() == Some(IN_FAILED_TRANSACTION)
+    {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(conn).await;
+    }
+}
+
+/// SQLSTATE 25P02: a statement was sent to a transaction that an error aborted.
+const IN_FAILED_TRANSACTION: &str = "25P02";
+
 /// A query's error as users should read it. sqlx shows a database error's message followed
 /// by " at line N", where N is a line of PostgreSQL's own C source (1188 of its SQL scanner
 /// for a syntax error), which reads as a line of the user's SQL. This gives the message, the

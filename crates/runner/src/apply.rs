@@ -429,11 +429,7 @@ impl Session<'_> {
 
     /// Rolls back the file's own transaction block if a failure left it aborted.
     async fn end_aborted_block(&mut self) {
-        if let Err(error) = sqlx::query("SELECT 1").execute(&mut self.conn).await
-            && sqlstate_of(&error).as_deref() == Some(IN_FAILED_TRANSACTION)
-        {
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
-        }
+        db::end_failed_transaction(&mut self.conn).await;
     }
 
     /// Rolls back a transaction block the file opened and never closed.
@@ -508,7 +504,7 @@ impl Session<'_> {
             blocked_by = ?blockers,
             "{}: {}; rolled back, retrying",
             kind.as_str(),
-            failed.error
+            db::explain(&failed.error)
         );
         events(Event::Retrying {
             id: migration.id(),
@@ -516,7 +512,7 @@ impl Session<'_> {
             max_retries: self.guards.max_retries,
             delay,
             next_lock_timeout,
-            reason: failed.error.to_string(),
+            reason: db::explain(&failed.error),
             blockers: failed.blockers,
         });
         tokio::select! {
@@ -591,8 +587,9 @@ impl Session<'_> {
             .await
         {
             tracing::warn!(
-                "could not write the failure of {} to the audit table: {error}",
-                migration.id()
+                "could not write the failure of {} to the audit table: {}",
+                migration.id(),
+                db::explain(&error)
             );
         }
         ApplyError::Failed(Box::new(failure))
@@ -635,9 +632,6 @@ const RESET_ROLE: &str = "RESET SESSION AUTHORIZATION; RESET ROLE";
 const CONNECTION_CHECK: &str = "SELECT CASE WHEN current_setting('server_version_num')::int >= 140000 \
      THEN set_config('client_connection_check_interval', '1000', false) END";
 
-/// SQLSTATE 25P02: a statement was sent to a transaction that an error aborted.
-const IN_FAILED_TRANSACTION: &str = "25P02";
-
 /// A no-transaction file that opens a transaction block and never commits it: what it did in
 /// the block is rolled back, never recorded as applied.
 fn unclosed_block(migration: &Migration, script: &Script, committed: usize) -> ApplyError {
@@ -670,8 +664,9 @@ fn history_failed(migration: &Migration, history: &History, error: sqlx::Error) 
         statement: None,
         sqlstate: sqlstate_of(&error),
         message: format!(
-            "recording progress in {}: {error}",
-            history.migrations_table()
+            "recording progress in {}: {}",
+            history.migrations_table(),
+            db::explain(&error)
         ),
         attempts: 1,
         outcome: "see `sluice status` for what is recorded".to_owned(),
@@ -690,7 +685,7 @@ pub async fn open_migration_connection(
     .await
     .map_err(|e| db::DbError::Connect {
         target: settings.target(),
-        reason: e.to_string(),
+        reason: db::explain(&e),
     })?;
     Ok((conn, pid))
 }

@@ -7,6 +7,7 @@
 //!   failure, with the database role, client address, program and actor.
 
 use chrono::{DateTime, Utc};
+use sluice_common::db;
 use sluice_common::ident::{Ident, quote_literal};
 use sqlx::{AssertSqlSafe, PgConnection};
 
@@ -138,10 +139,21 @@ impl History {
         if self.exists(conn).await? {
             return Ok(());
         }
-        sqlx::raw_sql(AssertSqlSafe(self.ddl()))
-            .execute(conn)
-            .await?;
-        Ok(())
+        // CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema is
+        // there: a DBA may create it for a role that has no such right (least privilege).
+        let schema_exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)")
+                .bind(self.schema.as_str())
+                .fetch_one(&mut *conn)
+                .await?;
+        let created = sqlx::raw_sql(AssertSqlSafe(self.ddl(!schema_exists)))
+            .execute(&mut *conn)
+            .await;
+        if created.is_err() {
+            // The DDL runs in one transaction: leave the lock's connection usable.
+            db::end_failed_transaction(conn).await;
+        }
+        created.map(drop)
     }
 
     /// With the default `search_path` (`"$user", public`), a role named like sluice's schema
@@ -169,13 +181,18 @@ impl History {
         Ok(())
     }
 
-    fn ddl(&self) -> String {
+    fn ddl(&self, create_schema: bool) -> String {
         let schema = self.schema.quoted();
+        let create_schema = if create_schema {
+            format!("CREATE SCHEMA IF NOT EXISTS {schema};")
+        } else {
+            String::new()
+        };
         let (migrations, progress, audit) = (&self.migrations, &self.progress, &self.audit);
         let audit_literal = quote_literal(audit);
         format!(
             "BEGIN;
-CREATE SCHEMA IF NOT EXISTS {schema};
+{create_schema}
 CREATE TABLE IF NOT EXISTS {migrations} (
     version bigint PRIMARY KEY,
     name text NOT NULL,

@@ -328,3 +328,52 @@ async fn new_after_the_largest_version_refuses_instead_of_wrapping() {
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
 }
+
+#[tokio::test]
+async fn a_role_without_create_on_the_database_uses_the_schema_a_dba_made_for_it() {
+    let project = Project::new().await;
+    let role = format!("least_{}", &project.db.name);
+    project
+        .db
+        .exec(&format!(
+            "CREATE ROLE \"{role}\" LOGIN PASSWORD 'least-pw';
+             REVOKE CREATE ON DATABASE \"{db}\" FROM PUBLIC;
+             CREATE SCHEMA sluice AUTHORIZATION \"{role}\";
+             CREATE SCHEMA app AUTHORIZATION \"{role}\";",
+            db = project.db.name
+        ))
+        .await;
+    let mut url = url::Url::parse(&project.db.url).unwrap();
+    url.set_username(&role).unwrap();
+    url.set_password(Some("least-pw")).unwrap();
+    project.write(
+        "0001_t.sql",
+        "CREATE TABLE app.t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);\n\
+         INSERT INTO app.t (id) SELECT g FROM generate_series(1, 500) g;\n",
+    );
+    project.job(
+        "bump",
+        "name = \"bump\"\ntable = \"app.t\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n",
+    );
+    let up = Run(project
+        .sluice()
+        .env("DATABASE_URL", url.as_str())
+        .arg("up")
+        .output()
+        .unwrap());
+    let backfill = Run(project
+        .backfill()
+        .env("DATABASE_URL", url.as_str())
+        .args(["run", "bump"])
+        .output()
+        .unwrap());
+    let _ = project
+        .db
+        .exec(&format!(
+            "DROP OWNED BY \"{role}\"; DROP ROLE IF EXISTS \"{role}\""
+        ))
+        .await;
+    up.expect_code(exit::OK);
+    assert!(!up.stderr().contains("WARN"), "{}", up.stderr());
+    backfill.expect_code(exit::OK);
+}

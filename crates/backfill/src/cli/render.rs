@@ -141,9 +141,10 @@ impl Progress {
 
     /// This process's rows per second of working time: throttled time is left out; its
     /// workers work at once.
+    /// This process's rows per second since the run started (wall clock: pauses, throttling
+    /// and every worker included), for the summary.
     fn rate(&self) -> f64 {
-        #[expect(clippy::cast_precision_loss, reason = "a worker count is small")]
-        let secs = self.work.as_secs_f64() / self.workers.max(1) as f64;
+        let secs = self.started.elapsed().as_secs_f64();
         #[expect(clippy::cast_precision_loss, reason = "a rate needs no exactness")]
         let done = self.own_scanned as f64;
         if secs > 0.0 { done / secs } else { 0.0 }
@@ -207,11 +208,15 @@ impl Progress {
             .as_ref()
             .map_or_else(|| job.name.clone(), |p| p.display().to_string());
         let totals = format!(
-            "{} row(s) updated, {} scanned; this run {:.1}s working at {:.0} rows/s, {:.1}s throttled, longest batch {}ms",
+            "{} row(s) updated, {} scanned; this process: {} row(s) in {:.1}s ({:.0} rows/s), \
+             its {} worker(s) busy {:.1}s and throttled {:.1}s in all, longest batch {}ms",
             self.updated,
             self.scanned,
-            self.work.as_secs_f64(),
+            self.own_scanned,
+            self.started.elapsed().as_secs_f64(),
             self.rate(),
+            self.workers,
+            self.work.as_secs_f64(),
             self.throttled.as_secs_f64(),
             self.longest_batch.as_millis()
         );
