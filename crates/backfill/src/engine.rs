@@ -255,6 +255,14 @@ async fn run_workers(
     signal: &watch::Sender<Option<Signal>>,
     events: &mut dyn FnMut(Event),
 ) -> Vec<Result<WorkerEnd, BackfillError>> {
+    if let Some(rate) = ctx.throttle.rate() {
+        tracing::info!(
+            job = %ctx.job.name,
+            max_rows_per_second = rate,
+            "max_rows_per_second {rate} is the job's limit: every process and worker running \
+             it draws on one budget kept in the database"
+        );
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
     let all = futures_util::future::join_all((0..workers).map(|n| worker::run(ctx, n, tx.clone())));

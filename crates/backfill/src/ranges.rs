@@ -423,26 +423,6 @@ impl Ranges {
         .await
     }
 
-    /// Processes other than `process` (`<host>/<pid>`) holding a live lease on the job's
-    /// ranges: they share its `max_rows_per_second` with this one.
-    pub async fn other_processes(
-        &self,
-        conn: &mut PgConnection,
-        job: &str,
-        process: &str,
-    ) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT count(DISTINCT p.process) FROM {} r,
-                 LATERAL (SELECT regexp_replace(r.owner, '/w[0-9]+$', '') AS process) p
-             WHERE r.job = $1 AND r.state = 'pending' AND r.lease_until >= now() AND p.process <> $2",
-            self.table
-        )))
-        .bind(job)
-        .bind(process)
-        .fetch_one(conn)
-        .await
-    }
-
     /// Forgets a job's ranges (`--rescan` splits the key space again).
     pub async fn delete(&self, conn: &mut PgConnection, job: &str) -> Result<(), sqlx::Error> {
         sqlx::query(AssertSqlSafe(format!(

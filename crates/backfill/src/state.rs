@@ -134,11 +134,23 @@ impl Jobs {
             .await
     }
 
+    /// Whether the tables have every column this version uses (the newest: `rate_next`).
+    async fn is_current(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT to_regclass($1) IS NOT NULL AND EXISTS (
+                 SELECT FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'rate_next')",
+        )
+        .bind(self.ranges.table())
+        .bind(&self.table)
+        .fetch_one(conn)
+        .await
+    }
+
     /// Creates the schema and tables if missing (and adds what later versions added);
     /// concurrent workers serialise on a transaction-level advisory lock so that only one
     /// creates them.
     pub async fn ensure(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        if self.exists(conn).await? {
+        if self.is_current(conn).await? {
             return Ok(());
         }
         let mut tx = conn.begin().await?;
@@ -186,6 +198,7 @@ impl Jobs {
              );
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS throttled_by jsonb NOT NULL DEFAULT '{{}}';
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS last_throttle text;
+             ALTER TABLE {table} ADD COLUMN IF NOT EXISTS rate_next timestamptz;
              {ranges}",
             table = self.table,
             ranges = self.ranges.ddl(&self.table)
@@ -319,6 +332,33 @@ impl Jobs {
         .execute(conn)
         .await?;
         Ok(())
+    }
+
+    /// Reserves `rows` of the job's `rate` rows per second and returns how long to wait before
+    /// writing them. The limiter is the job's row (a "theoretical arrival time", `rate_next`),
+    /// so every process and worker of the job draws on one budget: processes that come and go,
+    /// restart or start at once never exceed it, not even in their first second.
+    pub async fn reserve_rows(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        rows: u32,
+        rate: u32,
+    ) -> Result<std::time::Duration, sqlx::Error> {
+        let seconds = f64::from(rows.max(1)) / f64::from(rate.max(1));
+        let wait: f64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "WITH now AS (SELECT clock_timestamp() AS t)
+             UPDATE {} j SET rate_next = greatest(j.rate_next, now.t) + make_interval(secs => $2)
+             FROM now WHERE j.name = $1
+             RETURNING greatest(0, extract(epoch FROM j.rate_next - now.t) - $2)::float8",
+            self.table
+        )))
+        .bind(name)
+        .bind(seconds)
+        .fetch_optional(conn)
+        .await?
+        .unwrap_or(0.0);
+        Ok(std::time::Duration::from_secs_f64(wait.clamp(0.0, 3600.0)))
     }
 
     /// Records time a load signal throttled the job.

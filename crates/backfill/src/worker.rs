@@ -396,16 +396,11 @@ impl Worker<'_, '_> {
         Ok(None)
     }
 
-    /// Waits for the rate limiter and any load signal, keeping the lease alive; false when
-    /// the lease was lost meanwhile.
+    /// Waits for the job's rate budget and any load signal, keeping the lease alive; false
+    /// when the lease was lost meanwhile.
     async fn before_batch(&mut self, range: &Range) -> Result<bool, BackfillError> {
-        let waited = tokio::select! {
-            waited = self.ctx.throttle.before_batch(self.size) => waited,
-            () = self.ctx.shutdown.requested() => None,
-        };
-        if let Some((reason, waited)) = waited {
-            self.throttled += waited;
-            self.send(Event::Throttled { reason, waited });
+        if !self.wait_for_rate(range).await? {
+            return Ok(false);
         }
         let mut load = self.ctx.load.clone();
         let signal = load.borrow_and_update().clone();
@@ -413,6 +408,43 @@ impl Worker<'_, '_> {
             self.wait_out(signal, &mut load, range).await?;
         }
         self.keep_lease(range).await
+    }
+
+    /// Under `max_rows_per_second`: caps the batch at half a second of the limit and waits
+    /// for its rows in the job's budget (shared, through the database, by every process),
+    /// renewing the lease through a long wait; false when the lease was lost.
+    async fn wait_for_rate(&mut self, range: &Range) -> Result<bool, BackfillError> {
+        let (Some(rate), Some(cap)) = (self.ctx.throttle.rate(), self.ctx.throttle.batch_cap())
+        else {
+            return Ok(true);
+        };
+        self.size = self.size.min(cap);
+        let (ctx, rows) = (self.ctx, self.size);
+        let wait = self
+            .keep("reserving rows of the rate limit", async |conn| {
+                ctx.jobs.reserve_rows(conn, &ctx.job.name, rows, rate).await
+            })
+            .await?;
+        let started = Instant::now();
+        while started.elapsed() < wait && self.should_stop().is_none() {
+            let left = wait.saturating_sub(started.elapsed());
+            tokio::select! {
+                () = tokio::time::sleep(left.min(self.ctx.lease / 3)) => {}
+                () = self.ctx.shutdown.requested() => {}
+            }
+            if !self.keep_lease(range).await? {
+                return Ok(false);
+            }
+        }
+        let waited = started.elapsed();
+        if waited >= Duration::from_millis(1) {
+            self.throttled += waited;
+            self.send(Event::Throttled {
+                reason: Reason::RateLimit,
+                waited,
+            });
+        }
+        Ok(true)
     }
 
     /// Waits while a load signal is up; the time is throttled time by that reason.

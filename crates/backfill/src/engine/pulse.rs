@@ -1,5 +1,5 @@
 //! The job's pulse, read by each process every `load_check_interval`: every process's
-//! committed totals (for progress and ETA) and how many processes share the job's rate limit.
+//! committed totals (for progress and ETA).
 
 use sluice_common::db;
 use sluice_common::retry::{Transient, classify};
@@ -17,8 +17,7 @@ pub(super) struct Totals {
 }
 
 /// Every `load_check_interval` until `stop`: reads the job's totals (every process's
-/// committed batches) for progress and ETA, and keeps this process's share of the job's
-/// `max_rows_per_second` in step with the number of processes holding its ranges.
+/// committed batches) for progress and ETA.
 pub(super) async fn pulse(
     conn: &mut PgConnection,
     ctx: &Context<'_>,
@@ -52,36 +51,5 @@ pub(super) async fn pulse(
                 }
             }
         }
-        if ctx.throttle.is_limited() {
-            share_rate(conn, ctx).await;
-        }
-    }
-}
-
-/// Takes this process's share of the job's `max_rows_per_second`: the limit is the job's,
-/// not each pod's.
-async fn share_rate(conn: &mut PgConnection, ctx: &Context<'_>) {
-    let job = &ctx.job.name;
-    match ctx
-        .jobs
-        .ranges()
-        .other_processes(conn, job, &ctx.process)
-        .await
-    {
-        Ok(others) => {
-            let processes = u32::try_from(others).unwrap_or(u32::MAX).saturating_add(1);
-            if let Some(rate) = ctx.throttle.share(processes) {
-                tracing::info!(
-                    job = %job,
-                    processes,
-                    "max_rows_per_second {} shared by {processes} process(es) running job {job}: this one writes up to {rate} rows/s",
-                    ctx.job.pacing.max_rows_per_second
-                );
-            }
-        }
-        Err(error) => tracing::warn!(
-            "reading which processes share job {job}'s max_rows_per_second: {}; keeping the last share",
-            db::explain(&error)
-        ),
     }
 }
