@@ -232,3 +232,26 @@ async fn a_closed_output_pipe_does_not_abort_a_migration_or_a_backfill() {
         .unwrap();
     assert_eq!(wrong, 0, "the backfill ran to its end");
 }
+
+#[test]
+fn the_readme_exit_code_table_is_the_list_in_code() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let mut table = String::from("| code | name | meaning |\n|---:|---|---|\n");
+    for (code, name, meaning) in exit::ALL {
+        table.push_str(&format!("| {code} | {name} | {meaning} |\n"));
+    }
+    assert!(
+        readme.contains(&table),
+        "README.md's exit-code table differs from sluice_common::exit::ALL; replace it with:\n{table}"
+    );
+    // And --help lists every code.
+    let dir = tempfile::tempdir().unwrap();
+    let help = sluice(dir.path()).arg("--help").output().unwrap();
+    for (code, name, _) in exit::ALL {
+        assert!(
+            stdout(&help).contains(&format!("{code:>3}  {name}")),
+            "--help lacks exit code {code}"
+        );
+    }
+}

@@ -24,45 +24,60 @@ pub const PENDING: u8 = 7;
 pub const BLOCKED: u8 = 8;
 /// `sluice drift`: the live schema differs from the one the migrations produce.
 pub const SCHEMA_DRIFT: u8 = 9;
-/// Stopped by a signal or a run limit after recording progress; running the same command again
-/// resumes. 75 is `EX_TEMPFAIL` from sysexits.h: "try again later".
+/// Stopped by a signal after recording progress; running the same command again resumes. 75 is
+/// `EX_TEMPFAIL` from sysexits.h: "try again later". (A backfill that reaches its run window's
+/// end or its time limit stopped as planned: that is [`OK`].)
 pub const INTERRUPTED: u8 = 75;
 
-/// Every code with its name and meaning, for `--help` footers and the README table.
+/// Every code with its name and meaning: the `--help` footers and the README's table (a test
+/// keeps the README equal to this list).
 pub const ALL: &[(u8, &str, &str)] = &[
-    (OK, "ok", "done, or nothing to do"),
+    (
+        OK,
+        "ok",
+        "done, or nothing to do; also a backfill stopped by its run window or time limit (resumable)",
+    ),
     (
         FAILED,
         "failed",
-        "a migration or batch failed; see the message",
+        "a migration or batch failed; the message says which and why",
     ),
-    (USAGE, "usage", "the command line is wrong"),
+    (
+        USAGE,
+        "usage",
+        "the command line or an environment variable is wrong, or no database URL was given",
+    ),
     (
         INVALID_INPUT,
         "invalid-input",
-        "sluice.toml, a migration file or a job spec is invalid",
+        "sluice.toml, a migration file, a job spec or the database URL is invalid, or a guard the job asks for cannot work",
     ),
     (
         DATABASE_UNAVAILABLE,
         "database-unavailable",
-        "PostgreSQL unreachable or login refused",
+        "PostgreSQL unreachable for longer than connect_wait, or login refused",
     ),
     (LOCK_HELD, "lock-held", "another runner holds the lock"),
     (
         HISTORY_DRIFT,
         "history-drift",
-        "applied migrations edited, missing or out of order",
+        "applied migrations edited, missing, or a new one out of order",
     ),
     (PENDING, "pending", "sluice check: migrations are pending"),
     (
         BLOCKED,
         "blocked",
-        "a backfill gate or a lint finding stopped the run",
+        "a backfill gate or a lint finding stopped the run, or the backfill job was cancelled",
+    ),
+    (
+        SCHEMA_DRIFT,
+        "schema-drift",
+        "sluice drift: the live schema differs from the one the migrations produce",
     ),
     (
         INTERRUPTED,
         "interrupted",
-        "stopped by a signal or limit; run again to resume",
+        "stopped by a signal after recording progress; run again to resume",
     ),
 ];
 
