@@ -7,69 +7,41 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use sluice_common::config::{DurationKind, check_duration};
 use sluice_common::ident::{Ident, IdentError, QualifiedName};
+use sluice_common::redact::SecretUrl;
 
-/// Defaults of the optional keys, documented in the README.
-pub mod defaults {
-    use std::time::Duration;
+pub use sluice_common::jobspec::{JobFile, defaults};
 
-    pub const BATCH_SIZE: u32 = 1000;
-    pub const MIN_BATCH_SIZE: u32 = 100;
-    pub const MAX_BATCH_SIZE: u32 = 50_000;
-    pub const TARGET_BATCH_TIME: Duration = Duration::from_millis(200);
-    pub const MAX_ROWS_PER_SECOND: u32 = 0;
-    pub const PAUSE: Duration = Duration::ZERO;
-    pub const LOCK_TIMEOUT: Duration = Duration::from_millis(500);
-    pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
-    pub const MAX_RETRIES: u32 = 10;
-    pub const RANGES: u32 = crate::split::DEFAULT_RANGES;
-    pub const LEASE: Duration = Duration::from_secs(30);
-    pub const LOAD_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// Which load signals to watch, and how often (see `crate::load`).
+#[derive(Debug, Clone)]
+pub struct LoadSettings {
+    pub check_interval: Duration,
+    /// How long a signal keeps workers waiting after it was last seen.
+    pub cooldown: Duration,
+    pub blocked_sessions: bool,
+    pub lock_queue: bool,
+    /// Replication lag above this throttles; `None`: not watched.
+    pub max_replication_lag: Option<Duration>,
+    /// Replicas to ask for their replay lag (besides `pg_stat_replication` on the primary).
+    pub replica_urls: Vec<SecretUrl>,
+    /// Returns true while the backfill should wait.
+    pub throttle_query: Option<String>,
 }
 
-/// The file as written. Unknown keys are errors.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobFile {
-    pub name: String,
-    pub table: String,
-    pub key: Vec<String>,
-    pub set: String,
-    #[serde(default, rename = "where")]
-    pub where_: Option<String>,
-    pub batch_size: Option<u32>,
-    pub min_batch_size: Option<u32>,
-    pub max_batch_size: Option<u32>,
-    #[serde(default, with = "humantime_serde")]
-    pub target_batch_time: Option<Duration>,
-    pub max_rows_per_second: Option<u32>,
-    #[serde(default, with = "humantime_serde")]
-    pub pause: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub lock_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub statement_timeout: Option<Duration>,
-    pub max_retries: Option<u32>,
-    /// Key ranges the job is split into at its first start (for parallel workers).
-    pub ranges: Option<u32>,
-    /// A worker silent this long loses its range to another.
-    #[serde(default, with = "humantime_serde")]
-    pub lease: Option<Duration>,
-    /// Wait while sessions queue on locks the backfill holds (default true).
-    pub throttle_on_blocked_sessions: Option<bool>,
-    /// Wait while a lock request (a DDL) is queued on the table (default true).
-    pub throttle_on_lock_queue: Option<bool>,
-    /// Wait while replication lags more than this.
-    #[serde(default, with = "humantime_serde")]
-    pub max_replication_lag: Option<Duration>,
-    /// Wait while this query returns true.
-    pub throttle_query: Option<String>,
-    /// How often load signals are checked.
-    #[serde(default, with = "humantime_serde")]
-    pub load_check_interval: Option<Duration>,
+impl Default for LoadSettings {
+    fn default() -> Self {
+        Self {
+            check_interval: Duration::from_millis(500),
+            cooldown: Duration::from_secs(1),
+            blocked_sessions: true,
+            lock_queue: true,
+            max_replication_lag: None,
+            replica_urls: Vec::new(),
+            throttle_query: None,
+        }
+    }
 }
 
 /// How the key space is shared between workers.
@@ -111,7 +83,7 @@ pub struct Job {
     pub guards: BatchGuards,
     pub parallel: Parallel,
     /// Load signals (replica URLs come from the command line, never from the spec).
-    pub load: crate::load::LoadSettings,
+    pub load: LoadSettings,
     /// Checksum of what decides which rows change and how (table, key, set, where); pacing
     /// and guards may change between runs.
     pub spec_checksum: String,
@@ -229,10 +201,7 @@ impl Job {
     }
 }
 
-fn load_settings(
-    file: &JobFile,
-    overrides: &Overrides,
-) -> Result<crate::load::LoadSettings, String> {
+fn load_settings(file: &JobFile, overrides: &Overrides) -> Result<LoadSettings, String> {
     let check_interval = positive(
         "load_check_interval",
         file.load_check_interval,
@@ -246,7 +215,7 @@ fn load_settings(
         Some(query) => Some(non_empty("throttle_query", query)?),
         None => None,
     };
-    Ok(crate::load::LoadSettings {
+    Ok(LoadSettings {
         check_interval,
         cooldown: (check_interval * 2).max(Duration::from_secs(1)),
         blocked_sessions: file.throttle_on_blocked_sessions.unwrap_or(true),

@@ -2,6 +2,7 @@
 //! together with its progress row so that an interrupted job resumes exactly where it stopped.
 
 pub mod catalog;
+mod context;
 pub mod engine;
 pub mod error;
 pub mod event;
@@ -19,5 +20,6 @@ pub mod sql;
 pub mod state;
 pub mod stepping;
 pub mod throttle;
+mod verify;
 pub mod window;
 mod worker;

@@ -16,35 +16,7 @@ use tokio::sync::watch;
 
 use crate::throttle::Reason;
 
-/// Which signals to watch, and how often.
-#[derive(Debug, Clone)]
-pub struct LoadSettings {
-    pub check_interval: Duration,
-    /// How long a signal keeps workers waiting after it was last seen.
-    pub cooldown: Duration,
-    pub blocked_sessions: bool,
-    pub lock_queue: bool,
-    /// Replication lag above this throttles; `None`: not watched.
-    pub max_replication_lag: Option<Duration>,
-    /// Replicas to ask for their replay lag (besides `pg_stat_replication` on the primary).
-    pub replica_urls: Vec<SecretUrl>,
-    /// Returns true while the backfill should wait.
-    pub throttle_query: Option<String>,
-}
-
-impl Default for LoadSettings {
-    fn default() -> Self {
-        Self {
-            check_interval: Duration::from_millis(500),
-            cooldown: Duration::from_secs(1),
-            blocked_sessions: true,
-            lock_queue: true,
-            max_replication_lag: None,
-            replica_urls: Vec::new(),
-            throttle_query: None,
-        }
-    }
-}
+pub use crate::job::LoadSettings;
 
 /// A signal that is up.
 #[derive(Debug, Clone, PartialEq)]

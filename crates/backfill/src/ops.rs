@@ -1,14 +1,15 @@
-//! Operator commands on recorded jobs: status, pause, resume, cancel.
+//! Operator commands on recorded jobs: status, pause, resume, cancel. (Whether a migration's
+//! backfill gate is open is `sluice_common::backfill_gate`, which the runner reads too.)
 
 use crate::ranges::Lease;
 use sluice_common::db;
-use sluice_common::ident::Ident;
 use sqlx::{Connection, PgConnection};
 
-use crate::engine::EngineSettings;
+use crate::context::EngineSettings;
 use crate::error::BackfillError;
 use crate::lifecycle::{self, Decision, Request};
-use crate::state::{JobRow, Jobs, states};
+use crate::state::{JobRow, Jobs};
+use sluice_common::backfill_gate::throughput;
 
 /// A job's row and the workers holding leases on its ranges right now.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -76,7 +77,7 @@ fn with_rates(row: JobRow, leases: Vec<Lease>) -> JobStatus {
     let rate = throughput(
         scanned,
         row.work_seconds + row.throttled_seconds,
-        leases.len(),
+        i64::try_from(leases.len()).unwrap_or(i64::MAX),
     );
     let eta = rate
         .filter(|_| row.finished_at.is_none())
@@ -87,15 +88,6 @@ fn with_rates(row: JobRow, leases: Vec<Lease>) -> JobStatus {
         rows_per_second: rate,
         eta_seconds: eta,
     }
-}
-
-/// Rows per second of a job: `worker_seconds` adds up every worker's time, working and
-/// throttled (a rate limit or a pause is part of how fast the job really goes), and the job
-/// advances at the sum of its `workers`' rates. `None` before anything was done.
-fn throughput(rows: f64, worker_seconds: f64, workers: usize) -> Option<f64> {
-    #[expect(clippy::cast_precision_loss, reason = "a worker count is small")]
-    let workers = workers.max(1) as f64;
-    (worker_seconds > 0.0 && rows > 0.0).then(|| rows / worker_seconds * workers)
 }
 
 /// Records an operator's request as [`lifecycle::decide`] rules, and says what it did; a
@@ -119,7 +111,7 @@ pub async fn request(
         .await
         .map_err(BackfillError::query(what.clone()))?
         .ok_or_else(|| BackfillError::UnknownJob(name.to_owned()))?;
-    let says = match lifecycle::decide(&state, &pending, request) {
+    let says = match lifecycle::decide(state, pending, request) {
         Decision::Cancelled => {
             return Err(BackfillError::Cancelled {
                 job: name.to_owned(),
@@ -140,91 +132,4 @@ pub async fn request(
     tx.commit().await.map_err(BackfillError::query(what))?;
     let _ = conn.close().await;
     Ok(says)
-}
-
-/// What a migration gated on a backfill job finds.
-#[derive(Debug, Clone)]
-pub enum Gate {
-    /// Completed and verified: the migration may run.
-    Open,
-    /// Why not, for the message: the job's status, or `None` when it never ran.
-    Closed(Option<Box<JobStatus>>),
-}
-
-/// Whether job `name` is complete and verified, read on the caller's connection.
-pub async fn gate(
-    conn: &mut PgConnection,
-    schema: &Ident,
-    name: &str,
-) -> Result<Gate, sqlx::Error> {
-    let jobs = Jobs::new(schema.clone());
-    if !jobs.exists(conn).await? {
-        return Ok(Gate::Closed(None));
-    }
-    let Some(row) = jobs.load(conn, name).await? else {
-        return Ok(Gate::Closed(None));
-    };
-    if row.state == states::COMPLETED && row.verified_remaining == Some(0) {
-        return Ok(Gate::Open);
-    }
-    let leases = jobs.ranges().leases(conn, name).await?;
-    Ok(Gate::Closed(Some(Box::new(with_rates(row, leases)))))
-}
-
-/// One sentence on why a gate is closed and what to run.
-pub fn gate_message(name: &str, status: Option<&JobStatus>) -> String {
-    let Some(status) = status else {
-        return format!("backfill job {name} has not run yet; run it: sluice-backfill run {name}");
-    };
-    let row = &status.row;
-    let progress = format!(
-        "{} of ~{} rows scanned",
-        row.rows_scanned,
-        row.estimated_rows.max(row.rows_scanned)
-    );
-    let eta = status
-        .eta_seconds
-        .map(|s| {
-            format!(
-                ", ETA {}",
-                humantime::format_duration(std::time::Duration::from_secs_f64(s.round()))
-            )
-        })
-        .unwrap_or_default();
-    match (row.state.as_str(), status.leases.len()) {
-        (states::RUNNING, workers) if workers > 0 => format!(
-            "backfill job {name} is running ({workers} worker(s)): {progress}{eta}; wait for it to complete"
-        ),
-        (states::PAUSED, _) => format!(
-            "backfill job {name} is paused at {progress}; continue it: sluice-backfill resume {name} && sluice-backfill run {name}"
-        ),
-        (states::CANCELLED, _) => format!(
-            "backfill job {name} was cancelled at {progress}; the migration cannot run until a job of that name completes"
-        ),
-        (states::FAILED, _) => format!(
-            "backfill job {name} failed at {progress}: {}; resume it: sluice-backfill run {name}",
-            row.last_error.as_deref().unwrap_or("(no error recorded)")
-        ),
-        _ => format!(
-            "backfill job {name} is {} at {progress}{eta}; resume it: sluice-backfill run {name}",
-            row.state
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn throughput_counts_throttled_time_and_adds_up_workers() {
-        // 10,000 rows in 2 s working + 8 s throttled by one worker: 1,000 rows/s.
-        assert_eq!(throughput(10_000.0, 10.0, 1), Some(1000.0));
-        // Two workers, each 5 s: the job advances at 2,000 rows/s.
-        assert_eq!(throughput(10_000.0, 10.0, 2), Some(2000.0));
-        // No live lease (between runs): counted as one worker.
-        assert_eq!(throughput(10_000.0, 10.0, 0), Some(1000.0));
-        assert_eq!(throughput(0.0, 10.0, 1), None);
-        assert_eq!(throughput(10.0, 0.0, 1), None);
-    }
 }

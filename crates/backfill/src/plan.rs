@@ -4,7 +4,7 @@ use sluice_common::db;
 use sqlx::{AssertSqlSafe, Connection, Row};
 
 use crate::catalog;
-use crate::engine::EngineSettings;
+use crate::context::EngineSettings;
 use crate::error::BackfillError;
 use crate::job::Job;
 use crate::load;

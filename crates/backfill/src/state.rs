@@ -13,25 +13,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::ranges::Ranges;
 
-/// Job states, as stored.
-pub mod states {
-    /// A worker is (or was, if it died) working on the job.
-    pub const RUNNING: &str = "running";
-    /// Stopped by a signal or limit; `run` resumes it.
-    pub const STOPPED: &str = "stopped";
-    pub const PAUSED: &str = "paused";
-    pub const CANCELLED: &str = "cancelled";
-    /// Stopped by an error (stored in `last_error`); `run` resumes it.
-    pub const FAILED: &str = "failed";
-    pub const COMPLETED: &str = "completed";
-}
-
-/// Requests to a running worker.
-pub mod control {
-    pub const RUN: &str = "run";
-    pub const PAUSE: &str = "pause";
-    pub const CANCEL: &str = "cancel";
-}
+pub use sluice_common::backfill_gate::{Control, JobState};
 
 /// A job's row.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
@@ -41,8 +23,10 @@ pub struct JobRow {
     pub key_columns: Vec<String>,
     pub spec_checksum: String,
     pub spec_path: Option<String>,
-    pub state: String,
-    pub control: String,
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
+    #[sqlx(try_from = "String")]
+    pub control: Control,
     pub upper_bound: Option<Vec<String>>,
     pub cursor: Option<Vec<String>>,
     pub rows_updated: i64,
@@ -283,7 +267,7 @@ impl Jobs {
         .bind(name)
         .fetch_optional(conn)
         .await?;
-        Ok(state.as_deref() == Some(states::COMPLETED))
+        Ok(state.as_deref() == Some(JobState::Completed.as_str()))
     }
 
     /// Sets the state of a running job unless another worker still holds a live lease on one
@@ -292,7 +276,7 @@ impl Jobs {
         &self,
         conn: &mut PgConnection,
         name: &str,
-        state: &str,
+        state: JobState,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(AssertSqlSafe(format!(
             "UPDATE {j} SET state = $2, updated_at = now(),
@@ -304,7 +288,7 @@ impl Jobs {
             r = self.ranges.table()
         )))
         .bind(name)
-        .bind(state)
+        .bind(state.as_str())
         .execute(conn)
         .await?;
         Ok(())
@@ -392,10 +376,10 @@ impl Jobs {
         &self,
         conn: &mut PgConnection,
         name: &str,
-        state: &str,
+        state: JobState,
         last_error: Option<&str>,
     ) -> Result<(), sqlx::Error> {
-        let finished = state == states::COMPLETED || state == states::CANCELLED;
+        let finished = matches!(state, JobState::Completed | JobState::Cancelled);
         sqlx::query(AssertSqlSafe(format!(
             "UPDATE {} SET state = $2, last_error = $3, updated_at = now(),
                  finished_at = CASE WHEN $4 THEN now() ELSE NULL END
@@ -403,7 +387,7 @@ impl Jobs {
             self.table
         )))
         .bind(name)
-        .bind(state)
+        .bind(state.as_str())
         .bind(last_error)
         .bind(finished)
         .execute(conn)
@@ -475,14 +459,17 @@ impl Jobs {
         &self,
         conn: &mut PgConnection,
         name: &str,
-    ) -> Result<Option<(String, String)>, sqlx::Error> {
-        sqlx::query_as(AssertSqlSafe(format!(
+    ) -> Result<Option<(JobState, Control)>, sqlx::Error> {
+        let row: Option<(String, String)> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT state, control FROM {} WHERE name = $1 FOR UPDATE",
             self.table
         )))
         .bind(name)
         .fetch_optional(conn)
-        .await
+        .await?;
+        row.map(|(state, control)| Ok((state.parse()?, control.parse()?)))
+            .transpose()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))
     }
 
     /// Records an operator's request (see [`crate::lifecycle::decide`]): the control value,
@@ -491,8 +478,8 @@ impl Jobs {
         &self,
         conn: &mut PgConnection,
         name: &str,
-        control: &str,
-        state: Option<&str>,
+        control: Control,
+        state: Option<JobState>,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(AssertSqlSafe(format!(
             "UPDATE {} SET control = $2, state = coalesce($3, state), updated_at = now(),
@@ -501,8 +488,8 @@ impl Jobs {
             self.table
         )))
         .bind(name)
-        .bind(control)
-        .bind(state)
+        .bind(control.as_str())
+        .bind(state.map(JobState::as_str))
         .execute(conn)
         .await?;
         Ok(())

@@ -13,13 +13,13 @@ use sluice_common::retry::{Backoff, Transient, classify};
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::engine::{Context, bind_all, guarded_connection, parse_integer, ride_out, texts};
+use crate::context::{Context, bind_all, guarded_connection, parse_integer, ride_out, texts};
 use crate::error::BackfillError;
 use crate::event::{BatchDone, Event};
+use crate::lifecycle::{Control, JobState, WorkerEnd};
 use crate::ranges::Claim;
 use crate::sizing;
 use crate::sql::{LeaseOf, Progress};
-use crate::state::{control, states};
 use crate::stepping::IntegerSpan;
 use crate::throttle::Reason;
 
@@ -28,21 +28,6 @@ const RETRY_BACKOFF: Backoff = Backoff {
     initial: Duration::from_millis(100),
     max: Duration::from_secs(10),
 };
-
-/// Why a worker stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WorkerEnd {
-    /// Every range is done.
-    NoWork,
-    Paused,
-    Cancelled,
-    /// A shutdown signal.
-    Interrupted,
-    /// The run's deadline (window, max runtime, until) passed.
-    Deadline,
-    /// Another worker of this process failed.
-    Stopped,
-}
 
 enum RangeEnd {
     Done,
@@ -381,10 +366,10 @@ impl Worker<'_, '_> {
             total_scanned: 0,
             total_updated: 0,
         }));
-        match done.control.as_str() {
-            control::PAUSE => return Ok(Some(RangeEnd::Stop(WorkerEnd::Paused))),
-            control::CANCEL => return Ok(Some(RangeEnd::Stop(WorkerEnd::Cancelled))),
-            _ => {}
+        match done.control.parse::<Control>() {
+            Ok(Control::Pause) => return Ok(Some(RangeEnd::Stop(WorkerEnd::Paused))),
+            Ok(Control::Cancel) => return Ok(Some(RangeEnd::Stop(WorkerEnd::Cancelled))),
+            Ok(Control::Run) | Err(_) => {}
         }
         if done.last {
             self.verify(range).await?;
@@ -650,7 +635,7 @@ impl Worker<'_, '_> {
         let ctx = self.ctx;
         let remaining = self
             .keep("verifying a range", async |conn| {
-                crate::engine::count_remaining(
+                crate::verify::count_remaining(
                     conn,
                     ctx.sql,
                     ctx.job,
@@ -693,7 +678,7 @@ impl Worker<'_, '_> {
             let _ = self
                 .ctx
                 .jobs
-                .set_state(&mut self.conn, &job.name, states::FAILED, Some(&text))
+                .set_state(&mut self.conn, &job.name, JobState::Failed, Some(&text))
                 .await;
             return Err(BackfillError::BatchFailed {
                 job: job.name.clone(),

@@ -5,10 +5,12 @@
 //! The command-line edge (clap arguments, the signal handler, the tracing subscriber) lives
 //! behind the `cli` feature so that engine code cannot reach for it.
 
+pub mod backfill_gate;
 pub mod config;
 pub mod db;
 pub mod exit;
 pub mod ident;
+pub mod jobspec;
 pub mod lock;
 #[cfg(feature = "cli")]
 pub mod metrics;

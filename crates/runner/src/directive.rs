@@ -117,7 +117,7 @@ fn approval(value: &str, line: usize) -> Result<Approval, String> {
     if rule.is_empty() {
         return Err("`sluice:approve` needs a lint rule and a reason: `-- sluice:approve ban-drop-column reason: unused since v42`".into());
     }
-    if !crate::lint::is_known_rule(rule) {
+    if !crate::rules::is_known_rule(rule) {
         return Err(format!(
             "`sluice:approve {rule}`: unknown lint rule; `sluice lint --rules` lists them"
         ));

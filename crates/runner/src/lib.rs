@@ -17,6 +17,7 @@ pub mod lint;
 pub mod migrator;
 pub mod plan;
 pub mod roundtrip;
+pub mod rules;
 pub mod scaffold;
 pub mod schema_dump;
 pub mod script;

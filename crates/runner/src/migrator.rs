@@ -15,7 +15,7 @@ use sluice_common::lock::{AdvisoryLock, DEFAULT_POLL_INTERVAL, LockRequest, lock
 use sluice_common::shutdown::Shutdown;
 use std::collections::{BTreeMap, BTreeSet};
 
-use sluice_backfill::ops::{self, Gate};
+use sluice_common::backfill_gate::{self, Gate};
 use sqlx::{Connection, PgConnection};
 
 use crate::apply::{Session, open_migration_connection};
@@ -133,11 +133,11 @@ impl Migrator {
     ) -> Result<Vec<String>, RunnerError> {
         let mut reasons = Vec::new();
         for job in &migration.up.directives.requires_backfill {
-            let gate = ops::gate(conn, &self.settings.schema, job)
+            let gate = backfill_gate::read_gate(conn, &self.settings.schema, job)
                 .await
                 .map_err(RunnerError::query(format!("reading backfill job {job}")))?;
             if let Gate::Closed(status) = gate {
-                reasons.push(ops::gate_message(job, status.as_deref()));
+                reasons.push(backfill_gate::gate_message(job, status.as_ref()));
             }
         }
         Ok(reasons)

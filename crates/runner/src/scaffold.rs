@@ -3,6 +3,7 @@
 //! the files are returned as text for `sluice new --pattern` to write; engineers edit them.
 
 use sluice_common::ident::{Ident, QualifiedName};
+use sluice_common::jobspec::{JobFile, defaults};
 
 /// The changes sluice scaffolds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,34 +294,38 @@ fn change_type(change: &Change, expression: &str) -> Parts {
     }
 }
 
+/// The backfill job's spec, serialised from the job file type itself with the engine's own
+/// defaults written out, so the operator sees every knob and no value disagrees with what the
+/// engine would use.
 fn job(change: &Change, target: &Ident, value: &str, needs_work: &str) -> String {
-    let key = change
-        .key
-        .iter()
-        .map(|k| format!("{:?}", k.to_string().trim_matches('"')))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let spec = JobFile {
+        name: change.name.clone(),
+        table: format!("{}.{}", change.table.schema, change.table.name),
+        key: change
+            .key
+            .iter()
+            .map(|k| k.to_string().trim_matches('"').to_owned())
+            .collect(),
+        set: format!("{target} = {value}"),
+        where_: Some(needs_work.to_owned()),
+        batch_size: Some(defaults::BATCH_SIZE),
+        min_batch_size: Some(defaults::MIN_BATCH_SIZE),
+        max_batch_size: Some(defaults::MAX_BATCH_SIZE),
+        target_batch_time: Some(defaults::TARGET_BATCH_TIME),
+        max_rows_per_second: Some(defaults::MAX_ROWS_PER_SECOND),
+        pause: Some(defaults::PAUSE),
+        lock_timeout: Some(defaults::LOCK_TIMEOUT),
+        statement_timeout: Some(defaults::STATEMENT_TIMEOUT),
+        max_retries: Some(defaults::MAX_RETRIES),
+        ..JobFile::default()
+    };
+    let body = toml::to_string(&spec).unwrap_or_else(|e| format!("# cannot write the spec: {e}\n"));
     format!(
         "# Backfill for {name}: fills {table}.{target} for rows written before the expand migration's\n\
          # trigger existed. The contract migration waits until this job is complete and verified.\n\
-         name = {name:?}\n\
-         table = {table_text:?}\n\
-         key = [{key}]\n\
-         set = {set:?}\n\
-         where = {needs_work:?}\n\
-         batch_size = 1000\n\
-         min_batch_size = 100\n\
-         max_batch_size = 20000\n\
-         target_batch_time = \"200ms\"\n\
-         max_rows_per_second = 0\n\
-         pause = \"0ms\"\n\
-         lock_timeout = \"500ms\"\n\
-         statement_timeout = \"10s\"\n\
-         max_retries = 10\n",
+         {body}",
         name = change.name,
         table = change.table,
-        table_text = format!("{}.{}", change.table.schema, change.table.name),
-        set = format!("{target} = {value}"),
     )
 }
 
@@ -369,14 +374,17 @@ mod tests {
         assert!(files.contract.contains("VALIDATE CONSTRAINT"));
         assert!(files.contract.contains("SET NOT NULL"));
         assert!(files.contract.contains("DROP TRIGGER IF EXISTS"));
-        assert!(
-            files
-                .job
-                .contains("set = \"\\\"email_normalized\\\" = lower(email)\""),
-            "{}",
-            files.job
-        );
-        assert!(files.job.contains("key = [\"id\"]"), "{}", files.job);
+        let job = spec(&files.job);
+        assert_eq!(job.set, "\"email_normalized\" = lower(email)");
+        assert_eq!(job.key, ["id"]);
+        // The engine's own defaults, never a number of the scaffold's.
+        assert_eq!(job.max_batch_size, Some(defaults::MAX_BATCH_SIZE));
+        assert_eq!(job.lock_timeout, Some(defaults::LOCK_TIMEOUT));
+    }
+
+    /// The scaffolded job spec as the engine reads it.
+    fn spec(text: &str) -> JobFile {
+        toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
     }
 
     #[test]
@@ -391,12 +399,9 @@ mod tests {
             )
         );
         assert!(files.contract.contains("DROP COLUMN IF EXISTS \"email\""));
-        assert!(
-            files
-                .job
-                .contains("where = \"\\\"contact_email\\\" IS DISTINCT FROM \\\"email\\\"\""),
-            "{}",
-            files.job
+        assert_eq!(
+            spec(&files.job).where_.as_deref(),
+            Some("\"contact_email\" IS DISTINCT FROM \"email\"")
         );
     }
 

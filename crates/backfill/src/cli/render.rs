@@ -1,6 +1,7 @@
 //! Output of `sluice-backfill`: a live progress bar on a terminal, a structured log line every
 //! few seconds otherwise (Kubernetes Jobs), and a summary at the end.
 
+use sluice_backfill::lifecycle::{Control, JobState};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -323,7 +324,7 @@ pub fn status(statuses: &[JobStatus], json: bool) {
     }
     for s in statuses {
         let row = &s.row;
-        let stale = if row.state == "running" && s.leases.is_empty() {
+        let stale = if row.state == JobState::Running && s.leases.is_empty() {
             " (no live worker: it stopped uncleanly; `run` resumes it)"
         } else {
             ""
@@ -384,7 +385,9 @@ pub fn status(statuses: &[JobStatus], json: bool) {
         if let Some(error) = &row.last_error {
             outln!("  last error: {error}");
         }
-        if row.control != "run" && !matches!(row.state.as_str(), "paused" | "cancelled") {
+        if row.control != Control::Run
+            && !matches!(row.state, JobState::Paused | JobState::Cancelled)
+        {
             outln!("  requested: {}", row.control);
         }
     }

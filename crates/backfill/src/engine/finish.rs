@@ -6,10 +6,9 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use super::{Context, Outcome, bind_all, ride_out, texts};
 use crate::error::BackfillError;
 use crate::event::Event;
-use crate::job::Job;
+use crate::lifecycle::{JobState, RunEnd, WorkerEnd, on_end};
 use crate::sql::JobSql;
-use crate::state::states;
-use crate::worker::WorkerEnd;
+use crate::verify::count_remaining;
 
 /// Turns the workers' ends into the run's outcome, recording the job's state.
 pub(super) async fn finish(
@@ -32,33 +31,35 @@ pub(super) async fn finish(
             return Err(error);
         }
     };
-    let has = |end: WorkerEnd| finished.contains(&end);
-    let marking = |state: &str| format!("marking job {name} {state}");
-    if has(WorkerEnd::Cancelled) {
-        ride_out(conn, ctx, &marking(states::CANCELLED), async |conn| {
-            jobs.set_state(conn, name, states::CANCELLED, None).await
-        })
-        .await?;
-        return Ok(Outcome::Cancelled);
-    }
-    if has(WorkerEnd::Paused) {
-        ride_out(conn, ctx, &marking(states::PAUSED), async |conn| {
-            jobs.set_state(conn, name, states::PAUSED, None).await
-        })
-        .await?;
-        return Ok(Outcome::Paused);
-    }
-    if has(WorkerEnd::Interrupted) || has(WorkerEnd::Deadline) || has(WorkerEnd::Stopped) {
-        ride_out(conn, ctx, &marking(states::STOPPED), async |conn| {
-            jobs.set_state_if_idle(conn, name, states::STOPPED).await
-        })
-        .await?;
-        return Ok(match &ctx.deadline {
-            Some(deadline) if has(WorkerEnd::Deadline) => Outcome::LimitReached {
-                reason: deadline.reason.clone(),
-            },
-            _ => Outcome::Interrupted,
-        });
+    let marking = |state: JobState| format!("marking job {name} {state}");
+    match on_end(&finished) {
+        RunEnd::Cancelled => {
+            ride_out(conn, ctx, &marking(JobState::Cancelled), async |conn| {
+                jobs.set_state(conn, name, JobState::Cancelled, None).await
+            })
+            .await?;
+            return Ok(Outcome::Cancelled);
+        }
+        RunEnd::Paused => {
+            ride_out(conn, ctx, &marking(JobState::Paused), async |conn| {
+                jobs.set_state(conn, name, JobState::Paused, None).await
+            })
+            .await?;
+            return Ok(Outcome::Paused);
+        }
+        RunEnd::Stopped { limit } => {
+            ride_out(conn, ctx, &marking(JobState::Stopped), async |conn| {
+                jobs.set_state_if_idle(conn, name, JobState::Stopped).await
+            })
+            .await?;
+            return Ok(match &ctx.deadline {
+                Some(deadline) if limit => Outcome::LimitReached {
+                    reason: deadline.reason.clone(),
+                },
+                _ => Outcome::Interrupted,
+            });
+        }
+        RunEnd::AllDone => {}
     }
     complete(conn, ctx, events).await
 }
@@ -115,7 +116,7 @@ async fn complete(
             spec: ctx.spec_path(),
         };
         let _ = jobs
-            .set_state(conn, &job.name, states::FAILED, Some(&error.to_string()))
+            .set_state(conn, &job.name, JobState::Failed, Some(&error.to_string()))
             .await;
         return Err(error);
     }
@@ -137,7 +138,7 @@ async fn complete(
             spec: ctx.spec_path(),
         };
         let _ = jobs
-            .set_state(conn, &job.name, states::FAILED, Some(&error.to_string()))
+            .set_state(conn, &job.name, JobState::Failed, Some(&error.to_string()))
             .await;
         return Err(error);
     }
@@ -160,56 +161,6 @@ async fn complete(
             .as_ref()
             .map_or(0, |r| u64::try_from(r.batches).unwrap_or(0)),
     })
-}
-
-/// Rows in (lower, upper] still matching `where`, counted in bounded chunks so that no
-/// single query runs long. 0 without a `where`.
-pub(crate) async fn count_remaining(
-    conn: &mut PgConnection,
-    sql: &JobSql,
-    job: &Job,
-    mut lower: Option<Vec<String>>,
-    upper: &[String],
-) -> Result<u64, sqlx::Error> {
-    let (Some(count_first), Some(count_from)) = (&sql.count_remaining, &sql.count_remaining_from)
-    else {
-        return Ok(0);
-    };
-    let chunk = i64::from(job.pacing.max_batch_size)
-        .saturating_mul(10)
-        .max(1);
-    let mut total = 0u64;
-    loop {
-        let end_query = match &lower {
-            None => sqlx::query(AssertSqlSafe(sql.end_key.clone())),
-            Some(l) => bind_all(sqlx::query(AssertSqlSafe(sql.end_key_from.clone())), l),
-        };
-        let end = match bind_all(end_query, upper)
-            .bind(chunk - 1)
-            .fetch_optional(&mut *conn)
-            .await?
-        {
-            Some(row) => texts(&row)?,
-            None => upper.to_vec(),
-        };
-        let count_query = match &lower {
-            None => sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_first.clone())),
-            Some(l) => l.iter().fold(
-                sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_from.clone())),
-                |q, v| q.bind(v.clone()),
-            ),
-        };
-        let count = end
-            .iter()
-            .fold(count_query, |q, v| q.bind(v.clone()))
-            .fetch_one(&mut *conn)
-            .await?;
-        total += u64::try_from(count).unwrap_or(0);
-        if end.as_slice() == upper {
-            return Ok(total);
-        }
-        lower = Some(end);
-    }
 }
 
 /// The first key up to `upper` still matching `where`, for the verification error.

@@ -9,9 +9,10 @@ use super::{RunOptions, bind_all, texts};
 use crate::catalog::Target;
 use crate::error::BackfillError;
 use crate::job::Job;
+use crate::lifecycle::{JobState, Refusal, Start, StartFacts, StartOptions, on_start};
 use crate::split;
 use crate::sql::JobSql;
-use crate::state::{JobRow, Jobs, control, states};
+use crate::state::{JobRow, Jobs};
 
 /// Loads the job's row, or registers the job with its key bounds and ranges; refuses a
 /// changed spec or a cancelled job. `None` when it is already complete.
@@ -34,37 +35,38 @@ pub(super) async fn start(
             .await
             .map_err(BackfillError::query("reading the job"));
     };
-    check_identity(&row, job)?;
-    if row.state == states::CANCELLED || row.control == control::CANCEL {
-        return Err(BackfillError::Cancelled {
-            job: job.name.clone(),
-        });
-    }
-    if row.state == states::COMPLETED && !options.rescan {
-        return Ok(None);
-    }
-    if row.spec_checksum != job.spec_checksum {
-        if !options.accept_spec_change && row.state != states::COMPLETED {
-            return Err(BackfillError::SpecChanged {
-                job: job.name.clone(),
-            });
-        }
+    let facts = StartFacts {
+        state: row.state,
+        control: row.control,
+        same_identity: same_identity(&row, job),
+        same_spec: row.spec_checksum == job.spec_checksum,
+    };
+    let choices = StartOptions {
+        accept_spec_change: options.accept_spec_change,
+        rescan: options.rescan,
+    };
+    let (accept_spec, rescan, paused) = match on_start(facts, choices) {
+        Start::Refuse(refusal) => return Err(refused(refusal, &row, job)),
+        Start::AlreadyCompleted => return Ok(None),
+        Start::Go {
+            accept_spec,
+            rescan,
+            paused,
+        } => (accept_spec, rescan, paused),
+    };
+    if accept_spec {
         jobs.accept_spec(conn, &job.name, &job.spec_checksum)
             .await
             .map_err(BackfillError::query("recording the new spec"))?;
     }
-    if options.rescan {
+    if rescan {
         jobs.rescan(conn, &job.name)
             .await
             .map_err(BackfillError::query("starting another pass"))?;
     }
     if let Some(upper) = &row.upper_bound {
         // A job started by an older sluice, or rescanned, has no ranges yet.
-        let lower = if options.rescan {
-            None
-        } else {
-            row.cursor.clone()
-        };
+        let lower = if rescan { None } else { row.cursor.clone() };
         split_once(
             conn,
             jobs,
@@ -77,8 +79,8 @@ pub(super) async fn start(
         )
         .await?;
     }
-    if row.control != control::PAUSE {
-        jobs.set_state(conn, &job.name, states::RUNNING, None)
+    if !paused {
+        jobs.set_state(conn, &job.name, JobState::Running, None)
             .await
             .map_err(BackfillError::query("marking the job running"))?;
     }
@@ -90,18 +92,27 @@ pub(super) async fn start(
 /// A spec may change how rows change (with --accept-spec-change) but never which table and key
 /// the job's recorded progress belongs to: a job moved to another table would skip the rows
 /// below its cursor there and still report "completed and verified".
-fn check_identity(row: &JobRow, job: &Job) -> Result<(), BackfillError> {
+fn same_identity(row: &JobRow, job: &Job) -> bool {
     let keys: Vec<&str> = job.key.iter().map(|k| k.as_str()).collect();
-    let table = job.table.to_string();
-    if row.table_name == table && row.key_columns == keys {
-        return Ok(());
+    row.table_name == job.table.to_string() && row.key_columns == keys
+}
+
+/// The error for a refused start, naming what to do.
+fn refused(refusal: Refusal, row: &JobRow, job: &Job) -> BackfillError {
+    let name = job.name.clone();
+    match refusal {
+        Refusal::Cancelled => BackfillError::Cancelled { job: name },
+        Refusal::SpecChanged => BackfillError::SpecChanged { job: name },
+        Refusal::IdentityChanged => {
+            let keys: Vec<&str> = job.key.iter().map(|k| k.as_str()).collect();
+            BackfillError::IdentityChanged {
+                job: name,
+                was: format!("{} (key {})", row.table_name, row.key_columns.join(", ")),
+                now: format!("{} (key {})", job.table, keys.join(", ")),
+                spec: super::spec_path(job),
+            }
+        }
     }
-    Err(BackfillError::IdentityChanged {
-        job: job.name.clone(),
-        was: format!("{} (key {})", row.table_name, row.key_columns.join(", ")),
-        now: format!("{table} (key {})", keys.join(", ")),
-        spec: super::spec_path(job),
-    })
 }
 
 /// Registers a new job with its key bounds and ranges in one transaction; when several

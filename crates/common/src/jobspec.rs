@@ -1,0 +1,105 @@
+//! A backfill job spec as written in `jobs/<name>.toml`, and the defaults of its optional keys:
+//! data only. The engine (`sluice-backfill`) validates it into a job; the runner's scaffolding
+//! writes one by serialising it, so both read and write the same format.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Defaults of the optional keys, documented in the README.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const BATCH_SIZE: u32 = 1000;
+    pub const MIN_BATCH_SIZE: u32 = 100;
+    pub const MAX_BATCH_SIZE: u32 = 50_000;
+    pub const TARGET_BATCH_TIME: Duration = Duration::from_millis(200);
+    pub const MAX_ROWS_PER_SECOND: u32 = 0;
+    pub const PAUSE: Duration = Duration::ZERO;
+    pub const LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+    pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const MAX_RETRIES: u32 = 10;
+    /// Key ranges a job is split into at its first start.
+    pub const RANGES: u32 = 16;
+    pub const LEASE: Duration = Duration::from_secs(30);
+    pub const LOAD_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+}
+
+/// The file as written. Unknown keys are errors.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    pub name: String,
+    pub table: String,
+    pub key: Vec<String>,
+    pub set: String,
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub where_: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_batch_size: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<u32>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub target_batch_time: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rows_per_second: Option<u32>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pause: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lock_timeout: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub statement_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Key ranges the job is split into at its first start (for parallel workers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<u32>,
+    /// A worker silent this long loses its range to another.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lease: Option<Duration>,
+    /// Wait while sessions queue on locks the backfill holds (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle_on_blocked_sessions: Option<bool>,
+    /// Wait while a lock request (a DDL) is queued on the table (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle_on_lock_queue: Option<bool>,
+    /// Wait while replication lags more than this.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_replication_lag: Option<Duration>,
+    /// Wait while this query returns true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle_query: Option<String>,
+    /// How often load signals are checked.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub load_check_interval: Option<Duration>,
+}
