@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use sluice_common::scratch;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 
 use crate::server;
@@ -34,8 +35,7 @@ impl TestDb {
         let mut admin = PgConnection::connect(admin_url)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to the test server: {e}"));
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
+        scratch::create_database(&mut admin, &name)
             .await
             .unwrap_or_else(|e| {
                 panic!("cannot create test database {name} (the role needs CREATEDB): {e}")
@@ -77,7 +77,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let admin_url = self.admin_url.clone();
-        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        let name = self.name.clone();
         // Drop may run inside the test's runtime, which cannot be blocked on; use a thread
         // with a runtime of its own.
         let dropper = std::thread::spawn(move || {
@@ -87,10 +87,7 @@ impl Drop for TestDb {
                 .ok()?;
             runtime.block_on(async {
                 let mut admin = PgConnection::connect(&admin_url).await.ok()?;
-                sqlx::raw_sql(AssertSqlSafe(sql))
-                    .execute(&mut admin)
-                    .await
-                    .ok()?;
+                scratch::drop_database(&mut admin, &name).await.ok()?;
                 admin.close().await.ok()
             })
         });
@@ -100,11 +97,6 @@ impl Drop for TestDb {
 
 /// The server URL with its database replaced.
 fn url_for_database(server_url: &str, database: &str) -> String {
-    match url::Url::parse(server_url) {
-        Ok(mut url) => {
-            url.set_path(&format!("/{database}"));
-            url.to_string()
-        }
-        Err(e) => panic!("DATABASE_URL is not a URL the tests can use: {e}"),
-    }
+    scratch::url_with_database(server_url, database)
+        .unwrap_or_else(|e| panic!("DATABASE_URL is not a URL the tests can use: {e}"))
 }

@@ -243,6 +243,27 @@ pub fn common_exit_code(error: &(dyn std::error::Error + 'static)) -> Option<u8>
         .map(crate::db::DbError::exit_code)
 }
 
+/// Both programs' `main`: parses the command line of `C` (its `--help` ending with the exit
+/// codes), runs `run` on it and turns the outcome into the process's exit code.
+pub fn main<C, E>(
+    program: &str,
+    run: impl AsyncFnOnce(C, &ArgMatches) -> Result<u8, E>,
+    exit_code_of: impl Fn(&E) -> u8,
+) -> std::process::ExitCode
+where
+    C: clap::CommandFactory + clap::FromArgMatches,
+    E: std::ops::Deref<Target = dyn std::error::Error + Send + Sync + 'static>,
+{
+    let matches = C::command()
+        .after_long_help(exit_codes_help())
+        .get_matches();
+    let cli = match C::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    run_to_exit(program, run(cli, &matches), exit_code_of)
+}
+
 /// Runs a command's future to completion on a single-threaded runtime and turns its outcome
 /// into the process's exit code, printing an error (its whole chain, on one line) to stderr.
 pub fn run_to_exit<E>(

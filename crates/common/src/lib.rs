@@ -16,6 +16,7 @@ pub mod lock;
 pub mod metrics;
 pub mod redact;
 pub mod retry;
+pub mod scratch;
 pub mod shutdown;
 
 #[cfg(feature = "cli")]

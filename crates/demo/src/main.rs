@@ -1,6 +1,7 @@
 //! `sluice-demo`: the README's main command. Runs the worked example end to end against a
 //! throwaway PostgreSQL (or `DATABASE_URL`) and prints the proof that nothing was lost.
 
+use sluice_common::scratch;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use sluice_backfill::job::Overrides;
 use sluice_common::exit;
 use sluice_common::shutdown::Shutdown;
 use sluice_demo::{Options, Step};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{Connection, PgConnection};
 
 /// Runs expand → dual-write → backfill → contract on a realistic accounts table under live
 /// application traffic, and proves that nothing was lost.
@@ -156,26 +157,14 @@ impl Bar {
 
 async fn create_database(admin_url: &str, name: &str) -> Result<String, sqlx::Error> {
     let mut admin = PgConnection::connect(admin_url).await?;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await?;
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await?;
+    scratch::drop_database(&mut admin, name).await?;
+    scratch::create_database(&mut admin, name).await?;
     let _ = admin.close().await;
-    let mut url = url::Url::parse(admin_url).map_err(|e| sqlx::Error::Configuration(e.into()))?;
-    url.set_path(&format!("/{name}"));
-    Ok(url.to_string())
+    scratch::url_with_database(admin_url, name).map_err(|e| sqlx::Error::Configuration(e.into()))
 }
 
 async fn drop_database(admin_url: &str, name: &str) -> Result<(), sqlx::Error> {
     let mut admin = PgConnection::connect(admin_url).await?;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await?;
+    scratch::drop_database(&mut admin, name).await?;
     admin.close().await
 }

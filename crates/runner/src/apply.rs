@@ -128,22 +128,8 @@ impl Session<'_> {
         resume_at: usize,
         events: &mut dyn FnMut(Event),
     ) -> Result<Duration, ApplyError> {
-        let script = &migration.up;
-        self.reset_session(migration).await?;
-        emit_started(events, migration, Direction::Up, script, resume_at);
-        let duration = if script.directives.no_transaction {
-            self.no_transaction(migration, script, Direction::Up, resume_at, events)
-                .await?
-        } else {
-            self.transactional(migration, script, Direction::Up, events)
-                .await?
-        };
-        events(Event::Finished {
-            id: migration.id(),
-            direction: Direction::Up,
-            duration,
-        });
-        Ok(duration)
+        self.run_script(migration, Direction::Up, resume_at, events)
+            .await
     }
 
     /// Reverts `migration` with its down script.
@@ -152,22 +138,37 @@ impl Session<'_> {
         migration: &Migration,
         events: &mut dyn FnMut(Event),
     ) -> Result<Duration, ApplyError> {
-        let script = migration
-            .down
-            .as_ref()
-            .expect("the plan only reverts reversible migrations");
+        self.run_script(migration, Direction::Down, 0, events).await
+    }
+
+    /// Runs the up or down script of `migration` from a clean session, in its transaction
+    /// mode, reporting its start and end.
+    async fn run_script(
+        &mut self,
+        migration: &Migration,
+        direction: Direction,
+        resume_at: usize,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Duration, ApplyError> {
+        let script = match direction {
+            Direction::Up => &migration.up,
+            Direction::Down => migration
+                .down
+                .as_ref()
+                .expect("the plan only reverts reversible migrations"),
+        };
         self.reset_session(migration).await?;
-        emit_started(events, migration, Direction::Down, script, 0);
+        emit_started(events, migration, direction, script, resume_at);
         let duration = if script.directives.no_transaction {
-            self.no_transaction(migration, script, Direction::Down, 0, events)
+            self.no_transaction(migration, script, direction, resume_at, events)
                 .await?
         } else {
-            self.transactional(migration, script, Direction::Down, events)
+            self.transactional(migration, script, direction, events)
                 .await?
         };
         events(Event::Finished {
             id: migration.id(),
-            direction: Direction::Down,
+            direction,
             duration,
         });
         Ok(duration)
@@ -397,7 +398,8 @@ impl Session<'_> {
     async fn reset_session(&mut self, migration: &Migration) -> Result<(), ApplyError> {
         self.end_open_block().await;
         let reset = sqlx::raw_sql(AssertSqlSafe(format!(
-            "{RESET_ROLE}; RESET ALL; DISCARD TEMP; CLOSE ALL; UNLISTEN *; {CONNECTION_CHECK}"
+            "{}; {CONNECTION_CHECK}",
+            session_reset_sql()
         )))
         .execute(&mut self.conn)
         .await;
@@ -608,6 +610,8 @@ impl Session<'_> {
     }
 }
 
+/// The history record of `migration`, in the transaction mode of the `script` that ran (its
+/// up or its down file).
 fn record<'r>(
     migration: &'r Migration,
     script: &Script,
@@ -615,17 +619,18 @@ fn record<'r>(
     duration_ms: i64,
 ) -> Record<'r> {
     Record {
-        version: migration.version,
-        name: &migration.name,
-        checksum: &migration.up.checksum,
         no_transaction: script.directives.no_transaction,
-        duration_ms,
-        who,
+        ..Record::new(migration, who, duration_ms)
     }
 }
 
 /// Back to the role the runner logged in as (allowed for any role: it names itself).
-const RESET_ROLE: &str = "RESET SESSION AUTHORIZATION; RESET ROLE";
+pub const RESET_ROLE: &str = "RESET SESSION AUTHORIZATION; RESET ROLE";
+
+/// What every migration starts with (and `--dry-run` shows): a clean session.
+pub fn session_reset_sql() -> String {
+    format!("{RESET_ROLE}; RESET ALL; DISCARD TEMP; CLOSE ALL; UNLISTEN *")
+}
 
 /// PostgreSQL 14+: notice within a second when the runner is gone (killed during a long
 /// CREATE INDEX CONCURRENTLY), instead of building on for the dead client.

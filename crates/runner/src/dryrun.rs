@@ -1,5 +1,6 @@
 //! `--dry-run`: the exact SQL and session settings a run would send, without sending it.
 
+use crate::apply::{RESET_ROLE, session_reset_sql};
 use crate::event::Direction;
 use crate::guard::{Timeouts, set_timeouts_sql};
 use crate::history::History;
@@ -42,10 +43,13 @@ pub fn render(
     let mut out = Vec::new();
     if script.directives.no_transaction {
         out.push(format!(
-            "-- {} ({}): no transaction, one statement at a time, progress recorded after each",
+            "-- {} ({}): no transaction, one statement at a time; progress recorded (on the \
+             lock's connection) after each statement outside a BEGIN ... COMMIT block of the \
+             file, and after each such block",
             migration.id(),
             script.path.display()
         ));
+        out.push(format!("{};", session_reset_sql()));
         if resume_at > 0 {
             out.push(format!(
                 "-- resuming after statement {resume_at}, which already ran"
@@ -53,17 +57,18 @@ pub fn render(
         }
         out.push(format!("{};", set_timeouts_sql(timeouts, false)));
         out.extend(statements);
-        out.push(record);
-        out.push("RESET lock_timeout; RESET statement_timeout;".to_owned());
+        out.push(format!("{record} -- on the lock's connection"));
     } else {
         out.push(format!(
             "-- {} ({}): one transaction",
             migration.id(),
             script.path.display()
         ));
+        out.push(format!("{};", session_reset_sql()));
         out.push("BEGIN;".to_owned());
         out.push(format!("{};", set_timeouts_sql(timeouts, true)));
         out.extend(statements);
+        out.push(format!("{RESET_ROLE};"));
         out.push(record);
         out.push("COMMIT;".to_owned());
     }

@@ -6,6 +6,7 @@
 //! - `audit`: append-only (a trigger refuses UPDATE and DELETE): every apply, revert and
 //!   failure, with the database role, client address, program and actor.
 
+use crate::source::Migration;
 use chrono::{DateTime, Utc};
 use sluice_common::db;
 use sluice_common::ident::{Ident, quote_literal};
@@ -56,6 +57,20 @@ pub struct Record<'a> {
     pub no_transaction: bool,
     pub duration_ms: i64,
     pub who: &'a Who,
+}
+
+impl<'r> Record<'r> {
+    /// The record of `migration` (its up file's checksum and transaction mode), run by `who`.
+    pub fn new(migration: &'r Migration, who: &'r Who, duration_ms: i64) -> Self {
+        Self {
+            version: migration.version,
+            name: &migration.name,
+            checksum: &migration.up.checksum,
+            no_transaction: migration.up.directives.no_transaction,
+            duration_ms,
+            who,
+        }
+    }
 }
 
 /// The audit actions.

@@ -198,10 +198,10 @@ impl Migrator {
             }
             return Ok(report);
         }
-        let mut lock = self.acquire(shutdown, events).await?;
-        let result = self.up_locked(&mut lock, target, shutdown, events).await;
-        release(lock).await;
-        result
+        self.with_lock(shutdown, events, async |lock, events| {
+            self.up_locked(lock, target, shutdown, events).await
+        })
+        .await
     }
 
     /// Reverts applied migrations, newest first.
@@ -219,10 +219,10 @@ impl Migrator {
             source::analyse(steps.iter().filter_map(|m| m.down.as_ref()))?;
             return Ok(self.render_down(&steps, events));
         }
-        let mut lock = self.acquire(shutdown, events).await?;
-        let result = self.down_locked(&mut lock, target, shutdown, events).await;
-        release(lock).await;
-        result
+        self.with_lock(shutdown, events, async |lock, events| {
+            self.down_locked(lock, target, shutdown, events).await
+        })
+        .await
     }
 
     /// Marks every migration up to `version` as applied without running it: for adopting a
@@ -236,10 +236,10 @@ impl Migrator {
         if !self.files.iter().any(|m| m.version == version) {
             return Err(PlanError::UnknownTarget(version.to_string()).into());
         }
-        let mut lock = self.acquire(shutdown, events).await?;
-        let result = self.baseline_locked(lock.connection(), version).await;
-        release(lock).await;
-        result
+        self.with_lock(shutdown, events, async |lock, _| {
+            self.baseline_locked(lock.connection(), version).await
+        })
+        .await
     }
 
     async fn baseline_locked(
@@ -255,14 +255,7 @@ impl Migrator {
             .iter()
             .filter(|m| m.version <= version && !applied.contains(&m.version))
         {
-            let record = Record {
-                version: migration.version,
-                name: &migration.name,
-                checksum: &migration.up.checksum,
-                no_transaction: migration.up.directives.no_transaction,
-                duration_ms: 0,
-                who: &self.settings.who,
-            };
+            let record = Record::new(migration, &self.settings.who, 0);
             self.history
                 .record_baseline(conn, record)
                 .await
@@ -277,10 +270,10 @@ impl Migrator {
 
     /// Copies the history of `tool` into sluice's (versions sluice already has are kept).
     pub async fn import(&self, tool: Tool, shutdown: &Shutdown) -> Result<Report, RunnerError> {
-        let mut lock = self.acquire(shutdown, &mut |_| {}).await?;
-        let result = self.import_locked(lock.connection(), tool).await;
-        release(lock).await;
-        result
+        self.with_lock(shutdown, &mut |_| {}, async |lock, _| {
+            self.import_locked(lock.connection(), tool).await
+        })
+        .await
     }
 
     async fn import_locked(
@@ -298,14 +291,7 @@ impl Migrator {
                 .iter()
                 .find(|m| m.version == item.version)
                 .expect("checked by import::read");
-            let record = Record {
-                version: migration.version,
-                name: &migration.name,
-                checksum: &migration.up.checksum,
-                no_transaction: migration.up.directives.no_transaction,
-                duration_ms: item.duration_ms,
-                who: &self.settings.who,
-            };
+            let record = Record::new(migration, &self.settings.who, item.duration_ms);
             self.history
                 .record_imported(conn, record, item.applied_at, tool.name())
                 .await
@@ -331,9 +317,8 @@ impl Migrator {
             .iter()
             .find(|m| m.version == version)
             .ok_or_else(|| RunnerError::Plan(PlanError::UnknownTarget(version.to_string())))?;
-        let mut lock = self.acquire(shutdown, &mut |_| {}).await?;
-        let conn = lock.connection();
-        let result = async {
+        self.with_lock(shutdown, &mut |_| {}, async |lock, _| {
+            let conn = lock.connection();
             self.prepare(conn).await?;
             let old = self
                 .history
@@ -353,15 +338,27 @@ impl Migrator {
                 Some(old) => Ok((old, migration.up.checksum.clone())),
                 None => Err(RunnerError::NotApplied { id: migration.id() }),
             }
-        }
-        .await;
-        release(lock).await;
-        result
+        })
+        .await
     }
 
     /// Compares files with history.
     pub fn status<'a>(&'a self, recorded: &'a Recorded) -> Vec<Entry<'a>> {
         plan::status(&self.files, &recorded.applied, &recorded.partial)
+    }
+
+    /// Runs `work` holding the runner lock, which is released on every path (the server frees
+    /// it with the connection if even that fails).
+    async fn with_lock<T>(
+        &self,
+        shutdown: &Shutdown,
+        events: &mut dyn FnMut(Event),
+        work: impl AsyncFnOnce(&mut AdvisoryLock, &mut dyn FnMut(Event)) -> Result<T, RunnerError>,
+    ) -> Result<T, RunnerError> {
+        let mut lock = self.acquire(shutdown, events).await?;
+        let result = work(&mut lock, events).await;
+        release(lock).await;
+        result
     }
 
     /// Takes the runner lock on a connection of its own.

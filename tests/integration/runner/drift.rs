@@ -232,3 +232,31 @@ async fn drift_shows_a_column_added_by_hand() {
             .unwrap();
     assert_eq!(scratch_left, 0);
 }
+
+#[tokio::test]
+async fn a_schema_file_that_does_not_load_is_invalid_input() {
+    let project = Project::new().await;
+    project.write("0001_a.sql", "CREATE TABLE a (id bigint PRIMARY KEY);\n");
+    project.run(&["up"]).expect_code(exit::OK);
+    std::fs::write(
+        project.path().join("schema.sql"),
+        "CREATE TABLEE broken (;\n",
+    )
+    .unwrap();
+    let run = project.run(&["drift", "--schema-file", "schema.sql"]);
+    run.expect_code(exit::INVALID_INPUT);
+    assert!(
+        run.stderr()
+            .contains("does not load into a scratch database"),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.stderr().contains("--dump-schema"), "{}", run.stderr());
+    let missing = project.run(&["drift", "--schema-file", "nope.sql"]);
+    missing.expect_code(exit::INVALID_INPUT);
+    assert!(
+        missing.stderr().contains("nope.sql"),
+        "{}",
+        missing.stderr()
+    );
+}

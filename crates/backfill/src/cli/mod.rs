@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use sluice_backfill::engine::{self, EngineSettings, Outcome, RunOptions};
 use sluice_backfill::error::BackfillError;
 use sluice_backfill::job::{Job, JobError, Overrides};
@@ -221,14 +221,7 @@ impl From<OverrideArgs> for Overrides {
 }
 
 pub fn main() -> ExitCode {
-    let matches = Cli::command()
-        .after_long_help(sluice_common::cli::exit_codes_help())
-        .get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(error) => error.exit(),
-    };
-    sluice_common::cli::run_to_exit(PROGRAM, run(cli, &matches), exit_code_of)
+    sluice_common::cli::main::<Cli, _>(PROGRAM, run, exit_code_of)
 }
 
 async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {

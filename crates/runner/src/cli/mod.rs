@@ -12,7 +12,7 @@ mod settings;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use sluice_common::cli::{GlobalArgs, common_exit_code, render_config_rows};
 use sluice_common::exit;
 use sluice_common::{errln, out, outln};
@@ -175,14 +175,7 @@ fn non_empty(text: &str) -> Result<String, String> {
 }
 
 pub fn main() -> ExitCode {
-    let matches = Cli::command()
-        .after_long_help(sluice_common::cli::exit_codes_help())
-        .get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(error) => error.exit(),
-    };
-    sluice_common::cli::run_to_exit(PROGRAM, run(cli, &matches), exit_code_of)
+    sluice_common::cli::main::<Cli, _>(PROGRAM, run, exit_code_of)
 }
 
 /// Runs the command; with `--json`, an error that stops it before its own document is
@@ -271,15 +264,14 @@ async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8>
         Command::Roundtrip => {
             roundtrip::run(resolved.into_runner(&startup)?, &startup.shutdown).await
         }
-        Command::Drift { json, schema_file } => {
-            drift::run(
-                resolved.into_runner(&startup)?,
-                json,
-                schema_file.as_deref(),
-                &startup.shutdown,
-            )
-            .await
-        }
+        Command::Drift { json, schema_file } => drift::run(
+            resolved.into_runner(&startup)?,
+            json,
+            schema_file.as_deref(),
+            &startup.shutdown,
+        )
+        .await
+        .map_err(anyhow::Error::from),
         command => {
             let mut runner = resolved.into_runner(&startup)?;
             if let Command::Up { post_apply, .. } = &command {
@@ -470,6 +462,14 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
                 .or_else(|| {
                     e.downcast_ref::<sluice_runner::since::SinceError>()
                         .map(|_| exit::USAGE)
+                })
+                .or_else(|| {
+                    e.downcast_ref::<sluice_runner::drift::DriftError>()
+                        .map(sluice_runner::drift::DriftError::exit_code)
+                })
+                .or_else(|| {
+                    e.downcast_ref::<sluice_runner::scratch::ScratchError>()
+                        .map(sluice_runner::scratch::ScratchError::exit_code)
                 })
         })
         .unwrap_or(exit::FAILED)

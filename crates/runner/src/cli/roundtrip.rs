@@ -6,12 +6,12 @@ use sluice_common::shutdown::Shutdown;
 use sluice_runner::migrator::{Migrator, RunnerSettings};
 use sluice_runner::roundtrip::{self, Verdict};
 
-use super::scratch::Scratch;
+use sluice_runner::scratch::Scratch;
 
 pub async fn run(settings: RunnerSettings, shutdown: &Shutdown) -> anyhow::Result<u8> {
     let scratch = Scratch::create(&settings, "roundtrip").await?;
     let result = check(&scratch.settings, shutdown).await;
-    scratch.drop().await;
+    super::scratch::said(&scratch.drop().await, false);
     result
 }
 

@@ -1,0 +1,146 @@
+//! `sluice drift`: the live schema against the schema its applied migrations produce on a
+//! scratch database, or against a committed schema file loaded into one.
+
+use std::path::{Path, PathBuf};
+
+use sluice_common::db::{self, DbError};
+use sluice_common::exit;
+use sluice_common::shutdown::Shutdown;
+
+use crate::catalog;
+use crate::error::RunnerError;
+use crate::migrator::{Migrator, RunnerSettings};
+use crate::schema_dump;
+use crate::scratch::{Scratch, ScratchError};
+
+/// What `drift` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftReport {
+    /// What the live schema was compared with, in words.
+    pub against: String,
+    /// `- ...` only in what the migrations (or the file) produce, `+ ...` only live.
+    pub differences: Vec<String>,
+    /// The scratch database used, and whether it was dropped (the error when not).
+    pub scratch: Result<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriftError {
+    #[error(
+        "cannot read the schema file {}: {source}; write it with `sluice up --dump-schema {}`",
+        path.display(),
+        path.display()
+    )]
+    ReadSchemaFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the schema file {} does not load into a scratch database: {reason}; write it again \
+         with `sluice up --dump-schema {}`",
+        path.display(),
+        path.display()
+    )]
+    SchemaFileDoesNotLoad { path: PathBuf, reason: String },
+    #[error("reading a schema failed: {}", db::explain(.error))]
+    Snapshot { error: sqlx::Error },
+    #[error(transparent)]
+    Scratch(#[from] ScratchError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+}
+
+impl DriftError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::ReadSchemaFile { .. } | Self::SchemaFileDoesNotLoad { .. } => exit::INVALID_INPUT,
+            Self::Snapshot { .. } => exit::FAILED,
+            Self::Scratch(e) => e.exit_code(),
+            Self::Db(e) => e.exit_code(),
+            Self::Runner(e) => e.exit_code(),
+        }
+    }
+}
+
+/// Compares the live schema with what the applied migrations (or `schema_file`) produce.
+pub async fn drift(
+    settings: &RunnerSettings,
+    schema_file: Option<&Path>,
+    shutdown: &Shutdown,
+) -> Result<DriftReport, DriftError> {
+    // Read the file first: a wrong path should not cost a scratch database.
+    let schema_sql = schema_file
+        .map(|path| {
+            std::fs::read_to_string(path).map_err(|source| DriftError::ReadSchemaFile {
+                path: path.to_path_buf(),
+                source,
+            })
+        })
+        .transpose()?;
+    let exclude = [settings.schema.as_str()];
+    let mut conn = db::connect(&settings.connect).await?;
+    let live = snapshot(&mut conn, &exclude).await?;
+    let scratch = Scratch::create(settings, "drift").await?;
+    let expected = match (&schema_sql, schema_file) {
+        (Some(sql), Some(path)) => loaded_schema(&scratch.settings, path, sql, &exclude).await,
+        _ => migrated_schema(settings, &scratch.settings, &exclude, shutdown).await,
+    };
+    let dropped = scratch.drop().await;
+    Ok(DriftReport {
+        against: schema_file.map_or_else(
+            || "what the applied migrations produce".to_owned(),
+            |path| path.display().to_string(),
+        ),
+        differences: catalog::diff(&expected?, &live),
+        scratch: dropped,
+    })
+}
+
+async fn snapshot(
+    conn: &mut sqlx::PgConnection,
+    exclude: &[&str],
+) -> Result<Vec<String>, DriftError> {
+    catalog::snapshot(conn, exclude)
+        .await
+        .map_err(|error| DriftError::Snapshot { error })
+}
+
+/// Loads a schema file into the scratch database and snapshots it.
+async fn loaded_schema(
+    scratch: &RunnerSettings,
+    path: &Path,
+    sql: &str,
+    exclude: &[&str],
+) -> Result<Vec<String>, DriftError> {
+    let mut conn = db::connect(&scratch.connect).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(schema_dump::loadable(sql)))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| DriftError::SchemaFileDoesNotLoad {
+            path: path.to_path_buf(),
+            reason: db::explain(&e),
+        })?;
+    snapshot(&mut conn, exclude).await
+}
+
+/// Applies the migrations the live database has applied (up to its newest) on the scratch
+/// database and snapshots it.
+async fn migrated_schema(
+    live: &RunnerSettings,
+    settings: &RunnerSettings,
+    exclude: &[&str],
+    shutdown: &Shutdown,
+) -> Result<Vec<String>, DriftError> {
+    let recorded = Migrator::load(live.clone())?.recorded().await?;
+    let newest = recorded.applied.iter().map(|a| a.version).max();
+    let migrator = Migrator::load(settings.clone())?;
+    if let Some(newest) = newest {
+        migrator
+            .up(Some(newest), false, shutdown, &mut |_| {})
+            .await?;
+    }
+    let mut conn = db::connect(migrator.connect_settings()).await?;
+    snapshot(&mut conn, exclude).await
+}
