@@ -197,9 +197,15 @@ impl Session<'_> {
             {
                 Next::Retry => attempt += 1,
                 Next::Fail(failed) => {
-                    let outcome = "the migration was rolled back: nothing of it is applied; fix \
-                                   the file and run the same command again"
-                        .to_owned();
+                    let outcome = if classify(&failed.error).is_some() {
+                        "the migration was rolled back: nothing of it is applied; it kept \
+                         failing on what passes by itself (a lock held elsewhere, a deadlock), \
+                         so run the same command again when that is gone"
+                    } else {
+                        "the migration was rolled back: nothing of it is applied; fix the file \
+                         and run the same command again"
+                    }
+                    .to_owned();
                     return Err(self
                         .fail(
                             migration, script, direction, attempt, failed, outcome, started,
@@ -379,11 +385,20 @@ impl Session<'_> {
                     0 => format!("none of its {total} statements is recorded as run"),
                     n => format!("statements 1 to {n} ran and are recorded (of {total})"),
                 };
-                format!(
-                    "{recorded}{rolled_back}; fix statement {failing} and run `sluice up` to \
-                     resume at statement {}",
-                    committed + 1
-                )
+                // Out of retries on a lock or a deadlock: nothing to fix in the file.
+                let remedy = match classify(&failed.error) {
+                    Some(_) => format!(
+                        "statement {failing} kept failing on what passes by itself (see the \
+                         sessions that blocked it above); run `sluice up` again to resume at \
+                         statement {}",
+                        committed + 1
+                    ),
+                    None => format!(
+                        "fix statement {failing} and run `sluice up` to resume at statement {}",
+                        committed + 1
+                    ),
+                };
+                format!("{recorded}{rolled_back}; {remedy}")
             }
             Direction::Down => format!(
                 "{committed} of {total} statements of the down file ran{rolled_back}; the \

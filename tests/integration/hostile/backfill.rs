@@ -279,3 +279,33 @@ async fn a_pause_on_a_ranges_last_batch_leaves_no_lease_behind() {
         0
     );
 }
+
+#[tokio::test]
+async fn more_workers_than_the_server_has_room_for_start_fewer_and_finish() {
+    let project = Project::new().await;
+    project
+        .db
+        .exec(
+            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+             INSERT INTO t (id) SELECT g FROM generate_series(1, 3000) g;",
+        )
+        .await;
+    slow_job(&project, "many", "t", "ranges = 64\n");
+    let run = project.run_backfill(&["run", "many", "--workers", "256"]);
+    run.expect_code(exit::OK);
+    assert!(
+        run.stderr()
+            .contains("256 workers asked for, but the server has"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        !run.stderr().contains("too many clients"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(
+        count(&project, "SELECT count(*) FROM t WHERE n <> 1").await,
+        0
+    );
+}

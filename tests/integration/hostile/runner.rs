@@ -377,3 +377,45 @@ async fn a_role_without_create_on_the_database_uses_the_schema_a_dba_made_for_it
     assert!(!up.stderr().contains("WARN"), "{}", up.stderr());
     backfill.expect_code(exit::OK);
 }
+
+#[tokio::test]
+async fn one_signal_stops_validate_of_a_huge_file() {
+    let project = Project::new().await;
+    let sql: String = (0..120_000)
+        .map(|i| format!("INSERT INTO t VALUES ({i}, 'some value {i}');\n"))
+        .collect();
+    project.write(
+        "0001_big.sql",
+        &format!("CREATE TABLE t (a bigint, b text);\n{sql}"),
+    );
+    let mut validate = project
+        .sluice()
+        .arg("validate")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    #[expect(unsafe_code, reason = "kill(2) has no safe wrapper in std")]
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own child's.
+    unsafe {
+        libc::kill(i32::try_from(validate.id()).unwrap(), libc::SIGINT);
+    }
+    let status = validate.wait().unwrap();
+    // Without the signal it exits 0 once the file is parsed.
+    assert_eq!(status.code(), Some(i32::from(exit::INTERRUPTED)));
+}
+
+#[tokio::test]
+async fn an_invalid_schema_flag_is_a_usage_error_and_in_the_file_invalid_input() {
+    let project = Project::new().await;
+    project
+        .run(&["status", "--schema", "bad schema; drop"])
+        .expect_code(exit::USAGE);
+    std::fs::write(
+        project.path().join("sluice.toml"),
+        "schema = \"bad schema; drop\"\n",
+    )
+    .unwrap();
+    project.run(&["status"]).expect_code(exit::INVALID_INPUT);
+}

@@ -104,6 +104,7 @@ async fn replica_urls_with_commas_in_passwords_are_neither_split_nor_printed() {
             .backfill()
             .env("SLUICE_REPLICA_URLS", list)
             .env("SLUICE_CONNECT_TIMEOUT", "2s")
+            .env("SLUICE_CONNECT_WAIT", "1s")
             .args(["run", "bump"])
             .output()
             .unwrap());
