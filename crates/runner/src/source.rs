@@ -2,9 +2,10 @@
 //!
 //! The layout is sqlx's, so sqlx users can point sluice at their directory:
 //! `<version>_<name>.sql` (irreversible) or `<version>_<name>.up.sql` + `.down.sql`, where
-//! `<version>` is a UTC timestamp (`YYYYMMDDHHMMSS`) or a zero-padded sequence (`0001`).
-//! golang-migrate's `N_name.up.sql` is the same layout. diesel's directories,
-//! `<version>_<name>/up.sql` (+ `down.sql`), are read too; their versions may carry dashes
+//! `<version>` is a number (a UTC timestamp `YYYYMMDDHHMMSS`, a zero-padded or an unpadded
+//! sequence) and `<name>` any text. golang-migrate's `N_name.up.sql` is the same layout; its up
+//! and down files pair by version alone. diesel's directories, `<version>_<name>/up.sql`
+//! (+ `down.sql`, `metadata.toml`), are read too; their versions may carry dashes
 //! (`2024-01-31-120000`), which, as in diesel, are not part of the number.
 
 use std::collections::BTreeMap;
@@ -85,7 +86,8 @@ pub fn parse_file_name(file_name: &str) -> Result<Option<FileName>, String> {
     let version = version_text
         .parse::<Version>()
         .map_err(|_| format!("{file_name}: the version `{version_text}` is too large"))?;
-    if name.is_empty() || name.contains('.') {
+    // sqlx takes any description after the version: dots, brackets, dashes, capitals.
+    if name.is_empty() {
         return Err(format!("{file_name}: {EXPECTED_NAME}"));
     }
     Ok(Some(FileName {
@@ -146,15 +148,15 @@ pub fn parse_directory_name(dir_name: &str) -> Result<(Version, &str, &str), Str
     Ok((version, version_text, name))
 }
 
-/// diesel marks a migration that must run outside a transaction in `metadata.toml`; sluice
-/// reads that from a directive in the file instead, so a mismatch is an error to fix rather
-/// than a silent change of behaviour.
-fn diesel_metadata_agrees(up_path: &Path, up: &Script) -> Result<(), String> {
+/// diesel marks a migration that must run outside a transaction with `run_in_transaction =
+/// false` in its directory's `metadata.toml`: for sluice that is the same as a
+/// `-- sluice:no-transaction` directive, so the file runs as diesel ran it, unedited.
+fn diesel_runs_outside_a_transaction(up_path: &Path) -> Result<bool, String> {
     let Some(dir) = up_path.parent().filter(|_| up_path.ends_with("up.sql")) else {
-        return Ok(());
+        return Ok(false);
     };
     let Ok(text) = std::fs::read_to_string(dir.join("metadata.toml")) else {
-        return Ok(());
+        return Ok(false);
     };
     let metadata: toml::Table = text.parse().map_err(|e| {
         format!(
@@ -162,16 +164,7 @@ fn diesel_metadata_agrees(up_path: &Path, up: &Script) -> Result<(), String> {
             dir.join("metadata.toml").display()
         )
     })?;
-    let outside = metadata.get("run_in_transaction") == Some(&toml::Value::Boolean(false));
-    if outside && !up.directives.no_transaction {
-        return Err(format!(
-            "{}: run_in_transaction = false; add the line `-- sluice:no-transaction` at the \
-             top of {} so sluice runs it outside a transaction too",
-            dir.join("metadata.toml").display(),
-            up_path.display()
-        ));
-    }
-    Ok(())
+    Ok(metadata.get("run_in_transaction") == Some(&toml::Value::Boolean(false)))
 }
 
 /// Loads every migration in `dir` and checks every statement of every file: `validate`.
@@ -307,27 +300,38 @@ fn pair(group: Vec<Named>) -> Result<(Named, Option<Named>), String> {
                     .unwrap_or_default()
             ));
         }
+        // golang-migrate pairs by version alone (`64_add_flags.up.sql` with
+        // `64_drop_flags.down.sql`); the migration is named after its up file.
         if down_name.name != up.0.name {
-            return Err(format!(
-                "{}: its name does not match {}; up and down files must share <version>_<name>",
-                down_path.display(),
-                up.1.display()
-            ));
+            tracing::debug!(
+                up = %up.1.display(),
+                down = %down_path.display(),
+                "paired by version: the down file's name differs from the up file's"
+            );
         }
     }
     Ok((up, down))
 }
 
 fn build(up: Named, down: Option<Named>, problems: &mut Vec<String>) -> Option<Migration> {
-    let up_script = read_script(&up.1, problems)?;
-    if let Err(problem) = diesel_metadata_agrees(&up.1, &up_script) {
-        problems.push(problem);
-        return None;
-    }
-    let down_script = match &down {
+    let mut up_script = read_script(&up.1, problems)?;
+    let mut down_script = match &down {
         Some((_, path)) => Some(read_script(path, problems)?),
         None => None,
     };
+    match diesel_runs_outside_a_transaction(&up.1) {
+        Ok(true) => {
+            up_script.directives.no_transaction = true;
+            if let Some(down) = &mut down_script {
+                down.directives.no_transaction = true;
+            }
+        }
+        Ok(false) => {}
+        Err(problem) => {
+            problems.push(problem);
+            return None;
+        }
+    }
     Some(Migration {
         version: up.0.version,
         version_text: up.0.version_text,
@@ -377,13 +381,26 @@ mod tests {
     }
 
     #[test]
+    fn sqlx_descriptions_may_hold_any_text() {
+        for (file, name) in [
+            (
+                "20260422113000_[2.0.0]_signing_key.up.sql",
+                "[2.0.0]_signing_key",
+            ),
+            ("0001_a.b.sql", "a.b"),
+            ("20260101000000_Add-Users.sql", "Add-Users"),
+        ] {
+            assert_eq!(parse_file_name(file).unwrap().unwrap().name, name, "{file}");
+        }
+    }
+
+    #[test]
     fn refuses_malformed_names_saying_what_was_expected() {
         for bad in [
             "create_users.sql",
             "v1_x.sql",
             "0001.sql",
             "0001_.sql",
-            "0001_a.b.sql",
             "99999999999999999999_x.sql",
         ] {
             let err = parse_file_name(bad).unwrap_err();
@@ -428,6 +445,7 @@ mod tests {
             ("0002_c.down.sql", "SELECT 1;"),
             ("0003_d.up.sql", "SELECT 1;"),
             ("0003_e.down.sql", "SELECT 1;"),
+            ("0003_e.up.sql", "SELECT 1;"),
             ("0004_f.sql", "SELECT 1;"),
             ("0004_f.down.sql", "SELECT 1;"),
             ("bad.sql", "SELECT 1;"),
@@ -444,11 +462,28 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("0003_e.down.sql: its name does not match"),
-            "{text}"
+            text.contains("0003_d.up.sql") && text.contains("0003_e.up.sql"),
+            "two up files of one version are named: {text}"
         );
         assert!(text.contains("0004_f.down.sql: a down file for"), "{text}");
         assert!(text.contains("bad.sql: expected"), "{text}");
+    }
+
+    #[test]
+    fn golang_migrate_pairs_up_and_down_by_version_in_numeric_order() {
+        let dir = dir_with(&[
+            ("1_init.up.sql", "SELECT 1;"),
+            ("2_x.up.sql", "SELECT 2;"),
+            ("10_y.up.sql", "SELECT 10;"),
+            ("64_add_flags.up.sql", "SELECT 64;"),
+            ("64_drop_flags.down.sql", "SELECT -64;"),
+        ]);
+        let migrations = load(dir.path()).unwrap();
+        let versions: Vec<i64> = migrations.iter().map(|m| m.version).collect();
+        assert_eq!(versions, [1, 2, 10, 64]);
+        let flags = &migrations[3];
+        assert_eq!(flags.id(), "64_add_flags");
+        assert_eq!(flags.down.as_ref().unwrap().sql, "SELECT -64;");
     }
 
     fn diesel_dir(root: &Path, name: &str, files: &[(&str, &str)]) {
@@ -505,17 +540,12 @@ mod tests {
             text.contains("0002_orphan/down.sql: a down file without"),
             "{text}"
         );
-        assert!(
-            text.contains("run_in_transaction = false; add the line `-- sluice:no-transaction`"),
-            "{text}"
-        );
-        std::fs::write(
-            dir.path().join("0003_concurrent/up.sql"),
-            "-- sluice:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);",
-        )
-        .unwrap();
-        let text = load(dir.path()).unwrap_err().to_string();
+        // diesel's run_in_transaction = false is read as it is: no edit needed.
         assert!(!text.contains("0003_concurrent"), "{text}");
+        std::fs::remove_dir_all(dir.path().join("2024-01-x_bad")).unwrap();
+        std::fs::remove_dir_all(dir.path().join("0002_orphan")).unwrap();
+        let migrations = load_checked(dir.path()).unwrap();
+        assert!(migrations[0].up.directives.no_transaction);
     }
 
     #[test]

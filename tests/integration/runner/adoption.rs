@@ -242,3 +242,85 @@ async fn import_from_diesel_names_a_version_without_a_directory() {
         "a failed import records nothing"
     );
 }
+
+#[tokio::test]
+async fn real_directory_names_apply_unedited_and_revert() {
+    let project = Project::new().await;
+    // sqlx: any description; an up without a down inside a reversible directory.
+    project.write(
+        "20260422113000_[2.0.0]_signing_key.up.sql",
+        "CREATE TABLE signing_key (id bigint PRIMARY KEY);\n",
+    );
+    project.write(
+        "20260422113000_[2.0.0]_signing_key.down.sql",
+        "DROP TABLE signing_key;\n",
+    );
+    project.write(
+        "20260423090000_Add.Users-v2.up.sql",
+        "CREATE TABLE users (id bigint PRIMARY KEY);\n",
+    );
+    // golang-migrate: unpadded versions in numeric order, up and down paired by version.
+    project.write(
+        "20260424000000_flags.up.sql",
+        "ALTER TABLE users ADD COLUMN flags bigint;\n",
+    );
+    project.write(
+        "20260424000000_drop_flags.down.sql",
+        "ALTER TABLE users DROP COLUMN flags;\n",
+    );
+    project.run(&["up"]).expect_code(exit::OK);
+    let mut conn = project.db.connect().await;
+    assert_eq!(
+        recorded_versions(&mut conn).await,
+        vec![20260422113000, 20260423090000, 20260424000000]
+    );
+    let down = project.run(&["down", "--skip-lint"]);
+    down.expect_code(exit::OK);
+    let flags: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'flags'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(flags, 0, "the down file paired by version ran");
+}
+
+#[tokio::test]
+async fn unpadded_versions_run_in_numeric_order() {
+    let project = Project::new().await;
+    project.write("1_a.up.sql", "CREATE TABLE a (id bigint PRIMARY KEY);\n");
+    project.write("2_b.up.sql", "CREATE TABLE b (id bigint PRIMARY KEY);\n");
+    project.write("10_c.up.sql", "ALTER TABLE b ADD COLUMN c bigint;\n");
+    project.run(&["up"]).expect_code(exit::OK);
+    let mut conn = project.db.connect().await;
+    assert_eq!(recorded_versions(&mut conn).await, vec![1, 2, 10]);
+}
+
+#[tokio::test]
+async fn diesel_run_in_transaction_false_needs_no_edit() {
+    let project = Project::new().await;
+    project.write(
+        "2024-01-31-120000_create_t/up.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY, a bigint);\n",
+    );
+    project.write(
+        "2024-02-01-120000_index_t/up.sql",
+        "CREATE INDEX CONCURRENTLY t_a ON t (a);\n",
+    );
+    std::fs::write(
+        project
+            .migrations()
+            .join("2024-02-01-120000_index_t/metadata.toml"),
+        "run_in_transaction = false\n",
+    )
+    .unwrap();
+    let run = project.run(&["up"]);
+    run.expect_code(exit::OK);
+    let mut conn = project.db.connect().await;
+    let valid: bool =
+        sqlx::query_scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_a'::regclass")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(valid);
+}
