@@ -11,14 +11,6 @@ fn private_server() -> PrivateServer {
     PrivateServer::start().unwrap_or_else(|e| panic!("cannot start a private server: {e}"))
 }
 
-async fn scalar(project: &Project, sql: &str) -> i64 {
-    let mut conn = project.db.connect().await;
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
-}
-
 /// Batches `job` committed, or 0 (also while the server is away).
 async fn batches(project: &Project, job: &str) -> i64 {
     let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&project.db.url).await
@@ -67,7 +59,10 @@ async fn a_backfill_keeps_going_through_three_restarts_and_updates_each_row_once
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_eq!(
-        scalar(&project, "SELECT count(*) FROM t WHERE n <> 1").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE n <> 1")
+            .await,
         0,
         "every row updated exactly once"
     );
@@ -102,9 +97,7 @@ async fn a_throttle_query_that_says_wait_holds_the_job_through_a_restart() {
     let worker = project.spawn_backfill(&["run", "held"]);
     // Registered (the job's row exists), held before its first batch.
     let started = Instant::now();
-    while scalar(
-        &project,
-        "SELECT count(*) FROM pg_tables WHERE schemaname = 'sluice' AND tablename = 'backfill_jobs'",
+    while project.db.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'sluice' AND tablename = 'backfill_jobs'",
     )
     .await
         == 0
@@ -117,7 +110,10 @@ async fn a_throttle_query_that_says_wait_holds_the_job_through_a_restart() {
     server.restart(StopMode::Immediate).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        scalar(&project, "SELECT count(*) FROM t WHERE n <> 0").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE n <> 0")
+            .await,
         0,
         "the job ran while its throttle_query said wait"
     );
@@ -126,7 +122,10 @@ async fn a_throttle_query_that_says_wait_holds_the_job_through_a_restart() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_eq!(
-        scalar(&project, "SELECT count(*) FROM t WHERE n <> 1").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE n <> 1")
+            .await,
         0
     );
 }
@@ -152,7 +151,10 @@ async fn sluice_up_started_while_the_server_is_down_waits_for_it() {
     assert_eq!(output.status.code(), Some(i32::from(exit::OK)), "{stderr}");
     assert!(stderr.contains("retrying"), "{stderr}");
     assert_eq!(
-        scalar(&project, "SELECT count(*) FROM sluice.migrations").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.migrations")
+            .await,
         1
     );
 }

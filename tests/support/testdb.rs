@@ -63,6 +63,17 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.name))
     }
 
+    /// The one `bigint` a query returns (a count), panicking with the error if it fails.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let mut connection = self.connect().await;
+        let value = sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&mut connection)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let _ = connection.close().await;
+        value
+    }
+
     /// Runs SQL (several statements allowed) and panics with the error if it fails.
     pub async fn exec(&self, sql: &str) {
         let mut connection = self.connect().await;

@@ -419,17 +419,12 @@ impl Session<'_> {
         .execute(&mut self.conn)
         .await;
         reset.map(drop).map_err(|error| {
-            ApplyError::Failed(Box::new(Failure {
-                id: migration.id(),
-                direction: Direction::Up,
-                path: migration.up.path.clone(),
-                line: None,
-                statement: None,
-                sqlstate: sqlstate_of(&error),
-                message: format!("resetting the session before it: {}", db::explain(&error)),
-                attempts: 1,
-                outcome: "nothing of it ran; run the same command again".to_owned(),
-            }))
+            bookkeeping_failed(
+                migration,
+                "resetting the session before it",
+                &error,
+                "nothing of it ran; run the same command again",
+            )
         })
     }
 
@@ -676,20 +671,31 @@ fn unclosed_block(migration: &Migration, script: &Script, committed: usize) -> A
 
 /// A history write outside a migration transaction failed: the migration fails with it.
 fn history_failed(migration: &Migration, history: &History, error: sqlx::Error) -> ApplyError {
+    bookkeeping_failed(
+        migration,
+        &format!("recording progress in {}", history.migrations_table()),
+        &error,
+        "see `sluice status` for what is recorded",
+    )
+}
+
+/// The runner's own work around a migration (`what`) failed, not one of its statements.
+fn bookkeeping_failed(
+    migration: &Migration,
+    what: &str,
+    error: &sqlx::Error,
+    outcome: &str,
+) -> ApplyError {
     ApplyError::Failed(Box::new(Failure {
         id: migration.id(),
         direction: Direction::Up,
         path: migration.up.path.clone(),
         line: None,
         statement: None,
-        sqlstate: sqlstate_of(&error),
-        message: format!(
-            "recording progress in {}: {}",
-            history.migrations_table(),
-            db::explain(&error)
-        ),
+        sqlstate: sqlstate_of(error),
+        message: format!("{what}: {}", db::explain(error)),
         attempts: 1,
-        outcome: "see `sluice status` for what is recorded".to_owned(),
+        outcome: outcome.to_owned(),
     }))
 }
 

@@ -14,14 +14,6 @@ fn slow_job(project: &Project, name: &str, table: &str, extra: &str) {
     );
 }
 
-async fn count(project: &Project, sql: &str) -> i64 {
-    let mut conn = project.db.connect().await;
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_job_cannot_move_to_another_table_or_key_under_its_name() {
     let project = Project::new().await;
@@ -53,7 +45,10 @@ async fn a_job_cannot_move_to_another_table_or_key_under_its_name() {
     );
     assert!(!moved.stdout().contains("completed"), "{}", moved.stdout());
     assert_eq!(
-        count(&project, "SELECT count(*) FROM t2 WHERE n <> 0").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM t2 WHERE n <> 0")
+            .await,
         0
     );
 
@@ -65,7 +60,10 @@ async fn a_job_cannot_move_to_another_table_or_key_under_its_name() {
     rekeyed.expect_code(exit::INVALID_INPUT);
     assert!(rekeyed.stderr().contains("key k"), "{}", rekeyed.stderr());
     assert_eq!(
-        count(&project, "SELECT count(*) FROM t WHERE n <> 1").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE n <> 1")
+            .await,
         0
     );
 }
@@ -138,15 +136,17 @@ async fn set_or_where_errors_are_found_before_anything_is_recorded() {
         );
     }
     assert_eq!(
-        count(
-            &project,
-            "SELECT count(*) FROM sluice.backfill_jobs WHERE name = 'typo'"
-        )
-        .await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.backfill_jobs WHERE name = 'typo'")
+            .await,
         0
     );
     assert_eq!(
-        count(&project, "SELECT count(*) FROM t WHERE n <> 0").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE n <> 0")
+            .await,
         0
     );
     // Fixed, the job runs without --accept-spec-change: nothing was done the old way.
@@ -162,7 +162,10 @@ async fn set_or_where_errors_are_found_before_anything_is_recorded() {
         fixed.stderr()
     );
     assert_eq!(
-        count(&project, "SELECT count(*) FROM t WHERE n <> 1").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE n <> 1")
+            .await,
         0
     );
 }
@@ -235,9 +238,12 @@ async fn the_throttle_query_is_read_only_at_every_evaluation() {
     project
         .run_backfill(&["run", "watched"])
         .expect_code(exit::OK);
-    assert_eq!(count(&project, "SELECT count(*) FROM wrote").await, 0);
+    assert_eq!(project.db.scalar("SELECT count(*) FROM wrote").await, 0);
     assert_eq!(
-        count(&project, "SELECT count(*) FROM t WHERE n <> 1").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE n <> 1")
+            .await,
         0
     );
 }
@@ -275,7 +281,10 @@ async fn a_pause_on_a_ranges_last_batch_leaves_no_lease_behind() {
         .expect_code(exit::OK);
     project.run_backfill(&["run", "two"]).expect_code(exit::OK);
     assert_eq!(
-        count(&project, "SELECT count(*) FROM t WHERE n <> 1").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE n <> 1")
+            .await,
         0
     );
 }
@@ -305,7 +314,10 @@ async fn more_workers_than_the_server_has_room_for_start_fewer_and_finish() {
         run.stderr()
     );
     assert_eq!(
-        count(&project, "SELECT count(*) FROM t WHERE n <> 1").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE n <> 1")
+            .await,
         0
     );
 }

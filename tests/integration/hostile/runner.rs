@@ -3,14 +3,6 @@
 use sluice_common::exit;
 use sluice_tests::{Project, Run};
 
-async fn scalar(project: &Project, sql: &str) -> i64 {
-    let mut conn = project.db.connect().await;
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_failing_block_in_a_no_transaction_file_claims_nothing_it_rolled_back() {
     let project = Project::new().await;
@@ -28,27 +20,24 @@ async fn a_failing_block_in_a_no_transaction_file_claims_nothing_it_rolled_back(
     );
     assert!(err.contains("rolled back"), "{err}");
     assert_eq!(
-        scalar(
-            &project,
-            "SELECT count(*) FROM pg_class WHERE relname = 'x'"
-        )
-        .await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM pg_class WHERE relname = 'x'")
+            .await,
         0
     );
     assert_eq!(
-        scalar(
-            &project,
-            "SELECT statements_done::bigint FROM sluice.migration_progress"
-        )
-        .await,
+        project
+            .db
+            .scalar("SELECT statements_done::bigint FROM sluice.migration_progress")
+            .await,
         0
     );
     assert_eq!(
-        scalar(
-            &project,
-            "SELECT count(*) FROM sluice.audit WHERE action = 'fail-apply'"
-        )
-        .await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.audit WHERE action = 'fail-apply'")
+            .await,
         1,
         "the failure's audit row was lost"
     );
@@ -59,7 +48,7 @@ async fn a_failing_block_in_a_no_transaction_file_claims_nothing_it_rolled_back(
     )
     .unwrap();
     project.run(&["up"]).expect_code(exit::OK);
-    assert_eq!(scalar(&project, "SELECT count(*) FROM x").await, 1);
+    assert_eq!(project.db.scalar("SELECT count(*) FROM x").await, 1);
 }
 
 #[tokio::test]
@@ -75,15 +64,17 @@ async fn a_no_transaction_file_that_never_commits_its_block_is_not_applied() {
     run.expect_code(exit::FAILED);
     assert!(run.stderr().contains("never commits"), "{}", run.stderr());
     assert_eq!(
-        scalar(
-            &project,
-            "SELECT count(*) FROM pg_class WHERE relname = 'x'"
-        )
-        .await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM pg_class WHERE relname = 'x'")
+            .await,
         0
     );
     assert_eq!(
-        scalar(&project, "SELECT count(*) FROM sluice.migrations").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.migrations")
+            .await,
         0
     );
 }
@@ -120,26 +111,31 @@ async fn each_migration_starts_from_a_clean_session() {
         .await;
     run.expect_code(exit::OK);
     assert_eq!(
-        scalar(
-            &project,
-            "SELECT count(*) FROM pg_tables WHERE tablename = 'leak' AND schemaname = 'public'"
-        )
-        .await,
+        project
+            .db
+            .scalar(
+                "SELECT count(*) FROM pg_tables WHERE tablename = 'leak' AND schemaname = 'public'"
+            )
+            .await,
         1,
         "SET search_path of one migration leaked into the next"
     );
     assert_eq!(
-        scalar(
-            &project,
-            "SELECT count(*) FROM pg_tables WHERE tablename IN ('after_role', 'last_one') \
+        project
+            .db
+            .scalar(
+                "SELECT count(*) FROM pg_tables WHERE tablename IN ('after_role', 'last_one') \
              AND tableowner = current_user"
-        )
-        .await,
+            )
+            .await,
         2
     );
     project.run(&["up"]).expect_code(exit::OK);
     assert_eq!(
-        scalar(&project, "SELECT count(*) FROM sluice.migrations").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.migrations")
+            .await,
         7
     );
 }
@@ -175,11 +171,10 @@ async fn validate_and_lint_find_what_postgresql_would_refuse_before_anything_run
         assert!(err.contains("NUL byte"), "{args:?}: {err}");
     }
     assert_eq!(
-        scalar(
-            &project,
-            "SELECT count(*) FROM pg_class WHERE relname = 'ok'"
-        )
-        .await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM pg_class WHERE relname = 'ok'")
+            .await,
         0,
         "up applied the migrations before the bad ones"
     );
@@ -216,11 +211,10 @@ async fn down_backup_is_taken_and_every_backup_file_is_its_own() {
     let files: Vec<_> = std::fs::read_dir(&backups).unwrap().flatten().collect();
     assert_eq!(files.len(), 2, "one backup per run: {files:?}");
     assert_eq!(
-        scalar(
-            &project,
-            "SELECT count(*) FROM sluice.audit WHERE action = 'backup'"
-        )
-        .await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.audit WHERE action = 'backup'")
+            .await,
         2
     );
 }
@@ -260,11 +254,10 @@ async fn durations_out_of_postgresql_range_are_refused_before_anything_runs() {
         directive.stderr()
     );
     assert_eq!(
-        scalar(
-            &project,
-            "SELECT count(*) FROM pg_class WHERE relname = 't'"
-        )
-        .await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM pg_class WHERE relname = 't'")
+            .await,
         0
     );
 }
