@@ -159,7 +159,7 @@ impl Session<'_> {
         };
         self.reset_session(migration).await?;
         emit_started(events, migration, direction, script, resume_at);
-        let duration = if script.directives.no_transaction {
+        let duration = if !script.mode().is_atomic() {
             self.no_transaction(migration, script, direction, resume_at, events)
                 .await?
         } else {
@@ -629,7 +629,7 @@ fn record<'r>(
     duration_ms: i64,
 ) -> Record<'r> {
     Record {
-        no_transaction: script.directives.no_transaction,
+        no_transaction: !script.mode().is_atomic(),
         ..Record::new(migration, who, duration_ms)
     }
 }
@@ -726,7 +726,7 @@ fn emit_started(
     events(Event::Started {
         id: migration.id(),
         direction,
-        no_transaction: script.directives.no_transaction,
+        no_transaction: !script.mode().is_atomic(),
         statements: script.statements().map_or(1, <[Statement]>::len),
         resume_at,
     });

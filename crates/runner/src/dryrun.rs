@@ -41,13 +41,13 @@ pub fn render(
         None => vec![script.sql.trim().to_owned()],
     };
     let mut out = Vec::new();
-    if script.directives.no_transaction {
+    if !script.mode().is_atomic() {
         out.push(format!(
-            "-- {} ({}): no transaction, one statement at a time; progress recorded (on the \
-             lock's connection) after each statement outside a BEGIN ... COMMIT block of the \
-             file, and after each such block",
+            "-- {} ({}): {}; progress recorded (on the lock's connection) after each statement \
+             outside a BEGIN ... COMMIT block of the file, and after each such block",
             migration.id(),
-            script.path.display()
+            script.path.display(),
+            script.mode().describe()
         ));
         out.push(format!("{};", session_reset_sql()));
         if resume_at > 0 {
@@ -60,9 +60,10 @@ pub fn render(
         out.push(format!("{record} -- on the lock's connection"));
     } else {
         out.push(format!(
-            "-- {} ({}): one transaction",
+            "-- {} ({}): {}",
             migration.id(),
-            script.path.display()
+            script.path.display(),
+            script.mode().describe()
         ));
         out.push(format!("{};", session_reset_sql()));
         out.push("BEGIN;".to_owned());

@@ -66,7 +66,7 @@ impl<'r> Record<'r> {
             version: migration.version,
             name: &migration.name,
             checksum: &migration.up.checksum,
-            no_transaction: migration.up.directives.no_transaction,
+            no_transaction: !migration.up.mode().is_atomic(),
             duration_ms,
             who,
         }

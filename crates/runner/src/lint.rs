@@ -9,7 +9,7 @@ use squawk_linter::{Linter, Rule, Version};
 use squawk_syntax::ast::{self, AstNode};
 
 pub use crate::rules::{RULES, RuleDoc, Severity, is_known_rule};
-use crate::script::Script;
+use crate::script::{RunMode, Script};
 
 /// One finding in one file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -83,7 +83,9 @@ fn policy(name: &str) -> Severity {
 pub fn lint(script: &Script, settings: &LintSettings) -> Vec<Finding> {
     let parse = squawk_syntax::SourceFile::parse(&script.sql);
     let mut linter = Linter::with_rules(&[], NOT_REPORTED);
-    linter.settings.assume_in_transaction = !script.directives.no_transaction;
+    // A file that writes its own BEGIN/COMMIT is linted as written: squawk follows its blocks.
+    let mode = script.mode();
+    linter.settings.assume_in_transaction = mode == RunMode::Transaction;
     if let Ok(version) = settings.pg_version.parse::<Version>() {
         linter.settings.pg_version = version;
     }
@@ -99,7 +101,7 @@ pub fn lint(script: &Script, settings: &LintSettings) -> Vec<Finding> {
             )
         })
         .collect();
-    found.extend(own_rules(&parse.tree(), !script.directives.no_transaction));
+    found.extend(own_rules(&parse.tree(), mode.is_atomic()));
     found.sort_by_key(|(offset, ..)| *offset);
     found
         .into_iter()

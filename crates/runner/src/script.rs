@@ -17,9 +17,55 @@ pub struct Script {
     /// SHA-256 of the text with line endings normalised, in hex.
     pub checksum: String,
     pub directives: Directives,
-    /// The statements, split on first use: parsing is the costly part of loading, and files
-    /// that are already applied never need it.
-    analysis: OnceLock<Result<Option<Vec<Statement>>, ScriptError>>,
+    /// The statements and how they run, found on first use: parsing is the costly part of
+    /// loading, and files that are already applied never need it.
+    analysis: OnceLock<Result<Analysis, ScriptError>>,
+}
+
+/// A file's statements and how they run.
+#[derive(Debug, Clone)]
+struct Analysis {
+    statements: Vec<Statement>,
+    mode: RunMode,
+}
+
+/// How a file runs: as its own tool ran it, and atomically with its history row wherever
+/// that is possible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunMode {
+    /// In one transaction of sluice's, together with its history row.
+    Transaction,
+    /// The file is one `BEGIN ... COMMIT` block (after any `SET` lines), as golang-migrate
+    /// and Atlas files often are: its statements run in one transaction of sluice's, with its
+    /// history row, which is what the block meant.
+    OwnTransaction,
+    /// `-- sluice:no-transaction` (or diesel's `run_in_transaction = false`): statement by
+    /// statement, outside a transaction, resumable.
+    NoTransaction,
+    /// The file manages its transactions itself (several blocks, or statements outside its
+    /// block, such as a `CREATE INDEX CONCURRENTLY`): statement by statement as its tool ran
+    /// it, each block one unit, resumable.
+    OwnTransactions,
+}
+
+impl RunMode {
+    /// Whether the whole file runs in one transaction with its history row.
+    pub fn is_atomic(self) -> bool {
+        matches!(self, Self::Transaction | Self::OwnTransaction)
+    }
+
+    /// For `status`, `--dry-run` and logs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Transaction => "one transaction",
+            Self::OwnTransaction => "one transaction (its own BEGIN ... COMMIT)",
+            Self::NoTransaction => "no transaction, statement by statement",
+            Self::OwnTransactions => {
+                "statement by statement, its own BEGIN ... COMMIT blocks each as one unit"
+            }
+        }
+    }
 }
 
 /// One statement of a file.
@@ -66,17 +112,6 @@ pub enum ScriptError {
         column: usize,
         message: String,
     },
-    #[error(
-        "{}: line {line}: `{statement}` controls the transaction itself; sluice runs each \
-         migration in a transaction of its own, so remove it (or mark the file \
-         `-- sluice:no-transaction` and run each statement on its own)",
-        path.display()
-    )]
-    TransactionControl {
-        path: PathBuf,
-        line: usize,
-        statement: String,
-    },
 }
 
 impl Script {
@@ -97,21 +132,33 @@ impl Script {
         })
     }
 
-    /// Splits the file into statements and checks them: a no-transaction file must parse
-    /// cleanly, and a transactional one must not control the transaction itself. Cached.
+    /// Splits the file into statements and checks them (every file must parse). Cached.
     pub fn analyse(&self) -> Result<(), ScriptError> {
         self.analysis().as_ref().map(drop).map_err(Clone::clone)
     }
 
-    /// The statements, when the parser could split the file (always, for a no-transaction
-    /// file that passed [`Script::analyse`]); `None` means "send the file as a whole".
+    /// The statements to run, once the file parsed (an own `BEGIN`/`COMMIT` around the whole
+    /// file is not among them: sluice's transaction takes its place).
     pub fn statements(&self) -> Option<&[Statement]> {
-        self.analysis().as_ref().ok().and_then(|s| s.as_deref())
+        self.analysis()
+            .as_ref()
+            .ok()
+            .map(|a| a.statements.as_slice())
+    }
+
+    /// How the file runs ([`RunMode`]); for a file that does not parse, what its directives
+    /// say.
+    pub fn mode(&self) -> RunMode {
+        match self.analysis() {
+            Ok(analysis) => analysis.mode,
+            Err(_) if self.directives.no_transaction => RunMode::NoTransaction,
+            Err(_) => RunMode::Transaction,
+        }
     }
 
     /// Every file is parsed offline, whatever its mode, so that `validate`, `lint` and `up`
     /// find a syntax error (or a psql-only construct) before anything runs.
-    fn analysis(&self) -> &Result<Option<Vec<Statement>>, ScriptError> {
+    fn analysis(&self) -> &Result<Analysis, ScriptError> {
         self.analysis.get_or_init(|| {
             let parsed = split(&self.sql).map_err(|error| {
                 let (line, column) = line_and_column(&self.sql, error.offset);
@@ -130,10 +177,7 @@ impl Script {
                     }
                 }
             })?;
-            if !self.directives.no_transaction {
-                refuse_transaction_control(&self.path, &parsed)?;
-            }
-            Ok(Some(parsed.into_iter().map(|p| p.statement).collect()))
+            Ok(infer_mode(self.directives.no_transaction, parsed))
         })
     }
 
@@ -172,7 +216,50 @@ pub fn prefix_checksum(statements: &[Statement], count: usize) -> String {
 
 struct Parsed {
     statement: Statement,
-    is_transaction_control: bool,
+    control: Control,
+}
+
+/// What a statement does to the session's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    None,
+    /// `SET ...` (session settings; harmless before a file's own `BEGIN`).
+    Set,
+    Begin,
+    Commit,
+    /// `ROLLBACK`, `PREPARE TRANSACTION`: ends a transaction some other way.
+    Other,
+}
+
+/// How a file runs, from its directives and its statements' transaction control.
+fn infer_mode(no_transaction: bool, parsed: Vec<Parsed>) -> Analysis {
+    let controls: Vec<usize> = parsed
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !matches!(p.control, Control::None | Control::Set))
+        .map(|(i, _)| i)
+        .collect();
+    let mode = match controls.as_slice() {
+        _ if no_transaction => RunMode::NoTransaction,
+        [] => RunMode::Transaction,
+        [begin, commit]
+            if parsed[*begin].control == Control::Begin
+                && parsed[*commit].control == Control::Commit
+                && *commit == parsed.len() - 1
+                && parsed[..*begin].iter().all(|p| p.control == Control::Set) =>
+        {
+            RunMode::OwnTransaction
+        }
+        _ => RunMode::OwnTransactions,
+    };
+    let statements = parsed
+        .into_iter()
+        .filter(|p| {
+            mode != RunMode::OwnTransaction || matches!(p.control, Control::None | Control::Set)
+        })
+        .map(|p| p.statement)
+        .collect();
+    Analysis { statements, mode }
 }
 
 /// Why a file cannot be split: where, and what to do.
@@ -220,10 +307,13 @@ fn split(sql: &str) -> Result<Vec<Parsed>, SplitError> {
             return Err(copy_from_stdin(start));
         }
         parsed.push(Parsed {
-            is_transaction_control: matches!(
-                stmt,
-                ast::Stmt::Begin(_) | ast::Stmt::Commit(_) | ast::Stmt::Rollback(_)
-            ),
+            control: match stmt {
+                ast::Stmt::Begin(_) => Control::Begin,
+                ast::Stmt::Commit(_) => Control::Commit,
+                ast::Stmt::Rollback(_) | ast::Stmt::PrepareTransaction(_) => Control::Other,
+                ast::Stmt::Set(_) => Control::Set,
+                _ => Control::None,
+            },
             statement: Statement {
                 sql: text.to_owned(),
                 line: lines.line_at(start),
@@ -342,17 +432,6 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     )
 }
 
-fn refuse_transaction_control(path: &Path, statements: &[Parsed]) -> Result<(), ScriptError> {
-    match statements.iter().find(|p| p.is_transaction_control) {
-        Some(p) => Err(ScriptError::TransactionControl {
-            path: path.to_path_buf(),
-            line: p.statement.line,
-            statement: p.statement.sql.clone(),
-        }),
-        None => Ok(()),
-    }
-}
-
 fn concurrent_index(stmt: &ast::Stmt) -> Option<ConcurrentIndex> {
     let ast::Stmt::CreateIndex(create) = stmt else {
         return None;
@@ -433,13 +512,52 @@ mod tests {
     }
 
     #[test]
-    fn refuses_transaction_control_in_transactional_files() {
-        let err = parse("BEGIN;\nCREATE TABLE t (id int);\nCOMMIT;\n").unwrap_err();
-        assert!(
-            matches!(err, ScriptError::TransactionControl { line: 1, .. }),
-            "{err}"
+    fn a_file_that_is_one_block_runs_as_one_transaction_without_its_begin_and_commit() {
+        let script = parse(
+            "-- golang-migrate style\nSET statement_timeout = 0;\nBEGIN;\nCREATE TABLE t (id int);\nINSERT INTO t VALUES (1);\nCOMMIT;\n",
+        )
+        .unwrap();
+        assert_eq!(script.mode(), RunMode::OwnTransaction);
+        let sql: Vec<&str> = script
+            .statements()
+            .unwrap()
+            .iter()
+            .map(|s| s.sql.as_str())
+            .collect();
+        assert_eq!(
+            sql,
+            [
+                "SET statement_timeout = 0;",
+                "CREATE TABLE t (id int);",
+                "INSERT INTO t VALUES (1);"
+            ]
         );
-        assert!(err.to_string().contains("migrations/0001_x.sql"));
+        let start = parse("START TRANSACTION;\nCREATE TABLE t (id int);\nEND;\n").unwrap();
+        assert_eq!(start.mode(), RunMode::OwnTransaction);
+    }
+
+    #[test]
+    fn a_file_that_manages_several_transactions_runs_statement_by_statement() {
+        for sql in [
+            "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\nBEGIN;\nCREATE TABLE b (id int);\nCOMMIT;\n",
+            "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\nCREATE INDEX CONCURRENTLY i ON a (id);\n",
+            "CREATE TABLE a (id int);\nBEGIN;\nCREATE TABLE b (id int);\nCOMMIT;\n",
+            "BEGIN;\nCREATE TABLE a (id int);\nROLLBACK;\n",
+        ] {
+            let script = parse(sql).unwrap();
+            assert_eq!(script.mode(), RunMode::OwnTransactions, "{sql}");
+            assert!(!script.mode().is_atomic());
+            // Every statement runs, its own BEGIN and COMMIT included.
+            assert_eq!(
+                script.statements().unwrap().len(),
+                sql.matches(';').count(),
+                "{sql}"
+            );
+        }
+        let plain = parse("CREATE TABLE a (id int);\n").unwrap();
+        assert_eq!(plain.mode(), RunMode::Transaction);
+        let directive = parse("-- sluice:no-transaction\nBEGIN;\nSELECT 1;\nCOMMIT;\n").unwrap();
+        assert_eq!(directive.mode(), RunMode::NoTransaction);
     }
 
     #[test]

@@ -83,17 +83,69 @@ async fn an_out_of_order_file_is_refused_unless_allowed() {
 }
 
 #[tokio::test]
-async fn transaction_control_in_a_file_is_refused_at_load() {
+async fn a_file_with_its_own_transaction_runs_as_its_tool_ran_it() {
     let project = Project::new().await;
-    project.write("0001_a.sql", "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n");
-    let run = project.run(&["up"]);
-    run.expect_code(exit::INVALID_INPUT);
-    assert!(
-        run.stderr()
-            .contains("0001_a.sql: line 1: `BEGIN;` controls the transaction"),
-        "{}",
-        run.stderr()
+    // golang-migrate style: SET lines, then one block: one transaction of sluice's.
+    project.write(
+        "0001_a.sql",
+        "SET lock_timeout = '5s';\nBEGIN;\nCREATE TABLE a (id bigint PRIMARY KEY);\nINSERT INTO a VALUES (1);\nCOMMIT;\n",
     );
+    // Two blocks and a concurrent index outside them: statement by statement, blocks as units.
+    project.write(
+        "0002_b.sql",
+        "BEGIN;\nCREATE TABLE b (id bigint PRIMARY KEY, a bigint);\nCOMMIT;\n\
+         CREATE INDEX CONCURRENTLY IF NOT EXISTS b_a ON b (a);\n\
+         BEGIN;\nINSERT INTO b VALUES (1, 1);\nINSERT INTO nope VALUES (1);\nCOMMIT;\n",
+    );
+    let status = project.run(&["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    assert_eq!(
+        doc["migrations"][0]["runs"],
+        "one transaction (its own BEGIN ... COMMIT)"
+    );
+    assert!(
+        doc["migrations"][1]["runs"]
+            .as_str()
+            .unwrap()
+            .starts_with("statement by statement"),
+        "{doc}"
+    );
+    let run = project.run(&["up"]);
+    run.expect_code(exit::FAILED);
+    let err = run.stderr();
+    assert!(
+        err.contains("statements 1 to 4 ran and are recorded (of 8)"),
+        "{err}"
+    );
+    assert!(err.contains("rolled back"), "{err}");
+    let mut conn = project.db.connect().await;
+    assert_eq!(recorded_versions(&mut conn).await, vec![1]);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM b")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "the failed block's insert was rolled back");
+    let valid: bool =
+        sqlx::query_scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = 'b_a'::regclass")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(valid, "the index built outside the blocks stays");
+    // Fixed, the run resumes at the failed block's BEGIN.
+    std::fs::write(
+        project.migrations().join("0002_b.sql"),
+        "BEGIN;\nCREATE TABLE b (id bigint PRIMARY KEY, a bigint);\nCOMMIT;\n\
+         CREATE INDEX CONCURRENTLY IF NOT EXISTS b_a ON b (a);\n\
+         BEGIN;\nINSERT INTO b VALUES (1, 1);\nINSERT INTO b VALUES (2, 2);\nCOMMIT;\n",
+    )
+    .unwrap();
+    project.run(&["up"]).expect_code(exit::OK);
+    assert_eq!(recorded_versions(&mut conn).await, vec![1, 2]);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM b")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2);
 }
 
 #[tokio::test]

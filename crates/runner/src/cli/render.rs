@@ -268,6 +268,11 @@ fn status_json(entry: &Entry<'_>, blocked: &Blocked) -> serde_json::Value {
         "state": entry.state.label(),
         "file": entry.file.map(|f| f.up.path.display().to_string()),
         "reversible": entry.file.map(|f| f.down.is_some()),
+        // How a file still to run will run (files already applied are not parsed again).
+        "runs": entry
+            .file
+            .filter(|_| applied.is_none())
+            .map(|f| f.up.mode().describe()),
         "checksum": {
             "file": entry.file.map(|f| f.up.checksum.clone()),
             "applied": applied.map(|a| a.checksum.clone()),
