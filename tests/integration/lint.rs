@@ -288,3 +288,35 @@ fn the_readme_rule_table_is_the_table_of_the_rules_that_run() {
         "README.md's lint rule table differs from the rules that run; replace it with:\n{expected}"
     );
 }
+
+#[tokio::test]
+async fn a_table_created_earlier_in_the_same_run_may_be_constrained_and_indexed() {
+    let project = Project::new().await;
+    project.write("0001_u.sql", "CREATE TABLE u (id bigint PRIMARY KEY);\n");
+    project.write(
+        "0002_t.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY, u_id bigint, a bigint);\n",
+    );
+    project.write(
+        "0003_constrain.sql",
+        "ALTER TABLE t ADD CONSTRAINT t_u FOREIGN KEY (u_id) REFERENCES u (id);\n\
+         CREATE INDEX t_a ON t (a);\n\
+         ALTER TABLE t ADD CONSTRAINT t_a_positive CHECK (a > 0);\n",
+    );
+    // Linted alone, the third file is dangerous: squawk cannot know t is new.
+    project.run(&["lint"]).expect_code(exit::BLOCKED);
+    // Applied together on a fresh database, t is empty when it is constrained.
+    project.run(&["up"]).expect_code(exit::OK);
+    // Once applied, t may hold rows: the same change to it is held to the rules again.
+    project.write(
+        "0004_more.sql",
+        "ALTER TABLE t ADD CONSTRAINT t_a_small CHECK (a < 1000000);\n",
+    );
+    let later = project.run(&["up"]);
+    later.expect_code(exit::BLOCKED);
+    assert!(
+        later.stderr().contains("constraint-missing-not-valid"),
+        "{}",
+        later.stderr()
+    );
+}

@@ -23,6 +23,9 @@ pub struct Finding {
     pub severity: Severity,
     /// The reason given by the file's `-- sluice:approve <rule> reason: …`, if any.
     pub approved: Option<String>,
+    /// The table the finding's statement alters or indexes (`schema.table`, quoted), if any.
+    #[serde(skip)]
+    pub table: Option<String>,
 }
 
 impl Finding {
@@ -103,11 +106,13 @@ pub fn lint(script: &Script, settings: &LintSettings) -> Vec<Finding> {
         .collect();
     found.extend(own_rules(&parse.tree(), mode.is_atomic()));
     found.sort_by_key(|(offset, ..)| *offset);
+    let tree = parse.tree();
     found
         .into_iter()
         .map(|(offset, rule, message, help)| {
             let (line, column) = line_column(&script.sql, offset);
             Finding {
+                table: table_at(&tree, offset),
                 path: script.path.clone(),
                 line,
                 column,
@@ -124,6 +129,82 @@ pub fn lint(script: &Script, settings: &LintSettings) -> Vec<Finding> {
             }
         })
         .collect()
+}
+
+/// Rules about locking or scanning a table that holds rows: on a table created earlier in the
+/// same run (so still empty), what they warn about costs nothing.
+const EMPTY_TABLE_SAFE: &[&str] = &[
+    "adding-field-with-default",
+    "adding-foreign-key-constraint",
+    "adding-not-nullable-field",
+    "adding-required-field",
+    "adding-serial-primary-key-field",
+    "changing-column-type",
+    "constraint-missing-not-valid",
+    "disallowed-unique-constraint",
+    "require-concurrent-index-creation",
+];
+
+/// Tables a script creates (`schema.table`, quoted), for [`pass_new_tables`].
+pub fn created_tables(script: &Script) -> Vec<String> {
+    squawk_syntax::SourceFile::parse(&script.sql)
+        .tree()
+        .stmts()
+        .filter_map(|stmt| match stmt {
+            ast::Stmt::CreateTable(create) => {
+                qualified(&create.table_name()?.syntax().text().to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Marks as passed the findings about locking or scanning a table that an earlier migration
+/// of the same run created (`created`: table → that migration's id). squawk sees one file at a
+/// time, so it cannot know that table is empty.
+pub fn pass_new_tables(
+    findings: &mut [Finding],
+    created: &std::collections::HashMap<String, String>,
+) {
+    for finding in findings.iter_mut().filter(|f| f.approved.is_none()) {
+        let Some(by) = finding.table.as_ref().and_then(|t| created.get(t)) else {
+            continue;
+        };
+        if EMPTY_TABLE_SAFE.contains(&finding.rule.as_str()) {
+            finding.approved = Some(format!(
+                "{} is created by {by} earlier in this run, so it is empty",
+                finding.table.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+}
+
+/// The table the statement at `offset` alters or indexes.
+fn table_at(file: &ast::SourceFile, offset: usize) -> Option<String> {
+    let stmt = file.stmts().find(|s| {
+        let range = s.syntax().text_range();
+        usize::from(range.start()) <= offset && offset <= usize::from(range.end())
+    })?;
+    let text = match stmt {
+        ast::Stmt::AlterTable(alter) => alter.table_relation_name()?.syntax().text().to_string(),
+        ast::Stmt::CreateIndex(create) => create.table_relation_name()?.syntax().text().to_string(),
+        _ => return None,
+    };
+    qualified(&text)
+}
+
+/// `accounts`, `public.accounts`, `ONLY "Acc"` → the quoted `schema.table`.
+fn qualified(text: &str) -> Option<String> {
+    let text = text
+        .trim()
+        .trim_start_matches("ONLY")
+        .trim()
+        .trim_end_matches('*')
+        .trim();
+    let public = sluice_common::ident::Ident::new("public").ok()?;
+    sluice_common::ident::QualifiedName::parse(text, &public)
+        .ok()
+        .map(|name| name.to_string())
 }
 
 /// sluice's own rules, on the same syntax tree.
@@ -180,6 +261,47 @@ mod tests {
         "ban-update-without-where",
         "ban-delete-without-where",
     ];
+
+    #[test]
+    fn tables_are_named_the_same_however_they_are_written() {
+        assert_eq!(qualified("t").as_deref(), Some("\"public\".\"t\""));
+        assert_eq!(qualified("public.T").as_deref(), Some("\"public\".\"t\""));
+        assert_eq!(
+            qualified("ONLY app.\"Acc\"").as_deref(),
+            Some("\"app\".\"Acc\"")
+        );
+        let created = created_tables(
+            &Script::parse(Path::new("m.sql"), "CREATE TABLE App.T (id int);").unwrap(),
+        );
+        assert_eq!(created, ["\"app\".\"t\""]);
+    }
+
+    #[test]
+    fn only_scan_and_lock_findings_on_a_new_table_pass() {
+        let script = Script::parse(
+            Path::new("m.sql"),
+            "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0);\nALTER TABLE t DROP COLUMN b;\nALTER TABLE other ADD CONSTRAINT d CHECK (a > 0);\n",
+        )
+        .unwrap();
+        let mut findings = lint(&script, &LintSettings::default());
+        let created =
+            std::collections::HashMap::from([("\"public\".\"t\"".to_owned(), "0001_t".to_owned())]);
+        pass_new_tables(&mut findings, &created);
+        let blocking: Vec<&str> = findings
+            .iter()
+            .filter(|f| f.blocks())
+            .map(|f| f.rule.as_str())
+            .collect();
+        assert!(blocking.contains(&"ban-drop-column"), "{blocking:?}");
+        assert_eq!(
+            blocking
+                .iter()
+                .filter(|r| **r == "constraint-missing-not-valid")
+                .count(),
+            1,
+            "only the other table's constraint still blocks: {blocking:?}"
+        );
+    }
 
     #[test]
     fn the_rule_table_names_exactly_the_rules_that_run() {

@@ -523,9 +523,18 @@ impl Migrator {
         migrations: impl Iterator<Item = &'m Migration>,
         audit: Option<&mut PgConnection>,
     ) -> Result<(), RunnerError> {
-        let findings: Vec<Finding> = migrations
-            .flat_map(|m| lint::lint(&m.up, &self.settings.lint))
-            .collect();
+        // In file order, so that a table created by an earlier pending migration is known
+        // to be empty when a later one constrains or indexes it.
+        let mut created = std::collections::HashMap::new();
+        let mut findings: Vec<Finding> = Vec::new();
+        for migration in migrations {
+            let mut found = lint::lint(&migration.up, &self.settings.lint);
+            lint::pass_new_tables(&mut found, &created);
+            findings.extend(found);
+            for table in lint::created_tables(&migration.up) {
+                created.insert(table, migration.id());
+            }
+        }
         for finding in findings.iter().filter(|f| !f.blocks()) {
             tracing::info!(rule = %finding.rule, approved = ?finding.approved, "lint: {finding}");
         }
