@@ -320,3 +320,51 @@ async fn a_table_created_earlier_in_the_same_run_may_be_constrained_and_indexed(
         later.stderr()
     );
 }
+
+#[tokio::test]
+async fn a_baseline_accepts_an_adopted_history_and_holds_new_files_to_the_rules() {
+    let project = Project::new().await;
+    project.write(
+        "0001_t.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY, old text, a bigint);\n",
+    );
+    project.write("0002_drop.sql", "ALTER TABLE t DROP COLUMN old;\n");
+    project.write("0003_index.sql", "CREATE INDEX t_a ON t (a);\n");
+    project.run(&["lint"]).expect_code(exit::BLOCKED);
+    let written = project.run(&["lint", "--write-baseline"]);
+    written.expect_code(exit::OK);
+    assert!(
+        written.stdout().contains("2 file(s)"),
+        "{}",
+        written.stdout()
+    );
+    assert!(
+        project
+            .migrations()
+            .join("sluice-lint-baseline.toml")
+            .is_file()
+    );
+    project.run(&["lint"]).expect_code(exit::OK);
+    project.run(&["up"]).expect_code(exit::OK);
+
+    // A new file is held to the rules.
+    project.write("0004_drop_again.sql", "ALTER TABLE t DROP COLUMN a;\n");
+    let new = project.run(&["up"]);
+    new.expect_code(exit::BLOCKED);
+    assert!(
+        new.stderr().contains("0004_drop_again.sql"),
+        "{}",
+        new.stderr()
+    );
+    assert!(!new.stderr().contains("0002_drop.sql"), "{}", new.stderr());
+    // An edited baseline file is linted again.
+    std::fs::remove_file(project.migrations().join("0004_drop_again.sql")).unwrap();
+    project.write("0003_index.sql", "CREATE INDEX t_a ON t (a, id);\n");
+    let edited = project.run(&["lint"]);
+    edited.expect_code(exit::BLOCKED);
+    assert!(
+        edited.stdout().contains("0003_index.sql"),
+        "{}",
+        edited.stdout()
+    );
+}

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod backup;
+pub mod baseline;
 pub mod catalog;
 pub mod directive;
 pub mod drift;

@@ -20,6 +20,7 @@ use sqlx::{Connection, PgConnection};
 
 use crate::apply::{Session, open_migration_connection};
 use crate::backup::{self, BackupSettings};
+use crate::baseline::Baseline;
 use crate::dryrun;
 use crate::error::RunnerError;
 use crate::event::{Direction, Event};
@@ -28,6 +29,7 @@ use crate::history::{Applied, History, Partial, Record, Who};
 use crate::import::{self, Tool};
 use crate::lint::{self, Finding, LintSettings};
 use crate::plan::{self, Allow, DownTarget, Entry, PlanError, UpStep};
+use crate::source::SourceError;
 use crate::source::{self, Migration, Version};
 use crate::verify::Outcome;
 
@@ -525,10 +527,15 @@ impl Migrator {
     ) -> Result<(), RunnerError> {
         // In file order, so that a table created by an earlier pending migration is known
         // to be empty when a later one constrains or indexes it.
+        let dir = &self.settings.migrations_dir;
+        let baseline = Baseline::load(dir).map_err(|problem| SourceError {
+            problems: vec![problem],
+        })?;
         let mut created = std::collections::HashMap::new();
         let mut findings: Vec<Finding> = Vec::new();
         for migration in migrations {
             let mut found = lint::lint(&migration.up, &self.settings.lint);
+            baseline.pass(dir, &migration.up, &mut found);
             lint::pass_new_tables(&mut found, &created);
             findings.extend(found);
             for table in lint::created_tables(&migration.up) {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use sluice_common::exit;
 use sluice_common::outln;
+use sluice_runner::baseline::Baseline;
 use sluice_runner::error::RunnerError;
 use sluice_runner::lint::{self, Finding, LintSettings, RULES, Severity};
 use sluice_runner::script::Script;
@@ -18,23 +19,44 @@ pub enum Format {
     Github,
 }
 
-pub fn run(
-    dir: &Path,
-    files: &[PathBuf],
-    format: Format,
-    rules: bool,
-    settings: &LintSettings,
-) -> anyhow::Result<u8> {
-    if rules {
+/// What `sluice lint` was asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask {
+    pub format: Format,
+    pub rules: bool,
+    pub write_baseline: bool,
+}
+
+pub fn run(dir: &Path, files: &[PathBuf], ask: Ask, settings: &LintSettings) -> anyhow::Result<u8> {
+    if ask.rules {
         print_rules();
         return Ok(exit::OK);
     }
     let scripts = scripts(dir, files)?;
-    let findings: Vec<Finding> = scripts
-        .iter()
-        .flat_map(|s| lint::lint(s, settings))
-        .collect();
-    match format {
+    let mut findings: Vec<Finding> = Vec::new();
+    if ask.write_baseline {
+        let all: Vec<Finding> = scripts
+            .iter()
+            .flat_map(|s| lint::lint(s, settings))
+            .collect();
+        let baseline = Baseline::of(dir, &scripts, &all);
+        let path = baseline.write(dir).map_err(anyhow::Error::msg)?;
+        outln!(
+            "{}: {} file(s) with findings accepted; commit it. New files, and edits of these, are linted as usual.",
+            path.display(),
+            baseline.files.len()
+        );
+        return Ok(exit::OK);
+    }
+    let baseline = Baseline::load(dir).map_err(|problem| SourceError {
+        problems: vec![problem],
+    })?;
+    for script in &scripts {
+        let mut found = lint::lint(script, settings);
+        baseline.pass(dir, script, &mut found);
+        findings.extend(found);
+    }
+    match ask.format {
         Format::Human => human(&findings, scripts.len()),
         Format::Json => outln!(
             "{}",

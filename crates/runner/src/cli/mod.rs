@@ -113,6 +113,10 @@ enum Command {
         /// List the rules: why each matters, what to do instead, and whether it blocks.
         #[arg(long)]
         rules: bool,
+        /// Accept every blocking finding of the directory as it is now, in
+        /// migrations/sluice-lint-baseline.toml (commit it): for adopting an existing history.
+        #[arg(long, conflicts_with_all = ["files", "rules"])]
+        write_baseline: bool,
     },
     /// The rollback test, as one command: on a scratch database (created and dropped on the
     /// server), apply every migration, revert each reversible one and apply it again,
@@ -251,13 +255,17 @@ async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8>
             files,
             format,
             rules,
+            write_baseline,
         } => {
             startup.shutdown.stop_at_once();
             lint::run(
                 &resolved.migrations_dir,
                 &files,
-                format,
-                rules,
+                lint::Ask {
+                    format,
+                    rules,
+                    write_baseline,
+                },
                 &resolved.lint,
             )
         }
