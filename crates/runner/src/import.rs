@@ -221,14 +221,19 @@ async fn read_diesel(
     })?;
     rows.into_iter()
         .map(|(text, applied_at)| {
-            // diesel stores the directory's version without its dashes.
-            let version =
-                text.replace('-', "")
-                    .parse::<Version>()
-                    .map_err(|_| ImportError::BadVersion {
-                        tool: "diesel",
-                        version: text.clone(),
-                    })?;
+            // diesel stores the directory's version without its dashes (for a name with no
+            // `_`, the whole name: its leading digits are the version).
+            let digits: String = text
+                .chars()
+                .filter(|c| *c != '-')
+                .take_while(char::is_ascii_digit)
+                .collect();
+            let version = digits
+                .parse::<Version>()
+                .map_err(|_| ImportError::BadVersion {
+                    tool: "diesel",
+                    version: text.clone(),
+                })?;
             find(files, version, "diesel")?;
             Ok(Imported {
                 version,

@@ -47,6 +47,10 @@ pub enum RunMode {
     /// block, such as a `CREATE INDEX CONCURRENTLY`): statement by statement as its tool ran
     /// it, each block one unit, resumable.
     OwnTransactions,
+    /// The file is one statement that cannot run inside a transaction (`CREATE INDEX
+    /// CONCURRENTLY`, `VACUUM`, ...), as golang-migrate directories hold them without a
+    /// directive: it runs on its own, as its tool ran it.
+    Alone,
 }
 
 impl RunMode {
@@ -64,6 +68,7 @@ impl RunMode {
             Self::OwnTransactions => {
                 "statement by statement, its own BEGIN ... COMMIT blocks each as one unit"
             }
+            Self::Alone => "no transaction: its one statement cannot run inside one",
         }
     }
 }
@@ -217,6 +222,8 @@ pub fn prefix_checksum(statements: &[Statement], count: usize) -> String {
 struct Parsed {
     statement: Statement,
     control: Control,
+    /// PostgreSQL refuses to run it inside a transaction block.
+    outside_only: bool,
 }
 
 /// What a statement does to the session's transaction.
@@ -241,6 +248,7 @@ fn infer_mode(no_transaction: bool, parsed: Vec<Parsed>) -> Analysis {
         .collect();
     let mode = match controls.as_slice() {
         _ if no_transaction => RunMode::NoTransaction,
+        [] if parsed.len() == 1 && parsed[0].outside_only => RunMode::Alone,
         [] => RunMode::Transaction,
         [begin, commit]
             if parsed[*begin].control == Control::Begin
@@ -314,6 +322,7 @@ fn split(sql: &str) -> Result<Vec<Parsed>, SplitError> {
                 ast::Stmt::Set(_) => Control::Set,
                 _ => Control::None,
             },
+            outside_only: outside_only(&stmt),
             statement: Statement {
                 sql: text.to_owned(),
                 line: lines.line_at(start),
@@ -365,6 +374,31 @@ fn excerpt(text: &str) -> String {
     match text.char_indices().nth(80) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
+    }
+}
+
+/// Statements PostgreSQL refuses inside a transaction block.
+fn outside_only(stmt: &ast::Stmt) -> bool {
+    let concurrently = || {
+        stmt.syntax()
+            .text()
+            .to_string()
+            .to_ascii_uppercase()
+            .split_whitespace()
+            .any(|w| w == "CONCURRENTLY")
+    };
+    match stmt {
+        ast::Stmt::Vacuum(_)
+        | ast::Stmt::CreateDatabase(_)
+        | ast::Stmt::DropDatabase(_)
+        | ast::Stmt::AlterSystem(_)
+        | ast::Stmt::CreateTablespace(_)
+        | ast::Stmt::DropTablespace(_) => true,
+        ast::Stmt::CreateIndex(_)
+        | ast::Stmt::DropIndex(_)
+        | ast::Stmt::Reindex(_)
+        | ast::Stmt::AlterTable(_) => concurrently(),
+        _ => false,
     }
 }
 
@@ -556,6 +590,18 @@ mod tests {
         }
         let plain = parse("CREATE TABLE a (id int);\n").unwrap();
         assert_eq!(plain.mode(), RunMode::Transaction);
+        for alone in [
+            "CREATE INDEX CONCURRENTLY i ON a (id);\n",
+            "DROP INDEX CONCURRENTLY IF EXISTS i;\n",
+            "REINDEX INDEX CONCURRENTLY i;\n",
+            "VACUUM a;\n",
+        ] {
+            assert_eq!(parse(alone).unwrap().mode(), RunMode::Alone, "{alone}");
+        }
+        // With company, a concurrent build cannot leave the file's transaction (lint says so).
+        let two =
+            parse("CREATE TABLE a (id int);\nCREATE INDEX CONCURRENTLY i ON a (id);\n").unwrap();
+        assert_eq!(two.mode(), RunMode::Transaction);
         let directive = parse("-- sluice:no-transaction\nBEGIN;\nSELECT 1;\nCOMMIT;\n").unwrap();
         assert_eq!(directive.mode(), RunMode::NoTransaction);
     }

@@ -135,6 +135,7 @@ pub fn parse_directory_name(dir_name: &str) -> Result<(Version, &str, &str), Str
     let (version_text, name) = dir_name
         .split_once('_')
         .filter(|(v, n)| !n.is_empty() && v.bytes().any(|b| b.is_ascii_digit()))
+        .or_else(|| dashed_without_underscore(dir_name))
         .ok_or_else(|| format!("{dir_name}/: {EXPECTED_DIRECTORY}"))?;
     let digits: String = version_text.chars().filter(|c| *c != '-').collect();
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -146,6 +147,19 @@ pub fn parse_directory_name(dir_name: &str) -> Result<(Version, &str, &str), Str
         .parse::<Version>()
         .map_err(|_| format!("{dir_name}/: the version `{version_text}` is too large"))?;
     Ok((version, version_text, name))
+}
+
+/// `2023-05-23-1715-update-assignment`: a diesel directory whose name follows its dashed
+/// version after a dash, not a `_` (diesel reads such names too): the digits-and-dashes prefix
+/// is the version, the rest the name.
+fn dashed_without_underscore(dir_name: &str) -> Option<(&str, &str)> {
+    let end = dir_name
+        .find(|c: char| !c.is_ascii_digit() && c != '-')
+        .filter(|end| *end > 0)?;
+    let version = dir_name[..end].trim_end_matches('-');
+    let name = &dir_name[end..];
+    (version.contains('-') && version.bytes().filter(u8::is_ascii_digit).count() >= 8)
+        .then_some((version, name))
 }
 
 /// diesel marks a migration that must run outside a transaction with `run_in_transaction =
@@ -467,6 +481,20 @@ mod tests {
         );
         assert!(text.contains("0004_f.down.sql: a down file for"), "{text}");
         assert!(text.contains("bad.sql: expected"), "{text}");
+    }
+
+    #[test]
+    fn diesel_names_with_a_dash_after_the_version_are_read() {
+        assert_eq!(
+            parse_directory_name("2023-05-23-1715-update-assignment").unwrap(),
+            (202305231715, "2023-05-23-1715", "update-assignment")
+        );
+        assert_eq!(
+            parse_directory_name("2024-01-31-120000_create_users").unwrap(),
+            (20240131120000, "2024-01-31-120000", "create_users")
+        );
+        assert!(parse_directory_name("k8s").is_err());
+        assert!(parse_directory_name("12-x").is_err());
     }
 
     #[test]

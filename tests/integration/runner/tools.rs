@@ -1,0 +1,198 @@
+//! Directories as sqlx, golang-migrate and diesel users write them (written here, modelled on
+//! their patterns), applied unedited by `sluice up` to an empty database and compared with what
+//! each tool's own rule gives: the same files run on another database the way the tool runs
+//! them. Where downs exist, a full `down` and `up` again gives the same schema once more.
+
+use sluice_common::exit;
+use sluice_tests::{Project, TestDb, catalog};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+/// How the tool runs one file.
+#[derive(Clone, Copy)]
+enum Rule {
+    /// sqlx and diesel: in a transaction of the tool's.
+    InTransaction,
+    /// `-- no-transaction` (sqlx), `run_in_transaction = false` (diesel): as it is.
+    AsItIs,
+    /// golang-migrate: the whole file as one multi-statement exec (an implicit transaction
+    /// unless the file writes its own BEGIN/COMMIT).
+    MultiStatement,
+}
+
+/// The files, each with its tool's rule, applied the tool's way to a database of their own;
+/// its schema.
+async fn tools_schema(files: &[(&str, Rule)]) -> Vec<String> {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    for (sql, rule) in files {
+        match rule {
+            Rule::InTransaction => {
+                let mut tx = conn.begin().await.unwrap();
+                sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+            }
+            Rule::AsItIs | Rule::MultiStatement => {
+                // One simple-query exec: what golang-migrate (and a driver given the file)
+                // sends.
+                sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    catalog::snapshot(&mut conn, "public").await
+}
+
+async fn sluice_schema(project: &Project) -> Vec<String> {
+    let mut conn: PgConnection = project.db.connect().await;
+    catalog::snapshot(&mut conn, "public").await
+}
+
+#[tokio::test]
+async fn a_sqlx_directory_gives_the_schema_sqlx_gives() {
+    let project = Project::new().await;
+    let files = [
+        (
+            "20260101000000_[1.0.0]_init.up.sql",
+            "CREATE TABLE accounts (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text NOT NULL);\n\
+             CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END; $$;\n",
+            Rule::InTransaction,
+        ),
+        (
+            "20260101000000_[1.0.0]_init.down.sql",
+            "DROP FUNCTION touch();\nDROP TABLE accounts;\n",
+            Rule::InTransaction,
+        ),
+        (
+            "20260102000000_Add.Email-Index.sql",
+            "-- no-transaction\nCREATE INDEX CONCURRENTLY accounts_email ON accounts (email);\n",
+            Rule::AsItIs,
+        ),
+    ];
+    for (name, sql, _) in &files {
+        project.write(name, sql);
+    }
+    project.run(&["up", "--skip-lint"]).expect_code(exit::OK);
+    let ups: Vec<(&str, Rule)> = files
+        .iter()
+        .filter(|(name, ..)| !name.ends_with(".down.sql"))
+        .map(|(_, sql, rule)| (*sql, *rule))
+        .collect();
+    assert_eq!(sluice_schema(&project).await, tools_schema(&ups).await);
+}
+
+#[tokio::test]
+async fn a_golang_migrate_directory_gives_the_schema_golang_migrate_gives() {
+    let project = Project::new().await;
+    let ups = [
+        (
+            "1_create_users.up.sql",
+            "BEGIN;\nCREATE TABLE users (id bigint PRIMARY KEY, name text);\nCOMMIT;\n",
+        ),
+        (
+            "2_add_flags.up.sql",
+            "SET lock_timeout = '5s';\nBEGIN;\nALTER TABLE users ADD COLUMN flags bigint NOT NULL DEFAULT 0;\n\
+             CREATE TABLE audit_log (id bigint PRIMARY KEY);\nCOMMIT;\n",
+        ),
+        (
+            "3_index_users.up.sql",
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS users_name ON users (name);\n",
+        ),
+        (
+            "10_two_steps.up.sql",
+            "BEGIN;\nCREATE TABLE a (id bigint PRIMARY KEY);\nCOMMIT;\n\
+             BEGIN;\nCREATE TABLE b (id bigint PRIMARY KEY, a_id bigint REFERENCES a (id));\nCOMMIT;\n",
+        ),
+    ];
+    let downs = [
+        ("1_drop_users.down.sql", "DROP TABLE users;\n"),
+        (
+            "2_remove_flags.down.sql",
+            "BEGIN;\nDROP TABLE audit_log;\nALTER TABLE users DROP COLUMN flags;\nCOMMIT;\n",
+        ),
+        (
+            "3_index_users.down.sql",
+            "DROP INDEX CONCURRENTLY IF EXISTS users_name;\n",
+        ),
+        ("10_two_steps.down.sql", "DROP TABLE b;\nDROP TABLE a;\n"),
+    ];
+    for (name, sql) in ups.iter().chain(&downs) {
+        project.write(name, sql);
+    }
+    project.run(&["up", "--skip-lint"]).expect_code(exit::OK);
+    let reference: Vec<(&str, Rule)> = ups
+        .iter()
+        .map(|(_, sql)| (*sql, Rule::MultiStatement))
+        .collect();
+    let expected = tools_schema(&reference).await;
+    assert_eq!(sluice_schema(&project).await, expected);
+    // A full down, then up again.
+    project
+        .run(&["down", "--to", "0", "--skip-lint"])
+        .expect_code(exit::OK);
+    assert_eq!(sluice_schema(&project).await, Vec::<String>::new());
+    project.run(&["up", "--skip-lint"]).expect_code(exit::OK);
+    assert_eq!(sluice_schema(&project).await, expected);
+}
+
+#[tokio::test]
+async fn a_diesel_directory_gives_the_schema_diesel_gives() {
+    let project = Project::new().await;
+    let dirs = [
+        (
+            "2024-01-31-120000_create_posts",
+            "CREATE TABLE posts (id bigint PRIMARY KEY, title text NOT NULL, body text);\n",
+            "DROP TABLE posts;\n",
+            None,
+        ),
+        (
+            "2024-02-01-090000-index-posts",
+            "CREATE INDEX CONCURRENTLY posts_title ON posts (title);\n",
+            "DROP INDEX CONCURRENTLY posts_title;\n",
+            Some("run_in_transaction = false\n"),
+        ),
+        (
+            "2024-02-02-090000_add_published",
+            "ALTER TABLE posts ADD COLUMN published boolean NOT NULL DEFAULT false;\n",
+            "ALTER TABLE posts DROP COLUMN published;\n",
+            None,
+        ),
+    ];
+    for (dir, up, down, metadata) in &dirs {
+        project.write(&format!("{dir}/up.sql"), up);
+        project.write(&format!("{dir}/down.sql"), down);
+        if let Some(metadata) = metadata {
+            std::fs::write(
+                project.migrations().join(dir).join("metadata.toml"),
+                metadata,
+            )
+            .unwrap();
+        }
+    }
+    project.run(&["up", "--skip-lint"]).expect_code(exit::OK);
+    let reference: Vec<(&str, Rule)> = dirs
+        .iter()
+        .map(|(_, up, _, metadata)| {
+            (
+                *up,
+                if metadata.is_some() {
+                    Rule::AsItIs
+                } else {
+                    Rule::InTransaction
+                },
+            )
+        })
+        .collect();
+    let expected = tools_schema(&reference).await;
+    assert_eq!(sluice_schema(&project).await, expected);
+    project
+        .run(&["down", "--to", "0", "--skip-lint"])
+        .expect_code(exit::OK);
+    assert_eq!(sluice_schema(&project).await, Vec::<String>::new());
+    project.run(&["up", "--skip-lint"]).expect_code(exit::OK);
+    assert_eq!(sluice_schema(&project).await, expected);
+}
