@@ -324,3 +324,63 @@ async fn diesel_run_in_transaction_false_needs_no_edit() {
             .unwrap();
     assert!(valid);
 }
+
+#[tokio::test]
+async fn import_then_up_applies_only_what_is_new_in_real_directory_patterns() {
+    // golang-migrate: names that differ between up and down, its own BEGIN/COMMIT, a lone
+    // concurrent build.
+    let project = Project::new().await;
+    let applied = [
+        ("1_users.up.sql", "BEGIN;\nCREATE TABLE users (id bigint PRIMARY KEY, name text);\nCOMMIT;\n"),
+        ("2_index.up.sql", "CREATE INDEX CONCURRENTLY users_name ON users (name);\n"),
+    ];
+    for (name, sql) in applied {
+        project.write(name, sql);
+        project.db.exec(sql).await;
+    }
+    project.write("1_drop_users.down.sql", "DROP TABLE users;\n");
+    project.write(
+        "3_flags.up.sql",
+        "BEGIN;\nALTER TABLE users ADD COLUMN flags bigint;\nCOMMIT;\n",
+    );
+    project
+        .db
+        .exec("CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL); INSERT INTO schema_migrations VALUES (2, false);")
+        .await;
+    project
+        .run(&["import", "--from", "golang-migrate"])
+        .expect_code(exit::OK);
+    // Applied again, 1 or 2 would fail ("already exists"): only 3 runs.
+    project.run(&["up"]).expect_code(exit::OK);
+    let mut conn = project.db.connect().await;
+    assert_eq!(recorded_versions(&mut conn).await, vec![1, 2, 3]);
+
+    // diesel: a directory named with a dash after its version, recorded by diesel.
+    let project = Project::new().await;
+    project.write(
+        "2023-05-23-1715-create-posts/up.sql",
+        "CREATE TABLE posts (id bigint PRIMARY KEY);\n",
+    );
+    project
+        .db
+        .exec(
+            "CREATE TABLE posts (id bigint PRIMARY KEY);
+             CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL, \
+             run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);
+             INSERT INTO __diesel_schema_migrations (version) VALUES ('202305231715createposts');",
+        )
+        .await;
+    project.write(
+        "2023-06-01-000000_add_title/up.sql",
+        "ALTER TABLE posts ADD COLUMN title text;\n",
+    );
+    project
+        .run(&["import", "--from", "diesel"])
+        .expect_code(exit::OK);
+    project.run(&["up"]).expect_code(exit::OK);
+    let mut conn = project.db.connect().await;
+    assert_eq!(
+        recorded_versions(&mut conn).await,
+        vec![202305231715, 20230601000000]
+    );
+}
