@@ -462,9 +462,28 @@ impl Session<'_> {
         sqlx::raw_sql(AssertSqlSafe(set_timeouts_sql(timeouts, false)))
             .execute(&mut self.conn)
             .await?;
-        if let Some(index_spec) = &statement.concurrent_index
-            && let Some(dropped) = drop_invalid_index(&mut self.conn, index_spec).await?
-        {
+        // Watched like the statement itself: the drop waits for whatever still uses the
+        // index (an orphaned build among them), and a lock timeout must name it.
+        let dropped = match &statement.concurrent_index {
+            Some(index_spec) => {
+                let drop = drop_invalid_index(&mut self.conn, index_spec);
+                watched(self.probe, self.pid, timeouts.lock_timeout, drop)
+                    .await
+                    .map_err(|(error, blockers)| AttemptError {
+                        error,
+                        statement: Some((
+                            index,
+                            format!(
+                                "DROP INDEX CONCURRENTLY of the INVALID index {} before {}",
+                                index_spec.name, statement.sql
+                            ),
+                        )),
+                        blockers,
+                    })?
+            }
+            None => None,
+        };
+        if let Some(dropped) = dropped {
             tracing::warn!(
                 migration = %migration.id(),
                 index = %dropped,

@@ -331,8 +331,14 @@ async fn import_then_up_applies_only_what_is_new_in_real_directory_patterns() {
     // concurrent build.
     let project = Project::new().await;
     let applied = [
-        ("1_users.up.sql", "BEGIN;\nCREATE TABLE users (id bigint PRIMARY KEY, name text);\nCOMMIT;\n"),
-        ("2_index.up.sql", "CREATE INDEX CONCURRENTLY users_name ON users (name);\n"),
+        (
+            "1_users.up.sql",
+            "BEGIN;\nCREATE TABLE users (id bigint PRIMARY KEY, name text);\nCOMMIT;\n",
+        ),
+        (
+            "2_index.up.sql",
+            "CREATE INDEX CONCURRENTLY users_name ON users (name);\n",
+        ),
     ];
     for (name, sql) in applied {
         project.write(name, sql);

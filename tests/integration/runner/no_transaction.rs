@@ -173,3 +173,46 @@ async fn sluice_sessions(conn: &mut sqlx::PgConnection) -> i64 {
         .await
         .unwrap()
 }
+
+#[tokio::test]
+async fn a_blocked_drop_of_an_invalid_index_names_its_blocker() {
+    let project = Project::new().await;
+    project
+        .db
+        .exec("CREATE TABLE t (id bigint PRIMARY KEY, a int); INSERT INTO t VALUES (1, 1), (2, 1);")
+        .await;
+    // A failed unique build leaves an INVALID index behind.
+    let mut conn = project.db.connect().await;
+    assert!(
+        sqlx::raw_sql("CREATE UNIQUE INDEX CONCURRENTLY t_a ON t (a)")
+            .execute(&mut conn)
+            .await
+            .is_err()
+    );
+    project.db.exec("DELETE FROM t WHERE id = 2").await;
+    project.write(
+        "0001_idx.sql",
+        "-- sluice:no-transaction\n-- sluice:lock-timeout 200ms\nCREATE UNIQUE INDEX CONCURRENTLY t_a ON t (a);\n",
+    );
+    // A reader in an open transaction: the drop must wait for it.
+    let mut holder = project.db.connect().await;
+    sqlx::raw_sql("BEGIN; SELECT * FROM t;")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let run = project.run(&["up", "--max-retries", "1"]);
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    run.expect_code(exit::FAILED);
+    let err = run.stderr();
+    assert!(
+        err.contains("DROP INDEX CONCURRENTLY of the INVALID index"),
+        "{err}"
+    );
+    assert!(err.contains("blocked_by=[\"pid "), "{err}");
+    // Once the reader is gone, the rerun drops it and builds it again.
+    project.run(&["up"]).expect_code(exit::OK);
+    assert_eq!(index_state(&mut conn, "t_a").await, Some(true));
+}
