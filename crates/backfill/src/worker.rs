@@ -525,8 +525,9 @@ impl Worker<'_, '_> {
         };
         let result = self.transact(range, &end, last, scanned).await;
         if result.is_err() {
-            // Leave no transaction open on the connection, whatever failed.
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
+            // Leave no aborted transaction on the connection (a batch whose statement was
+            // refused before its BEGIN ran left none, and a ROLLBACK would only warn).
+            sluice_common::db::end_failed_transaction(&mut self.conn).await;
         }
         let Some((rows_updated, control)) = result? else {
             return Ok(None);
