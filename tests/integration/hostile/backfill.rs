@@ -14,6 +14,25 @@ fn slow_job(project: &Project, name: &str, table: &str, extra: &str) {
     );
 }
 
+/// `t (id bigint PRIMARY KEY, n int)` with `rows` rows, `n` 0.
+async fn table_t(project: &Project, rows: i64) {
+    project
+        .db
+        .exec(&format!(
+            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+             INSERT INTO t (id) SELECT g FROM generate_series(1, {rows}) g;"
+        ))
+        .await;
+}
+
+/// Rows of `t` not updated exactly once.
+async fn not_once(project: &Project) -> i64 {
+    project
+        .db
+        .scalar("SELECT count(*) FROM t WHERE n <> 1")
+        .await
+}
+
 #[tokio::test]
 async fn a_job_cannot_move_to_another_table_or_key_under_its_name() {
     let project = Project::new().await;
@@ -59,13 +78,7 @@ async fn a_job_cannot_move_to_another_table_or_key_under_its_name() {
     let rekeyed = project.run_backfill(&["run", "same", "--accept-spec-change"]);
     rekeyed.expect_code(exit::INVALID_INPUT);
     assert!(rekeyed.stderr().contains("key k"), "{}", rekeyed.stderr());
-    assert_eq!(
-        project
-            .db
-            .scalar("SELECT count(*) FROM t WHERE n <> 1")
-            .await,
-        0
-    );
+    assert_eq!(not_once(&project).await, 0);
 }
 
 #[tokio::test]
@@ -108,13 +121,7 @@ async fn rows_whose_key_became_null_mid_run_fail_verification() {
 #[tokio::test]
 async fn set_or_where_errors_are_found_before_anything_is_recorded() {
     let project = Project::new().await;
-    project
-        .db
-        .exec(
-            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
-             INSERT INTO t (id) SELECT g FROM generate_series(1, 300) g;",
-        )
-        .await;
+    table_t(&project, 300).await;
     for (set, where_) in [
         ("nope = 1", "true"),
         ("n = n +", "true"),
@@ -161,25 +168,13 @@ async fn set_or_where_errors_are_found_before_anything_is_recorded() {
         "{}",
         fixed.stderr()
     );
-    assert_eq!(
-        project
-            .db
-            .scalar("SELECT count(*) FROM t WHERE n <> 1")
-            .await,
-        0
-    );
+    assert_eq!(not_once(&project).await, 0);
 }
 
 #[tokio::test]
 async fn resume_of_a_cancelled_job_is_refused_and_pause_gives_up_leases() {
     let project = Project::new().await;
-    project
-        .db
-        .exec(
-            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
-             INSERT INTO t (id) SELECT g FROM generate_series(1, 5000) g;",
-        )
-        .await;
+    table_t(&project, 5000).await;
     slow_job(&project, "slow", "t", "");
     let worker = project.spawn_backfill(&["run", "slow", "--workers", "2"]);
     project.wait_for_batches("slow", 3).await;
@@ -239,25 +234,13 @@ async fn the_throttle_query_is_read_only_at_every_evaluation() {
         .run_backfill(&["run", "watched"])
         .expect_code(exit::OK);
     assert_eq!(project.db.scalar("SELECT count(*) FROM wrote").await, 0);
-    assert_eq!(
-        project
-            .db
-            .scalar("SELECT count(*) FROM t WHERE n <> 1")
-            .await,
-        0
-    );
+    assert_eq!(not_once(&project).await, 0);
 }
 
 #[tokio::test]
 async fn a_pause_on_a_ranges_last_batch_leaves_no_lease_behind() {
     let project = Project::new().await;
-    project
-        .db
-        .exec(
-            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
-             INSERT INTO t (id) SELECT g FROM generate_series(1, 100) g;",
-        )
-        .await;
+    table_t(&project, 100).await;
     project.job(
         "two",
         "name = \"two\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"n = n + 1\"\nranges = 1\n\
@@ -280,25 +263,13 @@ async fn a_pause_on_a_ranges_last_batch_leaves_no_lease_behind() {
         .run_backfill(&["resume", "two"])
         .expect_code(exit::OK);
     project.run_backfill(&["run", "two"]).expect_code(exit::OK);
-    assert_eq!(
-        project
-            .db
-            .scalar("SELECT count(*) FROM t WHERE n <> 1")
-            .await,
-        0
-    );
+    assert_eq!(not_once(&project).await, 0);
 }
 
 #[tokio::test]
 async fn more_workers_than_the_server_has_room_for_start_fewer_and_finish() {
     let project = Project::new().await;
-    project
-        .db
-        .exec(
-            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
-             INSERT INTO t (id) SELECT g FROM generate_series(1, 3000) g;",
-        )
-        .await;
+    table_t(&project, 3000).await;
     slow_job(&project, "many", "t", "ranges = 64\n");
     let run = project.run_backfill(&["run", "many", "--workers", "256"]);
     run.expect_code(exit::OK);
@@ -313,11 +284,5 @@ async fn more_workers_than_the_server_has_room_for_start_fewer_and_finish() {
         "{}",
         run.stderr()
     );
-    assert_eq!(
-        project
-            .db
-            .scalar("SELECT count(*) FROM t WHERE n <> 1")
-            .await,
-        0
-    );
+    assert_eq!(not_once(&project).await, 0);
 }
