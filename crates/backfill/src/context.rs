@@ -29,6 +29,8 @@ pub struct EngineSettings {
     pub connect: ConnectSettings,
     /// Schema of sluice's own tables.
     pub schema: Ident,
+    /// Who acts, for the audit table.
+    pub who: crate::audit::Who,
 }
 
 /// What the workers of one run share.

@@ -125,6 +125,22 @@ pub async fn run(
     }
     let integer_min = integer_min(&mut conn, &target, &sql, row.upper_bound.as_deref()).await?;
     let workers = workers_with_room(&mut conn, job, options.workers.max(1)).await;
+    let started = format!(
+        "{workers} worker(s) on {}, {} of {} range(s) done before{}{}",
+        process_name(),
+        row.ranges_done,
+        row.ranges,
+        if options.accept_spec_change {
+            ", --accept-spec-change"
+        } else {
+            ""
+        },
+        if options.rescan { ", --rescan" } else { "" },
+    );
+    jobs.audit()
+        .record(&mut conn, &job.name, "run-start", &started, &settings.who)
+        .await
+        .map_err(BackfillError::query("auditing the run's start"))?;
     events(Event::Started {
         job: job.name.clone(),
         resumed: row.batches > 0,
@@ -192,7 +208,22 @@ pub async fn run(
             rows_updated: u64::try_from(row.rows_updated).unwrap_or(0),
         });
     }
-    finish(&mut conn, &ctx, ends, events).await
+    let outcome = finish(&mut conn, &ctx, ends, events).await;
+    let ended = match &outcome {
+        Ok(outcome) => format!("{outcome:?}"),
+        Err(error) => format!("failed: {error}"),
+    };
+    // Best effort: the run's own end is already on the job's row.
+    let _ = jobs
+        .audit()
+        .record(&mut conn, &job.name, "run-end", &ended, &settings.who)
+        .await;
+    outcome
+}
+
+/// This process, as the audit table names it.
+fn process_name() -> String {
+    format!("{}/{}", host_name(), std::process::id())
 }
 
 /// Runs the workers, the load monitor and the job's pulse (on `conn`), forwarding events

@@ -20,7 +20,10 @@ pub enum BackfillError {
          if that is what you want"
     )]
     SpecChanged { job: String },
-    #[error("job {job} was cancelled; it will not run again (use another job name to start over)")]
+    #[error(
+        "job {job} was cancelled; it will not run again as it is. Start it over with \
+         `sluice-backfill reset {job}` then `sluice-backfill run`"
+    )]
     Cancelled { job: String },
     #[error(
         "job {job} failed after {attempts} attempt(s) of a batch after key {cursor}: {error}; \
@@ -95,6 +98,11 @@ pub enum BackfillError {
         now: String,
         spec: String,
     },
+    #[error(
+        "job {job} has a worker on one of its ranges; pause or cancel it first (and let the \
+         worker stop), then reset: nothing was changed"
+    )]
+    Busy { job: String },
     #[error("no job named {0}; `sluice-backfill status` lists the jobs")]
     UnknownJob(String),
     /// The database's words, explained once in the message (sqlx's own text, which would
@@ -115,6 +123,7 @@ impl BackfillError {
             | Self::IdentityChanged { .. } => exit::INVALID_INPUT,
             Self::Db(e) => e.exit_code(),
             Self::Cancelled { .. } => exit::BLOCKED,
+            Self::Busy { .. } => exit::LOCK_HELD,
             Self::UnknownJob(_) => exit::USAGE,
             Self::BatchFailed { .. }
             | Self::Unverified { .. }

@@ -1,6 +1,7 @@
 //! The backfill engine: keyed-range batch updates described in job specs, each batch committed
 //! together with its progress row so that an interrupted job resumes exactly where it stopped.
 
+pub mod audit;
 pub mod catalog;
 mod context;
 pub mod engine;

@@ -5,6 +5,7 @@ use crate::ranges::Lease;
 use sluice_common::db;
 use sqlx::{Connection, PgConnection};
 
+use crate::audit::Action;
 use crate::context::EngineSettings;
 use crate::error::BackfillError;
 use crate::lifecycle::{self, Decision, Request};
@@ -22,7 +23,13 @@ pub struct JobStatus {
     pub rows_per_second: Option<f64>,
     /// Seconds to go at that rate, from the estimated row count.
     pub eta_seconds: Option<f64>,
+    /// The newest operator actions on the job (runs, pause, resume, cancel, reset), newest
+    /// first.
+    pub actions: Vec<Action>,
 }
+
+/// How many of a job's newest actions `status` shows.
+const RECENT_ACTIONS: i64 = 5;
 
 /// A connection, the jobs table, and whether it exists yet (operator commands create nothing).
 async fn open_jobs(settings: &EngineSettings) -> Result<(PgConnection, Jobs, bool), BackfillError> {
@@ -62,7 +69,14 @@ pub async fn status(
             .leases(&mut conn, &row.name)
             .await
             .map_err(BackfillError::query("reading the job's leases"))?;
-        statuses.push(with_rates(row, leases));
+        let actions = jobs
+            .audit()
+            .recent(&mut conn, &row.name, RECENT_ACTIONS)
+            .await
+            .map_err(BackfillError::query("reading the job's audit rows"))?;
+        let mut status = with_rates(row, leases);
+        status.actions = actions;
+        statuses.push(status);
     }
     let _ = conn.close().await;
     Ok(statuses)
@@ -87,7 +101,52 @@ fn with_rates(row: JobRow, leases: Vec<Lease>) -> JobStatus {
         leases,
         rows_per_second: rate,
         eta_seconds: eta,
+        actions: Vec::new(),
     }
+}
+
+/// Forgets job `name`'s progress and ranges so that its next `run` starts from the beginning
+/// (and, once complete, opens its gate again): the way to start over after a cancel. Refused
+/// while a worker holds a live lease on one of its ranges; audited with what was forgotten.
+pub async fn reset(settings: &EngineSettings, name: &str) -> Result<&'static str, BackfillError> {
+    let what = "resetting the job";
+    let (mut conn, jobs, exists) = open_jobs(settings).await?;
+    let row = match exists {
+        true => jobs
+            .load(&mut conn, name)
+            .await
+            .map_err(BackfillError::query(what))?,
+        false => None,
+    };
+    let Some(row) = row else {
+        return Err(BackfillError::UnknownJob(name.to_owned()));
+    };
+    let mut tx = conn.begin().await.map_err(BackfillError::query(what))?;
+    jobs.lock_control(&mut tx, name)
+        .await
+        .map_err(BackfillError::query(what))?;
+    if !jobs
+        .forget(&mut tx, name)
+        .await
+        .map_err(BackfillError::query(what))?
+    {
+        return Err(BackfillError::Busy {
+            job: name.to_owned(),
+        });
+    }
+    let detail = format!(
+        "forgot a {} job: {} row(s) updated, {} scanned, {} of {} range(s) done",
+        row.state, row.rows_updated, row.rows_scanned, row.ranges_done, row.ranges
+    );
+    jobs.audit()
+        .record(&mut tx, name, "reset", &detail, &settings.who)
+        .await
+        .map_err(BackfillError::query(what))?;
+    tx.commit().await.map_err(BackfillError::query(what))?;
+    let _ = conn.close().await;
+    Ok(
+        "reset: its progress and ranges are forgotten; the next `sluice-backfill run` starts it from the beginning",
+    )
 }
 
 /// Records an operator's request as [`lifecycle::decide`] rules, and says what it did; a
@@ -129,6 +188,10 @@ pub async fn request(
             says
         }
     };
+    jobs.audit()
+        .record(&mut tx, name, request.verb(), says, &settings.who)
+        .await
+        .map_err(BackfillError::query(what.clone()))?;
     tx.commit().await.map_err(BackfillError::query(what))?;
     let _ = conn.close().await;
     Ok(says)

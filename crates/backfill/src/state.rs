@@ -11,6 +11,7 @@ use sluice_common::ident::Ident;
 use sluice_common::lock::lock_key;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
+use crate::audit::Audit;
 use crate::ranges::Ranges;
 
 pub use sluice_common::backfill_gate::{Control, JobState};
@@ -58,6 +59,7 @@ pub struct Jobs {
     schema: Ident,
     table: String,
     ranges: Ranges,
+    audit: Audit,
     /// `SELECT <a JobRow> FROM` the job joined with its ranges' totals.
     select: String,
 }
@@ -97,12 +99,17 @@ impl Jobs {
             table,
             ranges,
             select,
+            audit: Audit::new(&schema),
             schema,
         }
     }
 
     pub fn ranges(&self) -> &Ranges {
         &self.ranges
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     pub fn table(&self) -> &str {
@@ -118,14 +125,16 @@ impl Jobs {
             .await
     }
 
-    /// Whether the tables have every column this version uses (the newest: `rate_next`).
+    /// Whether the tables are as this version uses them (the newest parts: `rate_next`, the
+    /// audit table).
     async fn is_current(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
         sqlx::query_scalar(
-            "SELECT to_regclass($1) IS NOT NULL AND EXISTS (
+            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($3) IS NOT NULL AND EXISTS (
                  SELECT FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'rate_next')",
         )
         .bind(self.ranges.table())
         .bind(&self.table)
+        .bind(self.audit.table())
         .fetch_one(conn)
         .await
     }
@@ -183,9 +192,11 @@ impl Jobs {
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS throttled_by jsonb NOT NULL DEFAULT '{{}}';
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS last_throttle text;
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS rate_next timestamptz;
-             {ranges}",
+             {ranges}
+             {audit}",
             table = self.table,
-            ranges = self.ranges.ddl(&self.table)
+            ranges = self.ranges.ddl(&self.table),
+            audit = self.audit.ddl()
         )))
         .execute(&mut *tx)
         .await?;
@@ -470,6 +481,31 @@ impl Jobs {
         row.map(|(state, control)| Ok((state.parse()?, control.parse()?)))
             .transpose()
             .map_err(|e: String| sqlx::Error::Decode(e.into()))
+    }
+
+    /// Forgets the job (its row, and its ranges with it) so that the next `run` starts from
+    /// the beginning; false when a worker holds a live lease on one of its ranges. Call in a
+    /// transaction that locked the job's row ([`Jobs::lock_control`]).
+    pub async fn forget(&self, conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
+        let busy: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT EXISTS (SELECT FROM {} WHERE job = $1 AND state = 'pending'
+                 AND owner IS NOT NULL AND lease_until > now())",
+            self.ranges.table()
+        )))
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await?;
+        if busy {
+            return Ok(false);
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE name = $1",
+            self.table
+        )))
+        .bind(name)
+        .execute(conn)
+        .await?;
+        Ok(true)
     }
 
     /// Records an operator's request (see [`crate::lifecycle::decide`]): the control value,

@@ -262,7 +262,7 @@ pub fn gate_message(name: &str, status: Option<&GateStatus>) -> String {
             "backfill job {name} is paused at {progress}; continue it: sluice-backfill resume {name} && sluice-backfill run {name}"
         ),
         (JobState::Cancelled, _) => format!(
-            "backfill job {name} was cancelled at {progress}; the migration cannot run until a job of that name completes"
+            "backfill job {name} was cancelled at {progress}; start it over: sluice-backfill reset {name} && sluice-backfill run {name}"
         ),
         (JobState::Failed, _) => format!(
             "backfill job {name} failed at {progress}: {}; resume it: sluice-backfill run {name}",

@@ -219,6 +219,10 @@ pub async fn run(
     let settings = EngineSettings {
         connect: connect.clone(),
         schema: schema.clone(),
+        who: sluice_backfill::audit::Who {
+            program: "sluice-demo".to_owned(),
+            actor: None,
+        },
     };
     let outcome = engine::run(
         &settings,

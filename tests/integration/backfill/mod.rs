@@ -6,6 +6,7 @@ mod guards;
 mod keys;
 mod operations;
 mod parallel;
+mod reset;
 mod resume;
 
 use sluice_tests::TestDb;

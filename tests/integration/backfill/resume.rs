@@ -29,6 +29,7 @@ fn settings(db: &TestDb) -> EngineSettings {
     EngineSettings {
         connect: ConnectSettings::new(SecretUrl::new(db.url.clone()), "sluice-backfill"),
         schema: Ident::new("sluice").unwrap(),
+        who: sluice_backfill::audit::Who::default(),
     }
 }
 

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use sluice_backfill::audit::Who;
 use sluice_backfill::engine::{self, EngineSettings, Outcome, RunOptions};
 use sluice_backfill::error::BackfillError;
 use sluice_backfill::job::{Job, JobError, Overrides};
@@ -39,6 +40,9 @@ struct Cli {
     /// Directory of job specs, for jobs given by name [default: ./jobs].
     #[arg(long, env = "SLUICE_JOBS", value_name = "DIR", global = true)]
     jobs: Option<PathBuf>,
+    /// Who is running this (a person or CI job), recorded in the audit table with each action.
+    #[arg(long, env = "SLUICE_ACTOR", value_name = "NAME", global = true)]
+    actor: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -87,6 +91,9 @@ enum Command {
     Resume { name: String },
     /// Stop a job for good after its current batch; committed batches stay.
     Cancel { name: String },
+    /// Forget a job's progress and ranges so that its next `run` starts from the beginning
+    /// (after a cancel, or to run it again); refused while a worker holds one of its ranges.
+    Reset { name: String },
     /// Show the effective settings and where each comes from.
     Config,
 }
@@ -252,6 +259,10 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
     let settings = EngineSettings {
         connect: ConnectSettings::from_config(&startup.common, PROGRAM)?,
         schema: startup.common.schema.value.clone(),
+        who: Who {
+            program: format!("{PROGRAM} {}", env!("CARGO_PKG_VERSION")),
+            actor: cli.actor.clone(),
+        },
     };
     let load = |spec: &str, overrides: OverrideArgs| {
         Job::load(&spec_path(&jobs_dir.value, spec), &overrides.into())
@@ -308,6 +319,11 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
         Command::Pause { name } => request(&settings, &name, Request::Pause).await,
         Command::Resume { name } => request(&settings, &name, Request::Resume).await,
         Command::Cancel { name } => request(&settings, &name, Request::Cancel).await,
+        Command::Reset { name } => {
+            let says = ops::reset(&settings, &name).await?;
+            outln!("job {name}: {says}");
+            Ok(exit::OK)
+        }
         Command::Config => unreachable!("handled above"),
     }
 }

@@ -390,5 +390,17 @@ pub fn status(statuses: &[JobStatus], json: bool) {
         {
             outln!("  requested: {}", row.control);
         }
+        if !s.actions.is_empty() {
+            outln!("  recent actions:");
+        }
+        for action in &s.actions {
+            let by = action.actor.as_deref().unwrap_or(action.role.as_str());
+            outln!(
+                "    {} {} by {by}: {}",
+                action.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                action.action,
+                action.detail.as_deref().unwrap_or("")
+            );
+        }
     }
 }
