@@ -17,7 +17,8 @@ pub const LOCK_HELD: u8 = 5;
 /// Recorded history and the files disagree: an applied migration was edited or removed, or a
 /// new one is older than the newest applied one.
 pub const HISTORY_DRIFT: u8 = 6;
-/// `sluice check`: migrations are pending.
+/// `sluice check`: migrations are pending; `sluice-backfill status --wait`: the job did not end
+/// within `--timeout`.
 pub const PENDING: u8 = 7;
 /// A safety gate stopped the run: a backfill the migration requires is not complete, or lint
 /// found an unapproved dangerous change.
@@ -63,7 +64,11 @@ pub const ALL: &[(u8, &str, &str)] = &[
         "history-drift",
         "applied migrations edited, missing, or a new one out of order",
     ),
-    (PENDING, "pending", "sluice check: migrations are pending"),
+    (
+        PENDING,
+        "pending",
+        "sluice check: migrations are pending; status --wait: the job did not end within --timeout",
+    ),
     (
         BLOCKED,
         "blocked",

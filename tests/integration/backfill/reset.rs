@@ -154,3 +154,56 @@ async fn reset_is_refused_while_a_worker_holds_a_range() {
         .run_backfill(&["reset", "nope"])
         .expect_code(exit::USAGE);
 }
+
+#[tokio::test]
+async fn status_wait_returns_0_on_completion_and_8_on_cancel() {
+    let project = Project::new().await;
+    items(&project.db, 2_000).await;
+    project.job(
+        "fill_b",
+        &super::job_toml(
+            "fill_b",
+            "batch_size = 50\nmin_batch_size = 50\nmax_batch_size = 50\npause = \"10ms\"\n",
+        ),
+    );
+    // Waiting before the job exists, then through its run, to its completion.
+    let waiter = project.spawn_backfill(&["status", "fill_b", "--wait", "--timeout", "2m"]);
+    let worker = project.spawn_backfill(&["run", "fill_b"]);
+    let waited = waiter.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&waited.stderr);
+    assert_eq!(waited.status.code(), Some(i32::from(exit::OK)), "{said}");
+    assert!(said.contains("completed and verified"), "{said}");
+    assert_eq!(worker.wait_with_output().unwrap().status.code(), Some(0));
+
+    // Cancelled: non-zero, with the reason.
+    project
+        .run_backfill(&["reset", "fill_b"])
+        .expect_code(exit::OK);
+    project.db.exec("UPDATE items SET b = NULL").await;
+    project.job(
+        "fill_b",
+        &super::job_toml(
+            "fill_b",
+            "batch_size = 50\nmin_batch_size = 50\nmax_batch_size = 50\npause = \"50ms\"\n",
+        ),
+    );
+    let worker = project.spawn_backfill(&["run", "fill_b"]);
+    project.wait_for_batches("fill_b", 2).await;
+    let waiter = project.spawn_backfill(&["status", "fill_b", "--wait"]);
+    project
+        .run_backfill(&["cancel", "fill_b"])
+        .expect_code(exit::OK);
+    let waited = waiter.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&waited.stderr);
+    assert_eq!(
+        waited.status.code(),
+        Some(i32::from(exit::BLOCKED)),
+        "{said}"
+    );
+    assert!(said.contains("was cancelled"), "{said}");
+    let _ = worker.wait_with_output();
+
+    // A timeout that passes first: 7, and the job goes on.
+    let timed_out = project.run_backfill(&["status", "nope", "--wait", "--timeout", "1s"]);
+    timed_out.expect_code(exit::PENDING);
+}

@@ -22,7 +22,7 @@ use sluice_common::config::{layered, parse_duration, parse_pg_timeout};
 use sluice_common::db::ConnectSettings;
 use sluice_common::exit;
 use sluice_common::redact::{SecretUrl, register_secrets, split_url_list};
-use sluice_common::{out, outln};
+use sluice_common::{errln, out, outln};
 
 const PROGRAM: &str = "sluice-backfill";
 /// Default directory of job specs.
@@ -84,6 +84,14 @@ enum Command {
         /// Print one JSON document on stdout.
         #[arg(long)]
         json: bool,
+        /// Wait for the job to end: exit 0 once it is completed and verified, 1 when it
+        /// failed, 8 when it was cancelled, 7 when --timeout passes first; a progress line
+        /// meanwhile. For pipelines whose contract step needs the backfill done.
+        #[arg(long, requires = "name")]
+        wait: bool,
+        /// With --wait: the longest wait, e.g. 2h [default: no limit].
+        #[arg(long, requires = "wait", value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<Duration>,
     },
     /// Ask the job's worker to pause after its current batch.
     Pause { name: String },
@@ -312,7 +320,13 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
                 metrics::Metrics::start(&job.name, run.metrics_addr, run.metrics_file.clone())?;
             run_job(&settings, &job, &options, &startup, &metrics).await
         }
-        Command::Status { name, json } => {
+        Command::Status {
+            name: Some(name),
+            wait: true,
+            timeout,
+            ..
+        } => wait_for(&settings, &name, timeout, &startup.shutdown).await,
+        Command::Status { name, json, .. } => {
             render::status(&ops::status(&settings, name.as_deref()).await?, json);
             Ok(exit::OK)
         }
@@ -352,6 +366,47 @@ async fn run_job(
         | Outcome::LimitReached { .. }
         | Outcome::OutsideWindow { .. } => exit::OK,
     })
+}
+
+/// How often `status --wait` looks.
+const WAIT_POLL: Duration = Duration::from_secs(2);
+
+/// `status NAME --wait`: polls the job until it ends (or `timeout`, or a signal), with a line
+/// each time its progress or state changes.
+async fn wait_for(
+    settings: &EngineSettings,
+    name: &str,
+    timeout: Option<Duration>,
+    shutdown: &sluice_common::shutdown::Shutdown,
+) -> anyhow::Result<u8> {
+    let started = std::time::Instant::now();
+    let mut said = String::new();
+    loop {
+        let status = match ops::status(settings, Some(name)).await {
+            Ok(mut statuses) => statuses.pop(),
+            Err(BackfillError::UnknownJob(_)) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let (line, code) = match &status {
+            None => (format!("job {name} has not started yet"), None),
+            Some(status) => render::wait_line(status),
+        };
+        if line != said {
+            errln!("{line}");
+            said = line;
+        }
+        if let Some(code) = code {
+            return Ok(code);
+        }
+        if timeout.is_some_and(|t| started.elapsed() >= t) {
+            errln!("job {name} did not end within the --timeout; it goes on");
+            return Ok(exit::PENDING);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(WAIT_POLL) => {}
+            () = shutdown.requested() => return Ok(exit::INTERRUPTED),
+        }
+    }
 }
 
 async fn request(settings: &EngineSettings, name: &str, request: Request) -> anyhow::Result<u8> {

@@ -2,6 +2,7 @@
 //! few seconds otherwise (Kubernetes Jobs), and a summary at the end.
 
 use sluice_backfill::lifecycle::{Control, JobState};
+use sluice_common::exit;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -402,5 +403,41 @@ pub fn status(statuses: &[JobStatus], json: bool) {
                 action.detail.as_deref().unwrap_or("")
             );
         }
+    }
+}
+
+/// `status --wait`: one line on the job, and the exit code once it has ended.
+pub fn wait_line(status: &JobStatus) -> (String, Option<u8>) {
+    let row = &status.row;
+    let progress = format!(
+        "{} of ~{} rows scanned",
+        row.rows_scanned,
+        row.estimated_rows.max(row.rows_scanned)
+    );
+    match row.state {
+        JobState::Completed if row.verified_remaining == Some(0) => (
+            format!("job {} completed and verified: {progress}", row.name),
+            Some(exit::OK),
+        ),
+        JobState::Failed => (
+            format!(
+                "job {} failed at {progress}: {}",
+                row.name,
+                row.last_error.as_deref().unwrap_or("(no error recorded)")
+            ),
+            Some(exit::FAILED),
+        ),
+        JobState::Cancelled => (
+            format!("job {} was cancelled at {progress}", row.name),
+            Some(exit::BLOCKED),
+        ),
+        state => (
+            format!(
+                "job {} is {state} ({} worker(s)): {progress}",
+                row.name,
+                status.leases.len()
+            ),
+            None,
+        ),
     }
 }
