@@ -131,3 +131,69 @@ fn the_fields_that_matter_are_set() {
     );
     assert!(docker.contains("\nUSER 10001"), "runs as non-root");
 }
+
+/// The exit codes a manifest's podFailurePolicy rule with `action` lists.
+fn codes_for(text: &str, action: &str) -> Vec<u8> {
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.contains("podFailurePolicy:"));
+    let mut codes = Vec::new();
+    let mut in_rule = false;
+    for line in lines.by_ref() {
+        let line = line.trim();
+        if let Some(rule) = line.strip_prefix("- action:") {
+            in_rule = rule.trim() == action;
+        } else if let (true, Some(values)) = (in_rule, line.strip_prefix("values:")) {
+            codes.extend(
+                values
+                    .trim()
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .split(',')
+                    .filter_map(|v| v.trim().parse::<u8>().ok()),
+            );
+        }
+    }
+    codes
+}
+
+#[test]
+fn the_jobs_act_on_sluices_exit_codes() {
+    use sluice_common::exit;
+    for name in [
+        "migrate-job.yaml",
+        "backfill-job.yaml",
+        "backfill-cronjob.yaml",
+    ] {
+        let text = manifest(name);
+        assert!(
+            text.contains("restartPolicy: Never"),
+            "{name}: podFailurePolicy needs Never"
+        );
+        assert_eq!(
+            codes_for(&text, "FailJob"),
+            [
+                exit::USAGE,
+                exit::INVALID_INPUT,
+                exit::HISTORY_DRIFT,
+                exit::BLOCKED
+            ],
+            "{name}: fail at once on what retrying cannot fix"
+        );
+        assert_eq!(codes_for(&text, "Ignore"), [exit::INTERRUPTED], "{name}");
+        assert!(
+            text.contains("type: DisruptionTarget"),
+            "{name}: an eviction is no failure"
+        );
+        // Every listed code is one of sluice's.
+        let known: Vec<u8> = exit::ALL.iter().map(|(code, ..)| *code).collect();
+        for code in codes_for(&text, "FailJob")
+            .iter()
+            .chain(&codes_for(&text, "Ignore"))
+        {
+            assert!(
+                known.contains(code),
+                "{name}: {code} is not a sluice exit code"
+            );
+        }
+    }
+}
