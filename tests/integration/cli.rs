@@ -255,3 +255,47 @@ fn the_readme_exit_code_table_is_the_list_in_code() {
         );
     }
 }
+
+#[test]
+fn config_shows_every_setting_with_its_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sluice(dir.path())
+        .env("SLUICE_PG_VERSION", "14")
+        .args(["config", "--metrics-file", "m.prom"])
+        .output()
+        .unwrap();
+    let text = stdout(&output);
+    assert!(
+        line_of(&text, "pg_version").contains("(environment)"),
+        "{text}"
+    );
+    assert!(
+        line_of(&text, "metrics_file").contains("(command line)"),
+        "{text}"
+    );
+    assert!(line_of(&text, "backup").contains("(not set)"), "{text}");
+    assert!(line_of(&text, "connect_wait").contains("1m"), "{text}");
+
+    let output = Command::new(bin::sluice_backfill())
+        .current_dir(dir.path())
+        .env_clear()
+        .env("SLUICE_WINDOW", "01:00-05:00")
+        .env(
+            "SLUICE_REPLICA_URLS",
+            "postgres://r:Hidden,pw@h1/x,postgres://r:pw2@h2/x",
+        )
+        .args(["config", "--workers", "3", "--max-runtime", "45m"])
+        .output()
+        .unwrap();
+    let text = stdout(&output);
+    assert!(line_of(&text, "workers").contains("3"), "{text}");
+    assert!(line_of(&text, "window").contains("01:00-05:00 "), "{text}");
+    assert!(line_of(&text, "window").contains("(environment)"), "{text}");
+    assert!(line_of(&text, "max_runtime").contains("45m"), "{text}");
+    assert!(
+        line_of(&text, "replica_urls").contains("postgres://r:***@h2/x"),
+        "{text}"
+    );
+    assert!(!text.contains("Hidden"), "{text}");
+    assert!(line_of(&text, "time_zone").contains("(not set)"), "{text}");
+}

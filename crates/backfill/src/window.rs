@@ -14,6 +14,18 @@ pub struct Window {
     pub end: NaiveTime,
 }
 
+impl std::fmt::Display for Window {
+    /// As it is written: `01:00-05:00`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}-{}",
+            self.start.format("%H:%M"),
+            self.end.format("%H:%M")
+        )
+    }
+}
+
 impl std::str::FromStr for Window {
     type Err = String;
 

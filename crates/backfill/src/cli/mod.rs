@@ -15,10 +15,11 @@ use sluice_backfill::error::BackfillError;
 use sluice_backfill::job::{Job, JobError, Overrides};
 use sluice_backfill::lifecycle::Request;
 use sluice_backfill::{ops, plan, window};
+use sluice_common::cli::ConfigRow;
 use sluice_common::cli::{
     GlobalArgs, Startup, common_config_rows, common_exit_code, render_config_rows, with_origin,
 };
-use sluice_common::config::{layered, parse_duration, parse_pg_timeout};
+use sluice_common::config::{Origin, layered, parse_duration, parse_pg_timeout};
 use sluice_common::db::ConnectSettings;
 use sluice_common::exit;
 use sluice_common::redact::{SecretUrl, register_secrets, split_url_list};
@@ -102,8 +103,12 @@ enum Command {
     /// Forget a job's progress and ranges so that its next `run` starts from the beginning
     /// (after a cancel, or to run it again); refused while a worker holds one of its ranges.
     Reset { name: String },
-    /// Show the effective settings and where each comes from.
-    Config,
+    /// Show the effective settings and where each comes from (`run`'s flags and variables
+    /// included).
+    Config {
+        #[command(flatten)]
+        run: RunArgs,
+    },
 }
 
 /// Flags of `run` besides the spec's: workers, limits, replicas, metrics.
@@ -140,6 +145,46 @@ struct RunArgs {
 }
 
 impl RunArgs {
+    /// `config` rows for `run`'s settings, with where each came from.
+    fn config_rows(&self, matches: &clap::ArgMatches) -> Vec<ConfigRow> {
+        let shown = |id: &'static str, value: Option<String>| {
+            let (value, origin) = with_origin(value, matches, id)
+                .unwrap_or_else(|| ("(not set)".to_owned(), Origin::Default));
+            (id, value, origin)
+        };
+        let replicas = self.replica_urls();
+        vec![
+            (
+                "workers",
+                self.workers.to_string(),
+                sluice_common::cli::origin_of(matches, "workers"),
+            ),
+            shown("window", self.window.as_ref().map(ToString::to_string)),
+            shown("time_zone", self.time_zone.map(|z| z.to_string())),
+            shown(
+                "max_runtime",
+                self.max_runtime
+                    .map(|d| humantime::format_duration(d).to_string()),
+            ),
+            shown("until", self.until.clone()),
+            shown(
+                "replica_urls",
+                (!replicas.is_empty()).then(|| {
+                    replicas
+                        .iter()
+                        .map(|u| SecretUrl::new(u.clone()).redacted())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }),
+            ),
+            shown("metrics_addr", self.metrics_addr.map(|a| a.to_string())),
+            shown(
+                "metrics_file",
+                self.metrics_file.as_ref().map(|p| p.display().to_string()),
+            ),
+        ]
+    }
+
     /// Every replica URL, `SLUICE_REPLICA_URLS` split where a new URL starts (a comma in a
     /// password stays in its URL).
     fn replica_urls(&self) -> Vec<String> {
@@ -251,13 +296,14 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
         startup.file.backfill.jobs.clone(),
         PathBuf::from(DEFAULT_JOBS_DIR),
     );
-    if let Command::Config = cli.command {
+    if let Command::Config { run } = &cli.command {
         let mut rows = common_config_rows(&startup.common);
         rows.push((
             "jobs",
             jobs_dir.value.display().to_string(),
             jobs_dir.origin,
         ));
+        rows.extend(run.config_rows(matches));
         out!(
             "{}",
             render_config_rows(startup.file_path.as_deref(), &rows)
@@ -338,7 +384,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
             outln!("job {name}: {says}");
             Ok(exit::OK)
         }
-        Command::Config => unreachable!("handled above"),
+        Command::Config { .. } => unreachable!("handled above"),
     }
 }
 

@@ -147,6 +147,8 @@ pub struct Resolved {
     pub lint: LintSettings,
     skip_lint: bool,
     backup: Option<PathBuf>,
+    /// For `config`: where these came from.
+    shown: Vec<(&'static str, Option<(String, Origin)>)>,
 }
 
 pub fn resolve(
@@ -155,6 +157,11 @@ pub fn resolve(
     startup: &Startup,
 ) -> anyhow::Result<Resolved> {
     let file = &startup.file.runner;
+    let pg_version = layered(
+        with_origin(args.pg_version.clone(), matches, "pg_version"),
+        file.pg_version.clone(),
+        DEFAULT_PG_VERSION.to_owned(),
+    );
     let migrations = layered(
         with_origin(args.migrations.clone(), matches, "migrations"),
         file.migrations.clone(),
@@ -213,14 +220,29 @@ pub fn resolve(
             out_of_order: args.allow_out_of_order,
         },
         lint: LintSettings {
-            pg_version: args
-                .pg_version
-                .clone()
-                .or_else(|| file.pg_version.clone())
-                .unwrap_or_else(|| DEFAULT_PG_VERSION.to_owned()),
+            pg_version: pg_version.value.clone(),
         },
         skip_lint: args.skip_lint,
         backup: args.backup.clone(),
+        shown: vec![
+            ("pg_version", Some((pg_version.value, pg_version.origin))),
+            (
+                "backup",
+                with_origin(
+                    args.backup.as_ref().map(|p| p.display().to_string()),
+                    matches,
+                    "backup",
+                ),
+            ),
+            (
+                "metrics_file",
+                with_origin(
+                    args.metrics_file.as_ref().map(|p| p.display().to_string()),
+                    matches,
+                    "metrics_file",
+                ),
+            ),
+        ],
     })
 }
 
@@ -290,5 +312,11 @@ pub fn config_rows(startup: &Startup, resolved: &Resolved) -> Vec<ConfigRow> {
             (a.value.clone(), a.origin)
         });
     rows.push(("actor", actor, origin));
+    for (name, shown) in &resolved.shown {
+        let (value, origin) = shown
+            .clone()
+            .unwrap_or_else(|| ("(not set)".to_owned(), Origin::Default));
+        rows.push((name, value, origin));
+    }
     rows
 }
