@@ -234,13 +234,19 @@ impl Session<'_> {
             .await?;
         for (index, sql) in chunks(script).into_iter().enumerate() {
             let work = sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&mut *tx);
-            watched(self.probe, self.pid, timeouts.lock_timeout, work)
-                .await
-                .map_err(|(error, blockers)| AttemptError {
-                    error,
-                    statement: Some((index, sql)),
-                    blockers,
-                })?;
+            watched(
+                self.probe,
+                self.pid,
+                timeouts.lock_timeout,
+                self.shutdown,
+                work,
+            )
+            .await
+            .map_err(|(error, blockers)| AttemptError {
+                error,
+                statement: Some((index, sql)),
+                blockers,
+            })?;
         }
         // The history row is the runner's, written as the runner's role whatever role the
         // file switched to.
@@ -467,19 +473,25 @@ impl Session<'_> {
         let dropped = match &statement.concurrent_index {
             Some(index_spec) => {
                 let drop = drop_invalid_index(&mut self.conn, index_spec);
-                watched(self.probe, self.pid, timeouts.lock_timeout, drop)
-                    .await
-                    .map_err(|(error, blockers)| AttemptError {
-                        error,
-                        statement: Some((
-                            index,
-                            format!(
-                                "DROP INDEX CONCURRENTLY of the INVALID index {} before {}",
-                                index_spec.name, statement.sql
-                            ),
-                        )),
-                        blockers,
-                    })?
+                watched(
+                    self.probe,
+                    self.pid,
+                    timeouts.lock_timeout,
+                    self.shutdown,
+                    drop,
+                )
+                .await
+                .map_err(|(error, blockers)| AttemptError {
+                    error,
+                    statement: Some((
+                        index,
+                        format!(
+                            "DROP INDEX CONCURRENTLY of the INVALID index {} before {}",
+                            index_spec.name, statement.sql
+                        ),
+                    )),
+                    blockers,
+                })?
             }
             None => None,
         };
@@ -495,14 +507,20 @@ impl Session<'_> {
             });
         }
         let work = sqlx::raw_sql(AssertSqlSafe(statement.sql.clone())).execute(&mut self.conn);
-        watched(self.probe, self.pid, timeouts.lock_timeout, work)
-            .await
-            .map(drop)
-            .map_err(|(error, blockers)| AttemptError {
-                error,
-                statement: Some((index, statement.sql.clone())),
-                blockers,
-            })
+        watched(
+            self.probe,
+            self.pid,
+            timeouts.lock_timeout,
+            self.shutdown,
+            work,
+        )
+        .await
+        .map(drop)
+        .map_err(|(error, blockers)| AttemptError {
+            error,
+            statement: Some((index, statement.sql.clone())),
+            blockers,
+        })
     }
 
     /// Decides whether to retry a failed attempt, and waits the backoff if so.
@@ -514,6 +532,22 @@ impl Session<'_> {
         failed: AttemptError,
         events: &mut dyn FnMut(Event),
     ) -> Result<Next, ApplyError> {
+        // Stopped on request: the statement in flight was cancelled and rolled back.
+        if self.shutdown.is_requested() {
+            let detail = format!(
+                "interrupted: its statement in flight was cancelled and rolled back ({})",
+                db::explain(&failed.error)
+            );
+            let record = record(migration, script, self.who, 0);
+            let _ = self
+                .history
+                .record_interrupted(self.probe, record, &detail)
+                .await;
+            return Err(ApplyError::Interrupted {
+                id: migration.id(),
+                state: "its statement in flight was cancelled and rolled back".to_owned(),
+            });
+        }
         // A statement that ran into its own statement_timeout would only run as long again:
         // it fails now, with advice, rather than repeat for hours.
         let transient = classify(&failed.error).filter(|k| *k != Transient::StatementTimeout);
@@ -789,19 +823,30 @@ fn locate(script: &Script, failed: &AttemptError) -> (Option<usize>, Option<Stri
 }
 
 /// Runs `work`, sampling `pg_blocking_pids` of `pid` on `probe` while it waits, so a lock
-/// timeout can say who held the lock.
+/// timeout can say who held the lock. A shutdown request (SIGTERM, `--max-runtime`) cancels
+/// the statement on the server (it rolls back), so the run stops within seconds instead of
+/// being killed mid-statement when a pod's grace period ends.
 async fn watched<T>(
     probe: &mut PgConnection,
     pid: i32,
     lock_timeout: Duration,
+    shutdown: &Shutdown,
     work: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, (sqlx::Error, Vec<Blocker>)> {
     tokio::pin!(work);
     let mut seen = Vec::new();
     let mut wait = (lock_timeout / 2).max(Duration::from_millis(20));
+    let mut cancelled = false;
     loop {
         tokio::select! {
             result = &mut work => return result.map_err(|e| (e, seen)),
+            () = shutdown.requested(), if !cancelled => {
+                cancelled = true;
+                let _ = sqlx::query("SELECT pg_cancel_backend($1)")
+                    .bind(pid)
+                    .execute(&mut *probe)
+                    .await;
+            }
             () = tokio::time::sleep(wait) => {
                 if let Ok(now) = blockers_of(probe, pid).await
                     && !now.is_empty()

@@ -341,6 +341,29 @@ COMMIT;"
         Ok(())
     }
 
+    /// Audits a migration stopped on request (SIGTERM, `--max-runtime`) while a statement ran.
+    pub async fn record_interrupted(
+        &self,
+        conn: &mut PgConnection,
+        record: Record<'_>,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (action, version, name, checksum, duration_ms, detail, program, actor)
+             VALUES ('interrupt', $1, $2, $3, 0, $4, $5, $6)",
+            self.audit
+        )))
+        .bind(record.version)
+        .bind(record.name)
+        .bind(record.checksum)
+        .bind(detail)
+        .bind(&record.who.program)
+        .bind(&record.who.actor)
+        .execute(conn)
+        .await
+        .map(drop)
+    }
+
     /// Audits a failure, after the failed transaction has rolled back.
     pub async fn record_failure(
         &self,

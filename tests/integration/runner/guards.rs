@@ -149,3 +149,82 @@ async fn a_file_directive_overrides_the_run_timeouts() {
         run.stderr()
     );
 }
+
+/// Waits until a statement containing `text` runs in the project's database.
+async fn wait_for_statement(project: &Project, text: &str) {
+    let started = std::time::Instant::now();
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND state = 'active' AND query LIKE '%{text}%' AND pid <> pg_backend_pid()"
+    );
+    while project.db.scalar(&sql).await == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{text} never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigterm_during_a_long_statement_cancels_it_and_exits_75_within_seconds() {
+    let project = Project::new().await;
+    project.write(
+        "0001_slow.sql",
+        "CREATE TABLE t (id bigint);\nSELECT pg_sleep(60);\n",
+    );
+    let runner = project
+        .sluice()
+        .arg("up")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_statement(&project, "pg_sleep(60)").await;
+    let signalled = std::time::Instant::now();
+    #[expect(unsafe_code, reason = "kill(2) has no safe wrapper in std")]
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own child's.
+    unsafe {
+        libc::kill(i32::try_from(runner.id()).unwrap(), libc::SIGTERM);
+    }
+    let output = runner.wait_with_output().unwrap();
+    // A safety bound far from the failure case (the statement would run 60 s).
+    assert!(signalled.elapsed() < std::time::Duration::from_secs(5));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(exit::INTERRUPTED)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cancelled and rolled back"), "{stderr}");
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM pg_class WHERE relname = 't'")
+            .await,
+        0,
+        "the migration rolled back"
+    );
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.audit WHERE action = 'interrupt'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn max_runtime_stops_a_long_migration_the_same_way() {
+    let project = Project::new().await;
+    project.write("0001_slow.sql", "SELECT pg_sleep(60);\n");
+    let started = std::time::Instant::now();
+    let run = project.run(&["up", "--max-runtime", "1s"]);
+    run.expect_code(exit::INTERRUPTED);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(
+        run.stderr().contains("--max-runtime 1s reached"),
+        "{}",
+        run.stderr()
+    );
+}

@@ -287,7 +287,14 @@ async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8>
             }
             let metrics = metrics::RunMetrics::start(cli.runner.metrics_file.clone())?;
             let migrator = Migrator::load(runner)?;
-            run_against_database(&migrator, command, &startup, &metrics).await
+            run_against_database(
+                &migrator,
+                command,
+                &startup,
+                &metrics,
+                cli.runner.max_runtime,
+            )
+            .await
         }
     }
 }
@@ -297,8 +304,21 @@ async fn run_against_database(
     command: Command,
     startup: &sluice_common::cli::Startup,
     metrics: &metrics::RunMetrics,
+    max_runtime: Option<std::time::Duration>,
 ) -> anyhow::Result<u8> {
     let shutdown = &startup.shutdown;
+    if let Some(limit) = max_runtime {
+        let deadline = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            tracing::warn!(
+                "--max-runtime {} reached: stopping; a statement in flight is cancelled and \
+                 rolls back, and the same command continues later",
+                humantime::format_duration(limit)
+            );
+            deadline.trigger();
+        });
+    }
     match command {
         Command::Up {
             to, dry_run, json, ..

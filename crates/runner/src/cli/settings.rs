@@ -85,6 +85,11 @@ pub struct RunnerArgs {
     /// Who is running this (a person or CI job), recorded in history and audit.
     #[arg(long, env = "SLUICE_ACTOR", value_name = "NAME", global = true)]
     pub actor: Option<String>,
+
+    /// `up`/`down`: stop after this long, e.g. 45m: the statement in flight is cancelled and
+    /// rolls back, the run exits 75, and the same command continues later.
+    #[arg(long, env = "SLUICE_MAX_RUNTIME", value_name = "DURATION", value_parser = parse_duration, global = true)]
+    pub max_runtime: Option<Duration>,
 }
 
 /// `up`'s flags for what runs after the last migration.
