@@ -152,17 +152,17 @@ async fn a_file_directive_overrides_the_run_timeouts() {
 
 /// Waits until a statement containing `text` runs in the project's database.
 async fn wait_for_statement(project: &Project, text: &str) {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let sql = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
          AND state = 'active' AND query LIKE '%{text}%' AND pid <> pg_backend_pid()"
     );
     while project.db.scalar(&sql).await == 0 {
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
+            started.elapsed() < Duration::from_secs(60),
             "{text} never ran"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -176,12 +176,12 @@ async fn sigterm_during_a_long_statement_cancels_it_and_exits_75_within_seconds(
     let runner = project
         .sluice()
         .arg("up")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     wait_for_statement(&project, "pg_sleep(60)").await;
-    let signalled = std::time::Instant::now();
+    let signalled = Instant::now();
     #[expect(unsafe_code, reason = "kill(2) has no safe wrapper in std")]
     // SAFETY: kill has no memory-safety preconditions; the pid is our own child's.
     unsafe {
@@ -189,7 +189,7 @@ async fn sigterm_during_a_long_statement_cancels_it_and_exits_75_within_seconds(
     }
     let output = runner.wait_with_output().unwrap();
     // A safety bound far from the failure case (the statement would run 60 s).
-    assert!(signalled.elapsed() < std::time::Duration::from_secs(5));
+    assert!(signalled.elapsed() < Duration::from_secs(5));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         output.status.code(),
@@ -218,10 +218,10 @@ async fn sigterm_during_a_long_statement_cancels_it_and_exits_75_within_seconds(
 async fn max_runtime_stops_a_long_migration_the_same_way() {
     let project = Project::new().await;
     project.write("0001_slow.sql", "SELECT pg_sleep(60);\n");
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let run = project.run(&["up", "--max-runtime", "1s"]);
     run.expect_code(exit::INTERRUPTED);
-    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(started.elapsed() < Duration::from_secs(20));
     assert!(
         run.stderr().contains("--max-runtime 1s reached"),
         "{}",
