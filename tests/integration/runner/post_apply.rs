@@ -232,3 +232,58 @@ async fn a_metrics_file_reports_durations_and_failures() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn check_drift_and_a_running_migration_write_their_metrics() {
+    let project = Project::new().await;
+    project.write("0001_a.sql", "CREATE TABLE a (id bigint PRIMARY KEY);\n");
+    project.write("0002_b.sql", "CREATE TABLE b (id bigint PRIMARY KEY);\n");
+    let file = project.path().join("sluice.prom");
+    let path = file.to_str().unwrap();
+    project
+        .run(&["check", "--metrics-file", path])
+        .expect_code(exit::PENDING);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("sluice_migrations_pending 2"), "{text}");
+    assert!(text.contains("sluice_migrations_history_drift 0"), "{text}");
+
+    // While a migration runs, the file names it and when it started.
+    project.write("0003_slow.sql", "SELECT pg_sleep(3);\n");
+    let mut up = project.sluice();
+    let runner = up
+        .args(["up", "--metrics-file", path])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text
+            .contains("sluice_migration_running_since_timestamp_seconds{migration=\"0003_slow\"} 1")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(runner.wait_with_output().unwrap().status.code(), Some(0));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(
+            "sluice_migration_running_since_timestamp_seconds{migration=\"0003_slow\"} 0"
+        ),
+        "{text}"
+    );
+
+    project.db.exec("ALTER TABLE a ADD COLUMN hotfix int").await;
+    let drift_file = project.path().join("drift.prom");
+    project
+        .run(&["drift", "--metrics-file", drift_file.to_str().unwrap()])
+        .expect_code(exit::SCHEMA_DRIFT);
+    let text = std::fs::read_to_string(&drift_file).unwrap();
+    assert!(text.contains("sluice_schema_drift 1"), "{text}");
+}

@@ -14,8 +14,10 @@ pub async fn run(
     json: bool,
     schema_file: Option<&Path>,
     shutdown: &Shutdown,
+    metrics: &super::metrics::RunMetrics,
 ) -> Result<u8, DriftError> {
     let report = drift::drift(&settings, schema_file, shutdown).await?;
+    metrics.drift(report.differences.len());
     super::scratch::said(&report.scratch, json);
     let (source, differences) = (&report.against, &report.differences);
     if json {

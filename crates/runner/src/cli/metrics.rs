@@ -1,5 +1,7 @@
-//! The runner's Prometheus metrics (`--metrics-file`): migration durations, retries and
-//! failures, written once at the end of `up` or `down` for node_exporter's textfile collector.
+//! The runner's Prometheus metrics (`--metrics-file`), for node_exporter's textfile collector:
+//! migration durations, retries and failures at the end of `up` or `down`; the migration
+//! running now (written when it starts, so "running for more than 5 minutes" can alert);
+//! pending migrations (`check`) and schema drift (`drift`).
 
 use std::path::PathBuf;
 
@@ -7,6 +9,7 @@ use metrics::{counter, gauge, histogram};
 use sluice_common::metrics::Exporter;
 use sluice_runner::error::RunnerError;
 use sluice_runner::event::{Direction, Event};
+use sluice_runner::plan::{Entry, State};
 
 #[derive(Debug)]
 pub struct RunMetrics {
@@ -25,11 +28,19 @@ impl RunMetrics {
             return;
         }
         match event {
+            Event::Started { id, .. } => {
+                #[expect(clippy::cast_precision_loss, reason = "seconds since 1970 fit a float")]
+                gauge!("sluice_migration_running_since_timestamp_seconds", "migration" => id.clone())
+                    .set(chrono::Utc::now().timestamp() as f64);
+                self.write();
+            }
             Event::Finished {
                 id,
                 direction,
                 duration,
             } => {
+                gauge!("sluice_migration_running_since_timestamp_seconds", "migration" => id.clone())
+                    .set(0.0);
                 let direction = direction_label(*direction);
                 histogram!("sluice_migration_duration_seconds", "migration" => id.clone(), "direction" => direction)
                     .record(duration.as_secs_f64());
@@ -39,6 +50,37 @@ impl RunMetrics {
                 counter!("sluice_migration_retries_total", "migration" => id.clone()).increment(1);
             }
             _ => {}
+        }
+    }
+
+    /// `check`: what is pending, and what of history drifted (edited, missing, out of
+    /// order).
+    pub fn check(&self, entries: &[Entry<'_>]) {
+        let count = |wanted: fn(&State) -> bool| {
+            #[expect(clippy::cast_precision_loss, reason = "a migration count is small")]
+            let n = entries.iter().filter(|e| wanted(&e.state)).count() as f64;
+            n
+        };
+        gauge!("sluice_migrations_pending").set(count(|s| {
+            matches!(s, State::Pending | State::Partial { .. })
+        }));
+        gauge!("sluice_migrations_history_drift").set(count(|s| {
+            matches!(s, State::Edited { .. } | State::Missing | State::OutOfOrder)
+        }));
+        self.write();
+    }
+
+    /// `drift`: whether the live schema differs, and by how many lines.
+    pub fn drift(&self, differences: usize) {
+        gauge!("sluice_schema_drift").set(if differences > 0 { 1.0 } else { 0.0 });
+        #[expect(clippy::cast_precision_loss, reason = "a difference count is small")]
+        gauge!("sluice_schema_drift_differences").set(differences as f64);
+        self.write();
+    }
+
+    fn write(&self) {
+        if let Some(exporter) = &self.exporter {
+            exporter.write_file();
         }
     }
 

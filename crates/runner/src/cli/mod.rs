@@ -277,6 +277,7 @@ async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8>
             json,
             schema_file.as_deref(),
             &startup.shutdown,
+            &metrics::RunMetrics::start(cli.runner.metrics_file.clone())?,
         )
         .await
         .map_err(anyhow::Error::from),
@@ -404,10 +405,9 @@ async fn run_against_database(
         }
         Command::Check => {
             let recorded = migrator.recorded().await?;
-            Ok(render::check(
-                &migrator.status(&recorded),
-                &recorded.blocked,
-            ))
+            let entries = migrator.status(&recorded);
+            metrics.check(&entries);
+            Ok(render::check(&entries, &recorded.blocked))
         }
         Command::New { .. }
         | Command::Validate { .. }

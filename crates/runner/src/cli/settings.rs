@@ -77,8 +77,9 @@ pub struct RunnerArgs {
     #[arg(long, env = "SLUICE_BACKUP_DIR", value_name = "DIR", global = true)]
     pub backup: Option<PathBuf>,
 
-    /// `up`/`down`: write Prometheus metrics (migration durations, retries, failures) to this
-    /// file at the end, for node_exporter's textfile collector.
+    /// Write Prometheus metrics to this file for node_exporter's textfile collector: `up` and
+    /// `down` (durations, retries, failures, and the migration running now, written as it
+    /// starts), `check` (pending migrations, history drift), `drift` (schema drift).
     #[arg(long, env = "SLUICE_METRICS_FILE", value_name = "FILE", global = true)]
     pub metrics_file: Option<PathBuf>,
 
