@@ -207,3 +207,73 @@ async fn status_wait_returns_0_on_completion_and_8_on_cancel() {
     let timed_out = project.run_backfill(&["status", "nope", "--wait", "--timeout", "1s"]);
     timed_out.expect_code(exit::PENDING);
 }
+
+#[tokio::test]
+async fn pause_resume_and_spec_choices_are_audited_with_the_actor() {
+    let project = Project::new().await;
+    items(&project.db, 3_000).await;
+    project.job(
+        "fill_b",
+        &super::job_toml(
+            "fill_b",
+            "batch_size = 50\nmin_batch_size = 50\nmax_batch_size = 50\npause = \"20ms\"\n",
+        ),
+    );
+    let as_actor = |args: &[&str]| {
+        let mut command = project.backfill();
+        command.env("SLUICE_ACTOR", "ci-pipeline-7").args(args);
+        command
+    };
+    let worker = as_actor(&["run", "fill_b"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    project.wait_for_batches("fill_b", 2).await;
+    assert_eq!(
+        as_actor(&["pause", "fill_b"]).status().unwrap().code(),
+        Some(0)
+    );
+    assert_eq!(worker.wait_with_output().unwrap().status.code(), Some(0));
+    assert_eq!(
+        as_actor(&["resume", "fill_b"]).status().unwrap().code(),
+        Some(0)
+    );
+    let rescan = as_actor(&["run", "fill_b", "--pause", "0ms", "--rescan"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        rescan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&rescan.stderr)
+    );
+    let rows: Vec<(String, String, String)> = {
+        let mut conn = project.db.connect().await;
+        sqlx::query_as(
+            "SELECT action, coalesce(detail, ''), coalesce(actor, '') FROM sluice.backfill_audit \
+             WHERE job = 'fill_b' ORDER BY id",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+    };
+    let actions: Vec<&str> = rows.iter().map(|(a, ..)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "run-start",
+            "pause",
+            "run-end",
+            "resume",
+            "run-start",
+            "run-end"
+        ],
+        "{rows:?}"
+    );
+    assert!(rows[4].1.contains("--rescan"), "{rows:?}");
+    assert!(
+        rows.iter().all(|(.., actor)| actor == "ci-pipeline-7"),
+        "{rows:?}"
+    );
+}
