@@ -31,7 +31,8 @@ pub struct JobStatus {
 /// How many of a job's newest actions `status` shows.
 const RECENT_ACTIONS: i64 = 5;
 
-/// A connection, the jobs table, and whether it exists yet (operator commands create nothing).
+/// A connection, the jobs table, and whether it exists yet (operator commands create no
+/// tables in a database that has none).
 async fn open_jobs(settings: &EngineSettings) -> Result<(PgConnection, Jobs, bool), BackfillError> {
     let mut conn = db::connect(&settings.connect).await?;
     let jobs = Jobs::new(settings.schema.clone());
@@ -39,6 +40,13 @@ async fn open_jobs(settings: &EngineSettings) -> Result<(PgConnection, Jobs, boo
         .exists(&mut conn)
         .await
         .map_err(BackfillError::query("looking for the jobs table"))?;
+    // Tables an older sluice-backfill created get what this one reads and writes (the audit
+    // table); a database without any is left alone.
+    if exists {
+        jobs.ensure(&mut conn)
+            .await
+            .map_err(BackfillError::query(format!("updating {}", jobs.table())))?;
+    }
     Ok((conn, jobs, exists))
 }
 

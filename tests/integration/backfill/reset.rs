@@ -277,3 +277,37 @@ async fn pause_resume_and_spec_choices_are_audited_with_the_actor() {
         "{rows:?}"
     );
 }
+
+#[tokio::test]
+async fn operator_commands_work_on_tables_an_older_version_created() {
+    let project = Project::new().await;
+    items(&project.db, 500).await;
+    project.job("fill_b", &super::job_toml("fill_b", ""));
+    project
+        .run_backfill(&["run", "fill_b"])
+        .expect_code(exit::OK);
+    // What an older sluice-backfill left: no audit table, no rate_next column.
+    project
+        .db
+        .exec(
+            "DROP TABLE sluice.backfill_audit; \
+             ALTER TABLE sluice.backfill_jobs DROP COLUMN rate_next;",
+        )
+        .await;
+    project
+        .run_backfill(&["status", "fill_b"])
+        .expect_code(exit::OK);
+    project
+        .run_backfill(&["reset", "fill_b"])
+        .expect_code(exit::OK);
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.backfill_audit WHERE action = 'reset'")
+            .await,
+        1
+    );
+    project
+        .run_backfill(&["run", "fill_b"])
+        .expect_code(exit::OK);
+}
