@@ -248,6 +248,15 @@ pub fn resolve(
                     "metrics_file",
                 ),
             ),
+            (
+                "max_runtime",
+                with_origin(
+                    args.max_runtime
+                        .map(|d| humantime::format_duration(d).to_string()),
+                    matches,
+                    "max_runtime",
+                ),
+            ),
         ],
     })
 }
