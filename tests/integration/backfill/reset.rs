@@ -5,17 +5,24 @@ use sluice_tests::Project;
 
 use super::items;
 
-#[tokio::test]
-async fn a_cancelled_job_is_reset_run_again_and_opens_its_gate_and_every_action_is_audited() {
-    let project = Project::new().await;
-    items(&project.db, 3_000).await;
+/// `fill_b` in batches of 50 with `pause_ms` between them: slow enough to be caught running.
+fn slow_fill_b(project: &Project, pause_ms: u32) {
     project.job(
         "fill_b",
         &super::job_toml(
             "fill_b",
-            "batch_size = 50\nmin_batch_size = 50\nmax_batch_size = 50\npause = \"20ms\"\n",
+            &format!(
+                "batch_size = 50\nmin_batch_size = 50\nmax_batch_size = 50\npause = \"{pause_ms}ms\"\n"
+            ),
         ),
     );
+}
+
+#[tokio::test]
+async fn a_cancelled_job_is_reset_run_again_and_opens_its_gate_and_every_action_is_audited() {
+    let project = Project::new().await;
+    items(&project.db, 3_000).await;
+    slow_fill_b(&project, 20);
     project.write(
         "0001_contract.sql",
         "-- sluice:requires-backfill fill_b\nALTER TABLE items ADD CONSTRAINT b_set CHECK (b IS NOT NULL) NOT VALID;\n",
@@ -127,13 +134,7 @@ async fn a_cancelled_job_is_reset_run_again_and_opens_its_gate_and_every_action_
 async fn reset_is_refused_while_a_worker_holds_a_range() {
     let project = Project::new().await;
     items(&project.db, 5_000).await;
-    project.job(
-        "fill_b",
-        &super::job_toml(
-            "fill_b",
-            "batch_size = 50\nmin_batch_size = 50\nmax_batch_size = 50\npause = \"20ms\"\n",
-        ),
-    );
+    slow_fill_b(&project, 20);
     let worker = project.spawn_backfill(&["run", "fill_b"]);
     project.wait_for_batches("fill_b", 2).await;
     let refused = project.run_backfill(&["reset", "fill_b"]);
@@ -159,13 +160,7 @@ async fn reset_is_refused_while_a_worker_holds_a_range() {
 async fn status_wait_returns_0_on_completion_and_8_on_cancel() {
     let project = Project::new().await;
     items(&project.db, 2_000).await;
-    project.job(
-        "fill_b",
-        &super::job_toml(
-            "fill_b",
-            "batch_size = 50\nmin_batch_size = 50\nmax_batch_size = 50\npause = \"10ms\"\n",
-        ),
-    );
+    slow_fill_b(&project, 10);
     // Waiting before the job exists, then through its run, to its completion.
     let waiter = project.spawn_backfill(&["status", "fill_b", "--wait", "--timeout", "2m"]);
     let worker = project.spawn_backfill(&["run", "fill_b"]);
@@ -180,13 +175,7 @@ async fn status_wait_returns_0_on_completion_and_8_on_cancel() {
         .run_backfill(&["reset", "fill_b"])
         .expect_code(exit::OK);
     project.db.exec("UPDATE items SET b = NULL").await;
-    project.job(
-        "fill_b",
-        &super::job_toml(
-            "fill_b",
-            "batch_size = 50\nmin_batch_size = 50\nmax_batch_size = 50\npause = \"50ms\"\n",
-        ),
-    );
+    slow_fill_b(&project, 50);
     let worker = project.spawn_backfill(&["run", "fill_b"]);
     project.wait_for_batches("fill_b", 2).await;
     let waiter = project.spawn_backfill(&["status", "fill_b", "--wait"]);
@@ -212,13 +201,7 @@ async fn status_wait_returns_0_on_completion_and_8_on_cancel() {
 async fn pause_resume_and_spec_choices_are_audited_with_the_actor() {
     let project = Project::new().await;
     items(&project.db, 3_000).await;
-    project.job(
-        "fill_b",
-        &super::job_toml(
-            "fill_b",
-            "batch_size = 50\nmin_batch_size = 50\nmax_batch_size = 50\npause = \"20ms\"\n",
-        ),
-    );
+    slow_fill_b(&project, 20);
     let as_actor = |args: &[&str]| {
         let mut command = project.backfill();
         command.env("SLUICE_ACTOR", "ci-pipeline-7").args(args);
