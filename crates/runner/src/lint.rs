@@ -147,16 +147,7 @@ const EMPTY_TABLE_SAFE: &[&str] = &[
 
 /// Tables a script creates (`schema.table`, quoted), for [`pass_new_tables`].
 pub fn created_tables(script: &Script) -> Vec<String> {
-    squawk_syntax::SourceFile::parse(&script.sql)
-        .tree()
-        .stmts()
-        .filter_map(|stmt| match stmt {
-            ast::Stmt::CreateTable(create) => {
-                qualified(&create.table_name()?.syntax().text().to_string())
-            }
-            _ => None,
-        })
-        .collect()
+    script.created_tables().to_vec()
 }
 
 /// Marks as passed the findings about locking or scanning a table that an earlier migration
@@ -193,18 +184,8 @@ fn table_at(file: &ast::SourceFile, offset: usize) -> Option<String> {
     qualified(&text)
 }
 
-/// `accounts`, `public.accounts`, `ONLY "Acc"` → the quoted `schema.table`.
 fn qualified(text: &str) -> Option<String> {
-    let text = text
-        .trim()
-        .trim_start_matches("ONLY")
-        .trim()
-        .trim_end_matches('*')
-        .trim();
-    let public = sluice_common::ident::Ident::new("public").ok()?;
-    sluice_common::ident::QualifiedName::parse(text, &public)
-        .ok()
-        .map(|name| name.to_string())
+    crate::script::qualified_table(text)
 }
 
 /// sluice's own rules, on the same syntax tree.

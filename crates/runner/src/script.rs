@@ -27,6 +27,8 @@ pub struct Script {
 struct Analysis {
     statements: Vec<Statement>,
     mode: RunMode,
+    /// Tables the file creates, for lint's view of a run ([`Script::created_tables`]).
+    created: Vec<String>,
 }
 
 /// How a file runs: as its own tool ran it, and atomically with its history row wherever
@@ -151,6 +153,13 @@ impl Script {
             .map(|a| a.statements.as_slice())
     }
 
+    /// Tables the file creates (`schema.table`, quoted); none when it does not parse.
+    pub fn created_tables(&self) -> &[String] {
+        self.analysis()
+            .as_ref()
+            .map_or(&[], |a| a.created.as_slice())
+    }
+
     /// How the file runs ([`RunMode`]); for a file that does not parse, what its directives
     /// say.
     pub fn mode(&self) -> RunMode {
@@ -221,6 +230,8 @@ pub fn prefix_checksum(statements: &[Statement], count: usize) -> String {
 
 struct Parsed {
     statement: Statement,
+    /// The table a `CREATE TABLE` creates (`schema.table`, quoted).
+    creates: Option<String>,
     control: Control,
     /// PostgreSQL refuses to run it inside a transaction block.
     outside_only: bool,
@@ -260,6 +271,7 @@ fn infer_mode(no_transaction: bool, parsed: Vec<Parsed>) -> Analysis {
         }
         _ => RunMode::OwnTransactions,
     };
+    let created = parsed.iter().filter_map(|p| p.creates.clone()).collect();
     let statements = parsed
         .into_iter()
         .filter(|p| {
@@ -267,7 +279,11 @@ fn infer_mode(no_transaction: bool, parsed: Vec<Parsed>) -> Analysis {
         })
         .map(|p| p.statement)
         .collect();
-    Analysis { statements, mode }
+    Analysis {
+        statements,
+        mode,
+        created,
+    }
 }
 
 /// Why a file cannot be split: where, and what to do.
@@ -323,6 +339,12 @@ fn split(sql: &str) -> Result<Vec<Parsed>, SplitError> {
                 _ => Control::None,
             },
             outside_only: outside_only(&stmt),
+            creates: match &stmt {
+                ast::Stmt::CreateTable(create) => create
+                    .table_name()
+                    .and_then(|name| qualified_table(&name.syntax().text().to_string())),
+                _ => None,
+            },
             statement: Statement {
                 sql: text.to_owned(),
                 line: lines.line_at(start),
@@ -375,6 +397,21 @@ fn excerpt(text: &str) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
     }
+}
+
+/// `accounts`, `public.accounts`, `ONLY "Acc"` → the quoted `schema.table`, so that tables are
+/// compared however a file writes them.
+pub fn qualified_table(text: &str) -> Option<String> {
+    let text = text
+        .trim()
+        .trim_start_matches("ONLY")
+        .trim()
+        .trim_end_matches('*')
+        .trim();
+    let public = Ident::new("public").ok()?;
+    QualifiedName::parse(text, &public)
+        .ok()
+        .map(|name| name.to_string())
 }
 
 /// Statements PostgreSQL refuses inside a transaction block.
