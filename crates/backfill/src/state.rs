@@ -108,6 +108,15 @@ impl Jobs {
         &self.ranges
     }
 
+    /// The ranges of job `$1` a worker holds a live lease on: a worker is at work on it.
+    fn live_lease(&self) -> String {
+        format!(
+            "SELECT FROM {} WHERE job = $1 AND state = 'pending' AND owner IS NOT NULL \
+             AND lease_until > now()",
+            self.ranges.table()
+        )
+    }
+
     pub fn audit(&self) -> &Audit {
         &self.audit
     }
@@ -292,11 +301,9 @@ impl Jobs {
         sqlx::query(AssertSqlSafe(format!(
             "UPDATE {j} SET state = $2, updated_at = now(),
                  finished_at = CASE WHEN $2 = 'cancelled' THEN now() ELSE finished_at END
-             WHERE name = $1 AND state = 'running' AND NOT EXISTS (
-                 SELECT FROM {r} WHERE job = $1 AND state = 'pending' AND owner IS NOT NULL
-                     AND lease_until > now())",
+             WHERE name = $1 AND state = 'running' AND NOT EXISTS ({live})",
             j = self.table,
-            r = self.ranges.table()
+            live = self.live_lease()
         )))
         .bind(name)
         .bind(state.as_str())
@@ -315,12 +322,11 @@ impl Jobs {
     ) -> Result<(), sqlx::Error> {
         sqlx::query(AssertSqlSafe(format!(
             "UPDATE {j} SET last_error = $2, updated_at = now(),
-                 state = CASE WHEN state = 'running' AND NOT EXISTS (
-                     SELECT FROM {r} WHERE job = $1 AND state = 'pending' AND owner IS NOT NULL
-                         AND lease_until > now()) THEN 'failed' ELSE state END
+                 state = CASE WHEN state = 'running' AND NOT EXISTS ({live}) THEN 'failed'
+                              ELSE state END
              WHERE name = $1",
             j = self.table,
-            r = self.ranges.table()
+            live = self.live_lease()
         )))
         .bind(name)
         .bind(error)
@@ -488,9 +494,8 @@ impl Jobs {
     /// transaction that locked the job's row ([`Jobs::lock_control`]).
     pub async fn forget(&self, conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
         let busy: bool = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT EXISTS (SELECT FROM {} WHERE job = $1 AND state = 'pending'
-                 AND owner IS NOT NULL AND lease_until > now())",
-            self.ranges.table()
+            "SELECT EXISTS ({})",
+            self.live_lease()
         )))
         .bind(name)
         .fetch_one(&mut *conn)

@@ -103,6 +103,18 @@ struct AttemptError {
     blockers: Vec<Blocker>,
 }
 
+impl AttemptError {
+    /// What a watched statement's failure becomes: the error, statement `index` (`sql` as
+    /// messages show it), and who blocked it.
+    fn at(index: usize, sql: String) -> impl FnOnce((sqlx::Error, Vec<Blocker>)) -> Self {
+        move |(error, blockers)| Self {
+            error,
+            statement: Some((index, sql)),
+            blockers,
+        }
+    }
+}
+
 impl From<sqlx::Error> for AttemptError {
     fn from(error: sqlx::Error) -> Self {
         Self {
@@ -242,11 +254,7 @@ impl Session<'_> {
                 work,
             )
             .await
-            .map_err(|(error, blockers)| AttemptError {
-                error,
-                statement: Some((index, sql)),
-                blockers,
-            })?;
+            .map_err(AttemptError::at(index, sql))?;
         }
         // The history row is the runner's, written as the runner's role whatever role the
         // file switched to.
@@ -481,17 +489,13 @@ impl Session<'_> {
                     drop,
                 )
                 .await
-                .map_err(|(error, blockers)| AttemptError {
-                    error,
-                    statement: Some((
-                        index,
-                        format!(
-                            "DROP INDEX CONCURRENTLY of the INVALID index {} before {}",
-                            index_spec.name, statement.sql
-                        ),
-                    )),
-                    blockers,
-                })?
+                .map_err(AttemptError::at(
+                    index,
+                    format!(
+                        "DROP INDEX CONCURRENTLY of the INVALID index {} before {}",
+                        index_spec.name, statement.sql
+                    ),
+                ))?
             }
             None => None,
         };
@@ -516,11 +520,7 @@ impl Session<'_> {
         )
         .await
         .map(drop)
-        .map_err(|(error, blockers)| AttemptError {
-            error,
-            statement: Some((index, statement.sql.clone())),
-            blockers,
-        })
+        .map_err(AttemptError::at(index, statement.sql.clone()))
     }
 
     /// Decides whether to retry a failed attempt, and waits the backoff if so.
