@@ -490,14 +490,23 @@ impl Jobs {
     }
 
     /// Forgets the job (its row, and its ranges with it) so that the next `run` starts from
-    /// the beginning; false when a worker holds a live lease on one of its ranges. Call in a
+    /// the beginning; false while a worker is at work on it (a live lease, or a running job
+    /// whose ranges moved within a lease's length). Call in a
     /// transaction that locked the job's row ([`Jobs::lock_control`]).
     pub async fn forget(&self, conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
+        // A worker between two ranges holds no lease for a moment: a running job whose ranges
+        // moved within a lease's length counts as worked on too.
         let busy: bool = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT EXISTS ({})",
-            self.live_lease()
+            "SELECT EXISTS ({live}) OR EXISTS (
+                 SELECT FROM {j} j JOIN {r} r ON r.job = j.name
+                 WHERE j.name = $1 AND j.state = 'running'
+                   AND r.updated_at > now() - make_interval(secs => $2))",
+            live = self.live_lease(),
+            j = self.table,
+            r = self.ranges.table()
         )))
         .bind(name)
+        .bind(crate::job::defaults::LEASE.as_secs_f64())
         .fetch_one(&mut *conn)
         .await?;
         if busy {
