@@ -18,6 +18,7 @@ use crate::error::BackfillError;
 use crate::job::{Job, LoadSettings};
 use crate::keyspace::KeySpace;
 use crate::load::{self, Signal};
+use crate::probe::PaceLink;
 use crate::sql::JobSql;
 use crate::state::Jobs;
 use crate::throttle::Throttle;
@@ -53,6 +54,10 @@ pub(crate) struct Context<'a> {
     pub key_space: Option<KeySpace>,
     pub initial_batch_size: u32,
     pub load: watch::Receiver<Option<Signal>>,
+    /// The pace and WAL budget the probe publishes, and the batches in flight it watches.
+    pub pace: &'a PaceLink,
+    /// Workers in this process (each rests for its share of the pace's duty).
+    pub workers: usize,
     /// Set when a worker failed, so that the others stop too.
     pub stop: AtomicBool,
     /// `<host>/<pid>`: owners of leases are `<host>/<pid>/w<n>`.

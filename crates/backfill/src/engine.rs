@@ -24,7 +24,9 @@ use crate::job::LoadSettings;
 use crate::keyspace::KeySpace;
 use crate::lifecycle::{Control, WorkerEnd};
 use crate::load::{self, Signal};
+use crate::pace::PaceMode;
 use crate::preflight;
+use crate::probe;
 use crate::sql::JobSql;
 use crate::state::Jobs;
 use crate::stepping::is_integer_type;
@@ -159,6 +161,7 @@ pub async fn run(
         reason: crate::throttle::Reason::SignalsUnread,
         detail: "the load signals are being read for the first time".to_owned(),
     }));
+    let (pace_link, probe_ends) = probe::link(job.pacing.mode);
     let keys_per_row = keys_per_row(
         integer_min,
         row.upper_bound.as_deref(),
@@ -189,6 +192,8 @@ pub async fn run(
             .unwrap_or(job.pacing.batch_size)
             .clamp(job.pacing.min_batch_size, job.pacing.max_batch_size),
         load: signal_rx,
+        pace: &pace_link,
+        workers,
         stop: AtomicBool::new(false),
         process: format!("{}/{}", host_name(), std::process::id()),
     };
@@ -197,7 +202,15 @@ pub async fn run(
         updated: u64::try_from(row.rows_updated).unwrap_or(0),
     };
     let ends = run_workers(
-        &mut conn, &ctx, &target, workers, before, &signal_tx, events,
+        &mut conn,
+        &ctx,
+        &target,
+        before,
+        Signals {
+            load: &signal_tx,
+            probe: &probe_ends,
+        },
+        events,
     )
     .await;
     // The pulse's readings can race with a batch's own event and count it twice; the run's
@@ -226,29 +239,28 @@ fn process_name() -> String {
     format!("{}/{}", host_name(), std::process::id())
 }
 
-/// Runs the workers, the load monitor and the job's pulse (on `conn`), forwarding events
-/// with the job's totals: those at the start (`before`), the pulse's readings of every
-/// process's committed work, and this process's batches in between.
+/// Where the load monitor and the probe publish what the workers follow.
+struct Signals<'s> {
+    load: &'s watch::Sender<Option<Signal>>,
+    probe: &'s probe::ProbeEnds,
+}
+
+/// Runs the workers, the load monitor, the pace's probe and the job's pulse (on `conn`),
+/// forwarding events with the job's totals: those at the start (`before`), the pulse's
+/// readings of every process's committed work, and this process's batches in between.
 async fn run_workers(
     conn: &mut PgConnection,
     ctx: &Context<'_>,
     target: &Target,
-    workers: usize,
     before: Totals,
-    signal: &watch::Sender<Option<Signal>>,
+    signals: Signals<'_>,
     events: &mut dyn FnMut(Event),
 ) -> Vec<Result<WorkerEnd, BackfillError>> {
-    if let Some(rate) = ctx.throttle.rate() {
-        tracing::info!(
-            job = %ctx.job.name,
-            max_rows_per_second = rate,
-            "max_rows_per_second {rate} is the job's limit: every process and worker running \
-             it draws on one budget kept in the database"
-        );
-    }
+    say_limits(ctx);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let all = futures_util::future::join_all((0..workers).map(|n| worker::run(ctx, n, tx.clone())));
+    let all =
+        futures_util::future::join_all((0..ctx.workers).map(|n| worker::run(ctx, n, tx.clone())));
     let workers_then_stop = async {
         let ends = all.await;
         let _ = stop_tx.send(true);
@@ -260,7 +272,22 @@ async fn run_workers(
         &ctx.load_settings,
         &ctx.job.name,
         &table,
-        signal,
+        signals.load,
+        stop_rx.clone(),
+    );
+    let probe_settings = probe::ProbeSettings {
+        connect: ctx.settings.connect.clone(),
+        job: ctx.job.name.clone(),
+        jobs: ctx.jobs.clone(),
+        mode: ctx.job.pacing.mode,
+        wal_budget: ctx.job.pacing.max_wal_per_second,
+        min_rows_per_second: ctx.job.pacing.min_batch_size,
+    };
+    let probe = probe::run(
+        &probe_settings,
+        ctx.pace,
+        signals.probe,
+        tx.clone(),
         stop_rx.clone(),
     );
     let pulse = pulse(conn, ctx, tx, stop_rx);
@@ -288,8 +315,45 @@ async fn run_workers(
             events(event);
         }
     };
-    let (ends, (), (), ()) = tokio::join!(workers_then_stop, monitor, pulse, forward);
+    let (ends, (), (), (), ()) = tokio::join!(workers_then_stop, monitor, probe, pulse, forward);
     ends
+}
+
+/// Says at the start which limits pace the job, and how.
+fn say_limits(ctx: &Context<'_>) {
+    let pacing = &ctx.job.pacing;
+    if pacing.max_rows_per_second > 0 {
+        tracing::info!(
+            job = %ctx.job.name,
+            max_rows_per_second = pacing.max_rows_per_second,
+            "max_rows_per_second {} is the job's limit: every process and worker running \
+             it draws on one budget kept in the database",
+            pacing.max_rows_per_second
+        );
+    }
+    if let Some(bytes) = pacing.max_wal_per_second {
+        tracing::info!(
+            job = %ctx.job.name,
+            max_wal_per_second = bytes,
+            "max_wal_per_second {bytes} bytes: the server's WAL rate is kept under it while the \
+             job runs (measured from the server's WAL position, per row the job updates)"
+        );
+    }
+    match pacing.mode {
+        PaceMode::Auto => tracing::info!(
+            job = %ctx.job.name,
+            pace = "auto",
+            "pace auto: full speed while no other session works; while others do, the job \
+             rests between short batches, keeping its impact on a probe's commit latency under \
+             {:.2}x",
+            crate::pace::TARGET_IMPACT
+        ),
+        PaceMode::Max => tracing::info!(
+            job = %ctx.job.name,
+            pace = "max",
+            "pace max: no pacing of its own; only the limits and load signals that are set"
+        ),
+    }
 }
 
 /// The smallest key of a single integer key, for arithmetic stepping (`None` otherwise).
@@ -361,8 +425,8 @@ async fn workers_with_room(conn: &mut PgConnection, job: &Job, asked: usize) -> 
     let Ok(free) = free else {
         return asked;
     };
-    // The load monitor's connection comes first.
-    let room = usize::try_from((free - 1) / 2).unwrap_or(0).max(1);
+    // The load monitor's and the probe's connections come first.
+    let room = usize::try_from((free - 2) / 2).unwrap_or(0).max(1);
     if asked > room {
         tracing::warn!(
             job = %job.name,

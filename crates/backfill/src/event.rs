@@ -52,6 +52,8 @@ pub enum Event {
         rows_scanned: u64,
         rows_updated: u64,
     },
+    /// The pace changed (see [`crate::pace`]): alone, sharing (at which duty, why), measuring.
+    Pace(crate::pace::Pace),
     /// Every range is done; rows still matching `where` were counted.
     Verified { remaining: u64 },
 }

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use sluice_common::config::{DurationKind, check_duration};
+use sluice_common::config::{DurationKind, check_duration, parse_bytes};
 use sluice_common::ident::{Ident, IdentError, QualifiedName};
 use sluice_common::redact::SecretUrl;
+
+use crate::pace::PaceMode;
 
 pub use sluice_common::jobspec::{JobFile, defaults};
 
@@ -28,6 +30,8 @@ pub struct LoadSettings {
     pub replica_urls: Vec<SecretUrl>,
     /// Returns true while the backfill should wait.
     pub throttle_query: Option<String>,
+    /// WAL archiving this far behind (bytes) holds the job; watched when `archive_mode` is on.
+    pub max_archive_lag: u64,
 }
 
 impl Default for LoadSettings {
@@ -40,6 +44,7 @@ impl Default for LoadSettings {
             max_replication_lag: None,
             replica_urls: Vec::new(),
             throttle_query: None,
+            max_archive_lag: defaults::MAX_ARCHIVE_LAG,
         }
     }
 }
@@ -61,6 +66,10 @@ pub struct Pacing {
     /// 0: unlimited.
     pub max_rows_per_second: u32,
     pub pause: Duration,
+    /// Whether the job paces itself by the server's load (see [`crate::pace`]).
+    pub mode: PaceMode,
+    /// Ceiling on the server's WAL bytes a second while the job runs.
+    pub max_wal_per_second: Option<u64>,
 }
 
 /// Per-batch guards.
@@ -112,6 +121,8 @@ pub struct Overrides {
     pub target_batch_time: Option<Duration>,
     pub max_rows_per_second: Option<u32>,
     pub pause: Option<Duration>,
+    pub pace: Option<PaceMode>,
+    pub max_wal_per_second: Option<u64>,
     pub lock_timeout: Option<Duration>,
     pub statement_timeout: Option<Duration>,
     pub max_retries: Option<u32>,
@@ -227,7 +238,16 @@ fn load_settings(file: &JobFile, overrides: &Overrides) -> Result<LoadSettings, 
             .transpose()?,
         replica_urls: Vec::new(),
         throttle_query,
+        max_archive_lag: size("max_archive_lag", file.max_archive_lag.as_deref())?
+            .unwrap_or(defaults::MAX_ARCHIVE_LAG),
     })
+}
+
+/// A size key (`"8MB"`), checked.
+fn size(name: &str, value: Option<&str>) -> Result<Option<u64>, String> {
+    value
+        .map(|text| parse_bytes(text).map_err(|e| format!("`{name}`: {e}")))
+        .transpose()
 }
 
 fn field(name: &str, error: &IdentError) -> String {
@@ -316,6 +336,15 @@ fn pacing(file: &JobFile, overrides: &Overrides) -> Result<Pacing, String> {
             overrides.pause.or(file.pause).unwrap_or(defaults::PAUSE),
             DurationKind::Any,
         )?,
+        mode: match (overrides.pace, file.pace.as_deref()) {
+            (Some(mode), _) => mode,
+            (None, Some(text)) => PaceMode::parse(text)?,
+            (None, None) => PaceMode::default(),
+        },
+        max_wal_per_second: match overrides.max_wal_per_second {
+            Some(bytes) => Some(bytes),
+            None => size("max_wal_per_second", file.max_wal_per_second.as_deref())?,
+        },
     };
     let (min, size, max) = (
         pacing.min_batch_size,
@@ -435,6 +464,25 @@ max_retries = 10
         let job = parse(&text).unwrap();
         assert_eq!(job.table.to_string(), r#""Odd Schema"."Acc""ounts""#);
         assert_eq!(job.key_list(), r#""Id""#);
+    }
+
+    #[test]
+    fn pace_and_wal_budget_are_read_and_checked() {
+        let job = parse(SPEC).unwrap();
+        assert_eq!(job.pacing.mode, PaceMode::Auto);
+        assert_eq!(job.pacing.max_wal_per_second, None);
+        assert_eq!(job.load.max_archive_lag, defaults::MAX_ARCHIVE_LAG);
+        let job = parse(&format!(
+            "{SPEC}pace = \"max\"\nmax_wal_per_second = \"8MB\"\nmax_archive_lag = \"256MB\"\n"
+        ))
+        .unwrap();
+        assert_eq!(job.pacing.mode, PaceMode::Max);
+        assert_eq!(job.pacing.max_wal_per_second, Some(8 << 20));
+        assert_eq!(job.load.max_archive_lag, 256 << 20);
+        let err = parse(&format!("{SPEC}pace = \"fast\"\n")).unwrap_err();
+        assert!(err.contains("`pace`"), "{err}");
+        let err = parse(&format!("{SPEC}max_wal_per_second = \"8 MBs\"\n")).unwrap_err();
+        assert!(err.contains("`max_wal_per_second`"), "{err}");
     }
 
     #[test]

@@ -182,6 +182,12 @@ async fn check(
     {
         return Ok(Some(signal));
     }
+    if let Some(signal) = archive_lag(conn, settings.max_archive_lag)
+        .await
+        .map_err(explain)?
+    {
+        return Ok(Some(signal));
+    }
     if let Some(query) = &settings.throttle_query {
         // Read-only at every evaluation, not only the first: the query is the operator's,
         // and a function it calls may write when it can.
@@ -295,6 +301,38 @@ async fn replication_lag(
             worst.1,
             worst.0,
             max.as_secs_f64()
+        ),
+    }))
+}
+
+/// WAL archiving's backlog: the bytes of the segments between the last one archived
+/// (`pg_stat_archiver`) and the current one, when `archive_mode` is on and something was
+/// archived (readable by any role).
+const ARCHIVE_BACKLOG: &str = "
+    WITH a AS (
+        SELECT last_archived_wal AS last, pg_walfile_name(pg_current_wal_lsn()) AS cur,
+               pg_size_bytes(current_setting('wal_segment_size')) AS seg
+        FROM pg_stat_archiver
+        WHERE current_setting('archive_mode') <> 'off' AND NOT pg_is_in_recovery()
+          AND length(last_archived_wal) >= 24)
+    SELECT ((('x' || substr(cur, 9, 8))::bit(32)::bigint * (4294967296 / seg)
+              + ('x' || substr(cur, 17, 8))::bit(32)::bigint)
+          - (('x' || substr(last, 9, 8))::bit(32)::bigint * (4294967296 / seg)
+              + ('x' || substr(last, 17, 8))::bit(32)::bigint)) * seg
+    FROM a";
+
+async fn archive_lag(conn: &mut PgConnection, max: u64) -> Result<Option<Signal>, sqlx::Error> {
+    let backlog: Option<i64> = sqlx::query_scalar(ARCHIVE_BACKLOG)
+        .fetch_optional(conn)
+        .await?
+        .flatten();
+    let backlog = backlog.and_then(|b| u64::try_from(b).ok()).unwrap_or(0);
+    Ok((backlog > max).then(|| Signal {
+        reason: Reason::ArchiveLag,
+        detail: format!(
+            "WAL archiving is {} MiB behind (limit {} MiB)",
+            backlog >> 20,
+            max >> 20
         ),
     }))
 }

@@ -10,12 +10,25 @@ const MAX_STEP: f64 = 2.0;
 /// The next batch size after a batch of `size` rows took `took`. Short final batches
 /// (`full == false`) say nothing about speed and leave the size alone.
 pub fn next_size(pacing: &Pacing, size: u32, took: Duration, full: bool) -> u32 {
+    next_size_for(pacing, pacing.target_batch_time, size, took, full)
+}
+
+/// As [`next_size`], aiming at `target` instead of the job's `target_batch_time`.
+pub fn next_size_for(pacing: &Pacing, target: Duration, size: u32, took: Duration, full: bool) -> u32 {
     if !full || took.is_zero() {
         return size;
     }
-    let ratio = (pacing.target_batch_time.as_secs_f64() / took.as_secs_f64())
-        .clamp(1.0 / MAX_STEP, MAX_STEP);
+    let ratio = (target.as_secs_f64() / took.as_secs_f64()).clamp(1.0 / MAX_STEP, MAX_STEP);
     clamp(pacing, f64::from(size) * ratio)
+}
+
+/// The size whose batch would take `target`, judged by a batch of `size` rows that took
+/// `took`, in one step: for a pace that asks for much shorter batches now.
+pub fn fit(pacing: &Pacing, size: u32, took: Duration, target: Duration) -> u32 {
+    if took.is_zero() {
+        return size;
+    }
+    clamp(pacing, f64::from(size) * target.as_secs_f64() / took.as_secs_f64())
 }
 
 /// The size after a failed attempt: half, but not below the minimum.
@@ -46,6 +59,8 @@ mod tests {
             target_batch_time: Duration::from_millis(200),
             max_rows_per_second: 0,
             pause: Duration::ZERO,
+            mode: crate::pace::PaceMode::Auto,
+            max_wal_per_second: None,
         }
     }
 
@@ -90,6 +105,14 @@ mod tests {
         assert_eq!(next_size(&pacing(), 150, Duration::from_secs(5), true), 100);
         assert_eq!(shrink(&pacing(), 150), 100);
         assert_eq!(shrink(&pacing(), 1000), 500);
+    }
+
+    #[test]
+    fn a_much_shorter_target_is_reached_in_one_step() {
+        let ms = Duration::from_millis;
+        assert_eq!(fit(&pacing(), 4000, ms(200), ms(10)), 200);
+        assert_eq!(fit(&pacing(), 4000, ms(200), ms(1)), 100, "not below the minimum");
+        assert_eq!(next_size_for(&pacing(), ms(10), 4000, ms(200), true), 2000);
     }
 
     #[test]

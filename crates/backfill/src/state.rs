@@ -48,6 +48,9 @@ pub struct JobRow {
     pub throttled_by: serde_json::Value,
     /// The last time a load signal throttled the job, and why.
     pub last_throttle: Option<String>,
+    /// The pace a process running the job reported last ([`crate::pace::Pace`]), and when.
+    pub pace: Option<serde_json::Value>,
+    pub pace_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -83,7 +86,7 @@ impl Jobs {
                     CASE WHEN r.ranges > 0 AND r.unverified = 0 THEN r.remaining ELSE j.verified_remaining END
                         AS verified_remaining,
                     coalesce(r.ranges, 0) AS ranges, coalesce(r.ranges_done, 0) AS ranges_done,
-                    j.throttled_by, j.last_throttle, j.created_at, j.updated_at, j.finished_at
+                    j.throttled_by, j.last_throttle, j.pace, j.pace_at, j.created_at, j.updated_at, j.finished_at
              FROM {table} j LEFT JOIN LATERAL (
                  SELECT sum(rows_updated)::bigint AS rows_updated, sum(rows_scanned)::bigint AS rows_scanned,
                         sum(batches)::bigint AS batches, sum(work_seconds) AS work_seconds,
@@ -134,12 +137,12 @@ impl Jobs {
             .await
     }
 
-    /// Whether the tables are as this version uses them (the newest parts: `rate_next`, the
+    /// Whether the tables are as this version uses them (the newest parts: `pace`, the
     /// audit table).
     async fn is_current(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
         sqlx::query_scalar(
             "SELECT to_regclass($1) IS NOT NULL AND to_regclass($3) IS NOT NULL AND EXISTS (
-                 SELECT FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'rate_next')",
+                 SELECT FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'pace')",
         )
         .bind(self.ranges.table())
         .bind(&self.table)
@@ -201,6 +204,8 @@ impl Jobs {
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS throttled_by jsonb NOT NULL DEFAULT '{{}}';
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS last_throttle text;
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS rate_next timestamptz;
+             ALTER TABLE {table} ADD COLUMN IF NOT EXISTS pace jsonb;
+             ALTER TABLE {table} ADD COLUMN IF NOT EXISTS pace_at timestamptz;
              {ranges}
              {audit}",
             table = self.table,
@@ -360,6 +365,51 @@ impl Jobs {
         .await?
         .unwrap_or(0.0);
         Ok(std::time::Duration::from_secs_f64(wait.clamp(0.0, 3600.0)))
+    }
+
+    /// Adds seconds held back by each reason (`pace`, `rate_limit`, ...) to the job's
+    /// `throttled_by`.
+    pub async fn add_held(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        seconds: &std::collections::BTreeMap<&'static str, f64>,
+    ) -> Result<(), sqlx::Error> {
+        let added = serde_json::to_value(seconds).unwrap_or_default();
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET throttled_by = coalesce((
+                 SELECT jsonb_object_agg(k, coalesce((throttled_by ->> k)::float8, 0) + coalesce(($2 ->> k)::float8, 0))
+                 FROM jsonb_object_keys(throttled_by || $2) AS k), '{{}}')
+             WHERE name = $1",
+            self.table
+        )))
+        .bind(name)
+        .bind(added)
+        .execute(conn)
+        .await
+        .map(|_| ())
+    }
+
+    /// Records the pace a process follows now, for `status`.
+    pub async fn record_pace(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        pace: &crate::pace::Pace,
+    ) -> Result<(), sqlx::Error> {
+        let mut value = serde_json::to_value(pace).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.insert("describe".to_owned(), pace.describe().into());
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET pace = $2, pace_at = now() WHERE name = $1",
+            self.table
+        )))
+        .bind(name)
+        .bind(value)
+        .execute(conn)
+        .await
+        .map(|_| ())
     }
 
     /// Records time a load signal throttled the job.

@@ -23,6 +23,8 @@ use crate::sql::{LeaseOf, Progress};
 use crate::stepping::IntegerSpan;
 use crate::throttle::Reason;
 
+mod waits;
+
 /// Backoff between retries of a failed batch.
 const RETRY_BACKOFF: Backoff = Backoff {
     initial: Duration::from_millis(100),
@@ -68,6 +70,7 @@ pub(crate) struct Worker<'c, 'a> {
     /// When the lease was last extended (each commit extends it).
     renewed: Instant,
     events: UnboundedSender<Event>,
+    held: waits::Held,
 }
 
 /// Runs worker `number` until it has nothing left to do or is stopped; its leases are given
@@ -100,8 +103,10 @@ pub(crate) async fn run(
         throttled: Duration::ZERO,
         renewed: Instant::now(),
         events,
+        held: waits::Held::default(),
     };
     let end = worker.work().await;
+    worker.record_held(true).await;
     if end.is_err() {
         ctx.stop.store(true, Ordering::Relaxed);
     }
@@ -309,12 +314,18 @@ impl Worker<'_, '_> {
                 return Ok(RangeEnd::LeaseLost);
             }
             let started = Instant::now();
-            match self.batch(&range).await {
+            self.ctx.pace.in_flight.fetch_add(1, Ordering::SeqCst);
+            let batch = self.batch(&range).await;
+            self.ctx.pace.in_flight.fetch_sub(1, Ordering::SeqCst);
+            match batch {
                 Ok(Some(done)) => {
                     failures = 0;
                     let took = started.elapsed();
                     if let Some(end) = self.committed(&mut range, done, took).await? {
                         return Ok(end);
+                    }
+                    if !self.rest(&range, took).await? {
+                        return Ok(RangeEnd::LeaseLost);
                     }
                 }
                 Ok(None) => {
@@ -347,7 +358,7 @@ impl Worker<'_, '_> {
     ) -> Result<Option<RangeEnd>, BackfillError> {
         self.renewed = Instant::now();
         let batch_size = self.size;
-        self.size = sizing::next_size(&self.ctx.job.pacing, self.size, took, !done.last);
+        self.resize(took, !done.last);
         if let (Stepping::Span(span), None) = (&mut range.stepping, &self.ctx.job.where_) {
             let before = range.cursor.as_deref().map(parse_integer);
             span.observe(before, parse_integer(&done.cursor), done.rows_updated);
@@ -379,109 +390,6 @@ impl Worker<'_, '_> {
             self.sleep(Reason::Pause, pause).await;
         }
         Ok(None)
-    }
-
-    /// Waits for the job's rate budget and any load signal, keeping the lease alive; false
-    /// when the lease was lost meanwhile.
-    async fn before_batch(&mut self, range: &Range) -> Result<bool, BackfillError> {
-        if !self.wait_for_rate(range).await? {
-            return Ok(false);
-        }
-        let mut load = self.ctx.load.clone();
-        let signal = load.borrow_and_update().clone();
-        if let Some(signal) = signal {
-            self.wait_out(signal, &mut load, range).await?;
-        }
-        self.keep_lease(range).await
-    }
-
-    /// Under `max_rows_per_second`: caps the batch at half a second of the limit and waits
-    /// for its rows in the job's budget (shared, through the database, by every process),
-    /// renewing the lease through a long wait; false when the lease was lost.
-    async fn wait_for_rate(&mut self, range: &Range) -> Result<bool, BackfillError> {
-        let (Some(rate), Some(cap)) = (self.ctx.throttle.rate(), self.ctx.throttle.batch_cap())
-        else {
-            return Ok(true);
-        };
-        self.size = self.size.min(cap);
-        let (ctx, rows) = (self.ctx, self.size);
-        let wait = self
-            .keep("reserving rows of the rate limit", async |conn| {
-                ctx.jobs.reserve_rows(conn, &ctx.job.name, rows, rate).await
-            })
-            .await?;
-        let started = Instant::now();
-        while started.elapsed() < wait && self.should_stop().is_none() {
-            let left = wait.saturating_sub(started.elapsed());
-            tokio::select! {
-                () = tokio::time::sleep(left.min(self.ctx.lease / 3)) => {}
-                () = self.ctx.shutdown.requested() => {}
-            }
-            if !self.keep_lease(range).await? {
-                return Ok(false);
-            }
-        }
-        let waited = started.elapsed();
-        if waited >= Duration::from_millis(1) {
-            self.throttled += waited;
-            self.send(Event::Throttled {
-                reason: Reason::RateLimit,
-                waited,
-            });
-        }
-        Ok(true)
-    }
-
-    /// Waits while a load signal is up; the time is throttled time by that reason.
-    async fn wait_out(
-        &mut self,
-        signal: crate::load::Signal,
-        load: &mut tokio::sync::watch::Receiver<Option<crate::load::Signal>>,
-        range: &Range,
-    ) -> Result<(), BackfillError> {
-        let started = Instant::now();
-        if signal.reason == Reason::SignalsUnread {
-            // The monitor says so itself when it cannot read them; a first reading is routine.
-            tracing::debug!(job = %self.ctx.job.name, reason = signal.reason.as_str(), "throttled: {}", signal.detail);
-        } else {
-            tracing::warn!(job = %self.ctx.job.name, reason = signal.reason.as_str(), "throttled: {}", signal.detail);
-        }
-        self.send(Event::LoadSignal {
-            reason: signal.reason,
-            detail: signal.detail.clone(),
-        });
-        if signal.reason == Reason::BlockedSessions {
-            // Shorter batches hold their row locks for less time.
-            self.size = sizing::shrink(&self.ctx.job.pacing, self.size);
-        }
-        while load.borrow_and_update().is_some() && self.should_stop().is_none() {
-            tokio::select! {
-                _ = load.changed() => {}
-                () = tokio::time::sleep(self.ctx.lease / 3) => {}
-                () = self.ctx.shutdown.requested() => {}
-            }
-            if !self.keep_lease(range).await? {
-                break;
-            }
-        }
-        let waited = started.elapsed();
-        self.throttled += waited;
-        self.send(Event::Throttled {
-            reason: signal.reason,
-            waited,
-        });
-        let _ = self
-            .ctx
-            .jobs
-            .record_throttle(
-                &mut self.conn,
-                &self.ctx.job.name,
-                signal.reason.as_str(),
-                waited.as_secs_f64(),
-                &signal.detail,
-            )
-            .await;
-        Ok(())
     }
 
     /// Extends the lease when a third of it has passed; false when it is no longer ours.
@@ -731,16 +639,5 @@ impl Worker<'_, '_> {
         op: impl AsyncFnMut(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, BackfillError> {
         ride_out(&mut self.conn, self.ctx, what, op).await
-    }
-
-    async fn sleep(&mut self, reason: Reason, delay: Duration) {
-        let started = Instant::now();
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = self.ctx.shutdown.requested() => {}
-        }
-        let waited = started.elapsed();
-        self.throttled += waited;
-        self.send(Event::Throttled { reason, waited });
     }
 }

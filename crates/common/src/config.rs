@@ -89,6 +89,42 @@ pub fn parse_pg_timeout(text: &str) -> Result<Duration, String> {
     parse_checked(text, DurationKind::PgTimeout)
 }
 
+/// A size as PostgreSQL writes one (`8MB`, `512kB`, `1GB`, 1024-based; `MiB` and `GiB` too;
+/// a bare number is bytes), e.g. `max_wal_per_second`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit_bytes: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "kB" | "KB" | "KiB" => 1 << 10,
+        "MB" | "MiB" => 1 << 20,
+        "GB" | "GiB" => 1 << 30,
+        "TB" | "TiB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}; expected e.g. 512kB, 8MB, 1GB"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size; expected e.g. 512kB, 8MB, 1GB"))?;
+    #[expect(clippy::cast_precision_loss, reason = "units are powers of two")]
+    let bytes = value * unit_bytes as f64;
+    if !(1.0..=9.0e15).contains(&bytes) {
+        return Err(format!("{text:?} is out of range (1 byte to 8PB)"));
+    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked to be within range above"
+    )]
+    Ok(bytes.round() as u64)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -347,6 +383,17 @@ pub fn checked(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_postgres_writes_them() {
+        assert_eq!(parse_bytes("8MB"), Ok(8 << 20));
+        assert_eq!(parse_bytes("512kB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("8 furlongs").unwrap_err().contains("unknown unit"));
+        assert!(parse_bytes("MB").unwrap_err().contains("not a size"));
+        assert!(parse_bytes("0MB").unwrap_err().contains("out of range"));
+    }
 
     #[test]
     fn durations_are_bounded_by_what_they_set() {

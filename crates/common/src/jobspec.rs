@@ -23,6 +23,9 @@ pub mod defaults {
     pub const RANGES: u32 = 16;
     pub const LEASE: Duration = Duration::from_secs(30);
     pub const LOAD_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+    pub const PACE: &str = "auto";
+    /// WAL archiving this far behind holds the job (bytes).
+    pub const MAX_ARCHIVE_LAG: u64 = 1 << 30;
 }
 
 /// The file as written. Unknown keys are errors.
@@ -55,6 +58,16 @@ pub struct JobFile {
         skip_serializing_if = "Option::is_none"
     )]
     pub pause: Option<Duration>,
+    /// `"auto"` (default: take what the server can spare) or `"max"` (no pacing of its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pace: Option<String>,
+    /// Ceiling on the server's WAL rate while the job runs, e.g. `"8MB"` (a second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_wal_per_second: Option<String>,
+    /// Wait while WAL archiving is this far behind (default `"1GB"`; watched when
+    /// `archive_mode` is on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_archive_lag: Option<String>,
     #[serde(
         default,
         with = "humantime_serde",

@@ -5,6 +5,7 @@ mod crash;
 mod guards;
 mod keys;
 mod operations;
+mod pace;
 mod parallel;
 mod reset;
 mod resume;

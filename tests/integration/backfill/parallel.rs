@@ -247,7 +247,7 @@ async fn a_session_blocked_behind_a_batch_makes_the_backfill_throttle() {
     assert!(
         status
             .stdout()
-            .contains("throttled by load: blocked_sessions")
+            .contains("held back by: blocked_sessions")
             && status.stdout().contains("wait on locks the backfill holds"),
         "{}",
         status.stdout()

@@ -86,6 +86,14 @@ impl Metrics {
                 #[expect(clippy::cast_precision_loss, reason = "a gauge is a float")]
                 gauge!("sluice_backfill_job_rows_updated", "job" => job).set(*rows_updated as f64);
             }
+            Event::Pace(pace) => {
+                gauge!("sluice_backfill_pace_duty_ratio", "job" => job.clone())
+                    .set(pace.duty.unwrap_or(1.0));
+                gauge!("sluice_backfill_pace_impact_ratio", "job" => job.clone())
+                    .set(pace.impact.unwrap_or(0.0));
+                gauge!("sluice_backfill_pace_other_sessions", "job" => job)
+                    .set(f64::from(pace.others));
+            }
             Event::Claimed { .. } | Event::Verified { .. } => {}
         }
         self.maybe_write();

@@ -14,12 +14,13 @@ use sluice_backfill::engine::{self, EngineSettings, Outcome, RunOptions};
 use sluice_backfill::error::BackfillError;
 use sluice_backfill::job::{Job, JobError, Overrides};
 use sluice_backfill::lifecycle::Request;
+use sluice_backfill::pace::PaceMode;
 use sluice_backfill::{ops, plan, window};
 use sluice_common::cli::ConfigRow;
 use sluice_common::cli::{
     GlobalArgs, Startup, common_config_rows, common_exit_code, render_config_rows, with_origin,
 };
-use sluice_common::config::{Origin, layered, parse_duration, parse_pg_timeout};
+use sluice_common::config::{Origin, layered, parse_bytes, parse_duration, parse_pg_timeout};
 use sluice_common::db::ConnectSettings;
 use sluice_common::exit;
 use sluice_common::redact::{SecretUrl, register_secrets, split_url_list};
@@ -237,6 +238,13 @@ struct OverrideArgs {
     /// Sleep between batches, e.g. 50ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pause: Option<Duration>,
+    /// auto: take what the server can spare, backing off while others work (the default);
+    /// max: no pacing of its own (a maintenance window).
+    #[arg(long, value_name = "MODE", value_parser = PaceMode::parse)]
+    pace: Option<PaceMode>,
+    /// Ceiling on the server's WAL rate while the job runs, in bytes a second, e.g. 8MB.
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    max_wal_per_second: Option<u64>,
     /// lock_timeout of each batch.
     #[arg(long, value_name = "DURATION", value_parser = parse_pg_timeout)]
     lock_timeout: Option<Duration>,
@@ -269,6 +277,8 @@ impl From<OverrideArgs> for Overrides {
             target_batch_time: a.target_batch_time,
             max_rows_per_second: a.max_rows_per_second,
             pause: a.pause,
+            pace: a.pace,
+            max_wal_per_second: a.max_wal_per_second,
             lock_timeout: a.lock_timeout,
             statement_timeout: a.statement_timeout,
             max_retries: a.max_retries,

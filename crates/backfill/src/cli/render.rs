@@ -12,6 +12,7 @@ use sluice_backfill::engine::Outcome;
 use sluice_backfill::event::Event;
 use sluice_backfill::job::Job;
 use sluice_backfill::ops::JobStatus;
+use sluice_backfill::pace::Pace;
 use sluice_backfill::plan::Plan;
 use sluice_backfill::throttle::Reason;
 use sluice_common::{errln, outln};
@@ -38,6 +39,8 @@ pub struct Progress {
     /// Rows this process scanned in this run.
     own_scanned: u64,
     batch_size: u32,
+    /// The pace the probe reported last.
+    pace: Option<Pace>,
     longest_batch: Duration,
     workers: usize,
     job: String,
@@ -58,6 +61,7 @@ impl Progress {
             updated: 0,
             own_scanned: 0,
             batch_size: job.pacing.batch_size,
+            pace: None,
             longest_batch: Duration::ZERO,
             workers: 1,
             job: job.name.clone(),
@@ -122,6 +126,21 @@ impl Progress {
                 self.estimated = self.estimated.max(self.scanned);
                 self.show();
             }
+            Event::Pace(pace) => {
+                if self.pace.is_none_or(|before| before.state != pace.state) {
+                    tracing::info!(
+                        job = %self.job,
+                        pace = pace.state.as_str(),
+                        duty = pace.duty,
+                        impact = pace.impact,
+                        others = pace.others,
+                        "pace: {}",
+                        pace.describe()
+                    );
+                }
+                self.pace = Some(*pace);
+                self.show();
+            }
             Event::Retrying { .. } | Event::Claimed { .. } => {}
             Event::Verified { remaining } => {
                 tracing::info!(job = %self.job, remaining, "verification: {remaining} row(s) in range still match `where`");
@@ -174,11 +193,12 @@ impl Progress {
             |d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string(),
         );
         let throttle = self.throttle_state.map_or("", Reason::as_str);
+        let pace = self.pace.map_or_else(String::new, |p| p.short());
         if let Some(bar) = &self.bar {
             bar.set_length(self.estimated);
             bar.set_position(self.scanned);
             bar.set_message(format!(
-                "{:.0} rows/s  ETA {eta}  batch {}  throttled {:.1}s {throttle}",
+                "{:.0} rows/s  ETA {eta}  batch {}  pace {pace}  held {:.1}s {throttle}",
                 self.throughput(),
                 self.batch_size,
                 self.throttled.as_secs_f64()
@@ -195,6 +215,7 @@ impl Progress {
                 batch_size = self.batch_size,
                 throttled_s = format!("{:.1}", self.throttled.as_secs_f64()),
                 throttle = throttle,
+                pace = %pace,
                 "progress"
             );
         }
@@ -378,7 +399,17 @@ pub fn status(statuses: &[JobStatus], json: bool) {
                 .iter()
                 .map(|(reason, secs)| format!("{reason} {:.1}s", secs.as_f64().unwrap_or(0.0)))
                 .collect();
-            outln!("  throttled by load: {}", reasons.join(", "));
+            outln!("  held back by: {}", reasons.join(", "));
+        }
+        if let (Some(pace), Some(at)) = (&row.pace, row.pace_at)
+            && row.state == JobState::Running
+        {
+            let described = pace
+                .get("describe")
+                .and_then(|d| d.as_str())
+                .unwrap_or("?");
+            let ago = (chrono::Utc::now() - at).num_seconds().max(0);
+            outln!("  pace: {described} ({ago}s ago)");
         }
         if let Some(last) = &row.last_throttle {
             outln!("  last throttle: {last}");

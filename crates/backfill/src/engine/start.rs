@@ -137,6 +137,10 @@ async fn register(
     )?;
     let keys: Vec<String> = job.key.iter().map(|k| k.as_str().to_owned()).collect();
     let spec_path = job.path.as_ref().map(|p| p.display().to_string());
+    let estimated_rows = match target.estimated_rows {
+        known if known > 0 => known,
+        _ => sampled_rows(&mut tx, target).await?,
+    };
     let registered = jobs
         .register(
             &mut tx,
@@ -147,7 +151,7 @@ async fn register(
             spec_path.as_deref(),
             upper.as_deref(),
             job.pacing.batch_size,
-            target.estimated_rows,
+            estimated_rows,
         )
         .await
         .map_err(BackfillError::query(what.clone()))?;
@@ -213,11 +217,7 @@ async fn split_keys(
     if ranges <= 1 {
         return Ok(Vec::new());
     }
-    let bytes: i64 = sqlx::query_scalar("SELECT coalesce(pg_relation_size(to_regclass($1)), 0)")
-        .bind(target.table.to_string())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(BackfillError::query("measuring the table"))?;
+    let bytes = table_bytes(conn, target).await?;
     #[expect(
         clippy::cast_possible_truncation,
         reason = "a percentage fits a float4"
@@ -235,6 +235,34 @@ async fn split_keys(
         .map(texts)
         .collect::<Result<Vec<_>, _>>()
         .map_err(BackfillError::query("sampling keys to split the job"))
+}
+
+async fn table_bytes(conn: &mut PgConnection, target: &Target) -> Result<i64, BackfillError> {
+    sqlx::query_scalar("SELECT coalesce(pg_relation_size(to_regclass($1)), 0)")
+        .bind(target.table.to_string())
+        .fetch_one(conn)
+        .await
+        .map_err(BackfillError::query("measuring the table"))
+}
+
+/// The table's rows counted in a sample, for a table the planner has no estimate of (never
+/// analysed), so that progress has a total and an ETA from the first batch: the whole table
+/// up to 256 MiB (as the split samples it), else 1% of its pages.
+async fn sampled_rows(conn: &mut PgConnection, target: &Target) -> Result<i64, BackfillError> {
+    let bytes = table_bytes(conn, target).await?;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a percentage fits a float4"
+    )]
+    let percent = split::sample_percent(0, bytes, 1) as f32;
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT round(count(*) * 100 / $1::float8)::bigint FROM {} TABLESAMPLE SYSTEM ($1)",
+        target.table
+    )))
+    .bind(percent)
+    .fetch_one(conn)
+    .await
+    .map_err(BackfillError::query("estimating the table's rows from a sample"))
 }
 
 pub(super) fn key_of(

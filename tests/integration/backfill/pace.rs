@@ -1,0 +1,209 @@
+//! The default pace against a server of the test's own (other tests' sessions would count as
+//! an application): alone it runs unpaced; next to sessions at work it measures and shares;
+//! `pace = "max"` does neither; a WAL budget holds the job back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sluice_tests::{PrivateServer, Project};
+
+fn private_server() -> PrivateServer {
+    PrivateServer::start().unwrap_or_else(|e| panic!("cannot start a private server: {e}"))
+}
+
+async fn project_with_rows(server: &PrivateServer, rows: i64) -> Project {
+    let project = Project::on(&server.admin_url()).await;
+    project
+        .db
+        .exec(&format!(
+            "CREATE TABLE t (id bigint PRIMARY KEY, a int NOT NULL, b text);
+             INSERT INTO t (id, a) SELECT g, g FROM generate_series(1, {rows}) g;
+             ANALYZE t;
+             CREATE TABLE app (id int PRIMARY KEY, n bigint NOT NULL);
+             INSERT INTO app SELECT g, 0 FROM generate_series(1, 8) g;"
+        ))
+        .await;
+    project
+}
+
+/// Three sessions committing short transactions until `stop`, as an application would.
+fn application(url: &str, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<u64>> {
+    (0..3)
+        .map(|n| {
+            let (url, stop) = (url.to_owned(), Arc::clone(stop));
+            tokio::spawn(async move {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                    .await
+                    .unwrap();
+                let mut done = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    sqlx::query("UPDATE app SET n = n + 1 WHERE id = $1")
+                        .bind(n + 1)
+                        .execute(&mut conn)
+                        .await
+                        .unwrap();
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect()
+}
+
+fn spec(extra: &str) -> String {
+    format!("name = \"fill\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"b = md5(a::text)\"\n{extra}")
+}
+
+async fn held_back(project: &Project) -> serde_json::Value {
+    let status = project.run_backfill(&["status", "fill", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    json["jobs"][0]["row"]["throttled_by"].clone()
+}
+
+#[tokio::test]
+async fn alone_on_the_server_a_job_runs_unpaced() {
+    let server = private_server();
+    let project = project_with_rows(&server, 50_000).await;
+    project.job("fill", &spec(""));
+    let run = project.run_backfill(&["run", "fill"]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("pace: alone on the server: full speed"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!run.stderr().contains("pace: sharing"), "{}", run.stderr());
+    let held = held_back(&project).await;
+    assert!(held.get("pace").is_none(), "{held}");
+    assert!(held.get("measuring").is_none(), "{held}");
+    assert_eq!(
+        project.db.scalar("SELECT count(*) FROM t WHERE b IS NULL").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn next_to_an_application_a_job_measures_and_shares_then_completes() {
+    let server = private_server();
+    let project = project_with_rows(&server, 60_000).await;
+    project.job("fill", &spec(""));
+    let stop = Arc::new(AtomicBool::new(false));
+    let app = application(&project.db.url, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let run = project.run_backfill(&["run", "fill", "--log-format", "json"]);
+    stop.store(true, Ordering::Relaxed);
+    for task in app {
+        assert!(task.await.unwrap() > 0, "the application made no progress");
+    }
+    let stderr = run.stderr();
+    assert_eq!(run.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("pace: measuring the server without the job"), "{stderr}");
+    assert!(stderr.contains("pace: sharing with"), "{stderr}");
+    assert!(stderr.contains("\"pace\":\"sharing"), "{stderr}");
+    let held = held_back(&project).await;
+    assert!(held["pace"].as_f64().unwrap_or(0.0) > 0.0, "{held}");
+    assert!(held["measuring"].as_f64().unwrap_or(0.0) > 0.0, "{held}");
+    let status = project.run_backfill(&["status", "fill", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    let pace = &json["jobs"][0]["row"]["pace"];
+    assert!(pace["describe"].as_str().is_some(), "{pace}");
+    assert_eq!(
+        project.db.scalar("SELECT count(*) FROM t WHERE b IS NULL").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn pace_max_does_not_pace_next_to_an_application() {
+    let server = private_server();
+    let project = project_with_rows(&server, 30_000).await;
+    project.job("fill", &spec("pace = \"max\"\n"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let app = application(&project.db.url, &stop);
+    let run = project.run_backfill(&["run", "fill"]);
+    stop.store(true, Ordering::Relaxed);
+    for task in app {
+        task.await.unwrap();
+    }
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(run.stderr().contains("pace max: no pacing"), "{}", run.stderr());
+    let held = held_back(&project).await;
+    assert!(held.get("pace").is_none(), "{held}");
+    assert!(held.get("measuring").is_none(), "{held}");
+}
+
+#[tokio::test]
+async fn a_wal_budget_holds_the_job_back() {
+    let server = private_server();
+    let project = project_with_rows(&server, 40_000).await;
+    project.job("fill", &spec("pace = \"max\"\nmax_wal_per_second = \"1MB\"\n"));
+    let before: i64 = project
+        .db
+        .scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+        .await;
+    let started = Instant::now();
+    let run = project.run_backfill(&["run", "fill"]);
+    let took = started.elapsed();
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let wal: i64 = project
+        .db
+        .scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+        .await
+        - before;
+    // Unlimited, this job writes its WAL in well under a second. The budget spreads it out:
+    // at 1 MiB/s (with the first second's guess and the last batches' slack, at most twice
+    // that).
+    #[expect(clippy::cast_precision_loss, reason = "bytes of WAL, for a ratio")]
+    let budget_seconds = wal as f64 / f64::from(1 << 20);
+    assert!(
+        took.as_secs_f64() >= budget_seconds / 2.0,
+        "{wal} bytes of WAL in {took:?}"
+    );
+    let held = held_back(&project).await;
+    assert!(held["wal_budget"].as_f64().unwrap_or(0.0) > 0.0, "{held}");
+}
+
+#[tokio::test]
+async fn an_unknown_pace_is_refused_naming_the_key() {
+    let server = private_server();
+    let project = project_with_rows(&server, 10).await;
+    project.job("fill", &spec("pace = \"fast\"\n"));
+    let run = project.run_backfill(&["run", "fill"]);
+    assert_eq!(run.code(), Some(3), "{}", run.stderr());
+    assert!(run.stderr().contains("`pace`"), "{}", run.stderr());
+    let flag = project.run_backfill(&["run", "fill", "--pace", "fast"]);
+    assert_eq!(flag.code(), Some(2), "{}", flag.stderr());
+}
+
+#[tokio::test]
+async fn a_never_analysed_table_has_a_row_estimate_from_the_start() {
+    let project = Project::new().await;
+    project
+        .db
+        .exec(
+            "CREATE TABLE t (id bigint PRIMARY KEY, a int NOT NULL, b text)
+                 WITH (autovacuum_enabled = false);
+             INSERT INTO t (id, a) SELECT g, g FROM generate_series(1, 30000) g;",
+        )
+        .await;
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT reltuples::bigint FROM pg_class WHERE oid = 't'::regclass")
+            .await,
+        -1,
+        "the table must be one the planner knows nothing of"
+    );
+    project.job("fill", &spec(""));
+    let run = project.run_backfill(&["run", "fill", "--log-format", "json"]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let started = run
+        .stderr()
+        .lines()
+        .find(|l| l.contains("\"starting job fill\""))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .unwrap_or_else(|| panic!("{}", run.stderr()));
+    let estimated = started["estimated_rows"].as_i64().unwrap();
+    assert!((27_000..=33_000).contains(&estimated), "{started}");
+}
