@@ -40,7 +40,16 @@ impl Pgbench {
     fn start(url: &str, seconds: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new("pgbench")
-            .args(["-n", "-c", CLIENTS, "-j", "2", "-T", &seconds.to_string(), "-l"])
+            .args([
+                "-n",
+                "-c",
+                CLIENTS,
+                "-j",
+                "2",
+                "-T",
+                &seconds.to_string(),
+                "-l",
+            ])
             .arg(format!("--log-prefix={}", dir.path().join("pb").display()))
             .arg(url)
             .stdout(Stdio::null())
@@ -76,7 +85,8 @@ impl Pgbench {
             }
         }
         latencies.sort_by(f64::total_cmp);
-        let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+        let at =
+            |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
         Load {
             tps: latencies.len() as f64 / (to - from),
             p50_ms: at(0.5),
@@ -155,7 +165,9 @@ async fn job(db: &TestDb, spec: &Path, longest: Duration) -> (Duration, i64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
-    let filled = db.scalar("SELECT count(*) FROM t WHERE b IS NOT NULL").await;
+    let filled = db
+        .scalar("SELECT count(*) FROM t WHERE b IS NOT NULL")
+        .await;
     (elapsed, filled)
 }
 
@@ -167,6 +179,8 @@ fn per_second(rows: i64, d: Duration) -> f64 {
 #[tokio::main]
 async fn main() {
     sluice_tests::prefer_durable_server();
+    // Builds the binaries now, not in the first measured window.
+    let _ = bin::sluice_backfill();
     let bench = TestDb::new().await;
     let init = Command::new("pgbench")
         .args(["-i", "-q", "-s", "20"])
@@ -178,17 +192,25 @@ async fn main() {
     let work = tempfile::tempdir().unwrap();
     eprintln!(
         "the jobs' logs go to {}",
-        std::env::temp_dir().join("sluice-pacing-bench.log").display()
+        std::env::temp_dir()
+            .join("sluice-pacing-bench.log")
+            .display()
     );
 
     let mut report = String::new();
     let scenarios = [
         ("default (pace = \"auto\")", ""),
-        ("max_rows_per_second = 25000", "max_rows_per_second = 25000\n"),
+        (
+            "max_rows_per_second = 25000",
+            "max_rows_per_second = 25000\n",
+        ),
         ("pace = \"max\"", "pace = \"max\"\n"),
     ];
     // `cargo bench --bench pacing -- max` runs the scenarios whose label holds "max".
-    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     for (label, extra) in scenarios {
         if !only.is_empty() && !only.iter().any(|o| label.contains(o.as_str())) {
             continue;
@@ -225,12 +247,7 @@ async fn main() {
         let _ = writeln!(
             report,
             "  {:<30} baseline TPS {:.0} (before {:.0}, after {:.0}), p50 {:.2} ms, p99 {:.2} ms; {checkpoints} checkpoint(s) during the job",
-            "",
-            base.tps,
-            before.tps,
-            after.tps,
-            base.p50_ms,
-            base.p99_ms
+            "", base.tps, before.tps, after.tps, base.p50_ms, base.p99_ms
         );
     }
 
@@ -254,7 +271,15 @@ async fn main() {
         fresh_table(&db).await;
         let started = Instant::now();
         let psql = Command::new("psql")
-            .args(["--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-d", &db.url, "-f"])
+            .args([
+                "--quiet",
+                "--no-psqlrc",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &db.url,
+                "-f",
+            ])
             .arg(&loop_file)
             .output()
             .unwrap();

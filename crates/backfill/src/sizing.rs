@@ -14,7 +14,13 @@ pub fn next_size(pacing: &Pacing, size: u32, took: Duration, full: bool) -> u32 
 }
 
 /// As [`next_size`], aiming at `target` instead of the job's `target_batch_time`.
-pub fn next_size_for(pacing: &Pacing, target: Duration, size: u32, took: Duration, full: bool) -> u32 {
+pub fn next_size_for(
+    pacing: &Pacing,
+    target: Duration,
+    size: u32,
+    took: Duration,
+    full: bool,
+) -> u32 {
     if !full || took.is_zero() {
         return size;
     }
@@ -28,7 +34,10 @@ pub fn fit(pacing: &Pacing, size: u32, took: Duration, target: Duration) -> u32 
     if took.is_zero() {
         return size;
     }
-    clamp(pacing, f64::from(size) * target.as_secs_f64() / took.as_secs_f64())
+    clamp(
+        pacing,
+        f64::from(size) * target.as_secs_f64() / took.as_secs_f64(),
+    )
 }
 
 /// The size after a failed attempt: half, but not below the minimum.
@@ -111,7 +120,11 @@ mod tests {
     fn a_much_shorter_target_is_reached_in_one_step() {
         let ms = Duration::from_millis;
         assert_eq!(fit(&pacing(), 4000, ms(200), ms(10)), 200);
-        assert_eq!(fit(&pacing(), 4000, ms(200), ms(1)), 100, "not below the minimum");
+        assert_eq!(
+            fit(&pacing(), 4000, ms(200), ms(1)),
+            100,
+            "not below the minimum"
+        );
         assert_eq!(next_size_for(&pacing(), ms(10), 4000, ms(200), true), 2000);
     }
 

@@ -390,7 +390,11 @@ mod tests {
         assert_eq!(parse_bytes("512kB"), Ok(512 << 10));
         assert_eq!(parse_bytes("1.5GiB"), Ok(3 << 29));
         assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert!(parse_bytes("8 furlongs").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_bytes("8 furlongs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!(parse_bytes("MB").unwrap_err().contains("not a size"));
         assert!(parse_bytes("0MB").unwrap_err().contains("out of range"));
     }

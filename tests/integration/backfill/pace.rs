@@ -69,7 +69,8 @@ async fn alone_on_the_server_a_job_runs_unpaced() {
     let run = project.run_backfill(&["run", "fill"]);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert!(
-        run.stderr().contains("pace: alone on the server: full speed"),
+        run.stderr()
+            .contains("pace: alone on the server: full speed"),
         "{}",
         run.stderr()
     );
@@ -78,7 +79,10 @@ async fn alone_on_the_server_a_job_runs_unpaced() {
     assert!(held.get("pace").is_none(), "{held}");
     assert!(held.get("measuring").is_none(), "{held}");
     assert_eq!(
-        project.db.scalar("SELECT count(*) FROM t WHERE b IS NULL").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE b IS NULL")
+            .await,
         0
     );
 }
@@ -98,7 +102,10 @@ async fn next_to_an_application_a_job_measures_and_shares_then_completes() {
     }
     let stderr = run.stderr();
     assert_eq!(run.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("pace: measuring the server without the job"), "{stderr}");
+    assert!(
+        stderr.contains("pace: measuring the server without the job"),
+        "{stderr}"
+    );
     assert!(stderr.contains("pace: sharing with"), "{stderr}");
     assert!(stderr.contains("\"pace\":\"sharing"), "{stderr}");
     let held = held_back(&project).await;
@@ -109,7 +116,10 @@ async fn next_to_an_application_a_job_measures_and_shares_then_completes() {
     let pace = &json["jobs"][0]["row"]["pace"];
     assert!(pace["describe"].as_str().is_some(), "{pace}");
     assert_eq!(
-        project.db.scalar("SELECT count(*) FROM t WHERE b IS NULL").await,
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE b IS NULL")
+            .await,
         0
     );
 }
@@ -127,7 +137,11 @@ async fn pace_max_does_not_pace_next_to_an_application() {
         task.await.unwrap();
     }
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
-    assert!(run.stderr().contains("pace max: no pacing"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("pace max: no pacing"),
+        "{}",
+        run.stderr()
+    );
     let held = held_back(&project).await;
     assert!(held.get("pace").is_none(), "{held}");
     assert!(held.get("measuring").is_none(), "{held}");
@@ -137,7 +151,10 @@ async fn pace_max_does_not_pace_next_to_an_application() {
 async fn a_wal_budget_holds_the_job_back() {
     let server = private_server();
     let project = project_with_rows(&server, 40_000).await;
-    project.job("fill", &spec("pace = \"max\"\nmax_wal_per_second = \"1MB\"\n"));
+    project.job(
+        "fill",
+        &spec("pace = \"max\"\nmax_wal_per_second = \"1MB\"\n"),
+    );
     let before: i64 = project
         .db
         .scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")

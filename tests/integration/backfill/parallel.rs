@@ -245,9 +245,7 @@ async fn a_session_blocked_behind_a_batch_makes_the_backfill_throttle() {
     assert!(throttled > 0.0);
     let status = project.run_backfill(&["status", "bump"]);
     assert!(
-        status
-            .stdout()
-            .contains("held back by: blocked_sessions")
+        status.stdout().contains("held back by: blocked_sessions")
             && status.stdout().contains("wait on locks the backfill holds"),
         "{}",
         status.stdout()

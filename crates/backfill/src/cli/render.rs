@@ -404,10 +404,7 @@ pub fn status(statuses: &[JobStatus], json: bool) {
         if let (Some(pace), Some(at)) = (&row.pace, row.pace_at)
             && row.state == JobState::Running
         {
-            let described = pace
-                .get("describe")
-                .and_then(|d| d.as_str())
-                .unwrap_or("?");
+            let described = pace.get("describe").and_then(|d| d.as_str()).unwrap_or("?");
             let ago = (chrono::Utc::now() - at).num_seconds().max(0);
             outln!("  pace: {described} ({ago}s ago)");
         }

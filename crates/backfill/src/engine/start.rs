@@ -262,7 +262,9 @@ async fn sampled_rows(conn: &mut PgConnection, target: &Target) -> Result<i64, B
     .bind(percent)
     .fetch_one(conn)
     .await
-    .map_err(BackfillError::query("estimating the table's rows from a sample"))
+    .map_err(BackfillError::query(
+        "estimating the table's rows from a sample",
+    ))
 }
 
 pub(super) fn key_of(

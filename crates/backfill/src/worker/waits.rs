@@ -81,7 +81,11 @@ impl Worker<'_, '_> {
 
     /// While sharing the server: rests after a batch that took `took`, so that the process's
     /// workers are at work the pace's duty of the time; false when the lease was lost.
-    pub(super) async fn rest(&mut self, range: &Range, took: Duration) -> Result<bool, BackfillError> {
+    pub(super) async fn rest(
+        &mut self,
+        range: &Range,
+        took: Duration,
+    ) -> Result<bool, BackfillError> {
         let pace = *self.ctx.pace.pace.borrow();
         match pace.duty {
             Some(duty) if duty < 1.0 && pace.state != PaceState::Starting => {
