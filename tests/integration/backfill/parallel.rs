@@ -184,8 +184,11 @@ async fn a_session_blocked_behind_a_batch_makes_the_backfill_throttle() {
         "name = \"bump\"\ntable = \"counters\"\nkey = [\"id\"]\n\
          set = \"n = n + 1 + length(pg_sleep(0.01)::text)\"\n\
          batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\nload_check_interval = \"100ms\"\n\
-         max_replication_lag = \"1h\"\n",
+         max_replication_lag = \"1h\"\npace = \"max\"\n",
     );
+    // pace = "max": on the shared test server the pace would rest ten seconds after each of
+    // these one-second batches (they cannot shrink), longer than this test watches; the
+    // signal under test is blocked_sessions (the pace has tests of its own, backfill::pace).
     let metrics = project.path().join("bump.prom");
     // A watched replica (here the server itself, which answers lag 0) does not keep the
     // monitor from the other signals. (One that cannot be reached at the start stops the run:
