@@ -6,7 +6,7 @@
 //!
 //! - **Alone** (no other session was seen at work in the last seconds): full speed.
 //! - **Sharing** (others are at work): the job's workers rest between batches so that they are
-//!   at work only a fraction of the time, the *duty*, and each batch lasts about as long as three
+//!   at work only a fraction of the time, the *duty*, and each batch lasts about as long as four
 //!   of the server's own short commits, so nobody waits behind a long one. The duty is found by
 //!   measuring: every [`QUIET_EVERY`] (and 4 s after a reading over the target, in case the
 //!   server got busier by itself) the workers stop for a moment (a *quiet window*) so that
@@ -71,7 +71,7 @@ const PRESENCE_WINDOW: Duration = Duration::from_secs(5);
 /// Samples read at the start before deciding whether the job is alone.
 const FIRST_LOOK: usize = 3;
 /// The duty a job starts sharing with, and its bounds.
-const START_DUTY: f64 = 1.0 / 32.0;
+const START_DUTY: f64 = 1.0 / 8.0;
 const MIN_DUTY: f64 = 1.0 / 64.0;
 /// While others work, the job's workers are at work at most half the time: the probe sees
 /// waits (locks, WAL flushes, a long run queue), not the CPU time the job takes from others,
@@ -434,11 +434,11 @@ impl Controller {
         (!all.is_empty()).then(|| mean(all.into_iter()))
     }
 
-    /// How long a batch should last while sharing: three of the server's quiet probe commits,
+    /// How long a batch should last while sharing: four of the server's quiet probe commits,
     /// at least 2 ms, at most 50 ms.
     fn batch_time(&self) -> Duration {
         self.quiet_mean()
-            .map_or(Duration::from_millis(3), |q| q * 3)
+            .map_or(Duration::from_millis(4), |q| q * 4)
             .clamp(Duration::from_millis(2), Duration::from_millis(50))
     }
 }
@@ -522,7 +522,7 @@ mod tests {
         let pace = c.pace();
         assert_eq!(pace.state, PaceState::Sharing);
         assert_eq!(pace.duty, Some(START_DUTY));
-        assert_eq!(pace.batch_time, Some(Duration::from_millis(3)));
+        assert_eq!(pace.batch_time, Some(Duration::from_millis(4)));
     }
 
     /// Samples between two decisions.
