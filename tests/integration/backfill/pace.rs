@@ -54,6 +54,29 @@ fn application(url: &str, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle
         .collect()
 }
 
+/// Runs `sluice-backfill <args>` while the application works; the application must have
+/// made progress meanwhile.
+async fn run_next_to_application(project: &Project, args: &[&str]) -> sluice_tests::Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let app = application(&project.db.url, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let run = project.run_backfill(args);
+    stop.store(true, Ordering::Relaxed);
+    for task in app {
+        assert!(task.await.unwrap() > 0, "the application made no progress");
+    }
+    run
+}
+
+/// Every row filled.
+async fn assert_filled(project: &Project) {
+    let left = project
+        .db
+        .scalar("SELECT count(*) FROM t WHERE b IS NULL")
+        .await;
+    assert_eq!(left, 0);
+}
+
 fn spec(extra: &str) -> String {
     format!("name = \"fill\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"b = md5(a::text)\"\n{extra}")
 }
@@ -85,13 +108,7 @@ async fn alone_on_the_server_a_job_runs_unpaced() {
     let held = held_back(&project).await;
     assert!(held.get("pace").is_none(), "{held:?}");
     assert!(held.get("measuring").is_none(), "{held:?}");
-    assert_eq!(
-        project
-            .db
-            .scalar("SELECT count(*) FROM t WHERE b IS NULL")
-            .await,
-        0
-    );
+    assert_filled(&project).await;
 }
 
 // The application's tasks run on other threads while this one waits for the run.
@@ -100,14 +117,7 @@ async fn next_to_an_application_a_job_measures_and_shares_then_completes() {
     let server = private_server();
     let project = project_with_rows(&server, 60_000).await;
     project.job("fill", &spec(""));
-    let stop = Arc::new(AtomicBool::new(false));
-    let app = application(&project.db.url, &stop);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let run = project.run_backfill(&["run", "fill", "--log-format", "json"]);
-    stop.store(true, Ordering::Relaxed);
-    for task in app {
-        assert!(task.await.unwrap() > 0, "the application made no progress");
-    }
+    let run = run_next_to_application(&project, &["run", "fill", "--log-format", "json"]).await;
     let stderr = run.stderr();
     assert_eq!(run.code(), Some(0), "{stderr}");
     assert!(
@@ -124,13 +134,7 @@ async fn next_to_an_application_a_job_measures_and_shares_then_completes() {
     let json: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
     let pace = &json["jobs"][0]["pace"];
     assert!(pace["describe"].as_str().is_some(), "{pace}");
-    assert_eq!(
-        project
-            .db
-            .scalar("SELECT count(*) FROM t WHERE b IS NULL")
-            .await,
-        0
-    );
+    assert_filled(&project).await;
 }
 
 // The application's tasks run on other threads while this one waits for the run.
@@ -139,13 +143,7 @@ async fn pace_max_does_not_pace_next_to_an_application() {
     let server = private_server();
     let project = project_with_rows(&server, 30_000).await;
     project.job("fill", &spec("pace = \"max\"\n"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let app = application(&project.db.url, &stop);
-    let run = project.run_backfill(&["run", "fill"]);
-    stop.store(true, Ordering::Relaxed);
-    for task in app {
-        task.await.unwrap();
-    }
+    let run = run_next_to_application(&project, &["run", "fill"]).await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert!(
         run.stderr().contains("pace max: no pacing"),
