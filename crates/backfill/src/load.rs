@@ -305,21 +305,30 @@ async fn replication_lag(
     }))
 }
 
-/// WAL archiving's backlog: the bytes of the segments between the last one archived
-/// (`pg_stat_archiver`) and the current one, when `archive_mode` is on and something was
-/// archived (readable by any role).
+/// WAL archiving's backlog in bytes, when `archive_mode` is on (readable by any role): the
+/// segments from the oldest one not archived to the current one. That is the one after the
+/// last archived, or, while archiving fails (its last failure is newer than its last success,
+/// or nothing was ever archived), the one it keeps failing on.
 const ARCHIVE_BACKLOG: &str = "
     WITH a AS (
-        SELECT last_archived_wal AS last, pg_walfile_name(pg_current_wal_lsn()) AS cur,
+        SELECT CASE WHEN last_failed_wal IS NOT NULL
+                         AND (last_archived_time IS NULL OR last_failed_time > last_archived_time)
+                    THEN last_failed_wal END AS stuck,
+               last_archived_wal AS archived,
+               pg_walfile_name(pg_current_wal_lsn()) AS cur,
                pg_size_bytes(current_setting('wal_segment_size')) AS seg
         FROM pg_stat_archiver
-        WHERE current_setting('archive_mode') <> 'off' AND NOT pg_is_in_recovery()
-          AND length(last_archived_wal) >= 24)
-    SELECT ((('x' || substr(cur, 9, 8))::bit(32)::bigint * (4294967296 / seg)
-              + ('x' || substr(cur, 17, 8))::bit(32)::bigint)
-          - (('x' || substr(last, 9, 8))::bit(32)::bigint * (4294967296 / seg)
-              + ('x' || substr(last, 17, 8))::bit(32)::bigint)) * seg
-    FROM a";
+        WHERE current_setting('archive_mode') <> 'off' AND NOT pg_is_in_recovery()),
+    n AS (
+        SELECT seg,
+               CASE WHEN length(stuck) >= 24 THEN ('x' || substr(stuck, 9, 8))::bit(32)::bigint * (4294967296 / seg)
+                        + ('x' || substr(stuck, 17, 8))::bit(32)::bigint - 1
+                    WHEN length(archived) >= 24 THEN ('x' || substr(archived, 9, 8))::bit(32)::bigint * (4294967296 / seg)
+                        + ('x' || substr(archived, 17, 8))::bit(32)::bigint END AS done,
+               ('x' || substr(cur, 9, 8))::bit(32)::bigint * (4294967296 / seg)
+                   + ('x' || substr(cur, 17, 8))::bit(32)::bigint AS now
+        FROM a)
+    SELECT (now - done) * seg FROM n WHERE done IS NOT NULL";
 
 async fn archive_lag(conn: &mut PgConnection, max: u64) -> Result<Option<Signal>, sqlx::Error> {
     let backlog: Option<i64> = sqlx::query_scalar(ARCHIVE_BACKLOG)

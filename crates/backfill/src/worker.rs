@@ -313,6 +313,11 @@ impl Worker<'_, '_> {
             if !self.before_batch(&range).await? {
                 return Ok(RangeEnd::LeaseLost);
             }
+            // A stop that came during the wait (a deadline, a signal, another worker's
+            // failure) ends the range before its next batch, not after it.
+            if let Some(end) = self.should_stop() {
+                return Ok(RangeEnd::Stop(end));
+            }
             let started = Instant::now();
             self.ctx.pace.in_flight.fetch_add(1, Ordering::SeqCst);
             let batch = self.batch(&range).await;

@@ -233,3 +233,62 @@ async fn a_never_analysed_table_has_a_row_estimate_from_the_start() {
     let estimated = started["estimated_rows"].as_i64().unwrap();
     assert!((27_000..=33_000).contains(&estimated), "{started}");
 }
+
+#[tokio::test]
+async fn a_job_waits_while_wal_archiving_falls_behind() {
+    let mut server = private_server();
+    let admin = server.admin_url();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    // An archive that refuses every segment: the backlog only grows.
+    for setting in [
+        "ALTER SYSTEM SET archive_mode = on",
+        "ALTER SYSTEM SET archive_command = 'false'",
+    ] {
+        sqlx::raw_sql(setting).execute(&mut conn).await.unwrap();
+    }
+    drop(conn);
+    server.restart(sluice_tests::StopMode::Fast).unwrap();
+    let project = project_with_rows(&server, 20_000).await;
+    // Two segments switched and not archived (the archiver retries each for a while).
+    for _ in 0..2 {
+        project
+            .db
+            .exec("CREATE TABLE IF NOT EXISTS w (n int); INSERT INTO w VALUES (1)")
+            .await;
+        project.db.exec("SELECT pg_switch_wal()").await;
+    }
+    let started = Instant::now();
+    while project
+        .db
+        .scalar("SELECT failed_count FROM pg_stat_archiver")
+        .await
+        == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the archiver never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    project.job(
+        "fill",
+        &spec("max_archive_lag = \"1MB\"\nload_check_interval = \"100ms\"\n"),
+    );
+    let run = project.run_backfill(&["run", "fill", "--max-runtime", "3s"]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("WAL archiving is") && run.stderr().contains("behind (limit 1 MiB)"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE b IS NOT NULL")
+            .await,
+        0,
+        "no batch ran while archiving was behind"
+    );
+}

@@ -44,8 +44,13 @@ impl Worker<'_, '_> {
             return Ok(false);
         }
         let mut load = self.ctx.load.clone();
-        let signal = load.borrow_and_update().clone();
-        if let Some(signal) = signal {
+        // One signal after another: each wait is told and counted under its own reason.
+        loop {
+            let signal = load.borrow_and_update().clone();
+            let Some(signal) = signal else { break };
+            if self.should_stop().is_some() {
+                break;
+            }
             self.wait_out(signal, &mut load, range).await?;
         }
         if !self.wait_for_quiet_window(range).await? {
@@ -130,7 +135,7 @@ impl Worker<'_, '_> {
         while pace.borrow_and_update().holds() && self.should_stop().is_none() {
             tokio::select! {
                 _ = pace.changed() => {}
-                () = tokio::time::sleep(self.ctx.lease / 3) => {}
+                () = tokio::time::sleep(self.recheck()) => {}
                 () = self.ctx.shutdown.requested() => {}
             }
             if !self.keep_lease(range).await? {
@@ -191,10 +196,11 @@ impl Worker<'_, '_> {
             // Shorter batches hold their row locks for less time.
             self.size = sizing::shrink(&self.ctx.job.pacing, self.size);
         }
-        while load.borrow_and_update().is_some() && self.should_stop().is_none() {
+        let same = |now: &Option<Signal>| now.as_ref().is_some_and(|s| s.reason == signal.reason);
+        while same(&load.borrow()) && self.should_stop().is_none() {
             tokio::select! {
                 _ = load.changed() => {}
-                () = tokio::time::sleep(self.ctx.lease / 3) => {}
+                () = tokio::time::sleep(self.recheck()) => {}
                 () = self.ctx.shutdown.requested() => {}
             }
             if !self.keep_lease(range).await? {
@@ -219,6 +225,12 @@ impl Worker<'_, '_> {
             )
             .await;
         Ok(())
+    }
+
+    /// How often a wait on a signal looks again at its lease and its deadline: a steady
+    /// signal sends no change to wake on, and a run limit must end the wait in time.
+    fn recheck(&self) -> Duration {
+        (self.ctx.lease / 3).min(Duration::from_secs(1))
     }
 
     /// A wait that needs no lease (a pause, a backoff before a retry).
