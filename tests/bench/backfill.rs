@@ -20,14 +20,7 @@ const BATCH: i64 = 10_000;
 const ROUNDS: usize = 3;
 
 async fn table(db: &TestDb, rows: i64) {
-    db.exec(&format!(
-        "CREATE TABLE t (id bigint PRIMARY KEY, a int NOT NULL, b text);
-         INSERT INTO t (id, a) SELECT g, g FROM generate_series(1, {rows}) g;"
-    ))
-    .await;
-    // Each on its own: VACUUM cannot run in the implicit transaction of a multi-statement query.
-    db.exec("VACUUM ANALYZE t").await;
-    db.exec("CHECKPOINT").await;
+    db.bench_table(rows).await;
 }
 
 fn psql(db: &TestDb) -> Command {

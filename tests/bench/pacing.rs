@@ -113,13 +113,7 @@ fn alone(url: &str) -> Load {
 async fn fresh_table(db: &TestDb) {
     db.exec("DROP SCHEMA IF EXISTS sluice CASCADE; DROP TABLE IF EXISTS t")
         .await;
-    db.exec(&format!(
-        "CREATE TABLE t (id bigint PRIMARY KEY, a int NOT NULL, b text);
-         INSERT INTO t (id, a) SELECT g, g FROM generate_series(1, {ROWS}) g;"
-    ))
-    .await;
-    db.exec("VACUUM ANALYZE t").await;
-    db.exec("CHECKPOINT").await;
+    db.bench_table(ROWS).await;
 }
 
 fn spec(dir: &Path, extra: &str) -> std::path::PathBuf {

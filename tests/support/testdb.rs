@@ -75,6 +75,20 @@ impl TestDb {
     }
 
     /// Runs SQL (several statements allowed) and panics with the error if it fails.
+    /// The benchmarks' table: `t (id bigint primary key, a int, b text)` with `rows` rows,
+    /// `b` empty, vacuumed, analysed and checkpointed, so each method starts alike.
+    pub async fn bench_table(&self, rows: i64) {
+        self.exec(&format!(
+            "CREATE TABLE t (id bigint PRIMARY KEY, a int NOT NULL, b text);
+             INSERT INTO t (id, a) SELECT g, g FROM generate_series(1, {rows}) g;"
+        ))
+        .await;
+        // Each on its own: VACUUM cannot run in the implicit transaction of a multi-statement
+        // query.
+        self.exec("VACUUM ANALYZE t").await;
+        self.exec("CHECKPOINT").await;
+    }
+
     pub async fn exec(&self, sql: &str) {
         let mut connection = self.connect().await;
         sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
