@@ -8,7 +8,6 @@
 //! `cargo bench -p sluice-tests --bench backfill -- workers` instead measures one process with
 //! 1, 2 and 4 workers on the same table.
 
-use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,19 +20,6 @@ const ROUNDS: usize = 3;
 
 async fn table(db: &TestDb, rows: i64) {
     db.bench_table(rows).await;
-}
-
-fn psql(db: &TestDb) -> Command {
-    let mut command = Command::new("psql");
-    command.args([
-        "--quiet",
-        "--no-psqlrc",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-d",
-        &db.url,
-    ]);
-    command
 }
 
 fn timed(command: &mut Command) -> Duration {
@@ -159,15 +145,7 @@ async fn main() {
     }
     let work = tempfile::tempdir().unwrap();
     let loop_file = work.path().join("loop.sql");
-    let mut script = String::new();
-    for start in (0..ROWS).step_by(usize::try_from(BATCH).unwrap()) {
-        let _ = writeln!(
-            script,
-            "UPDATE t SET b = md5(a::text) WHERE id > {start} AND id <= {};",
-            start + BATCH
-        );
-    }
-    std::fs::write(&loop_file, script).unwrap();
+    sluice_tests::write_loop_script(&loop_file, ROWS, BATCH);
 
     let (mut plain, mut looped, mut ours) = (Vec::new(), Vec::new(), Vec::new());
     let mut longest = Vec::new();
@@ -177,13 +155,13 @@ async fn main() {
         let db = TestDb::new().await;
         table(&db, ROWS).await;
         plain.push(timed(
-            psql(&db).args(["-c", "UPDATE t SET b = md5(a::text)"]),
+            db.psql().args(["-c", "UPDATE t SET b = md5(a::text)"]),
         ));
         drop(db);
 
         let db = TestDb::new().await;
         table(&db, ROWS).await;
-        looped.push(timed(psql(&db).arg("-f").arg(&loop_file)));
+        looped.push(timed(db.psql().arg("-f").arg(&loop_file)));
         drop(db);
 
         let db = TestDb::new().await;

@@ -248,15 +248,7 @@ async fn main() {
     eprintln!("idle server...");
     let mut idle = String::new();
     let loop_file = work.path().join("loop.sql");
-    let mut script = String::new();
-    for start in (0..ROWS).step_by(10_000) {
-        let _ = writeln!(
-            script,
-            "UPDATE t SET b = md5(a::text) WHERE id > {start} AND id <= {};",
-            start + 10_000
-        );
-    }
-    std::fs::write(&loop_file, script).unwrap();
+    sluice_tests::write_loop_script(&loop_file, ROWS, 10_000);
     let (mut ours, mut looped) = (0.0_f64, 0.0_f64);
     for _ in 0..2 {
         fresh_table(&db).await;
@@ -264,19 +256,7 @@ async fn main() {
         ours = ours.max(per_second(rows, took));
         fresh_table(&db).await;
         let started = Instant::now();
-        let psql = Command::new("psql")
-            .args([
-                "--quiet",
-                "--no-psqlrc",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &db.url,
-                "-f",
-            ])
-            .arg(&loop_file)
-            .output()
-            .unwrap();
+        let psql = db.psql().arg("-f").arg(&loop_file).output().unwrap();
         assert!(psql.status.success(), "psql loop failed");
         looped = looped.max(per_second(ROWS, started.elapsed()));
     }

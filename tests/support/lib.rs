@@ -20,3 +20,19 @@ pub use testdb::TestDb;
 pub fn server() -> &'static Server {
     sluice_throwaway::server("sluice tests")
 }
+
+/// A hand-written backfill of [`TestDb::bench_table`] for the benchmarks to compare with: one
+/// `UPDATE` per `batch`-key range, each committed on its own (psql's autocommit), written to
+/// `path`.
+pub fn write_loop_script(path: &std::path::Path, rows: i64, batch: i64) {
+    let script: String = (0..rows)
+        .step_by(usize::try_from(batch).expect("a positive batch"))
+        .map(|start| {
+            format!(
+                "UPDATE t SET b = md5(a::text) WHERE id > {start} AND id <= {};\n",
+                start + batch
+            )
+        })
+        .collect();
+    std::fs::write(path, script).expect("write the loop script");
+}

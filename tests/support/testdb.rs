@@ -89,6 +89,20 @@ impl TestDb {
         self.exec("CHECKPOINT").await;
     }
 
+    /// `psql` on this database: quiet, no psqlrc, stopping at the first error.
+    pub fn psql(&self) -> std::process::Command {
+        let mut command = std::process::Command::new("psql");
+        command.args([
+            "--quiet",
+            "--no-psqlrc",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &self.url,
+        ]);
+        command
+    }
+
     pub async fn exec(&self, sql: &str) {
         let mut connection = self.connect().await;
         sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))

@@ -20,11 +20,23 @@ use crate::state::Jobs;
 
 /// Other sessions at work: client sessions running a statement, or inside a transaction that
 /// moved in the last second (a session left idle in a transaction is not a workload); none of
-/// sluice's own. In the same statement as `txid_current()`, so one round trip is the probe.
-const PROBE: &str = "SELECT txid_current(), count(*) FROM pg_stat_activity
-     WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-       AND application_name NOT LIKE 'sluice%'
-       AND (state = 'active' OR (state LIKE 'idle in transaction%' AND state_change > now() - interval '1 second'))";
+/// sluice's own.
+macro_rules! others_at_work {
+    () => {
+        "FROM pg_stat_activity
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+           AND application_name NOT LIKE 'sluice%'
+           AND (state = 'active' OR (state LIKE 'idle in transaction%' AND state_change > now() - interval '1 second'))"
+    };
+}
+
+/// The probe: `txid_current()` makes its transaction write a commit record and wait for its
+/// flush, as an application's commit does; one round trip with the count of others.
+const PROBE: &str = concat!("SELECT txid_current(), count(*) ", others_at_work!());
+
+/// The probe while the job is alone: only the count of others. Its latency is not used then,
+/// and a commit (a WAL flush) 20 times a second would slow the job's own commits.
+const LOOK: &str = concat!("SELECT 0::int8, count(*) ", others_at_work!());
 
 /// How often the pace is written to the job's row for `status`.
 const RECORD_EVERY: Duration = Duration::from_secs(5);
@@ -153,7 +165,12 @@ async fn read_once(
         // A quiet sample is one taken while the workers wait and no batch of theirs runs.
         let quiet = link.pace.borrow().holds() && link.in_flight.load(Ordering::SeqCst) == 0;
         let started = Instant::now();
-        let (_, others): (i64, i64) = sqlx::query_as(PROBE).fetch_one(&mut *conn).await?;
+        let alone = matches!(
+            link.pace.borrow().state,
+            PaceState::Alone | PaceState::Starting
+        );
+        let query = if alone { LOOK } else { PROBE };
+        let (_, others): (i64, i64) = sqlx::query_as(query).fetch_one(&mut *conn).await?;
         let latency = started.elapsed();
         let quiet = quiet && link.in_flight.load(Ordering::SeqCst) == 0;
         controller.observe(Sample {
