@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use sluice_common::db::{self, ConnectSettings};
+use sluice_common::db::{self, ConnectSettings, Endpoint};
 use sluice_common::redact::SecretUrl;
 use sluice_common::retry::classify;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -91,7 +91,7 @@ pub async fn check_replicas(
     }
     for url in replicas {
         let settings = ConnectSettings {
-            url: url.clone(),
+            endpoint: Endpoint::Url(url.clone()),
             application_name: "sluice-backfill lag".to_owned(),
             connect_timeout: connect.connect_timeout.min(Duration::from_secs(10)),
             ..connect.clone()

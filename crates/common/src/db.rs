@@ -4,7 +4,9 @@
 //! starting up or is full), with backoff and a bound; a wrong password or an unknown database
 //! fails at once with a message that says what to fix. No message carries the password.
 
+use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
@@ -65,10 +67,55 @@ impl DbError {
     }
 }
 
+/// Where to connect.
+#[derive(Clone)]
+pub enum Endpoint {
+    /// A URL from a flag, the environment or `sluice.toml`.
+    Url(SecretUrl),
+    /// The options of an application's own pool ([`PgPool::connect_options`]): sluice opens
+    /// connections of its own with them, so its session settings and advisory locks never reach
+    /// the application's connections.
+    Options(Arc<PgConnectOptions>),
+}
+
+impl Endpoint {
+    /// The URL, when there is one: tools that take a URL (`pg_dump`, scratch databases) need it.
+    pub fn url(&self) -> Option<&SecretUrl> {
+        match self {
+            Self::Url(url) => Some(url),
+            Self::Options(_) => None,
+        }
+    }
+
+    /// `text` with the URL's password masked (options carry no text to mask).
+    pub fn scrub(&self, text: &str) -> String {
+        match self {
+            Self::Url(url) => scrub(text, url.expose()),
+            Self::Options(_) => text.to_owned(),
+        }
+    }
+}
+
+/// Never the password: a URL prints redacted, options print only where they lead.
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Url(url) => fmt::Debug::fmt(url, f),
+            Self::Options(options) => write!(
+                f,
+                "Options(user {:?} at {} database {:?})",
+                options.get_username(),
+                describe_target(options),
+                options.get_database()
+            ),
+        }
+    }
+}
+
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct ConnectSettings {
-    pub url: SecretUrl,
+    pub endpoint: Endpoint,
     /// Shown in `pg_stat_activity`, so an operator can tell who holds a lock.
     pub application_name: String,
     /// Longest wait for one connection attempt.
@@ -82,8 +129,18 @@ pub struct ConnectSettings {
 
 impl ConnectSettings {
     pub fn new(url: SecretUrl, application_name: &str) -> Self {
+        Self::to(Endpoint::Url(url), application_name)
+    }
+
+    /// Settings that connect with `options`, e.g. an application pool's
+    /// ([`PgPool::connect_options`]).
+    pub fn with_options(options: Arc<PgConnectOptions>, application_name: &str) -> Self {
+        Self::to(Endpoint::Options(options), application_name)
+    }
+
+    fn to(endpoint: Endpoint, application_name: &str) -> Self {
         Self {
-            url,
+            endpoint,
             application_name: application_name.to_owned(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             attempts: DEFAULT_CONNECT_ATTEMPTS,
@@ -108,11 +165,15 @@ impl ConnectSettings {
 
     /// Parsed driver options, with sluice's session defaults.
     pub fn options(&self) -> Result<PgConnectOptions, DbError> {
-        let url = self.url.expose();
+        let url = match &self.endpoint {
+            Endpoint::Url(url) => url,
+            Endpoint::Options(options) => return Ok(self.defaults_for(options)),
+        };
         let invalid = |reason: String| DbError::InvalidUrl {
-            url: self.url.redacted(),
+            url: url.redacted(),
             reason,
         };
+        let url = url.expose();
         check_url_shape(url).map_err(invalid)?;
         let mut options =
             PgConnectOptions::from_str(url).map_err(|e| invalid(scrub(&e.to_string(), url)))?;
@@ -123,11 +184,24 @@ impl ConnectSettings {
         Ok(options.disable_statement_logging())
     }
 
+    /// An application's options, named as sluice's sessions unless the application named them.
+    fn defaults_for(&self, options: &PgConnectOptions) -> PgConnectOptions {
+        // sluice logs what it runs itself, as for a URL.
+        let options = options.clone().disable_statement_logging();
+        match options.get_application_name() {
+            Some(_) => options,
+            None => options.application_name(&self.application_name),
+        }
+    }
+
     /// `host:port`, or the socket path: where we are trying to connect, for messages.
     pub fn target(&self) -> String {
         match self.options() {
             Ok(options) => describe_target(&options),
-            Err(_) => self.url.redacted(),
+            Err(_) => match &self.endpoint {
+                Endpoint::Url(url) => url.redacted(),
+                Endpoint::Options(options) => describe_target(options),
+            },
         }
     }
 }
@@ -225,7 +299,7 @@ pub async fn pool(settings: &ConnectSettings, max_connections: u32) -> Result<Pg
         .await
         .map_err(|e| DbError::Connect {
             target: settings.target(),
-            reason: scrub(&explain(&e), settings.url.expose()),
+            reason: settings.endpoint.scrub(&explain(&e)),
         })?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
@@ -255,7 +329,7 @@ fn classify_connect_error(
     options: &PgConnectOptions,
     target: &str,
 ) -> Failure {
-    let reason = scrub(&explain(error), settings.url.expose());
+    let reason = settings.endpoint.scrub(&explain(error));
     match error {
         sqlx::Error::Io(_) => Failure::Transient(reason, HINT_UNREACHABLE),
         sqlx::Error::Database(db) => match db.code().as_deref() {

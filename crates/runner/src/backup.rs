@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sluice_common::db::ConnectSettings;
-use sluice_common::redact::scrub;
 
 /// Where backups go and which programs take and check them.
 #[derive(Debug, Clone)]
@@ -35,6 +34,11 @@ pub enum BackupError {
     },
     #[error("{} failed, so nothing was applied: {}", .0.program, .0.message)]
     Tool(ToolFailure),
+    #[error(
+        "a backup runs pg_dump, which needs a database URL; these settings carry connection \
+         options only, so nothing was applied"
+    )]
+    NoUrl,
 }
 
 /// A PostgreSQL client program that could not run or exited non-zero, with its scrubbed
@@ -54,7 +58,8 @@ pub async fn take(
         dir: settings.dir.clone(),
         source,
     })?;
-    let (url, password) = without_password(connect.url.expose());
+    let url = connect.endpoint.url().ok_or(BackupError::NoUrl)?;
+    let (url, password) = without_password(url.expose());
     let database = url::Url::parse(&url)
         .ok()
         .map(|u| u.path().trim_start_matches('/').to_owned())
@@ -155,10 +160,9 @@ pub(crate) async fn run(
     }
     Err(ToolFailure {
         program: name,
-        message: scrub(
-            String::from_utf8_lossy(&output.stderr).trim(),
-            connect.url.expose(),
-        ),
+        message: connect
+            .endpoint
+            .scrub(String::from_utf8_lossy(&output.stderr).trim()),
     })
 }
 

@@ -91,11 +91,16 @@ impl Migrator {
     /// Loads and checks the migration files.
     pub fn load(settings: RunnerSettings) -> Result<Self, RunnerError> {
         let files = source::load(&settings.migrations_dir)?;
-        Ok(Self {
+        Ok(Self::with_migrations(settings, files))
+    }
+
+    /// A migrator of migrations loaded elsewhere (embedded into a binary: [`source::load_files`]).
+    pub fn with_migrations(settings: RunnerSettings, files: Vec<Migration>) -> Self {
+        Self {
             history: History::new(settings.schema.clone()),
             settings,
             files,
-        })
+        }
     }
 
     pub fn files(&self) -> &[Migration] {

@@ -49,7 +49,16 @@ pub async fn dump(
     sluice_schema: &Ident,
     settings: &DumpSettings,
 ) -> Result<u64, DumpError> {
-    let (url, password) = backup::without_password(connect.url.expose());
+    let url = connect.endpoint.url().ok_or_else(|| DumpError::Tool {
+        path: settings.path.clone(),
+        failure: ToolFailure {
+            program: settings.pg_dump.display().to_string(),
+            message: "pg_dump needs a database URL, and these settings carry connection options \
+                      only"
+                .to_owned(),
+        },
+    })?;
+    let (url, password) = backup::without_password(url.expose());
     let mut command = tokio::process::Command::new(&settings.pg_dump);
     command
         .arg("--schema-only")

@@ -1,7 +1,7 @@
 //! A scratch database beside the configured one, for `roundtrip` and `drift`: created with a
 //! unique name on the same server, dropped by its owner when done.
 
-use sluice_common::db::{self, ConnectSettings, DbError};
+use sluice_common::db::{self, ConnectSettings, DbError, Endpoint};
 use sluice_common::redact::SecretUrl;
 use sluice_common::{exit, scratch};
 use sqlx::{Connection, PgConnection};
@@ -43,13 +43,14 @@ pub struct Scratch {
 impl Scratch {
     pub async fn create(settings: &RunnerSettings, purpose: &str) -> Result<Self, ScratchError> {
         let name = scratch::unique_name(purpose);
-        let url =
-            scratch::url_with_database(settings.connect.url.expose(), &name).map_err(|reason| {
-                ScratchError::NotAUrl {
-                    purpose: purpose.to_owned(),
-                    reason,
-                }
-            })?;
+        let not_a_url = |reason: String| ScratchError::NotAUrl {
+            purpose: purpose.to_owned(),
+            reason,
+        };
+        let base = settings.connect.endpoint.url().ok_or_else(|| {
+            not_a_url("these settings carry connection options, not a URL".to_owned())
+        })?;
+        let url = scratch::url_with_database(base.expose(), &name).map_err(not_a_url)?;
         let mut admin = db::connect(&settings.connect).await?;
         scratch::create_database(&mut admin, &name)
             .await
@@ -59,7 +60,7 @@ impl Scratch {
             })?;
         let settings = RunnerSettings {
             connect: ConnectSettings {
-                url: SecretUrl::new(url),
+                endpoint: Endpoint::Url(SecretUrl::new(url)),
                 ..settings.connect.clone()
             },
             lint_gate: false,

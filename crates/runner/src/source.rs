@@ -102,29 +102,77 @@ const EXPECTED_DIRECTORY: &str = "expected a diesel migration directory \
      <version>_<name>/ holding up.sql (and down.sql), where <version> is digits, dashes allowed \
      (2024-01-31-120000)";
 
-/// A diesel migration directory: `<version>_<name>/up.sql` and optionally `down.sql`.
-/// Directories that hold no SQL at all (a `k8s/` folder) are skipped.
-fn parse_directory(path: &Path, dir_name: &str) -> Result<Vec<(FileName, PathBuf)>, String> {
-    let (up, down) = (path.join("up.sql"), path.join("down.sql"));
-    if !up.is_file() {
-        return if down.is_file() {
+/// A file of a migrations directory as sluice reads it, from disk or embedded into a binary at
+/// compile time: its path relative to the directory (`/` between parts) and its text.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceFile<'a> {
+    pub path: &'a str,
+    pub text: &'a str,
+}
+
+/// The files of a diesel migration directory that sluice reads.
+pub const DIESEL_FILES: [&str; 3] = ["up.sql", "down.sql", "metadata.toml"];
+
+/// Whether sluice reads the file at `relative` (`/`-separated) in a migrations directory:
+/// `*.sql` at the top, and diesel's files one directory down. Hidden entries are skipped.
+pub fn is_read(relative: &str) -> bool {
+    let parts: Vec<&str> = relative.split('/').collect();
+    if parts.iter().any(|p| p.starts_with('.') || p.is_empty()) {
+        return false;
+    }
+    match parts.as_slice() {
+        [file] => file.ends_with(".sql"),
+        [_, file] => DIESEL_FILES.contains(file),
+        _ => false,
+    }
+}
+
+/// A file taken apart and read, with what decides how it runs.
+#[derive(Debug)]
+struct Found {
+    name: FileName,
+    path: PathBuf,
+    text: String,
+    /// diesel's `metadata.toml` beside an `up.sql`: its path and text.
+    metadata: Option<(PathBuf, String)>,
+}
+
+/// A diesel migration directory, `<version>_<name>/up.sql` and optionally `down.sql`, from its
+/// files (by name). Directories that hold no SQL at all (a `k8s/` folder) are skipped.
+fn parse_directory(
+    root: &Path,
+    dir_name: &str,
+    mut files: BTreeMap<&str, &str>,
+) -> Result<Vec<Found>, String> {
+    let Some(up) = files.remove("up.sql") else {
+        return if files.contains_key("down.sql") {
             Err(format!(
                 "{dir_name}/down.sql: a down file without its up file; expected up.sql beside it"
             ))
         } else {
             Ok(Vec::new())
         };
-    }
-    let (version, version_text, name) = parse_directory_name(dir_name)?;
-    let named = |direction| FileName {
-        version,
-        version_text: version_text.to_owned(),
-        name: name.to_owned(),
-        direction,
     };
-    let mut found = vec![(named(Direction::Up), up)];
-    if down.is_file() {
-        found.push((named(Direction::Down), down));
+    let (version, version_text, name) = parse_directory_name(dir_name)?;
+    let dir = root.join(dir_name);
+    let named = |direction, file: &str, text: &str| Found {
+        name: FileName {
+            version,
+            version_text: version_text.to_owned(),
+            name: name.to_owned(),
+            direction,
+        },
+        path: dir.join(file),
+        text: text.to_owned(),
+        metadata: None,
+    };
+    let mut up = named(Direction::Up, "up.sql", up);
+    up.metadata = files
+        .get("metadata.toml")
+        .map(|text| (dir.join("metadata.toml"), (*text).to_owned()));
+    let mut found = vec![up];
+    if let Some(down) = files.get("down.sql") {
+        found.push(named(Direction::Down, "down.sql", down));
     }
     Ok(found)
 }
@@ -165,19 +213,13 @@ fn dashed_without_underscore(dir_name: &str) -> Option<(&str, &str)> {
 /// diesel marks a migration that must run outside a transaction with `run_in_transaction =
 /// false` in its directory's `metadata.toml`: for sluice that is the same as a
 /// `-- sluice:no-transaction` directive, so the file runs as diesel ran it, unedited.
-fn diesel_runs_outside_a_transaction(up_path: &Path) -> Result<bool, String> {
-    let Some(dir) = up_path.parent().filter(|_| up_path.ends_with("up.sql")) else {
+fn diesel_runs_outside_a_transaction(metadata: Option<&(PathBuf, String)>) -> Result<bool, String> {
+    let Some((path, text)) = metadata else {
         return Ok(false);
     };
-    let Ok(text) = std::fs::read_to_string(dir.join("metadata.toml")) else {
-        return Ok(false);
-    };
-    let metadata: toml::Table = text.parse().map_err(|e| {
-        format!(
-            "{}: not valid TOML: {e}",
-            dir.join("metadata.toml").display()
-        )
-    })?;
+    let metadata: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: not valid TOML: {e}", path.display()))?;
     Ok(metadata.get("run_in_transaction") == Some(&toml::Value::Boolean(false)))
 }
 
@@ -208,38 +250,29 @@ pub fn analyse<'a>(scripts: impl IntoIterator<Item = &'a Script>) -> Result<(), 
 /// Loads every migration in `dir`, sorted by version: names, pairs, directives and
 /// checksums. Statements are split later, only for files about to run ([`analyse`]).
 pub fn load(dir: &Path) -> Result<Vec<Migration>, SourceError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| SourceError {
-        problems: vec![format!(
-            "cannot read the migrations directory {}: {e}; create it (sluice new <name>) or \
-             point --migrations at yours",
-            dir.display()
-        )],
-    })?;
+    let (files, mut problems) = read_dir(dir)?;
+    let files: Vec<SourceFile<'_>> = files
+        .iter()
+        .map(|(path, text)| SourceFile { path, text })
+        .collect();
+    let migrations = assemble(dir, &files, &mut problems);
+    finish(migrations, problems)
+}
+
+/// Loads migrations from files that were read elsewhere, e.g. embedded into a binary at
+/// compile time: the same names, pairs, directives and checksums as [`load`] finds in a
+/// directory holding these files. `root` names the directory in messages and paths.
+pub fn load_files(root: &Path, files: &[SourceFile<'_>]) -> Result<Vec<Migration>, SourceError> {
+    let files: Vec<SourceFile<'_>> = files.iter().copied().filter(|f| is_read(f.path)).collect();
     let mut problems = Vec::new();
-    let mut files: Vec<(FileName, PathBuf)> = Vec::new();
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    paths.sort();
-    for path in paths {
-        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if file_name.starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            match parse_directory(&path, file_name) {
-                Ok(found) => files.extend(found),
-                Err(problem) => problems.push(format!("{}: {}", dir.display(), problem)),
-            }
-            continue;
-        }
-        match parse_file_name(file_name) {
-            Ok(Some(parsed)) => files.push((parsed, path)),
-            Ok(None) => {}
-            Err(problem) => problems.push(format!("{}: {}", dir.display(), problem)),
-        }
-    }
-    let migrations = assemble(files, &mut problems);
+    let migrations = assemble(root, &files, &mut problems);
+    finish(migrations, problems)
+}
+
+fn finish(
+    migrations: Vec<Migration>,
+    problems: Vec<String>,
+) -> Result<Vec<Migration>, SourceError> {
     if problems.is_empty() {
         Ok(migrations)
     } else {
@@ -247,14 +280,86 @@ pub fn load(dir: &Path) -> Result<Vec<Migration>, SourceError> {
     }
 }
 
+/// Files read from disk: relative path and text.
+type ReadFiles = Vec<(String, String)>;
+
+/// The files of `dir` that sluice reads ([`is_read`]), by relative path, with the problems of
+/// those that cannot be read.
+fn read_dir(dir: &Path) -> Result<(ReadFiles, Vec<String>), SourceError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| SourceError {
+        problems: vec![format!(
+            "cannot read the migrations directory {}: {e}; create it (sluice new <name>) or \
+             point --migrations at yours",
+            dir.display()
+        )],
+    })?;
+    let mut candidates = Vec::new();
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if entry.path().is_dir() {
+            candidates.extend(DIESEL_FILES.iter().map(|f| format!("{name}/{f}")));
+        } else {
+            candidates.push(name);
+        }
+    }
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for relative in candidates.into_iter().filter(|r| is_read(r)) {
+        let path = dir.join(&relative);
+        if !path.is_file() {
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => files.push((relative, text)),
+            Err(e) => problems.push(format!("{}: cannot read: {e}", path.display())),
+        }
+    }
+    Ok((files, problems))
+}
+
+/// Takes every file's name apart, pairs up and down files by version and parses them.
+fn assemble(root: &Path, files: &[SourceFile<'_>], problems: &mut Vec<String>) -> Vec<Migration> {
+    let mut top: Vec<&SourceFile<'_>> = Vec::new();
+    let mut dirs: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
+    for file in files {
+        match file.path.split_once('/') {
+            Some((dir, name)) => {
+                dirs.entry(dir).or_default().insert(name, file.text);
+            }
+            None => top.push(file),
+        }
+    }
+    top.sort_by_key(|f| f.path);
+    let mut found: Vec<Found> = Vec::new();
+    for (dir, files) in dirs {
+        match parse_directory(root, dir, files) {
+            Ok(files) => found.extend(files),
+            Err(problem) => problems.push(format!("{}: {}", root.display(), problem)),
+        }
+    }
+    for file in top {
+        match parse_file_name(file.path) {
+            Ok(Some(name)) => found.push(Found {
+                name,
+                path: root.join(file.path),
+                text: file.text.to_owned(),
+                metadata: None,
+            }),
+            Ok(None) => {}
+            Err(problem) => problems.push(format!("{}: {}", root.display(), problem)),
+        }
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    pair_and_build(found, problems)
+}
+
 /// Pairs up and down files by version and parses them.
-fn assemble(files: Vec<(FileName, PathBuf)>, problems: &mut Vec<String>) -> Vec<Migration> {
-    let mut by_version: BTreeMap<Version, Vec<(FileName, PathBuf)>> = BTreeMap::new();
-    for (name, path) in files {
-        by_version
-            .entry(name.version)
-            .or_default()
-            .push((name, path));
+fn pair_and_build(files: Vec<Found>, problems: &mut Vec<String>) -> Vec<Migration> {
+    let mut by_version: BTreeMap<Version, Vec<Found>> = BTreeMap::new();
+    for file in files {
+        by_version.entry(file.name.version).or_default().push(file);
     }
     by_version
         .into_values()
@@ -268,17 +373,15 @@ fn assemble(files: Vec<(FileName, PathBuf)>, problems: &mut Vec<String>) -> Vec<
         .collect()
 }
 
-type Named = (FileName, PathBuf);
-
 /// One up file and at most one down file with the same name.
-fn pair(group: Vec<Named>) -> Result<(Named, Option<Named>), String> {
-    let (downs, ups): (Vec<Named>, Vec<Named>) = group
+fn pair(group: Vec<Found>) -> Result<(Found, Option<Found>), String> {
+    let (downs, ups): (Vec<Found>, Vec<Found>) = group
         .into_iter()
-        .partition(|(n, _)| n.direction == Direction::Down);
-    let show = |files: &[Named]| {
+        .partition(|f| f.name.direction == Direction::Down);
+    let show = |files: &[Found]| {
         files
             .iter()
-            .map(|(_, p)| p.display().to_string())
+            .map(|f| f.path.display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -286,7 +389,7 @@ fn pair(group: Vec<Named>) -> Result<(Named, Option<Named>), String> {
         return Err(format!(
             "{}: several migrations have version {}; versions must be unique",
             show(&ups),
-            ups[0].0.version_text
+            ups[0].name.version_text
         ));
     }
     if downs.len() > 1 {
@@ -297,29 +400,30 @@ fn pair(group: Vec<Named>) -> Result<(Named, Option<Named>), String> {
     }
     let down = downs.into_iter().next();
     let Some(up) = ups.into_iter().next() else {
-        let (_, path) = down.expect("a group is never empty");
+        let down = down.expect("a group is never empty");
         return Err(format!(
             "{}: a down file without its up file; expected the matching .up.sql beside it",
-            path.display()
+            down.path.display()
         ));
     };
-    if let Some((down_name, down_path)) = &down {
-        if up.0.direction == Direction::Plain {
+    if let Some(down) = &down {
+        if up.name.direction == Direction::Plain {
             return Err(format!(
                 "{}: a down file for {}, which is not an .up.sql file; rename it to {}.up.sql",
-                down_path.display(),
-                up.1.display(),
-                up.1.file_stem()
+                down.path.display(),
+                up.path.display(),
+                up.path
+                    .file_stem()
                     .and_then(|s| s.to_str())
                     .unwrap_or_default()
             ));
         }
         // golang-migrate pairs by version alone (`64_add_flags.up.sql` with
         // `64_drop_flags.down.sql`); the migration is named after its up file.
-        if down_name.name != up.0.name {
+        if down.name.name != up.name.name {
             tracing::debug!(
-                up = %up.1.display(),
-                down = %down_path.display(),
+                up = %up.path.display(),
+                down = %down.path.display(),
                 "paired by version: the down file's name differs from the up file's"
             );
         }
@@ -327,13 +431,13 @@ fn pair(group: Vec<Named>) -> Result<(Named, Option<Named>), String> {
     Ok((up, down))
 }
 
-fn build(up: Named, down: Option<Named>, problems: &mut Vec<String>) -> Option<Migration> {
-    let mut up_script = read_script(&up.1, problems)?;
+fn build(up: Found, down: Option<Found>, problems: &mut Vec<String>) -> Option<Migration> {
+    let mut up_script = parse_script(&up, problems)?;
     let mut down_script = match &down {
-        Some((_, path)) => Some(read_script(path, problems)?),
+        Some(found) => Some(parse_script(found, problems)?),
         None => None,
     };
-    match diesel_runs_outside_a_transaction(&up.1) {
+    match diesel_runs_outside_a_transaction(up.metadata.as_ref()) {
         Ok(true) => {
             up_script.directives.no_transaction = true;
             if let Some(down) = &mut down_script {
@@ -347,23 +451,16 @@ fn build(up: Named, down: Option<Named>, problems: &mut Vec<String>) -> Option<M
         }
     }
     Some(Migration {
-        version: up.0.version,
-        version_text: up.0.version_text,
-        name: up.0.name,
+        version: up.name.version,
+        version_text: up.name.version_text,
+        name: up.name.name,
         up: up_script,
         down: down_script,
     })
 }
 
-fn read_script(path: &Path, problems: &mut Vec<String>) -> Option<Script> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) => {
-            problems.push(format!("{}: cannot read: {e}", path.display()));
-            return None;
-        }
-    };
-    Script::parse(path, &text)
+fn parse_script(found: &Found, problems: &mut Vec<String>) -> Option<Script> {
+    Script::parse(&found.path, &found.text)
         .map_err(|e: ScriptError| problems.push(e.to_string()))
         .ok()
 }
@@ -574,6 +671,91 @@ mod tests {
         std::fs::remove_dir_all(dir.path().join("0002_orphan")).unwrap();
         let migrations = load_checked(dir.path()).unwrap();
         assert!(migrations[0].up.directives.no_transaction);
+    }
+
+    #[test]
+    fn reads_top_level_sql_and_diesel_files_only() {
+        for read in ["0001_a.sql", "2024-01-31_x/up.sql", "0002_b/metadata.toml"] {
+            assert!(is_read(read), "{read}");
+        }
+        for skipped in [
+            "README.md",
+            ".0001_hidden.sql",
+            ".git/up.sql",
+            "k8s/job.yaml",
+            "a/b/up.sql",
+            "0001_a/notes.sql",
+        ] {
+            assert!(!is_read(skipped), "{skipped}");
+        }
+    }
+
+    #[test]
+    fn files_read_elsewhere_load_as_the_directory_does() {
+        let dir = dir_with(&[
+            ("0001_a.up.sql", "CREATE TABLE a (id int);\r\n"),
+            ("0001_a.down.sql", "DROP TABLE a;"),
+            (
+                "0003_c.sql",
+                "-- sluice:no-transaction\nCREATE INDEX CONCURRENTLY i ON a (id);",
+            ),
+            ("notes.txt", "not read"),
+        ]);
+        diesel_dir(
+            dir.path(),
+            "2024-01-31-120000_d",
+            &[
+                ("up.sql", "SELECT 1;"),
+                ("metadata.toml", "run_in_transaction = false\n"),
+            ],
+        );
+        let from_disk = load(dir.path()).unwrap();
+        let files = [
+            ("0001_a.up.sql", "CREATE TABLE a (id int);\r\n"),
+            ("0001_a.down.sql", "DROP TABLE a;"),
+            (
+                "0003_c.sql",
+                "-- sluice:no-transaction\nCREATE INDEX CONCURRENTLY i ON a (id);",
+            ),
+            ("notes.txt", "not read"),
+            ("2024-01-31-120000_d/up.sql", "SELECT 1;"),
+            (
+                "2024-01-31-120000_d/metadata.toml",
+                "run_in_transaction = false\n",
+            ),
+        ]
+        .map(|(path, text)| SourceFile { path, text });
+        let embedded = load_files(dir.path(), &files).unwrap();
+        let summary = |ms: &[Migration]| -> Vec<(String, String, bool, Option<String>, PathBuf)> {
+            ms.iter()
+                .map(|m| {
+                    (
+                        m.id(),
+                        m.up.checksum.clone(),
+                        m.up.directives.no_transaction,
+                        m.down.as_ref().map(|d| d.checksum.clone()),
+                        m.up.path.clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(summary(&embedded), summary(&from_disk));
+        assert_eq!(embedded.len(), 3);
+        assert!(
+            embedded[2].up.directives.no_transaction,
+            "diesel metadata read"
+        );
+        let bad = [SourceFile {
+            path: "0001_x.down.sql",
+            text: "SELECT 1;",
+        }];
+        let text = load_files(Path::new("migrations"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("migrations/0001_x.down.sql: a down file without"),
+            "{text}"
+        );
     }
 
     #[test]
