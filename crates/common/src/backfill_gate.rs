@@ -235,6 +235,19 @@ pub fn throughput(rows: f64, worker_seconds: f64, workers: i64) -> Option<f64> {
     (worker_seconds > 0.0 && rows > 0.0).then(|| rows / worker_seconds * workers)
 }
 
+/// A backfill job a migration waits for, with its progress (`None`: it never ran).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedGate {
+    pub job: String,
+    pub status: Option<GateStatus>,
+}
+
+impl fmt::Display for ClosedGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&gate_message(&self.job, self.status.as_ref()))
+    }
+}
+
 /// One sentence on why a gate is closed and what to run.
 pub fn gate_message(name: &str, status: Option<&GateStatus>) -> String {
     let Some(status) = status else {

@@ -15,7 +15,7 @@ use sluice_common::lock::{AdvisoryLock, DEFAULT_POLL_INTERVAL, LockRequest, lock
 use sluice_common::shutdown::Shutdown;
 use std::collections::{BTreeMap, BTreeSet};
 
-use sluice_common::backfill_gate::{self, Gate};
+use sluice_common::backfill_gate::{self, ClosedGate, Gate};
 use sqlx::{Connection, PgConnection};
 
 use crate::apply::{Session, open_migration_connection};
@@ -83,8 +83,8 @@ pub struct Migrator {
 pub struct Recorded {
     pub applied: Vec<Applied>,
     pub partial: Vec<Partial>,
-    /// Why each not-yet-applied gated migration is blocked, by version (none: open).
-    pub blocked: BTreeMap<Version, Vec<String>>,
+    /// The closed backfill gates of each not-yet-applied migration, by version (none: open).
+    pub blocked: BTreeMap<Version, Vec<ClosedGate>>,
 }
 
 impl Migrator {
@@ -132,22 +132,25 @@ impl Migrator {
         recorded
     }
 
-    /// Why `migration` may not run yet: one sentence per incomplete backfill job it requires.
+    /// Why `migration` may not run yet: the incomplete backfill jobs it requires.
     async fn closed_gates(
         &self,
         conn: &mut PgConnection,
         migration: &Migration,
-    ) -> Result<Vec<String>, RunnerError> {
-        let mut reasons = Vec::new();
+    ) -> Result<Vec<ClosedGate>, RunnerError> {
+        let mut closed = Vec::new();
         for job in &migration.up.directives.requires_backfill {
             let gate = backfill_gate::read_gate(conn, &self.settings.schema, job)
                 .await
                 .map_err(RunnerError::query(format!("reading backfill job {job}")))?;
             if let Gate::Closed(status) = gate {
-                reasons.push(backfill_gate::gate_message(job, status.as_ref()));
+                closed.push(ClosedGate {
+                    job: job.clone(),
+                    status,
+                });
             }
         }
-        Ok(reasons)
+        Ok(closed)
     }
 
     async fn read_history(&self, conn: &mut PgConnection) -> Result<Recorded, RunnerError> {
@@ -199,7 +202,7 @@ impl Migrator {
                 let migration = steps[at].migration;
                 return Err(RunnerError::Blocked {
                     migration: migration.id(),
-                    reasons: recorded.blocked[&migration.version].clone(),
+                    reasons: messages(&recorded.blocked[&migration.version]),
                     done: Vec::new(),
                 });
             }
@@ -477,11 +480,11 @@ impl Migrator {
                 });
             }
             if direction == Direction::Up {
-                let reasons = self.closed_gates(&mut session.conn, migration).await?;
-                if !reasons.is_empty() {
+                let closed = self.closed_gates(&mut session.conn, migration).await?;
+                if !closed.is_empty() {
                     return Err(RunnerError::Blocked {
                         migration: migration.id(),
-                        reasons,
+                        reasons: messages(&closed),
                         done: ids(&report),
                     });
                 }
@@ -530,6 +533,9 @@ impl Migrator {
         migrations: impl Iterator<Item = &'m Migration>,
         audit: Option<&mut PgConnection>,
     ) -> Result<(), RunnerError> {
+        if !self.settings.lint_gate {
+            return Ok(());
+        }
         // In file order, so that a table created by an earlier pending migration is known
         // to be empty when a later one constrains or indexes it.
         let dir = &self.settings.migrations_dir;
@@ -675,6 +681,10 @@ fn done(migration: &Migration, duration: Duration) -> Done {
         version: migration.version,
         duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
     }
+}
+
+fn messages(gates: &[ClosedGate]) -> Vec<String> {
+    gates.iter().map(ToString::to_string).collect()
 }
 
 fn ids(report: &Report) -> Vec<Done> {

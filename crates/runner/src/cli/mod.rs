@@ -93,7 +93,13 @@ enum Command {
     },
     /// Exit non-zero when anything is pending (7), or edited, missing or out of order (6):
     /// for CI and for applications that refuse to start against an unmigrated database.
-    Check,
+    Check {
+        /// Judge as an application start-up does (an init container): a contract migration
+        /// waiting for its backfill job is reported, with the job's progress, but does not
+        /// count as pending; anything ordered after it still does.
+        #[arg(long)]
+        startup: bool,
+    },
     /// Check the migration files without a database: names, versions, pairs, directives;
     /// with --since, also that no migration merged at that git ref was edited, renamed or
     /// deleted, and that new ones are newer than the newest merged one (exit 6 otherwise).
@@ -403,10 +409,13 @@ async fn run_against_database(
             );
             Ok(exit::OK)
         }
-        Command::Check => {
+        Command::Check { startup } => {
             let recorded = migrator.recorded().await?;
             let entries = migrator.status(&recorded);
             metrics.check(&entries);
+            if startup {
+                return Ok(render::check_startup(&entries, &recorded.blocked));
+            }
             Ok(render::check(&entries, &recorded.blocked))
         }
         Command::New { .. }

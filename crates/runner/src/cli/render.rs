@@ -258,7 +258,10 @@ fn applied_by(applied: &sluice_runner::history::Applied) -> String {
 }
 
 /// Why gated migrations are blocked, by version.
-pub type Blocked = std::collections::BTreeMap<sluice_runner::source::Version, Vec<String>>;
+pub type Blocked = std::collections::BTreeMap<
+    sluice_runner::source::Version,
+    Vec<sluice_common::backfill_gate::ClosedGate>,
+>;
 
 fn status_json(entry: &Entry<'_>, blocked: &Blocked) -> serde_json::Value {
     let applied = entry.applied;
@@ -285,7 +288,9 @@ fn status_json(entry: &Entry<'_>, blocked: &Blocked) -> serde_json::Value {
             "program": a.applied_by_program,
             "actor": a.actor,
         })),
-        "blocked_by": blocked.get(&entry.version),
+        "blocked_by": blocked
+            .get(&entry.version)
+            .map(|gates| gates.iter().map(ToString::to_string).collect::<Vec<_>>()),
         "progress": entry.partial.map(|p| json!({
             "statements_done": p.statements_done,
             "statements_total": p.statements_total,
@@ -343,5 +348,56 @@ pub fn check(entries: &[Entry<'_>], blocked: &Blocked) -> u8 {
     }
     let applied = entries.iter().filter(|e| e.state == State::Applied).count();
     outln!("up to date: {applied} migration(s) applied, none pending");
+    exit::OK
+}
+
+/// `sluice check --startup`: what an application start-up would make of the database.
+pub fn check_startup(entries: &[Entry<'_>], blocked: &Blocked) -> u8 {
+    let view = sluice_runner::startup::view(entries, blocked);
+    let show = |entry: &Entry<'_>, what: &str| {
+        outln!("{}: {what}", entry.id());
+        for gate in blocked.get(&entry.version).into_iter().flatten() {
+            outln!("  waiting for: {gate}");
+        }
+    };
+    for entry in &view.drift {
+        show(entry, entry.state.label());
+    }
+    for entry in &view.pending {
+        show(entry, entry.state.label());
+    }
+    for entry in &view.deferred {
+        show(entry, "waiting for its backfill (does not stop a start-up)");
+    }
+    for entry in &view.behind_gate {
+        show(entry, "pending behind a migration that waits for its backfill");
+    }
+    if !view.drift.is_empty() {
+        errln!(
+            "sluice: history and files disagree ({} migration(s)); see `sluice status`",
+            view.drift.len()
+        );
+        return exit::HISTORY_DRIFT;
+    }
+    let blocking = view.pending.len() + view.behind_gate.len();
+    if blocking > 0 {
+        errln!(
+            "sluice: {blocking} migration(s) pending; run `sluice up`{}",
+            if view.behind_gate.is_empty() {
+                ""
+            } else {
+                " once the backfill it waits for completes"
+            }
+        );
+        return exit::PENDING;
+    }
+    outln!(
+        "ready to start: {} migration(s) applied{}",
+        view.applied.len(),
+        match view.deferred.len() {
+            0 => String::new(),
+            n => format!(", {n} waiting for a backfill"),
+        }
+    );
     exit::OK
 }

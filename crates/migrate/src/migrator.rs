@@ -1,0 +1,304 @@
+//! The embedded migrator: apply, status, check and the start-up policy.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_common::db::ConnectSettings;
+use sluice_common::ident::Ident;
+use sluice_common::redact::SecretUrl;
+use sluice_common::shutdown::Shutdown;
+use sluice_runner::error::RunnerError;
+use sluice_runner::event::{Direction, Event};
+use sluice_runner::guard::Guards;
+use sluice_runner::history::Who;
+use sluice_runner::lint::LintSettings;
+use sluice_runner::migrator::{self as engine, PostApply, RunnerSettings};
+use sluice_runner::plan::Allow;
+use sluice_runner::source::Migration;
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+
+use crate::status::MigrationId;
+use crate::{Embedded, Error, Policy, Status};
+
+/// Where sluice connects: the options of an application's pool, or connect options.
+///
+/// sluice opens connections of its own with them (one holds the migration lock, one runs the
+/// migrations) and never borrows one from the pool: its session settings (`lock_timeout`,
+/// `statement_timeout`, `SET ROLE` in a file) and its advisory lock stay out of the
+/// application's connections, and a pool sized for the application is not drained.
+#[derive(Debug, Clone)]
+pub struct Database(Arc<PgConnectOptions>);
+
+impl Database {
+    /// Options from a `postgres://` URL, checked as the CLI checks `DATABASE_URL`: a wrong
+    /// scheme or a password character that must be percent-encoded is said plainly, and no
+    /// message carries the password.
+    pub fn from_url(url: &str) -> Result<Self, Error> {
+        let settings = ConnectSettings::new(SecretUrl::new(url), "sluice-migrate");
+        let options = settings
+            .options()
+            .map_err(|e| Error::Database(Box::new(e)))?;
+        Ok(Self(Arc::new(options)))
+    }
+
+    /// The options, e.g. to build the application's pool with
+    /// (`PgPoolOptions::new().connect_lazy_with(db.connect_options().clone())`).
+    pub fn connect_options(&self) -> &PgConnectOptions {
+        &self.0
+    }
+}
+
+impl From<&PgPool> for Database {
+    fn from(pool: &PgPool) -> Self {
+        Self(pool.connect_options())
+    }
+}
+
+impl From<PgConnectOptions> for Database {
+    fn from(options: PgConnectOptions) -> Self {
+        Self(Arc::new(options))
+    }
+}
+
+/// What a run applied, and where the database stands after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Migrations applied by this run, in order, with how long each took.
+    pub applied: Vec<(MigrationId, Duration)>,
+    pub status: Status,
+}
+
+/// The embedded migrations and how to run them. Cheap to keep for the life of the process.
+///
+/// Every run holds the same advisory lock as `sluice up` (so application instances starting
+/// at once, and the CLI, apply each migration once), guards each statement with `lock_timeout`
+/// and `statement_timeout` and retries lock timeouts with backoff, records history and audit
+/// rows in sluice's schema, and does not run a migration whose backfill job is incomplete.
+/// Nothing is printed: progress goes to `tracing` (target `sluice_migrate`).
+///
+/// Dropping a run's future stops it: the server rolls back the migration in flight and frees
+/// the lock with the connection; a migration run without a transaction resumes at its first
+/// unrecorded statement next time.
+#[derive(Debug, Clone)]
+pub struct Migrator {
+    migrations: Vec<Migration>,
+    root: PathBuf,
+    schema: Ident,
+    guards: Guards,
+    lock_wait: Duration,
+    actor: Option<String>,
+    application_name: String,
+}
+
+impl Migrator {
+    /// The migrations of `embedded`, checked as `sluice validate` checks a directory's names,
+    /// pairs and directives.
+    pub fn new(embedded: &Embedded) -> Result<Self, Error> {
+        let migrations = embedded.load().map_err(|e| Error::Invalid {
+            problems: e.problems,
+        })?;
+        Ok(Self {
+            migrations,
+            root: PathBuf::from(embedded.root()),
+            schema: Ident::new(sluice_common::config::DEFAULT_SCHEMA).expect("a valid name"),
+            guards: Guards::default(),
+            lock_wait: engine::DEFAULT_LOCK_WAIT,
+            actor: None,
+            application_name: "sluice-migrate".to_owned(),
+        })
+    }
+
+    /// The schema of sluice's history tables, written as in SQL (`sluice`, `"Ops"`); the same
+    /// as the CLI's `--schema`. Default `sluice`.
+    pub fn schema(mut self, schema: &str) -> Result<Self, Error> {
+        self.schema = Ident::parse(schema).map_err(|e| Error::Schema(e.to_string()))?;
+        Ok(self)
+    }
+
+    /// The first `lock_timeout` of each statement (default 2 s); retries raise it.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.guards.lock_timeout = timeout;
+        self
+    }
+
+    /// The `statement_timeout` of each statement, unless its file sets another.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.guards.statement_timeout = timeout;
+        self
+    }
+
+    /// How many times a statement that timed out waiting for a lock is retried.
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.guards.max_retries = retries;
+        self
+    }
+
+    /// How long to wait for another runner's lock before [`Error::Locked`] (default 5 min).
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// Who is applying, recorded with each history row (a deploy id, a pod name).
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// The `application_name` of sluice's sessions when the pool's options set none.
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = name.into();
+        self
+    }
+
+    /// The embedded migrations, in version order, with their checksums (the CLI's).
+    pub fn migrations(&self) -> impl Iterator<Item = (MigrationId, &str)> {
+        self.migrations.iter().map(|m| {
+            (
+                MigrationId {
+                    version: m.version,
+                    id: m.id(),
+                },
+                m.up.checksum.as_str(),
+            )
+        })
+    }
+
+    /// Applies every pending migration, as `sluice up` does. A migration whose backfill job is
+    /// incomplete stops the run there without an error: it is [`Status::deferred`] in the
+    /// report, and what is ordered after it stays pending.
+    pub async fn run(&self, db: impl Into<Database>) -> Result<Report, Error> {
+        let engine = self.engine(db.into());
+        let mut events = log_event;
+        let outcome = engine
+            .up(None, false, &Shutdown::never(), &mut events)
+            .await;
+        let applied = match outcome {
+            Ok(report) => report.migrations,
+            Err(RunnerError::Blocked { done, .. }) => done,
+            Err(error) if Error::is_drift(&error) => {
+                return Err(status_of(&engine).await?.drift_error());
+            }
+            Err(error) => return Err(Error::from_runner(error)),
+        };
+        let status = status_of(&engine).await?;
+        Ok(Report {
+            applied: applied
+                .into_iter()
+                .map(|done| {
+                    let id = MigrationId {
+                        version: done.version,
+                        id: done.id,
+                    };
+                    (id, Duration::from_millis(done.duration_ms))
+                })
+                .collect(),
+            status,
+        })
+    }
+
+    /// Where the database stands; changes nothing (sluice's tables are not even created).
+    pub async fn status(&self, db: impl Into<Database>) -> Result<Status, Error> {
+        status_of(&self.engine(db.into())).await
+    }
+
+    /// The start-up check: `Ok` when the application may start (every migration applied but
+    /// those waiting for their backfill), [`Error::Pending`] naming what is not applied, or
+    /// [`Error::Drift`] naming what was edited or is missing. Changes nothing.
+    pub async fn check(&self, db: impl Into<Database>) -> Result<Status, Error> {
+        let status = self.status(db).await?;
+        match status.refusal("apply them first: `sluice up`, or the application's auto-migrate") {
+            Some(error) => Err(error),
+            None => Ok(status),
+        }
+    }
+
+    /// Start-up in one call: with [`Policy::Apply`], [`run`](Self::run) then refuse if
+    /// anything the application needs is still not applied; with [`Policy::Check`],
+    /// [`check`](Self::check).
+    pub async fn startup(&self, db: impl Into<Database>, policy: Policy) -> Result<Report, Error> {
+        match policy {
+            Policy::Apply => {
+                let report = self.run(db).await?;
+                match report
+                    .status
+                    .refusal("they wait for a backfill: run it, then start again or run `sluice up`")
+                {
+                    Some(error) => Err(error),
+                    None => Ok(report),
+                }
+            }
+            Policy::Check => Ok(Report {
+                applied: Vec::new(),
+                status: self.check(db).await?,
+            }),
+        }
+    }
+
+    fn engine(&self, db: Database) -> engine::Migrator {
+        let settings = RunnerSettings {
+            connect: ConnectSettings::with_options(db.0, &self.application_name),
+            schema: self.schema.clone(),
+            migrations_dir: self.root.clone(),
+            guards: self.guards,
+            lock_wait: self.lock_wait,
+            allow: Allow::default(),
+            who: Who {
+                program: format!("sluice-migrate {}", env!("CARGO_PKG_VERSION")),
+                actor: self.actor.clone(),
+            },
+            // Lint runs where the migration is written (`sluice lint` in CI); a start-up is not
+            // where a rule finding should keep an application down.
+            lint: LintSettings::default(),
+            skip_lint: false,
+            lint_gate: false,
+            backup: None,
+            post_apply: PostApply::default(),
+        };
+        engine::Migrator::with_migrations(settings, self.migrations.clone())
+    }
+}
+
+async fn status_of(engine: &engine::Migrator) -> Result<Status, Error> {
+    let recorded = engine.recorded().await.map_err(Error::from_runner)?;
+    Ok(Status::of(&engine.status(&recorded), &recorded.blocked))
+}
+
+/// The engine's progress, as `tracing` events.
+fn log_event(event: Event) {
+    match event {
+        Event::LockWaiting { holder } => tracing::info!(
+            holder = ?holder.map(|h| h.to_string()),
+            "another runner holds the migration lock; waiting"
+        ),
+        Event::LockAcquired => tracing::debug!("migration lock acquired"),
+        Event::Started {
+            id,
+            direction: Direction::Up,
+            ..
+        } => tracing::info!(migration = %id, "applying"),
+        Event::Finished { id, duration, .. } => tracing::info!(
+            migration = %id,
+            duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            "applied"
+        ),
+        Event::Retrying {
+            id,
+            attempt,
+            max_retries,
+            reason,
+            ..
+        } => tracing::warn!(migration = %id, attempt, max_retries, "retrying: {reason}"),
+        Event::InvalidIndexDropped { id, index } => tracing::warn!(
+            migration = %id,
+            index = %index,
+            "dropped the INVALID index a failed CREATE INDEX CONCURRENTLY left, to build it again"
+        ),
+        Event::StatementDone {
+            id, number, total, ..
+        } => tracing::debug!(migration = %id, number, total, "statement done"),
+        other => tracing::debug!(event = ?other, "sluice"),
+    }
+}

@@ -1,0 +1,66 @@
+//! An application that owns its schema with sluice-migrate: the repository's `migrations/` are
+//! compiled in, so it runs from any directory.
+//!
+//! `AUTO_MIGRATE=true` applies pending migrations at start-up (under sluice's lock, so many
+//! instances starting at once apply each migration once); otherwise it refuses to start while
+//! anything is pending, naming what, with sluice's exit code. A contract migration waiting for
+//! its backfill does not stop it. When it may start, it prints one line and exits 0 (a real
+//! application would go on to serve).
+
+use std::process::ExitCode;
+
+use sluice_migrate::{Database, Embedded, Error, Migrator, Policy};
+use sqlx::postgres::PgPoolOptions;
+
+static MIGRATIONS: Embedded = sluice_migrate::embed_migrations!("../../migrations");
+
+/// sluice's exit code for a missing setting.
+const USAGE: u8 = 2;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Logs (sluice's progress among them) go to stderr; RUST_LOG=debug shows more.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!("sluice-example-app: not starting: set DATABASE_URL to the database to use");
+        return ExitCode::from(USAGE);
+    };
+    match start(&url).await {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("sluice-example-app: not starting: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+async fn start(url: &str) -> Result<String, Error> {
+    let db = Database::from_url(url)?;
+    // The application's own pool; sluice connects with its options, on connections of its own.
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_lazy_with(db.connect_options().clone());
+    let report = Migrator::new(&MIGRATIONS)?
+        .actor(format!("sluice-example-app pid {}", std::process::id()))
+        .startup(&pool, Policy::from_env("AUTO_MIGRATE")?)
+        .await?;
+    let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts")
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| Error::Database(e.into()))?;
+    Ok(format!(
+        "sluice-example-app: started: applied {} migration(s) now; {}; {accounts} account(s)",
+        report.applied.len(),
+        report.status
+    ))
+}
