@@ -4,6 +4,7 @@
 mod backfill;
 mod cli;
 mod connect;
+mod embedded;
 mod expand_contract;
 mod faults;
 mod harness;

@@ -64,6 +64,7 @@ fn the_manifests_pass_the_kubernetes_schema_strictly() {
         "migrate-job.yaml",
         "backfill-job.yaml",
         "backfill-cronjob.yaml",
+        "app-deployment.yaml",
     ]
     .iter()
     .map(|f| dir.join(f))
@@ -128,6 +129,34 @@ fn the_fields_that_matter_are_set() {
         docker.matches("\nFROM ").count() + usize::from(docker.starts_with("FROM ")),
         2,
         "multi-stage"
+    );
+    assert!(docker.contains("\nUSER 10001"), "runs as non-root");
+}
+
+#[test]
+fn the_deployment_checks_the_schema_before_the_application_starts() {
+    let text = manifest("app-deployment.yaml");
+    let init = text
+        .split("initContainers:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n      containers:").next())
+        .expect("an init container before the application's");
+    assert!(
+        init.contains("args: [\"--log-format\", \"json\", \"check\", \"--startup\"]"),
+        "{init}"
+    );
+    assert!(init.contains("secretKeyRef"), "the URL comes from a Secret");
+    assert!(text.contains("name: AUTO_MIGRATE\n              value: \"false\""));
+    assert!(
+        text.contains("maxUnavailable: 0"),
+        "old pods serve until new ones pass"
+    );
+    assert!(text.contains("runAsNonRoot: true"));
+    let docker = manifest("app.Dockerfile");
+    assert!(docker.contains("-p sluice-example-app"));
+    assert!(
+        !docker.contains("COPY migrations"),
+        "the migrations are compiled into the application"
     );
     assert!(docker.contains("\nUSER 10001"), "runs as non-root");
 }

@@ -1,7 +1,7 @@
 //! The programs under test, built from the current sources.
 //!
 //! Cargo only exposes `CARGO_BIN_EXE_*` to a package's own integration tests, and these tests
-//! live in a separate crate; so the first call builds both binaries with the cargo that runs
+//! live in a separate crate; so the first call builds the binaries with the cargo that runs
 //! the tests (a no-op when they are current) and returns their paths in the target directory.
 
 use std::path::PathBuf;
@@ -13,6 +13,11 @@ static BUILT: OnceLock<PathBuf> = OnceLock::new();
 /// Path of the `sluice` binary.
 pub fn sluice() -> PathBuf {
     dir().join("sluice")
+}
+
+/// Path of the example application that embeds the repository's migrations.
+pub fn example_app() -> PathBuf {
+    dir().join("sluice-example-app")
 }
 
 /// Path of the `sluice-backfill` binary.
@@ -45,6 +50,8 @@ fn build_binaries(profile_dir: &std::path::Path) {
         "sluice-runner",
         "--package",
         "sluice-backfill",
+        "--package",
+        "sluice-example-app",
     ]);
     // Cargo sets these for the test process; inherited, they would change the fingerprint of
     // build scripts that watch them (ring's watches CARGO_MANIFEST_DIR), and every `cargo test`
@@ -73,6 +80,6 @@ fn build_binaries(profile_dir: &std::path::Path) {
         .expect("cannot run cargo to build the binaries under test");
     assert!(
         status.success(),
-        "building sluice and sluice-backfill failed"
+        "building sluice, sluice-backfill and sluice-example-app failed"
     );
 }

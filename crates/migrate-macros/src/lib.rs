@@ -65,8 +65,12 @@ fn expand(relative: &str) -> Result<proc_macro2::TokenStream, String> {
 /// The files sluice reads in `dir`, as (relative `/`-separated path, absolute path), sorted:
 /// `*.sql` at the top and diesel's files one directory down; hidden entries are skipped.
 fn read(dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read the migrations directory {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        format!(
+            "cannot read the migrations directory {}: {e}",
+            dir.display()
+        )
+    })?;
     let mut files = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();

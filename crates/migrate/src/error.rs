@@ -76,7 +76,10 @@ pub enum Error {
     /// recorded statement that the next run resumes from). `applied` lists the migrations this
     /// run finished before it.
     #[error("{source}")]
-    Failed { applied: Vec<String>, source: Source },
+    Failed {
+        applied: Vec<String>,
+        source: Source,
+    },
 }
 
 impl Error {
@@ -127,7 +130,9 @@ impl Error {
     pub(crate) fn is_drift(error: &RunnerError) -> bool {
         matches!(
             error,
-            RunnerError::Plan(PlanError::Edited(_) | PlanError::Missing(_) | PlanError::OutOfOrder(_))
+            RunnerError::Plan(
+                PlanError::Edited(_) | PlanError::Missing(_) | PlanError::OutOfOrder(_)
+            )
         )
     }
 }

@@ -16,7 +16,7 @@
 //! The path is relative to the crate's `Cargo.toml`. Edited files are picked up by the next
 //! build; for added or removed files to be seen too, give the crate a `build.rs`:
 //!
-//! ```no_run
+//! ```text
 //! // build.rs
 //! fn main() {
 //!     println!("cargo::rerun-if-changed=migrations");

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_common::db::ConnectSettings;
+use sluice_common::db::{ConnectSettings, Endpoint};
 use sluice_common::ident::Ident;
 use sluice_common::redact::SecretUrl;
 use sluice_common::shutdown::Shutdown;
@@ -28,8 +28,16 @@ use crate::{Embedded, Error, Policy, Status};
 /// migrations) and never borrows one from the pool: its session settings (`lock_timeout`,
 /// `statement_timeout`, `SET ROLE` in a file) and its advisory lock stay out of the
 /// application's connections, and a pool sized for the application is not drained.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Database(Arc<PgConnectOptions>);
+
+/// Where it leads, never the password (the driver's options print it).
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let endpoint = Endpoint::Options(Arc::clone(&self.0));
+        f.debug_tuple("Database").field(&endpoint).finish()
+    }
+}
 
 impl Database {
     /// Options from a `postgres://` URL, checked as the CLI checks `DATABASE_URL`: a wrong
@@ -88,6 +96,7 @@ pub struct Migrator {
     schema: Ident,
     guards: Guards,
     lock_wait: Duration,
+    connect_wait: Duration,
     actor: Option<String>,
     application_name: String,
 }
@@ -105,6 +114,7 @@ impl Migrator {
             schema: Ident::new(sluice_common::config::DEFAULT_SCHEMA).expect("a valid name"),
             guards: Guards::default(),
             lock_wait: engine::DEFAULT_LOCK_WAIT,
+            connect_wait: sluice_common::config::DEFAULT_CONNECT_WAIT,
             actor: None,
             application_name: "sluice-migrate".to_owned(),
         })
@@ -138,6 +148,14 @@ impl Migrator {
     /// How long to wait for another runner's lock before [`Error::Locked`] (default 5 min).
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.lock_wait = wait;
+        self
+    }
+
+    /// How long to keep trying a database that refuses connections, is starting up or is
+    /// full, before [`Error::Database`] (default as the CLI's `--connect-wait`). A wrong
+    /// password or an unknown database fails at once.
+    pub fn connect_wait(mut self, wait: Duration) -> Self {
+        self.connect_wait = wait;
         self
     }
 
@@ -222,10 +240,9 @@ impl Migrator {
         match policy {
             Policy::Apply => {
                 let report = self.run(db).await?;
-                match report
-                    .status
-                    .refusal("they wait for a backfill: run it, then start again or run `sluice up`")
-                {
+                match report.status.refusal(
+                    "they wait for a backfill: run it, then start again or run `sluice up`",
+                ) {
                     Some(error) => Err(error),
                     None => Ok(report),
                 }
@@ -239,7 +256,10 @@ impl Migrator {
 
     fn engine(&self, db: Database) -> engine::Migrator {
         let settings = RunnerSettings {
-            connect: ConnectSettings::with_options(db.0, &self.application_name),
+            connect: ConnectSettings {
+                wait: self.connect_wait,
+                ..ConnectSettings::with_options(db.0, &self.application_name)
+            },
             schema: self.schema.clone(),
             migrations_dir: self.root.clone(),
             guards: self.guards,

@@ -16,7 +16,11 @@ pub enum Policy {
 impl Policy {
     /// [`Policy::Apply`] when `auto_migrate`, else [`Policy::Check`].
     pub fn from_flag(auto_migrate: bool) -> Self {
-        if auto_migrate { Self::Apply } else { Self::Check }
+        if auto_migrate {
+            Self::Apply
+        } else {
+            Self::Check
+        }
     }
 
     /// Reads the environment variable `name` (`AUTO_MIGRATE`, say): `true`, `1`, `yes` or `on`
@@ -59,12 +63,22 @@ mod tests {
     #[test]
     fn reads_yes_and_no_and_refuses_the_rest() {
         for yes in ["true", "TRUE", "1", "yes", "on", " true "] {
-            assert_eq!(Policy::parse("AUTO_MIGRATE", yes).unwrap(), Policy::Apply, "{yes}");
+            assert_eq!(
+                Policy::parse("AUTO_MIGRATE", yes).unwrap(),
+                Policy::Apply,
+                "{yes}"
+            );
         }
         for no in ["false", "0", "no", "off", "", "False"] {
-            assert_eq!(Policy::parse("AUTO_MIGRATE", no).unwrap(), Policy::Check, "{no}");
+            assert_eq!(
+                Policy::parse("AUTO_MIGRATE", no).unwrap(),
+                Policy::Check,
+                "{no}"
+            );
         }
-        let error = Policy::parse("AUTO_MIGRATE", "ture").unwrap_err().to_string();
+        let error = Policy::parse("AUTO_MIGRATE", "ture")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("AUTO_MIGRATE=\"ture\""), "{error}");
         assert!(error.contains("true or false"), "{error}");
     }

@@ -144,7 +144,10 @@ impl Status {
         let waiting_for_backfill = if self.behind_backfill.is_empty() {
             Vec::new()
         } else {
-            self.deferred.iter().map(|d| d.migration.to_string()).collect()
+            self.deferred
+                .iter()
+                .map(|d| d.migration.to_string())
+                .collect()
         };
         Some(Error::Pending {
             pending,
@@ -161,7 +164,9 @@ impl Status {
             ));
         }
         for migration in &self.missing {
-            lines.push(format!("  {migration} is applied but not embedded in this build"));
+            lines.push(format!(
+                "  {migration} is applied but not embedded in this build"
+            ));
         }
         for migration in &self.out_of_order {
             lines.push(format!(
@@ -194,7 +199,11 @@ impl fmt::Display for Status {
             write!(f, ", {not_applied} pending")?;
         }
         for deferred in &self.deferred {
-            let jobs: Vec<&str> = deferred.waiting_for.iter().map(|b| b.message.as_str()).collect();
+            let jobs: Vec<&str> = deferred
+                .waiting_for
+                .iter()
+                .map(|b| b.message.as_str())
+                .collect();
             write!(f, "; {} waits: {}", deferred.migration, jobs.join("; "))?;
         }
         if self.has_drift() {

@@ -25,6 +25,6 @@ pub mod schema_dump;
 pub mod scratch;
 pub mod script;
 pub mod since;
-pub mod startup;
 pub mod source;
+pub mod startup;
 pub mod verify;

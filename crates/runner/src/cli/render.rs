@@ -370,7 +370,10 @@ pub fn check_startup(entries: &[Entry<'_>], blocked: &Blocked) -> u8 {
         show(entry, "waiting for its backfill (does not stop a start-up)");
     }
     for entry in &view.behind_gate {
-        show(entry, "pending behind a migration that waits for its backfill");
+        show(
+            entry,
+            "pending behind a migration that waits for its backfill",
+        );
     }
     if !view.drift.is_empty() {
         errln!(

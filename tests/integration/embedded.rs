@@ -1,0 +1,347 @@
+//! Migrations inside an application: `sluice-migrate` with its migrations compiled in, and the
+//! example application that embeds the repository's `migrations/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use sluice_common::exit;
+use sluice_migrate::{Database, Embedded, Error, Migrator, Policy};
+use sluice_tests::{Project, TestDb, bin};
+use sqlx::postgres::PgPoolOptions;
+
+static GATED: Embedded = sluice_migrate::embed_migrations!("embedded/gated");
+static BEHIND: Embedded = sluice_migrate::embed_migrations!("embedded/behind");
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The example application, started in `cwd` (a directory without `migrations/`) with a clean
+/// environment plus `env`.
+fn example_app(cwd: &Path, url: &str, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(bin::example_app());
+    command
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", url)
+        .envs(env.iter().copied());
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn expect_exit(output: &Output, code: u8) {
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(code)),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+async fn exists(db: &TestDb, relation: &str) -> bool {
+    db.scalar(&format!(
+        "SELECT (to_regclass('{relation}') IS NOT NULL)::int::bigint"
+    ))
+    .await
+        == 1
+}
+
+#[tokio::test]
+async fn the_example_applies_at_start_up_and_the_cli_agrees() {
+    let db = TestDb::new().await;
+    let nowhere = tempfile::tempdir().unwrap();
+    let output = example_app(nowhere.path(), &db.url, &[("AUTO_MIGRATE", "true")])
+        .output()
+        .unwrap();
+    expect_exit(&output, exit::OK);
+    let stdout = text(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
+    assert!(stdout.contains("applied 2 migration(s) now"), "{stdout}");
+    // The contract waits for its backfill without stopping the start, and says so.
+    assert!(
+        stdout.contains("accounts_email_normalized_contract waits: backfill job accounts_email_normalized has not run yet"),
+        "{stdout}"
+    );
+    assert!(exists(&db, "public.accounts").await);
+
+    let status = Command::new(bin::sluice())
+        .current_dir(repository())
+        .env("DATABASE_URL", &db.url)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    expect_exit(&status, exit::OK);
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let rows = doc["migrations"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{doc}");
+    for row in &rows[..2] {
+        assert_eq!(row["state"], "applied", "{doc}");
+        assert_eq!(row["checksum"]["applied"], row["checksum"]["file"], "{doc}");
+        assert!(
+            row["applied_by"]["program"]
+                .as_str()
+                .unwrap()
+                .starts_with("sluice-migrate")
+        );
+    }
+    assert_eq!(rows[2]["state"], "pending", "{doc}");
+
+    // Started again: nothing to apply, same line otherwise.
+    let again = example_app(nowhere.path(), &db.url, &[("AUTO_MIGRATE", "true")])
+        .output()
+        .unwrap();
+    expect_exit(&again, exit::OK);
+    assert!(text(&again.stdout).contains("applied 0 migration(s) now"));
+}
+
+#[tokio::test]
+async fn the_example_refuses_to_start_while_anything_is_pending_and_changes_nothing() {
+    let db = TestDb::new().await;
+    let nowhere = tempfile::tempdir().unwrap();
+    for env in [vec![], vec![("AUTO_MIGRATE", "false")]] {
+        let output = example_app(nowhere.path(), &db.url, &env).output().unwrap();
+        expect_exit(&output, exit::PENDING);
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("2 migration(s) not applied: 20261101090000_create_accounts, 20261102090000_accounts_email_normalized_expand"),
+            "{stderr}"
+        );
+        assert!(output.stdout.is_empty());
+    }
+    let careless = example_app(nowhere.path(), &db.url, &[("AUTO_MIGRATE", "ture")])
+        .output()
+        .unwrap();
+    expect_exit(&careless, exit::USAGE);
+    assert!(text(&careless.stderr).contains("AUTO_MIGRATE=\"ture\" is not a yes or no"));
+    // Nothing was created: not the application's tables, not even sluice's.
+    assert!(!exists(&db, "public.accounts").await);
+    assert!(!exists(&db, "sluice.migrations").await);
+}
+
+#[tokio::test]
+async fn eight_instances_starting_at_once_all_start_and_apply_each_migration_once() {
+    let db = TestDb::new().await;
+    let nowhere = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            example_app(nowhere.path(), &db.url, &[("AUTO_MIGRATE", "true")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut applied_now = 0;
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        expect_exit(&output, exit::OK);
+        let stdout = text(&output.stdout);
+        let count: usize = stdout
+            .split("applied ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {stdout}"));
+        applied_now += count;
+    }
+    assert_eq!(
+        applied_now, 2,
+        "each migration applied by exactly one instance"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM sluice.migrations").await, 2);
+}
+
+/// A pool the way an application builds one; sluice must not take connections from it.
+fn lazy_pool(db: &TestDb) -> sqlx::PgPool {
+    let options = Database::from_url(&db.url).unwrap();
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect_lazy_with(options.connect_options().clone())
+}
+
+#[tokio::test]
+async fn a_closed_gate_defers_its_contract_and_what_follows_it_stops_the_start() {
+    let project = Project::new().await;
+    let pool = lazy_pool(&project.db);
+
+    let gated = Migrator::new(&GATED).unwrap();
+    let report = gated.startup(&pool, Policy::Apply).await.unwrap();
+    assert_eq!(report.applied.len(), 1);
+    assert_eq!(report.status.deferred.len(), 1);
+    let waiting = &report.status.deferred[0];
+    assert_eq!(waiting.migration.id, "0002_notes_body_len_contract");
+    assert_eq!(waiting.waiting_for[0].job, "notes_body_len");
+    assert_eq!(waiting.waiting_for[0].state, None, "never ran");
+    assert!(report.status.may_start() && !report.status.is_current());
+    assert_eq!(pool.size(), 0, "sluice opened connections of its own");
+    gated
+        .check(&pool)
+        .await
+        .expect("a deferred contract does not stop a start");
+
+    // A build with a migration ordered after the contract may not start, auto-migrate or not.
+    let behind = Migrator::new(&BEHIND).unwrap();
+    for policy in [Policy::Apply, Policy::Check] {
+        match behind.startup(&pool, policy).await {
+            Err(Error::Pending {
+                pending,
+                waiting_for_backfill,
+                ..
+            }) => {
+                assert_eq!(pending, ["0003_notes_tags"]);
+                assert_eq!(waiting_for_backfill, ["0002_notes_body_len_contract"]);
+            }
+            other => panic!("expected Pending, got {other:?}"),
+        }
+    }
+
+    project.job(
+        "notes_body_len",
+        "name = \"notes_body_len\"\ntable = \"public.notes\"\nkey = [\"id\"]\n\
+         set = \"body_len = length(body)\"\nwhere = \"body_len IS NULL\"\nbatch_size = 100\n",
+    );
+    project
+        .run_backfill(&["run", "notes_body_len"])
+        .expect_code(exit::OK);
+    let report = behind.startup(&pool, Policy::Apply).await.unwrap();
+    let ids: Vec<&str> = report.applied.iter().map(|(m, _)| m.id.as_str()).collect();
+    assert_eq!(ids, ["0002_notes_body_len_contract", "0003_notes_tags"]);
+    assert!(report.status.is_current(), "{}", report.status);
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM notes WHERE body_len IS NULL")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn edited_and_missing_migrations_stop_a_start_naming_them() {
+    let project = Project::new().await;
+    // Another build applied an edited 0001 and a migration this build does not have.
+    project.write(
+        "0001_create_notes.sql",
+        "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL, body_len integer);",
+    );
+    project.write("0009_other_build.sql", "CREATE TABLE other (id int);");
+    project.run(&["up"]).expect_code(exit::OK);
+
+    let pool = lazy_pool(&project.db);
+    let migrator = Migrator::new(&GATED).unwrap();
+    for result in [
+        migrator.check(&pool).await.map(|_| ()),
+        migrator.run(&pool).await.map(|_| ()),
+        migrator.startup(&pool, Policy::Apply).await.map(|_| ()),
+    ] {
+        let error = result.unwrap_err();
+        assert_eq!(error.exit_code(), exit::HISTORY_DRIFT);
+        let message = error.to_string();
+        match error {
+            Error::Drift {
+                edited, missing, ..
+            } => {
+                assert_eq!(edited, ["0001_create_notes"], "{message}");
+                // History keeps the version as a number: without the file, no zero padding.
+                assert_eq!(missing, ["9_other_build"], "{message}");
+            }
+            other => panic!("expected Drift, got {other:?}"),
+        }
+        assert!(
+            message.contains("0001_create_notes was applied with checksum"),
+            "{message}"
+        );
+    }
+    assert!(!exists(&project.db, "public.notes_tags").await);
+}
+
+#[tokio::test]
+async fn a_held_lock_and_an_unreachable_database_are_typed_and_keep_the_password_out() {
+    let db = TestDb::new().await;
+    let pool = lazy_pool(&db);
+    let mut holder = db.connect().await;
+    let key = sluice_common::lock::lock_key("sluice:runner:sluice");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(key)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let migrator = Migrator::new(&GATED)
+        .unwrap()
+        .lock_wait(Duration::from_millis(300));
+    let error = migrator.run(&pool).await.unwrap_err();
+    assert!(matches!(error, Error::Locked(_)), "{error:?}");
+    assert_eq!(error.exit_code(), exit::LOCK_HELD);
+    assert!(
+        !exists(&db, "public.notes").await,
+        "nothing ran without the lock"
+    );
+
+    let unreachable = Database::from_url("postgres://app:s3cret%2Fpw@127.0.0.1:1/app").unwrap();
+    let shown = format!("{unreachable:?}");
+    assert!(
+        shown.contains("127.0.0.1:1") && !shown.contains("s3cret"),
+        "{shown}"
+    );
+    let error = migrator
+        .clone()
+        .connect_wait(Duration::from_millis(500))
+        .status(unreachable)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Database(_)), "{error:?}");
+    assert_eq!(error.exit_code(), exit::DATABASE_UNAVAILABLE);
+    let shown = format!("{error} {error:?}");
+    assert!(shown.contains("127.0.0.1:1"), "{shown}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+
+    let malformed = Database::from_url("postgres://app:pa@ss@db/app").unwrap_err();
+    assert!(
+        !format!("{malformed} {malformed:?}").contains("pa@ss"),
+        "{malformed}"
+    );
+}
+
+#[tokio::test]
+async fn sluice_check_startup_judges_as_an_application_start_up_does() {
+    let project = Project::new().await;
+    for file in GATED.files() {
+        project.write(file.path, file.text);
+    }
+    project.run(&["up"]).expect_code(exit::BLOCKED);
+    project.run(&["check"]).expect_code(exit::PENDING);
+    let ready = project.run(&["check", "--startup"]);
+    ready.expect_code(exit::OK);
+    assert!(
+        ready
+            .stdout()
+            .contains("ready to start: 1 migration(s) applied, 1 waiting for a backfill"),
+        "{}",
+        ready.stdout()
+    );
+    assert!(
+        ready
+            .stdout()
+            .contains("backfill job notes_body_len has not run yet")
+    );
+
+    project.write(
+        "0003_notes_tags.sql",
+        "ALTER TABLE notes ADD COLUMN tags text[];",
+    );
+    let behind = project.run(&["check", "--startup"]);
+    behind.expect_code(exit::PENDING);
+    assert!(
+        behind
+            .stdout()
+            .contains("0003_notes_tags: pending behind a migration that waits for its backfill"),
+        "{}",
+        behind.stdout()
+    );
+}
