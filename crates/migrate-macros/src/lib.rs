@@ -40,7 +40,7 @@ fn expand(relative: &str) -> Result<proc_macro2::TokenStream, String> {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")
         .map_err(|_| "CARGO_MANIFEST_DIR is not set: build with cargo".to_owned())?;
     let dir = Path::new(&manifest_dir).join(relative);
-    let files = read(&dir)?;
+    let files = read(&dir).map_err(|e| format!("{e} (the path is relative to {manifest_dir})"))?;
     if files.is_empty() {
         return Err(format!(
             "no migration files in {} (the path is relative to {manifest_dir}); expected \

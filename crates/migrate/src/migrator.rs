@@ -86,9 +86,10 @@ pub struct Report {
 /// rows in sluice's schema, and does not run a migration whose backfill job is incomplete.
 /// Nothing is printed: progress goes to `tracing` (target `sluice_migrate`).
 ///
-/// Dropping a run's future stops it: the server rolls back the migration in flight and frees
-/// the lock with the connection; a migration run without a transaction resumes at its first
-/// unrecorded statement next time.
+/// Dropping a run's future stops it: sluice's connections close, and the server rolls back the
+/// migration in flight and frees the lock when it notices (at the end of the running statement
+/// at the latest); a migration run without a transaction resumes at its first unrecorded
+/// statement next time.
 #[derive(Debug, Clone)]
 pub struct Migrator {
     migrations: Vec<Migration>,
