@@ -7,7 +7,8 @@
 use sluice_common::ident::{Ident, QualifiedName};
 use sqlx::PgConnection;
 
-use crate::job::Job;
+use crate::copy_target::{self, CopyTarget};
+use crate::job::{Action, Job};
 
 /// A key column and its SQL type, as the catalog spells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub struct Target {
     pub index: String,
     /// The planner's row estimate (`pg_class.reltuples`), for progress.
     pub estimated_rows: i64,
+    /// A copy job's target table, resolved.
+    pub copy: Option<CopyTarget>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,8 @@ pub enum CatalogError {
         key: String,
         why: String,
     },
+    #[error("copy job {job}: {message}")]
+    Copy { job: String, message: String },
     #[error("reading the catalog for table {table} failed: {}", sluice_common::db::explain(.error))]
     Query { table: String, error: sqlx::Error },
 }
@@ -104,7 +109,17 @@ pub async fn inspect(conn: &mut PgConnection, job: &Job) -> Result<Target, Catal
                 .map_err(&query_error)?,
         });
     };
+    let copy = match &job.action {
+        Action::Copy(spec) => Some(copy_target::inspect(conn, &job.table, spec).await.map_err(
+            |message| CatalogError::Copy {
+                job: job.name.clone(),
+                message,
+            },
+        )?),
+        _ => None,
+    };
     Ok(Target {
+        copy,
         table: job.table.clone(),
         key: ordered
             .into_iter()

@@ -37,15 +37,18 @@ pub enum BackfillError {
         spec: String,
     },
     #[error(
-        "job {job} passed its last key, but {remaining} row(s) in its key range still match \
-         `where` (the first at key {first_key}): they changed after their batch, or `set` does not \
-         make `where` false for them. Fix the cause (a missing dual-write trigger?), then run \
-         `sluice-backfill run {spec} --rescan` for another pass"
+        "job {job} passed its last key, but {remaining} row(s) in its key range {what} (the \
+         first at key {first_key}): {cause}. Fix that, then run `sluice-backfill run {spec} \
+         --rescan` for another pass"
     )]
     Unverified {
         job: String,
         remaining: u64,
+        /// What is wrong with them, by action: "still match `where`", "are not in ...".
+        what: String,
         first_key: String,
+        /// The likely causes, by action.
+        cause: &'static str,
         spec: String,
     },
     #[error(

@@ -80,13 +80,69 @@ pub struct BatchGuards {
     pub max_retries: u32,
 }
 
+/// What each batch does with the rows of its key range that match `where`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `UPDATE ... SET <set>`.
+    Update { set: String },
+    /// `DELETE`; `where` is required.
+    Delete,
+    /// `INSERT INTO <into> ... SELECT` from the job's table.
+    Copy(CopySpec),
+}
+
+impl Action {
+    /// The spec's word for it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Update { .. } => "update",
+            Self::Delete => "delete",
+            Self::Copy(_) => "copy",
+        }
+    }
+
+    /// What a batch does to a row, for progress and status: "updated", "deleted", "copied".
+    pub fn past_tense(&self) -> &'static str {
+        past_tense_of(self.name())
+    }
+}
+
+/// "updated", "deleted", "copied": the past tense of an action as the jobs table records it.
+pub fn past_tense_of(action: &str) -> &'static str {
+    match action {
+        "delete" => "deleted",
+        "copy" => "copied",
+        _ => "updated",
+    }
+}
+
+/// A copy job's target, as the spec gives it (the catalog fills in defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySpec {
+    pub into: QualifiedName,
+    /// Target columns; `None`: the source's columns the target also has.
+    pub columns: Option<Vec<Ident>>,
+    /// A source expression for each column; `None`: the columns' own names.
+    pub values: Option<Vec<String>>,
+    pub on_conflict: OnConflict,
+}
+
+/// What a copy does with a row whose key the target already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    /// Keep the target's row (a mirroring trigger already wrote it, newer than the copy).
+    Skip,
+    /// Overwrite it with the source's values.
+    Update,
+}
+
 /// A validated job.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub name: String,
     pub table: QualifiedName,
     pub key: Vec<Ident>,
-    pub set: String,
+    pub action: Action,
     pub where_: Option<String>,
     pub pacing: Pacing,
     pub guards: BatchGuards,
@@ -156,11 +212,11 @@ impl Job {
         let public = Ident::new("public").expect("valid");
         let table = QualifiedName::parse(&file.table, &public).map_err(|e| field("table", &e))?;
         let key = parse_key(&file.key)?;
-        let set = non_empty("set", &file.set)?;
         let where_ = match &file.where_ {
             Some(w) => Some(non_empty("where", w)?),
             None => None,
         };
+        let action = action(&file, where_.is_some())?;
         let pacing = pacing(&file, overrides)?;
         let guards = BatchGuards {
             lock_timeout: pg_timeout(
@@ -186,12 +242,12 @@ impl Job {
             return Err("`ranges` must be at least 1".into());
         }
         let load = load_settings(&file, overrides)?;
-        let spec_checksum = spec_checksum(&table, &key, &set, where_.as_deref());
+        let spec_checksum = spec_checksum(&table, &key, &action, where_.as_deref());
         Ok(Self {
             name: file.name,
             table,
             key,
-            set,
+            action,
             where_,
             pacing,
             guards,
@@ -359,12 +415,145 @@ fn pacing(file: &JobFile, overrides: &Overrides) -> Result<Pacing, String> {
     Ok(pacing)
 }
 
-fn spec_checksum(table: &QualifiedName, key: &[Ident], set: &str, where_: Option<&str>) -> String {
+/// The action of a spec, with only the keys that fit it.
+fn action(file: &JobFile, has_where: bool) -> Result<Action, String> {
+    let given = |present: bool, key: &str| present.then(|| key.to_owned());
+    let copy_keys = [
+        given(file.into.is_some(), "into"),
+        given(file.columns.is_some(), "columns"),
+        given(file.values.is_some(), "values"),
+        given(file.on_conflict.is_some(), "on_conflict"),
+    ];
+    let refuse = |action: &str, keys: Vec<String>| -> Result<(), String> {
+        match keys.as_slice() {
+            [] => Ok(()),
+            keys => Err(format!(
+                "`{}` {} not apply to action = \"{action}\"; remove {} (or choose another action)",
+                keys.join("`, `"),
+                if keys.len() == 1 { "does" } else { "do" },
+                if keys.len() == 1 { "it" } else { "them" }
+            )),
+        }
+    };
+    match file.action.as_deref().unwrap_or("update") {
+        "update" => {
+            refuse("update", copy_keys.into_iter().flatten().collect())?;
+            let set = file.set.as_deref().ok_or(
+                "`set` is required for action = \"update\": the SET list each batch applies, \
+                 e.g. set = \"email_normalized = lower(email)\"",
+            )?;
+            Ok(Action::Update {
+                set: non_empty("set", set)?,
+            })
+        }
+        "delete" => {
+            refuse(
+                "delete",
+                std::iter::once(given(file.set.is_some(), "set"))
+                    .chain(copy_keys)
+                    .flatten()
+                    .collect(),
+            )?;
+            if !has_where {
+                return Err(
+                    "`where` is required for action = \"delete\": it says which rows go \
+                     (e.g. where = \"created_at < now() - interval '90 days'\"); a job that \
+                     empties a table is TRUNCATE, or where = \"true\" if you really mean it"
+                        .into(),
+                );
+            }
+            Ok(Action::Delete)
+        }
+        "copy" => {
+            refuse(
+                "copy",
+                given(file.set.is_some(), "set").into_iter().collect(),
+            )?;
+            copy_spec(file).map(Action::Copy)
+        }
+        other => Err(format!(
+            "`action` = {other:?}: expected \"update\" (the default), \"delete\" or \"copy\""
+        )),
+    }
+}
+
+fn copy_spec(file: &JobFile) -> Result<CopySpec, String> {
+    let public = Ident::new("public").expect("valid");
+    let into = file.into.as_deref().ok_or(
+        "`into` is required for action = \"copy\": the table rows are copied into, e.g. \
+         into = \"public.accounts_new\"",
+    )?;
+    let into = QualifiedName::parse(into, &public).map_err(|e| field("into", &e))?;
+    let columns = match &file.columns {
+        Some(columns) if columns.is_empty() => return Err("`columns` is empty".into()),
+        Some(columns) => {
+            let parsed: Vec<Ident> = columns
+                .iter()
+                .map(|c| Ident::parse(c).map_err(|e| field("columns", &e)))
+                .collect::<Result<_, _>>()?;
+            for (i, column) in parsed.iter().enumerate() {
+                if parsed[..i].contains(column) {
+                    return Err(format!("`columns` names column {column} twice"));
+                }
+            }
+            Some(parsed)
+        }
+        None => None,
+    };
+    let values = match (&file.values, &columns) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err("`values` needs `columns`: the target column each value goes to".into());
+        }
+        (Some(values), Some(columns)) if values.len() != columns.len() => {
+            return Err(format!(
+                "`values` has {} expression(s) for {} column(s); give one per column",
+                values.len(),
+                columns.len()
+            ));
+        }
+        (Some(values), Some(_)) => Some(
+            values
+                .iter()
+                .map(|v| non_empty("values", v))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    let on_conflict = match file.on_conflict.as_deref() {
+        None | Some("skip") => OnConflict::Skip,
+        Some("update") => OnConflict::Update,
+        Some(other) => {
+            return Err(format!(
+                "`on_conflict` = {other:?}: expected \"skip\" (the default: keep the target's row) or \"update\""
+            ));
+        }
+    };
+    Ok(CopySpec {
+        into,
+        columns,
+        values,
+        on_conflict,
+    })
+}
+
+/// What decides which rows change and how. An update job's parts are those it always had, so
+/// that jobs registered before other actions existed keep their checksum.
+fn spec_checksum(
+    table: &QualifiedName,
+    key: &[Ident],
+    action: &Action,
+    where_: Option<&str>,
+) -> String {
+    let what = match action {
+        Action::Update { set } => set.clone(),
+        Action::Delete => "\0delete".to_owned(),
+        Action::Copy(copy) => format!("\0copy {copy:?}"),
+    };
     let mut hasher = Sha256::new();
     for part in [
         table.to_string(),
         format!("{key:?}"),
-        set.to_owned(),
+        what,
         where_.unwrap_or("").to_owned(),
     ] {
         hasher.update(part.as_bytes());
@@ -515,5 +704,121 @@ max_retries = 10
             .unwrap()
             .spec_checksum;
         assert_ne!(base, other);
+    }
+
+    const BASE: &str = "name = \"j\"\ntable = \"events\"\nkey = [\"id\"]\n";
+
+    #[test]
+    fn update_stays_the_default_and_keeps_its_checksum() {
+        let job = parse(SPEC).unwrap();
+        assert_eq!(job.action.name(), "update");
+        let explicit =
+            parse(&SPEC.replace("key = [\"id\"]", "action = \"update\"\nkey = [\"id\"]")).unwrap();
+        assert_eq!(job.spec_checksum, explicit.spec_checksum);
+        // The checksum of an update job is what it was before actions existed.
+        assert_eq!(
+            job.spec_checksum,
+            spec_checksum_parts(&[
+                "\"public\".\"accounts\"",
+                "[Ident(\"id\")]",
+                "email_normalized = lower(email)",
+                "email_normalized IS NULL",
+            ])
+        );
+    }
+
+    fn spec_checksum_parts(parts: &[&str]) -> String {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn a_delete_needs_where_and_takes_no_set() {
+        let job = parse(&format!(
+            "{BASE}action = \"delete\"\nwhere = \"at < now() - interval '90 days'\"\n"
+        ))
+        .unwrap();
+        assert_eq!(job.action, Action::Delete);
+        let error = parse(&format!("{BASE}action = \"delete\"\n")).unwrap_err();
+        assert!(
+            error.contains("`where` is required for action = \"delete\""),
+            "{error}"
+        );
+        let error = parse(&format!(
+            "{BASE}action = \"delete\"\nwhere = \"true\"\nset = \"x = 1\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            error.contains("`set` does not apply to action = \"delete\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_copy_needs_into_and_matching_values() {
+        let job = parse(&format!(
+            "{BASE}action = \"copy\"\ninto = \"archive.events\"\ncolumns = [\"id\", \"body\"]\nvalues = [\"id\", \"upper(body)\"]\non_conflict = \"update\"\n"
+        ))
+        .unwrap();
+        let Action::Copy(copy) = &job.action else {
+            panic!("{:?}", job.action)
+        };
+        assert_eq!(copy.into.to_string(), "\"archive\".\"events\"");
+        assert_eq!(copy.on_conflict, OnConflict::Update);
+        assert_eq!(copy.values.as_deref().unwrap()[1], "upper(body)");
+        for (extra, expected) in [
+            ("", "`into` is required"),
+            (
+                "into = \"t2\"\nset = \"x = 1\"\n",
+                "`set` does not apply to action = \"copy\"",
+            ),
+            (
+                "into = \"t2\"\nvalues = [\"a\"]\n",
+                "`values` needs `columns`",
+            ),
+            (
+                "into = \"t2\"\ncolumns = [\"a\", \"b\"]\nvalues = [\"a\"]\n",
+                "1 expression(s) for 2 column(s)",
+            ),
+            (
+                "into = \"t2\"\non_conflict = \"replace\"\n",
+                "`on_conflict` = \"replace\"",
+            ),
+            ("into = \"t2; DROP TABLE x\"\n", "`into`"),
+            (
+                "into = \"t2\"\ncolumns = [\"a\", \"a\"]\n",
+                "names column \"a\" twice",
+            ),
+        ] {
+            let error = parse(&format!("{BASE}action = \"copy\"\n{extra}")).unwrap_err();
+            assert!(error.contains(expected), "{extra}: {error}");
+        }
+    }
+
+    #[test]
+    fn keys_of_another_action_and_unknown_actions_are_refused() {
+        let error = parse(&format!(
+            "{BASE}set = \"x = 1\"\ninto = \"t2\"\non_conflict = \"skip\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            error.contains("`into`, `on_conflict` do not apply to action = \"update\""),
+            "{error}"
+        );
+        let error = parse(&format!("{BASE}action = \"merge\"\nset = \"x = 1\"\n")).unwrap_err();
+        assert!(error.contains("`action` = \"merge\""), "{error}");
+        let error = parse(BASE).unwrap_err();
+        assert!(
+            error.contains("`set` is required for action = \"update\""),
+            "{error}"
+        );
     }
 }

@@ -1,9 +1,11 @@
-//! The backfill engine: keyed-range batch updates described in job specs, each batch committed
+//! The backfill engine: keyed-range batch jobs (update, delete, copy into another table)
+//! described in job specs, each batch committed
 //! together with its progress row so that an interrupted job resumes exactly where it stopped.
 
 pub mod audit;
 pub mod catalog;
 mod context;
+pub mod copy_target;
 pub mod engine;
 pub mod error;
 pub mod event;

@@ -112,7 +112,7 @@ fn batch_statements(job: &Job, sql: &JobSql) -> Vec<String> {
             job.guards.lock_timeout.as_millis(),
             job.guards.statement_timeout.as_millis()
         ),
-        format!("{};", sql.update_with(lease, Some(&cursor), &end)),
+        format!("{};", sql.batch_with(lease, Some(&cursor), &end)),
         sql.progress_and_commit(Progress {
             lease,
             cursor: &end,
@@ -171,7 +171,7 @@ async fn explain_first_batch(
         None => upper.to_vec(),
     };
     let explain = end.iter().fold(
-        sqlx::query_scalar::<_, String>(AssertSqlSafe(format!("EXPLAIN {}", sql.update))),
+        sqlx::query_scalar::<_, String>(AssertSqlSafe(format!("EXPLAIN {}", sql.batch))),
         |q, v| q.bind(v.clone()),
     );
     let lines = explain

@@ -32,7 +32,7 @@ pub async fn check_statement(
     };
     let mut tx = conn.begin().await.map_err(|e| invalid(db::explain(&e)))?;
     let explain = job.key.iter().fold(
-        sqlx::query(AssertSqlSafe(format!("EXPLAIN {}", sql.update))),
+        sqlx::query(AssertSqlSafe(format!("EXPLAIN {}", sql.batch))),
         |q, _| q.bind(None::<String>),
     );
     let outcome = explain.fetch_all(&mut *tx).await;

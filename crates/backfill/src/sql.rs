@@ -5,8 +5,11 @@
 
 use sluice_common::ident::quote_literal;
 
+use sluice_common::ident::Ident;
+
 use crate::catalog::Target;
-use crate::job::Job;
+use crate::copy_target::CopyTarget;
+use crate::job::{Action, Job, OnConflict};
 
 /// Every statement a job runs. `*_from` variants have a lower bound (the cursor); the others
 /// start at the beginning of the table.
@@ -21,14 +24,16 @@ pub struct JobSql {
     pub end_key: String,
     /// Same, after the cursor: `$1..$k` cursor, `$k+1..$2k` upper bound, `$2k+1` offset.
     pub end_key_from: String,
-    /// The batch's UPDATE alone (for `plan`'s EXPLAIN): `$1..$k` end key.
-    pub update: String,
+    /// The batch's statement alone (for `plan`'s EXPLAIN): `$1..$k` end key.
+    pub batch: String,
     /// The batch after the cursor: `$1..$k` cursor, `$k+1..$2k` end key.
-    pub update_from: String,
-    /// Keys in a range (the size of a short last batch): parameters as for the updates.
+    pub batch_from: String,
+    /// Keys in a range (the size of a short last batch): parameters as for the batches.
     pub count_range: String,
     pub count_range_from: String,
-    /// Rows of a range still matching `where`: parameters as for the updates.
+    /// Rows of a range that verification finds: those still matching `where` (update,
+    /// delete), or source rows matching it that are not in the target (copy). Parameters as for
+    /// the batches; `None`: nothing to verify (an update without `where`).
     pub count_remaining: Option<String>,
     pub count_remaining_from: Option<String>,
     /// The first such key.
@@ -49,12 +54,91 @@ pub struct JobSql {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Literal {
     table: String,
-    set: String,
+    dml: Dml,
     filter: String,
     /// Quoted column names and their types.
     key: Vec<(String, String)>,
     jobs_table: String,
     ranges_table: String,
+}
+
+/// The statement a batch runs over the rows of its range, by action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Dml {
+    Update {
+        set: String,
+    },
+    Delete,
+    Copy {
+        into: String,
+        columns: String,
+        values: String,
+        overriding: bool,
+        on_conflict: String,
+    },
+}
+
+impl Dml {
+    fn of(job: &Job, target: &Target) -> Self {
+        match (&job.action, &target.copy) {
+            (Action::Update { set }, _) => Self::Update { set: set.clone() },
+            (Action::Delete, _) => Self::Delete,
+            (Action::Copy(_), Some(copy)) => Self::copy(copy),
+            (Action::Copy(_), None) => unreachable!("the catalog resolves a copy job's target"),
+        }
+    }
+
+    fn copy(copy: &CopyTarget) -> Self {
+        let list = |items: Vec<String>| items.join(", ");
+        let key: Vec<String> = copy.key.iter().map(|k| k.column.quoted()).collect();
+        let updates: Vec<String> = copy
+            .columns
+            .iter()
+            .filter(|c| !copy.key.iter().any(|k| &k.column == *c))
+            .map(|c| format!("{0} = EXCLUDED.{0}", c.quoted()))
+            .collect();
+        let on_conflict = match copy.on_conflict {
+            OnConflict::Update if !updates.is_empty() => format!(
+                "ON CONFLICT ({}) DO UPDATE SET {}",
+                list(key),
+                list(updates)
+            ),
+            _ => format!("ON CONFLICT ({}) DO NOTHING", list(key)),
+        };
+        Self::Copy {
+            into: copy.table.to_string(),
+            columns: list(copy.columns.iter().map(Ident::quoted).collect()),
+            values: list(copy.values.clone()),
+            overriding: copy.overriding,
+            on_conflict,
+        }
+    }
+
+    /// The statement over the rows of `table` that satisfy `condition`.
+    fn over(&self, table: &str, condition: &str) -> String {
+        match self {
+            Self::Update { set } => format!("UPDATE {table} SET {set} WHERE {condition}"),
+            Self::Delete => format!("DELETE FROM {table} WHERE {condition}"),
+            Self::Copy {
+                into,
+                columns,
+                values,
+                overriding,
+                on_conflict,
+            } => format!(
+                // FOR SHARE: a row the application deletes or updates while the batch copies it
+                // waits for the batch, so that its mirroring trigger then sees (and deletes or
+                // replaces) the copy; a row it changed first is copied as changed, or skipped if
+                // deleted. Without it a deleted row could be copied after its trigger ran.
+                "INSERT INTO {into} ({columns}){} SELECT {values} FROM {table} WHERE {condition} FOR SHARE {on_conflict}",
+                if *overriding {
+                    " OVERRIDING SYSTEM VALUE"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
 }
 
 /// Whose lease a batch runs under, and the range's upper bound as the worker knows it: the
@@ -126,18 +210,21 @@ impl JobSql {
         let range =
             |lower: &str, end_first: usize| format!("{lower}{row} <= {}", params(end_first));
         let remaining = |select: &str, tail: &str, lower: &str, end_first: usize| {
-            job.where_.as_ref().map(|w| {
-                format!(
-                    "SELECT {select} FROM {table} WHERE {} AND ({w}){tail}",
-                    range(lower, end_first)
-                )
-            })
+            let range = range(lower, end_first);
+            match &target.copy {
+                Some(copy) => Some(not_copied(copy, &table, &range, &filter, select, tail)),
+                None => job
+                    .where_
+                    .as_ref()
+                    .map(|w| format!("SELECT {select} FROM {table} WHERE {range} AND ({w}){tail}")),
+            }
         };
         let first_tail = format!(" ORDER BY {asc} LIMIT 1");
+        let dml = Dml::of(job, target);
         Self {
             literal: Literal {
                 table: table.clone(),
-                set: job.set.clone(),
+                dml: dml.clone(),
                 filter: filter.clone(),
                 key: target
                     .key
@@ -161,16 +248,8 @@ impl JobSql {
             min_key: format!("SELECT {as_text} FROM {table} ORDER BY {asc} LIMIT 1"),
             end_key: end_key("", 1),
             end_key_from: end_key(&after_cursor, k + 1),
-            update: format!(
-                "UPDATE {table} SET {} WHERE {}{filter}",
-                job.set,
-                range("", 1)
-            ),
-            update_from: format!(
-                "UPDATE {table} SET {} WHERE {}{filter}",
-                job.set,
-                range(&after_cursor, k + 1)
-            ),
+            batch: dml.over(&table, &format!("{}{filter}", range("", 1))),
+            batch_from: dml.over(&table, &format!("{}{filter}", range(&after_cursor, k + 1))),
             count_range: format!("SELECT count(*) FROM {table} WHERE {}", range("", 1)),
             count_range_from: format!(
                 "SELECT count(*) FROM {table} WHERE {}",
@@ -185,11 +264,11 @@ impl JobSql {
 }
 
 impl JobSql {
-    /// The batch's UPDATE of the range (cursor, end], values inlined as quoted literals.
+    /// The batch's statement over the range (cursor, end], values inlined as quoted literals.
     ///
     /// Sent as a simple query together with `BEGIN` and the guards: one round trip, as a
     /// hand-written loop would, where a prepared statement would cost one more.
-    pub fn update_with(
+    pub fn batch_with(
         &self,
         lease: LeaseOf<'_>,
         cursor: Option<&[String]>,
@@ -208,16 +287,17 @@ impl JobSql {
             .map(|c| format!("{row} > {} AND ", self.values(c)))
             .unwrap_or_default();
         // The range's row is locked first: a worker taking over an expired lease waits for
-        // this batch, and a batch whose lease was taken over updates nothing.
-        format!(
-            "WITH sluice_lease AS MATERIALIZED (SELECT FROM {} WHERE {} FOR UPDATE) \
-             UPDATE {} SET {} WHERE EXISTS (SELECT FROM sluice_lease) AND {lower}{row} <= {}{}",
-            l.ranges_table,
-            lease_condition(lease),
-            l.table,
-            l.set,
+        // this batch, and a batch whose lease was taken over changes nothing.
+        let condition = format!(
+            "EXISTS (SELECT FROM sluice_lease) AND {lower}{row} <= {}{}",
             self.values(end),
             l.filter
+        );
+        format!(
+            "WITH sluice_lease AS MATERIALIZED (SELECT FROM {} WHERE {} FOR UPDATE) {}",
+            l.ranges_table,
+            lease_condition(lease),
+            l.dml.over(&l.table, &condition)
         )
     }
 
@@ -255,6 +335,48 @@ impl JobSql {
             .collect();
         format!("({})", list.join(", "))
     }
+}
+
+/// Source rows of `range` (matching the filter) whose key is not in the copy's target: each
+/// row's target key is computed from its source expressions in a derived table first, so that
+/// a source column never resolves to the target's column of the same name.
+fn not_copied(
+    copy: &CopyTarget,
+    table: &str,
+    range: &str,
+    filter: &str,
+    select: &str,
+    tail: &str,
+) -> String {
+    let computed: Vec<String> = copy
+        .key
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            format!(
+                "CAST(({}) AS {}) AS sluice_target_{}",
+                k.value,
+                k.type_name,
+                i + 1
+            )
+        })
+        .collect();
+    let target_key: Vec<String> = copy
+        .key
+        .iter()
+        .map(|k| format!("sluice_target.{}", k.column.quoted()))
+        .collect();
+    let source_key: Vec<String> = (1..=copy.key.len())
+        .map(|i| format!("sluice_source.sluice_target_{i}"))
+        .collect();
+    format!(
+        "SELECT {select} FROM (SELECT *, {} FROM {table} WHERE {range}{filter}) sluice_source \
+         WHERE NOT EXISTS (SELECT FROM {} sluice_target WHERE ({}) = ({})){tail}",
+        computed.join(", "),
+        copy.table,
+        target_key.join(", "),
+        source_key.join(", ")
+    )
 }
 
 /// A key as a `text[]` literal, as the ranges table stores keys.
@@ -349,7 +471,7 @@ mod tests {
             name: "j".into(),
             table: "app.items".into(),
             key: key.iter().map(|k| (*k).to_owned()).collect(),
-            set: "n = n + 1".into(),
+            set: Some("n = n + 1".into()),
             where_: where_.map(str::to_owned),
             batch_size: None,
             min_batch_size: None,
@@ -379,6 +501,7 @@ mod tests {
                 .collect(),
             index: "items_pkey".into(),
             estimated_rows: 0,
+            copy: None,
         }
     }
 
@@ -400,21 +523,21 @@ mod tests {
             r#"SELECT "id"::text AS key_1 FROM "app"."items" WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) ORDER BY "id" LIMIT 1 OFFSET $3"#
         );
         assert_eq!(
-            sql.update_from,
+            sql.batch_from,
             r#"UPDATE "app"."items" SET n = n + 1 WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) AND (n < 10)"#
         );
         assert_eq!(
-            sql.update,
+            sql.batch,
             r#"UPDATE "app"."items" SET n = n + 1 WHERE ("id") <= ($1::bigint) AND (n < 10)"#
         );
         assert_eq!(
-            sql.update_with(LEASE, Some(&["10".into()]), &["20".into()]),
+            sql.batch_with(LEASE, Some(&["10".into()]), &["20".into()]),
             format!(
                 r#"{GUARD} UPDATE "app"."items" SET n = n + 1 WHERE EXISTS (SELECT FROM sluice_lease) AND ("id") > ('10'::bigint) AND ("id") <= ('20'::bigint) AND (n < 10)"#
             )
         );
         assert_eq!(
-            sql.update_with(LEASE, None, &["20".into()]),
+            sql.batch_with(LEASE, None, &["20".into()]),
             format!(
                 r#"{GUARD} UPDATE "app"."items" SET n = n + 1 WHERE EXISTS (SELECT FROM sluice_lease) AND ("id") <= ('20'::bigint) AND (n < 10)"#
             )
@@ -445,7 +568,7 @@ mod tests {
             r#"SELECT "tenant"::text AS key_1, "Id"::text AS key_2 FROM "app"."items" WHERE ("tenant", "Id") <= ($1::text, $2::uuid) ORDER BY "tenant", "Id" LIMIT 1 OFFSET $3"#
         );
         assert_eq!(
-            sql.update_from,
+            sql.batch_from,
             r#"UPDATE "app"."items" SET n = n + 1 WHERE ("tenant", "Id") > ($1::text, $2::uuid) AND ("tenant", "Id") <= ($3::text, $4::uuid)"#
         );
         assert!(
@@ -491,7 +614,7 @@ mod tests {
             "{text}"
         );
         assert_eq!(
-            sql.update_with(
+            sql.batch_with(
                 lease,
                 Some(&["a'b".into(), "1".into()]),
                 &["c".into(), "2".into()]
@@ -506,9 +629,95 @@ mod tests {
         job.table.name = Ident::new("x\"; DROP TABLE users; --").unwrap();
         let sql = JobSql::new(&job, &target(&job, &["int"]), "jobs", "ranges");
         assert!(
-            sql.update.contains(r#""app"."x""; DROP TABLE users; --""#),
+            sql.batch.contains(r#""app"."x""; DROP TABLE users; --""#),
             "{}",
-            sql.update
+            sql.batch
         );
+    }
+
+    #[test]
+    fn a_delete_batch_deletes_the_matching_rows_of_its_range() {
+        let mut job = job(&["id"], Some("at < '2026-01-01'"));
+        job.action = Action::Delete;
+        let sql = JobSql::new(&job, &target(&job, &["bigint"]), "jobs", "ranges");
+        assert_eq!(
+            sql.batch_with(LEASE, Some(&["10".into()]), &["20".into()]),
+            format!(
+                r#"{GUARD} DELETE FROM "app"."items" WHERE EXISTS (SELECT FROM sluice_lease) AND ("id") > ('10'::bigint) AND ("id") <= ('20'::bigint) AND (at < '2026-01-01')"#
+            )
+        );
+        assert_eq!(
+            sql.count_remaining_from.unwrap(),
+            r#"SELECT count(*) FROM "app"."items" WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) AND (at < '2026-01-01')"#
+        );
+    }
+
+    fn copy_target(on_conflict: OnConflict, overriding: bool) -> CopyTarget {
+        let public = Ident::new("public").unwrap();
+        let id = Ident::new("id").unwrap();
+        CopyTarget {
+            table: sluice_common::ident::QualifiedName::parse("archive.items", &public).unwrap(),
+            columns: vec![id.clone(), Ident::new("Body").unwrap()],
+            values: vec!["\"id\"".into(), "upper(body)".into()],
+            key: vec![crate::copy_target::KeyPart {
+                column: id,
+                type_name: "bigint".into(),
+                value: "\"id\"".into(),
+            }],
+            overriding,
+            on_conflict,
+        }
+    }
+
+    #[test]
+    fn a_copy_batch_inserts_its_range_and_verification_looks_each_row_up() {
+        let mut job = job(&["id"], Some("n > 0"));
+        let mut target = target(&job, &["int"]);
+        target.copy = Some(copy_target(OnConflict::Skip, false));
+        job.action = Action::Copy(crate::job::CopySpec {
+            into: target.copy.as_ref().unwrap().table.clone(),
+            columns: None,
+            values: None,
+            on_conflict: OnConflict::Skip,
+        });
+        let sql = JobSql::new(&job, &target, "jobs", "ranges");
+        assert_eq!(
+            sql.batch_with(LEASE, None, &["20".into()]),
+            format!(
+                r#"{GUARD} INSERT INTO "archive"."items" ("id", "Body") SELECT "id", upper(body) FROM "app"."items" WHERE EXISTS (SELECT FROM sluice_lease) AND ("id") <= ('20'::int) AND (n > 0) FOR SHARE ON CONFLICT ("id") DO NOTHING"#
+            )
+        );
+        assert_eq!(
+            sql.count_remaining_from.as_deref().unwrap(),
+            r#"SELECT count(*) FROM (SELECT *, CAST(("id") AS bigint) AS sluice_target_1 FROM "app"."items" WHERE ("id") > ($1::int) AND ("id") <= ($2::int) AND (n > 0)) sluice_source WHERE NOT EXISTS (SELECT FROM "archive"."items" sluice_target WHERE (sluice_target."id") = (sluice_source.sluice_target_1))"#
+        );
+        assert!(
+            sql.first_remaining
+                .as_deref()
+                .unwrap()
+                .ends_with(r#"= (sluice_source.sluice_target_1)) ORDER BY "id" LIMIT 1"#),
+            "{:?}",
+            sql.first_remaining
+        );
+
+        target.copy = Some(copy_target(OnConflict::Update, true));
+        let sql = JobSql::new(&job, &target, "jobs", "ranges");
+        assert!(
+            sql.batch.starts_with(
+                r#"INSERT INTO "archive"."items" ("id", "Body") OVERRIDING SYSTEM VALUE SELECT"#
+            ),
+            "{}",
+            sql.batch
+        );
+        assert!(
+            sql.batch
+                .ends_with(r#"ON CONFLICT ("id") DO UPDATE SET "Body" = EXCLUDED."Body""#),
+            "{}",
+            sql.batch
+        );
+        // Without `where`, a copy still verifies every row of its range.
+        job.where_ = None;
+        let sql = JobSql::new(&job, &target, "jobs", "ranges");
+        assert!(sql.count_remaining.is_some());
     }
 }

@@ -20,6 +20,8 @@ pub use sluice_common::backfill_gate::{Control, JobState};
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
 pub struct JobRow {
     pub name: String,
+    /// What its batches do: `update`, `delete` or `copy`.
+    pub action: String,
     pub table_name: String,
     pub key_columns: Vec<String>,
     pub spec_checksum: String,
@@ -74,7 +76,7 @@ impl Jobs {
         // Batches write their counts to their range's row only (workers never contend on the
         // job's row); a job's totals are its own (from before ranges existed) plus its ranges'.
         let select = format!(
-            "SELECT j.name, j.table_name, j.key_columns, j.spec_checksum, j.spec_path, j.state, j.control,
+            "SELECT j.name, j.action, j.table_name, j.key_columns, j.spec_checksum, j.spec_path, j.state, j.control,
                     j.upper_bound, j.cursor,
                     j.rows_updated + coalesce(r.rows_updated, 0) AS rows_updated,
                     j.rows_scanned + coalesce(r.rows_scanned, 0) AS rows_scanned,
@@ -137,12 +139,12 @@ impl Jobs {
             .await
     }
 
-    /// Whether the tables are as this version uses them (the newest parts: `pace`, the
+    /// Whether the tables are as this version uses them (the newest parts: `action`, the
     /// audit table).
     async fn is_current(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
         sqlx::query_scalar(
             "SELECT to_regclass($1) IS NOT NULL AND to_regclass($3) IS NOT NULL AND EXISTS (
-                 SELECT FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'pace')",
+                 SELECT FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'action')",
         )
         .bind(self.ranges.table())
         .bind(&self.table)
@@ -206,6 +208,7 @@ impl Jobs {
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS rate_next timestamptz;
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS pace jsonb;
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS pace_at timestamptz;
+             ALTER TABLE {table} ADD COLUMN IF NOT EXISTS action text NOT NULL DEFAULT 'update';
              {ranges}
              {audit}",
             table = self.table,
@@ -241,6 +244,7 @@ impl Jobs {
         &self,
         conn: &mut PgConnection,
         name: &str,
+        action: &str,
         table_name: &str,
         key_columns: &[String],
         spec_checksum: &str,
@@ -250,8 +254,8 @@ impl Jobs {
         estimated_rows: i64,
     ) -> Result<bool, sqlx::Error> {
         let inserted = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {} (name, table_name, key_columns, spec_checksum, spec_path, state, upper_bound, batch_size, estimated_rows)
-             VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO {} (name, table_name, key_columns, spec_checksum, spec_path, state, upper_bound, batch_size, estimated_rows, action)
+             VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING",
             self.table
         )))
         .bind(name)
@@ -262,6 +266,7 @@ impl Jobs {
         .bind(upper_bound)
         .bind(i32::try_from(batch_size).unwrap_or(i32::MAX))
         .bind(estimated_rows)
+        .bind(action)
         .execute(conn)
         .await?;
         Ok(inserted.rows_affected() == 1)

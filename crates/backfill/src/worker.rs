@@ -468,9 +468,7 @@ impl Worker<'_, '_> {
             "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'; {}",
             guards.lock_timeout.as_millis().max(1),
             guards.statement_timeout.as_millis().max(1),
-            self.ctx
-                .sql
-                .update_with(lease, range.cursor.as_deref(), end)
+            self.ctx.sql.batch_with(lease, range.cursor.as_deref(), end)
         );
         let rows_updated = sqlx::raw_sql(AssertSqlSafe(update))
             .execute(&mut self.conn)

@@ -33,11 +33,28 @@ pub mod defaults {
 #[serde(deny_unknown_fields)]
 pub struct JobFile {
     pub name: String,
+    /// What each batch does: `"update"` (default), `"delete"` or `"copy"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
     pub table: String,
     pub key: Vec<String>,
-    pub set: String,
+    /// `update`: the `SET` list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<String>,
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub where_: Option<String>,
+    /// `copy`: the table rows are copied into (`schema.table`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into: Option<String>,
+    /// `copy`: the target's columns (default: the source's columns the target also has).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    /// `copy`: a source expression for each of `columns` (default: the same names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+    /// `copy`: what a key already in the target does: `"skip"` (default) or `"update"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_conflict: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -2,6 +2,8 @@
 //! trigger that dual-writes), the backfill job, and the contract migration gated on it. Pure:
 //! the files are returned as text for `sluice new --pattern` to write; engineers edit them.
 
+mod copy_table;
+
 use sluice_common::ident::{Ident, QualifiedName};
 use sluice_common::jobspec::{JobFile, defaults};
 
@@ -14,6 +16,8 @@ pub enum Pattern {
     RenameColumn,
     /// `--column` gets `--type` (converted with `--expression`, default `column::type`).
     ChangeType,
+    /// `--table` is copied into a new table `--to`, which then replaces it.
+    CopyTable,
 }
 
 /// What the engineer asked for, validated.
@@ -23,10 +27,13 @@ pub struct Change {
     /// Migration and job name.
     pub name: String,
     pub table: QualifiedName,
-    pub column: Ident,
-    pub type_name: String,
+    /// The column patterns' column and its (new) type.
+    pub column: Option<Ident>,
+    pub type_name: Option<String>,
     /// RenameColumn: the new name.
     pub to: Option<Ident>,
+    /// CopyTable: the new table.
+    pub into: Option<QualifiedName>,
     /// AddColumn: the value; ChangeType: the conversion.
     pub expression: Option<String>,
     /// The table's unique key, for the backfill.
@@ -54,6 +61,7 @@ impl Pattern {
             Self::AddColumn => "add-column",
             Self::RenameColumn => "rename-column",
             Self::ChangeType => "change-type",
+            Self::CopyTable => "copy-table",
         }
     }
 }
@@ -64,36 +72,77 @@ pub fn render(change: &Change) -> Result<Files, ScaffoldError> {
         pattern: change.pattern.name(),
         message: message.to_owned(),
     };
-    if change.type_name.trim().is_empty() || change.type_name.contains(';') {
+    if change.pattern == Pattern::CopyTable {
+        let into = change
+            .into
+            .as_ref()
+            .ok_or_else(|| fail("needs --to, the new table, e.g. public.accounts_new"))?;
+        if into == &change.table {
+            return Err(fail("--to must name another table than --table"));
+        }
+        return Ok(copy_table::render(change, into));
+    }
+    let column = change
+        .column
+        .as_ref()
+        .ok_or_else(|| fail("needs --column"))?;
+    let type_name = change
+        .type_name
+        .as_deref()
+        .ok_or_else(|| fail("needs --type, the column's type, e.g. text or bigint"))?;
+    if type_name.trim().is_empty() || type_name.contains(';') {
         return Err(fail("--type must be a column type, e.g. text or bigint"));
     }
+    let column = Column {
+        name: column,
+        type_name,
+    };
     let parts = match change.pattern {
         Pattern::AddColumn => {
             let expression = change.expression.clone().ok_or_else(|| {
                 fail("needs --expression, the new column's value, e.g. \"lower(email)\"")
             })?;
-            add_column(change, &expression)
+            add_column(change, &column, &expression)
         }
         Pattern::RenameColumn => {
             let to = change
                 .to
                 .clone()
                 .ok_or_else(|| fail("needs --to, the column's new name"))?;
-            rename_column(change, &to)
+            rename_column(change, &column, &to)
         }
-        Pattern::ChangeType => {
+        Pattern::ChangeType | Pattern::CopyTable => {
             let expression = change
                 .expression
                 .clone()
-                .unwrap_or_else(|| format!("{}::{}", change.column, change.type_name));
-            change_type(change, &expression)
+                .unwrap_or_else(|| format!("{}::{}", column.name, column.type_name));
+            change_type(change, &column, &expression)
         }
+    };
+    let spec = JobFile {
+        set: Some(format!("{} = {}", parts.target, parts.value)),
+        where_: Some(parts.needs_work.clone()),
+        ..job_base(change)
     };
     Ok(Files {
         expand: parts.expand,
-        job: job(change, &parts.target, &parts.value, &parts.needs_work),
+        job: job_file(
+            &format!(
+                "fills {}.{} for rows written before the expand migration's\n\
+                 # trigger existed",
+                change.table, parts.target
+            ),
+            change,
+            &spec,
+        ),
         contract: parts.contract,
     })
+}
+
+/// The column of a column pattern, and its (new) type.
+struct Column<'a> {
+    name: &'a Ident,
+    type_name: &'a str,
 }
 
 struct Parts {
@@ -175,8 +224,8 @@ fn contract_header(change: &Change, what: &str) -> String {
     )
 }
 
-fn add_column(change: &Change, expression: &str) -> Parts {
-    let (table, column) = (change.table.to_string(), &change.column);
+fn add_column(change: &Change, column: &Column<'_>, expression: &str) -> Parts {
+    let (table, ty, column) = (change.table.to_string(), column.type_name, column.name);
     let expand = format!(
         "-- Expand (add-column): {table}.{column} {ty} = {expression}\n\
          --\n\
@@ -185,7 +234,6 @@ fn add_column(change: &Change, expression: &str) -> Parts {
          -- computes it for every row the running application writes, so only rows that existed\n\
          -- before this migration are left for the backfill job {name}.\n\n\
          ALTER TABLE {table} ADD COLUMN {column} {ty};\n\n{trigger}",
-        ty = change.type_name,
         name = change.name,
         trigger = trigger_sql(
             change,
@@ -211,8 +259,8 @@ fn add_column(change: &Change, expression: &str) -> Parts {
     }
 }
 
-fn rename_column(change: &Change, to: &Ident) -> Parts {
-    let (table, old) = (change.table.to_string(), &change.column);
+fn rename_column(change: &Change, column: &Column<'_>, to: &Ident) -> Parts {
+    let (table, ty, old) = (change.table.to_string(), column.type_name, column.name);
     let body = format!(
         "    -- Old application versions write {old}, new ones {to}: keep both equal.\n\
          \x20   IF TG_OP = 'INSERT' THEN\n\
@@ -232,7 +280,6 @@ fn rename_column(change: &Change, to: &Ident) -> Parts {
          -- whichever one an application version writes, and the backfill job {name} copies\n\
          -- the rows that existed before.\n\n\
          ALTER TABLE {table} ADD COLUMN {to} {ty};\n\n{trigger}",
-        ty = change.type_name,
         name = change.name,
         trigger = trigger_sql(change, "INSERT OR UPDATE", &body),
     );
@@ -255,8 +302,8 @@ fn rename_column(change: &Change, to: &Ident) -> Parts {
     }
 }
 
-fn change_type(change: &Change, expression: &str) -> Parts {
-    let (table, old) = (change.table.to_string(), &change.column);
+fn change_type(change: &Change, column: &Column<'_>, expression: &str) -> Parts {
+    let (table, ty, old) = (change.table.to_string(), column.type_name, column.name);
     let new = Ident::new(format!("{}_new", old.as_str())).unwrap_or_else(|_| old.clone());
     let expand = format!(
         "-- Expand (change-type): {table}.{old} becomes {ty}\n\
@@ -265,7 +312,6 @@ fn change_type(change: &Change, expression: &str) -> Parts {
          -- column {new} {ty} is added (no rewrite), the trigger converts every value the\n\
          -- application writes, and the backfill job {name} converts the rows that existed before.\n\n\
          ALTER TABLE {table} ADD COLUMN {new} {ty};\n\n{trigger}",
-        ty = change.type_name,
         name = change.name,
         trigger = trigger_sql(
             change,
@@ -278,10 +324,7 @@ fn change_type(change: &Change, expression: &str) -> Parts {
          ALTER TABLE {table} DROP COLUMN IF EXISTS {old};\n\n\
          -- To give {new} the old name, coordinate a rename with the application separately:\n\
          -- ALTER TABLE {table} RENAME COLUMN {new} TO {old};\n",
-        contract_header(
-            change,
-            &format!("{table}.{old} is replaced by {new} {}.", change.type_name)
-        ),
+        contract_header(change, &format!("{table}.{old} is replaced by {new} {ty}.")),
         not_null_sql(change, &new),
         drop_trigger_sql(change)
     );
@@ -294,11 +337,11 @@ fn change_type(change: &Change, expression: &str) -> Parts {
     }
 }
 
-/// The backfill job's spec, serialised from the job file type itself with the engine's own
-/// defaults written out, so the operator sees every knob and no value disagrees with what the
-/// engine would use.
-fn job(change: &Change, target: &Ident, value: &str, needs_work: &str) -> String {
-    let spec = JobFile {
+/// A job spec for `change` with the engine's own defaults written out, so that the operator
+/// sees every knob and no value disagrees with what the engine would use; the pattern adds
+/// what its batches do.
+fn job_base(change: &Change) -> JobFile {
+    JobFile {
         name: change.name.clone(),
         table: format!("{}.{}", change.table.schema, change.table.name),
         key: change
@@ -306,8 +349,6 @@ fn job(change: &Change, target: &Ident, value: &str, needs_work: &str) -> String
             .iter()
             .map(|k| k.to_string().trim_matches('"').to_owned())
             .collect(),
-        set: format!("{target} = {value}"),
-        where_: Some(needs_work.to_owned()),
         batch_size: Some(defaults::BATCH_SIZE),
         min_batch_size: Some(defaults::MIN_BATCH_SIZE),
         max_batch_size: Some(defaults::MAX_BATCH_SIZE),
@@ -318,14 +359,17 @@ fn job(change: &Change, target: &Ident, value: &str, needs_work: &str) -> String
         statement_timeout: Some(defaults::STATEMENT_TIMEOUT),
         max_retries: Some(defaults::MAX_RETRIES),
         ..JobFile::default()
-    };
-    let body = toml::to_string(&spec).unwrap_or_else(|e| format!("# cannot write the spec: {e}\n"));
+    }
+}
+
+/// The spec serialised from the job file type itself, under a header saying what it does.
+fn job_file(what: &str, change: &Change, spec: &JobFile) -> String {
+    let body = toml::to_string(spec).unwrap_or_else(|e| format!("# cannot write the spec: {e}\n"));
     format!(
-        "# Backfill for {name}: fills {table}.{target} for rows written before the expand migration's\n\
-         # trigger existed. The contract migration waits until this job is complete and verified.\n\
+        "# Backfill for {name}: {what}. The contract migration waits until this job is\n\
+         # complete and verified.\n\
          {body}",
         name = change.name,
-        table = change.table,
     )
 }
 
@@ -339,9 +383,10 @@ mod tests {
             pattern,
             name: "accounts_email_normalized".into(),
             table: QualifiedName::parse("accounts", &public).unwrap(),
-            column: Ident::parse("email_normalized").unwrap(),
-            type_name: "text".into(),
+            column: Some(Ident::parse("email_normalized").unwrap()),
+            type_name: Some("text".into()),
             to: None,
+            into: None,
             expression: Some("lower(email)".into()),
             key: vec![Ident::parse("id").unwrap()],
         }
@@ -375,7 +420,10 @@ mod tests {
         assert!(files.contract.contains("SET NOT NULL"));
         assert!(files.contract.contains("DROP TRIGGER IF EXISTS"));
         let job = spec(&files.job);
-        assert_eq!(job.set, "\"email_normalized\" = lower(email)");
+        assert_eq!(
+            job.set.as_deref(),
+            Some("\"email_normalized\" = lower(email)")
+        );
         assert_eq!(job.key, ["id"]);
         // The engine's own defaults, never a number of the scaffold's.
         assert_eq!(job.max_batch_size, Some(defaults::MAX_BATCH_SIZE));
@@ -390,7 +438,7 @@ mod tests {
     #[test]
     fn rename_column_syncs_both_ways_and_drops_the_old_column() {
         let mut c = change(Pattern::RenameColumn);
-        c.column = Ident::parse("email").unwrap();
+        c.column = Some(Ident::parse("email").unwrap());
         c.to = Some(Ident::parse("contact_email").unwrap());
         let files = render(&c).unwrap();
         assert!(
@@ -408,8 +456,8 @@ mod tests {
     #[test]
     fn change_type_adds_a_converted_column() {
         let mut c = change(Pattern::ChangeType);
-        c.column = Ident::parse("amount").unwrap();
-        c.type_name = "bigint".into();
+        c.column = Some(Ident::parse("amount").unwrap());
+        c.type_name = Some("bigint".into());
         c.expression = None;
         let files = render(&c).unwrap();
         assert!(files.expand.contains("ADD COLUMN \"amount_new\" bigint;"));
@@ -425,7 +473,7 @@ mod tests {
         let rename = change(Pattern::RenameColumn);
         assert!(render(&rename).unwrap_err().to_string().contains("--to"));
         let mut bad_type = change(Pattern::AddColumn);
-        bad_type.type_name = "text; DROP TABLE x".into();
+        bad_type.type_name = Some("text; DROP TABLE x".into());
         assert!(render(&bad_type).is_err());
     }
 }

@@ -1,11 +1,10 @@
 //! Exactly once under crashes: the engine killed with SIGKILL at random moments and resumed
 //! each time, with a non-idempotent `set`.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
 use sluice_common::exit;
 use sluice_tests::Project;
+
+use super::kill_repeatedly;
 
 const ROWS: i64 = 50_000;
 const KILLS: usize = 20;
@@ -29,55 +28,13 @@ async fn sigkill_at_random_moments_never_loses_or_repeats_a_batch() {
          lease = \"2s\"\n",
     );
 
-    // Kills are timed from the victim's first committed batch, not from its start: a loaded
-    // machine can take longer than any fixed delay to start a process, and a kill that always
-    // lands before the first batch proves nothing. Every fifth run is killed at a random moment
-    // of its start-up instead (registration, splitting, claiming).
-    let mut conn = project.db.connect().await;
-    let (mut kills, mut startup_kills) = (0, 0);
-    let mut rng = fastrand::Rng::with_seed(7);
-    let started = Instant::now();
-    while kills < KILLS {
-        assert!(
-            started.elapsed() < Duration::from_secs(240),
-            "took too long; {kills} kills so far"
-        );
-        let before = project.batches(&mut conn, "bump").await;
-        let mut child = project
-            .backfill()
-            .args(["-q", "run", "bump"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let during_startup = rng.u8(0..5) == 0;
-        if during_startup {
-            tokio::time::sleep(Duration::from_millis(rng.u64(0..150))).await;
-        } else {
-            while project.batches(&mut conn, "bump").await == before
-                && child.try_wait().unwrap().is_none()
-            {
-                assert!(started.elapsed() < Duration::from_secs(240), "no progress");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            tokio::time::sleep(Duration::from_millis(rng.u64(0..150))).await;
-        }
-        if child.try_wait().unwrap().is_some() {
-            break; // finished before the kill: too few rows left
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        if during_startup {
-            startup_kills += 1;
-        } else {
-            kills += 1;
-        }
-    }
+    let (kills, startup_kills) = kill_repeatedly(&project, "bump", KILLS, 7).await;
     assert!(
         kills >= KILLS,
         "only {kills} kills mid-run (and {startup_kills} at start-up) before the job finished; \
          make it slower"
     );
+    let mut conn = project.db.connect().await;
 
     // The job was left "running" by a dead worker; `status` says so, and `run` resumes it.
     let status = project.run_backfill(&["status", "bump"]);

@@ -1,6 +1,7 @@
 //! `sluice-backfill` against a real server: exactly-once under interruption and crashes,
 //! guards, keys, hostile names, operator commands.
 
+mod actions;
 mod crash;
 mod guards;
 mod keys;
@@ -10,7 +11,10 @@ mod parallel;
 mod reset;
 mod resume;
 
-use sluice_tests::TestDb;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use sluice_tests::{Project, TestDb};
 use sqlx::PgConnection;
 
 /// `items (id bigint primary key, a int, b text, n int)` with `rows` rows, `b` NULL.
@@ -38,4 +42,55 @@ fn job_toml(name: &str, extra: &str) -> String {
         "name = \"{name}\"\ntable = \"public.items\"\nkey = [\"id\"]\nset = \"b = md5(a::text), n = n + 1\"\n\
          where = \"b IS NULL\"\n{extra}"
     )
+}
+
+/// Runs `sluice-backfill run <job>` again and again, SIGKILLing each run, until `kills` runs
+/// were killed mid-run (or a run finished first). Returns the kills mid-run and at start-up.
+///
+/// Kills are timed from the victim's first committed batch, not from its start: a loaded
+/// machine can take longer than any fixed delay to start a process, and a kill that always
+/// lands before the first batch proves nothing. Every fifth run is killed at a random moment
+/// of its start-up instead (registration, splitting, claiming).
+async fn kill_repeatedly(project: &Project, job: &str, kills: usize, seed: u64) -> (usize, usize) {
+    let mut conn = project.db.connect().await;
+    let (mut mid_run, mut at_startup) = (0, 0);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let started = Instant::now();
+    while mid_run < kills {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "took too long; {mid_run} kills so far"
+        );
+        let before = project.batches(&mut conn, job).await;
+        let mut child = project
+            .backfill()
+            .args(["-q", "run", job])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let during_startup = rng.u8(0..5) == 0;
+        if during_startup {
+            tokio::time::sleep(Duration::from_millis(rng.u64(0..150))).await;
+        } else {
+            while project.batches(&mut conn, job).await == before
+                && child.try_wait().unwrap().is_none()
+            {
+                assert!(started.elapsed() < Duration::from_secs(240), "no progress");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(rng.u64(0..150))).await;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break; // finished before the kill: too few rows left
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if during_startup {
+            at_startup += 1;
+        } else {
+            mid_run += 1;
+        }
+    }
+    (mid_run, at_startup)
 }

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use sluice_backfill::engine::Outcome;
 use sluice_backfill::event::Event;
-use sluice_backfill::job::Job;
+use sluice_backfill::job::{Job, past_tense_of};
 use sluice_backfill::ops::JobStatus;
 use sluice_backfill::pace::Pace;
 use sluice_backfill::plan::Plan;
@@ -231,9 +231,10 @@ impl Progress {
             .as_ref()
             .map_or_else(|| job.name.clone(), |p| p.display().to_string());
         let totals = format!(
-            "{} row(s) updated, {} scanned; this process: {} row(s) in {:.1}s ({:.0} rows/s), \
+            "{} row(s) {}, {} scanned; this process: {} row(s) in {:.1}s ({:.0} rows/s), \
              its {} worker(s) busy {:.1}s and throttled {:.1}s in all, longest batch {}ms",
             self.updated,
+            job.action.past_tense(),
             self.scanned,
             self.own_scanned,
             self.started.elapsed().as_secs_f64(),
@@ -310,10 +311,11 @@ pub fn plan(plan: &Plan, json: bool) {
     );
     if let Some(recorded) = &plan.recorded {
         outln!(
-            "recorded:       {} — {} rows scanned, {} updated, cursor {}",
+            "recorded:       {} — {} rows scanned, {} {}, cursor {}",
             recorded.state,
             recorded.rows_scanned,
             recorded.rows_updated,
+            past_tense_of(&recorded.action),
             recorded
                 .cursor
                 .as_ref()
@@ -353,7 +355,8 @@ pub fn status(statuses: &[JobStatus], json: bool) {
         };
         outln!("{}: {}{stale}", row.name, row.state);
         outln!(
-            "  table {} key ({})",
+            "  {} table {} key ({})",
+            row.action,
             row.table_name,
             row.key_columns.join(", ")
         );
@@ -374,10 +377,11 @@ pub fn status(statuses: &[JobStatus], json: bool) {
             );
         }
         outln!(
-            "  {} rows scanned of ~{}, {} updated, {} batches, {} retries, batch size {}",
+            "  {} rows scanned of ~{}, {} {}, {} batches, {} retries, batch size {}",
             row.rows_scanned,
             row.estimated_rows,
             row.rows_updated,
+            past_tense_of(&row.action),
             row.batches,
             row.retries,
             row.batch_size

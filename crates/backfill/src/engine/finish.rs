@@ -6,6 +6,7 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use super::{Context, Outcome, bind_all, ride_out, texts};
 use crate::error::BackfillError;
 use crate::event::Event;
+use crate::job::Action;
 use crate::lifecycle::{JobState, RunEnd, WorkerEnd, on_end};
 use crate::sql::JobSql;
 use crate::verify::count_remaining;
@@ -131,10 +132,13 @@ async fn complete(
         let first_key = first_remaining(conn, ctx.sql, &upper)
             .await
             .unwrap_or_else(|_| "(unknown)".into());
+        let (what, cause) = unverified_because(&job.action);
         let error = BackfillError::Unverified {
             job: job.name.clone(),
             remaining,
+            what,
             first_key,
+            cause,
             spec: ctx.spec_path(),
         };
         let _ = jobs
@@ -163,7 +167,28 @@ async fn complete(
     })
 }
 
-/// The first key up to `upper` still matching `where`, for the verification error.
+/// What the rows verification found are, and what likely left them, by action.
+fn unverified_because(action: &Action) -> (String, &'static str) {
+    match action {
+        Action::Update { .. } => (
+            "still match `where`".to_owned(),
+            "they changed after their batch, or `set` does not make `where` false for them \
+             (is a dual-write trigger missing?)",
+        ),
+        Action::Delete => (
+            "still match `where`".to_owned(),
+            "they were written or changed after their batch passed (does the application still \
+             write rows that match?)",
+        ),
+        Action::Copy(copy) => (
+            format!("are not in {}", copy.into),
+            "they were written after their batch without reaching the target (is the \
+             mirroring trigger in place?), or were deleted from the target",
+        ),
+    }
+}
+
+/// The first key up to `upper` that verification finds, for the verification error.
 async fn first_remaining(
     conn: &mut PgConnection,
     sql: &JobSql,

@@ -145,6 +145,7 @@ async fn register(
         .register(
             &mut tx,
             &job.name,
+            job.action.name(),
             &job.table.to_string(),
             &keys,
             &job.spec_checksum,

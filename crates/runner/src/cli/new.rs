@@ -26,6 +26,9 @@ pub enum PatternArg {
     RenameColumn,
     /// Give --column the type --type (converted with --expression, default column::type).
     ChangeType,
+    /// Copy --table into a new table --to that then replaces it (mirroring trigger, copy job,
+    /// atomic swap).
+    CopyTable,
 }
 
 /// Options of `new --pattern`.
@@ -43,7 +46,7 @@ pub struct ScaffoldArgs {
     /// The column's (new) type, e.g. text.
     #[arg(long = "type", value_name = "TYPE", requires = "pattern")]
     pub type_name: Option<String>,
-    /// rename-column: the new name.
+    /// rename-column: the new name; copy-table: the new table, e.g. public.accounts_new.
     #[arg(long, requires = "pattern")]
     pub to: Option<String>,
     /// add-column: the value, e.g. "lower(email)"; change-type: the conversion.
@@ -184,17 +187,40 @@ fn change(name: &str, args: &ScaffoldArgs) -> Result<Change, NewError> {
     let public = Ident::new("public").expect("valid");
     let table = QualifiedName::parse(&need(&args.table, "--table")?, &public)
         .map_err(|e| NewError::Scaffold(format!("--table: {e}")))?;
+    let pattern = match args.pattern {
+        Some(PatternArg::AddColumn) | None => Pattern::AddColumn,
+        Some(PatternArg::RenameColumn) => Pattern::RenameColumn,
+        Some(PatternArg::ChangeType) => Pattern::ChangeType,
+        Some(PatternArg::CopyTable) => Pattern::CopyTable,
+    };
+    let copies = pattern == Pattern::CopyTable;
+    let (column, type_name) = if copies {
+        (None, None)
+    } else {
+        (
+            Some(ident(&need(&args.column, "--column")?, "--column")?),
+            Some(need(&args.type_name, "--type")?),
+        )
+    };
+    let (to, into) = match (&args.to, copies) {
+        (None, _) => (None, None),
+        (Some(to), false) => (Some(ident(to, "--to")?), None),
+        (Some(to), true) => (
+            None,
+            Some(
+                QualifiedName::parse(to, &table.schema)
+                    .map_err(|e| NewError::Scaffold(format!("--to: {e}")))?,
+            ),
+        ),
+    };
     Ok(Change {
-        pattern: match args.pattern {
-            Some(PatternArg::AddColumn) | None => Pattern::AddColumn,
-            Some(PatternArg::RenameColumn) => Pattern::RenameColumn,
-            Some(PatternArg::ChangeType) => Pattern::ChangeType,
-        },
+        pattern,
         name: name.to_owned(),
         table,
-        column: ident(&need(&args.column, "--column")?, "--column")?,
-        type_name: need(&args.type_name, "--type")?,
-        to: args.to.as_deref().map(|t| ident(t, "--to")).transpose()?,
+        column,
+        type_name,
+        to,
+        into,
         expression: args.expression.clone(),
         key: args
             .key
