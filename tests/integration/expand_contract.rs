@@ -265,3 +265,117 @@ async fn a_scaffolded_rename_keeps_both_columns_in_sync_and_drops_the_old_one() 
         .unwrap();
     assert!(!old_column, "the old column is still there");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scaffolded_table_copy_under_writers_ends_equal_and_swapped() {
+    use crate::backfill::{Workload, Writers, kill_repeatedly};
+
+    const ROWS: i64 = 20_000;
+    let project = Project::new().await;
+    project
+        .db
+        .exec(&format!(
+            "CREATE TABLE accounts (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                                    email text NOT NULL, visits int NOT NULL DEFAULT 0);
+             INSERT INTO accounts (email) SELECT 'u' || g FROM generate_series(1, {ROWS}) g;"
+        ))
+        .await;
+    project
+        .run(&[
+            "new",
+            "accounts_copy",
+            "--pattern",
+            "copy-table",
+            "--table",
+            "accounts",
+            "--to",
+            "accounts_new",
+        ])
+        .expect_code(exit::OK);
+    // Slow enough to be killed mid-run.
+    let spec = project.path().join("jobs/accounts_copy.toml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace("batch_size = 1000", "batch_size = 100")
+            .replace("max_batch_size = 50000", "max_batch_size = 100")
+            .replace("pause = \"0s\"", "pause = \"5ms\"")
+            + "lease = \"2s\"\npace = \"max\"\n",
+    )
+    .unwrap();
+    // The expand step applies; the contract waits for the copy.
+    let expand = project.run(&["up"]);
+    expand.expect_code(exit::BLOCKED);
+    assert!(
+        expand
+            .stderr()
+            .contains("backfill job accounts_copy has not run yet"),
+        "{}",
+        expand.stderr()
+    );
+
+    let pool = project.db.pool().await;
+    let workload = Workload {
+        insert: "INSERT INTO accounts (email) VALUES ('w' || $1::text)",
+        update: "UPDATE accounts SET visits = visits + 1 WHERE id = $1",
+        rekey: None,
+        delete: "DELETE FROM accounts WHERE id = $1",
+        keys: ROWS,
+    };
+    let writers = Writers::start(pool.clone(), workload);
+    let (kills, _) = kill_repeatedly(&project, "accounts_copy", 3, 17).await;
+    assert!(kills >= 3, "only {kills} kills before the copy finished");
+    let copy = project.run_backfill(&["run", "accounts_copy"]);
+    let (writes, errors) = writers.stop().await;
+    copy.expect_code(exit::OK);
+    assert!(errors.is_empty(), "the application saw errors: {errors:?}");
+    assert!(writes > 100, "the writers barely ran: {writes}");
+    let (missing, extra): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM (SELECT * FROM accounts EXCEPT ALL SELECT * FROM accounts_new) a),
+                (SELECT count(*) FROM (SELECT * FROM accounts_new EXCEPT ALL SELECT * FROM accounts) b)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((missing, extra), (0, 0), "the new table equals the old one");
+
+    // The contract swaps the tables under traffic.
+    let writers = Writers::start(pool.clone(), workload);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let contract = project.run(&["up"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, errors) = writers.stop().await;
+    contract.expect_code(exit::OK);
+    assert!(
+        errors.is_empty(),
+        "the swap broke the application: {errors:?}"
+    );
+    let mut conn = project.db.connect().await;
+    let (retired, mirror): (bool, bool) = sqlx::query_as(
+        "SELECT to_regclass('accounts_retired') IS NOT NULL,
+                EXISTS (SELECT FROM pg_trigger WHERE tgname = 'accounts_copy_mirror')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        retired && !mirror,
+        "the old table is retired and the mirror gone"
+    );
+    // The application's table is the new one now, and its identity continues after the copy.
+    let (id, in_new, in_retired): (i64, bool, bool) = sqlx::query_as(
+        "WITH added AS (INSERT INTO accounts (email) VALUES ('after') RETURNING id)
+         SELECT id, true, EXISTS (SELECT FROM accounts_retired r WHERE r.id = added.id) FROM added",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let before: i64 = sqlx::query_scalar("SELECT max(id) FROM accounts_retired")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        in_new && !in_retired && id > before,
+        "new id {id}, old max {before}"
+    );
+}

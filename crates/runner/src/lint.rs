@@ -205,7 +205,7 @@ fn own_rules(
                     "CREATE INDEX CONCURRENTLY cannot run inside a transaction, and sluice runs this file in one",
                     "add `-- sluice:no-transaction` at the top of the file",
                 ),
-                ast::Stmt::Truncate(_) => ("ban-truncate", "TRUNCATE deletes every row under an ACCESS EXCLUSIVE lock", "delete in batches with a backfill job, or approve it"),
+                ast::Stmt::Truncate(_) => ("ban-truncate", "TRUNCATE deletes every row under an ACCESS EXCLUSIVE lock", "delete in batches with a backfill job (jobs/<name>.toml with action = \"delete\" and a `where`), or approve it"),
                 ast::Stmt::Update(u) if u.where_clause_or_current_of().is_none() => (
                     "ban-update-without-where",
                     "UPDATE without WHERE rewrites the whole table in one transaction",
@@ -214,7 +214,7 @@ fn own_rules(
                 ast::Stmt::Delete(d) if d.where_clause_or_current_of().is_none() => (
                     "ban-delete-without-where",
                     "DELETE without WHERE deletes the whole table in one transaction",
-                    "delete in batches, or approve it",
+                    "delete in batches with a backfill job (jobs/<name>.toml with action = \"delete\" and a `where`), or approve it",
                 ),
                 _ => return None,
             };

@@ -44,7 +44,7 @@ pub const RULES: &[RuleDoc] = &[
     doc(
         "ban-truncate",
         "deletes every row and takes an ACCESS EXCLUSIVE lock",
-        "delete in batches with a backfill job, or approve it for a table nobody uses",
+        "a backfill job with action = \"delete\" (in batches, resumable), or approve it for a table nobody uses",
         Severity::Block,
     ),
     doc(
@@ -62,7 +62,7 @@ pub const RULES: &[RuleDoc] = &[
     doc(
         "ban-delete-without-where",
         "deletes the whole table in one transaction",
-        "a batched job, or TRUNCATE with an approval",
+        "a backfill job with action = \"delete\" and a `where`, or TRUNCATE with an approval",
         Severity::Block,
     ),
     doc(

@@ -1,15 +1,11 @@
 //! Jobs that delete and jobs that copy into another table: exactly once under SIGKILL, with
 //! writers going through a mirroring trigger, verified before they say "completed".
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-
 use sluice_common::exit;
 use sluice_tests::Project;
 use sqlx::PgPool;
 
-use super::{fingerprint, kill_repeatedly};
+use super::{Workload, Writers, fingerprint, kill_repeatedly};
 
 const ROWS: i64 = 30_000;
 const KILLS: usize = 6;
@@ -94,69 +90,6 @@ async fn source_and_mirror(project: &Project) {
         .await;
 }
 
-/// An application writing `src` while a test runs: inserts, updates (some of the key),
-/// deletes, each committed on its own. Returns how many writes it made and its errors.
-struct Writers {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<(u64, Vec<String>)>,
-}
-
-impl Writers {
-    fn start(pool: PgPool) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(write(pool, Arc::clone(&stop)));
-        Self { stop, task }
-    }
-
-    async fn stop(self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.task.await.unwrap()
-    }
-}
-
-async fn write(pool: PgPool, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
-    let mut rng = fastrand::Rng::with_seed(3);
-    let (mut writes, mut errors) = (0u64, Vec::new());
-    let mut next_id = ROWS * 10;
-    while !stop.load(Ordering::SeqCst) {
-        let id = rng.i64(1..ROWS);
-        let outcome = match rng.u8(0..10) {
-            0..=2 => {
-                next_id += 1;
-                sqlx::query("INSERT INTO src VALUES ($1, $1, 'new')")
-                    .bind(next_id)
-                    .execute(&pool)
-                    .await
-            }
-            3..=6 => {
-                sqlx::query("UPDATE src SET v = v + 1, note = md5(random()::text) WHERE id = $1")
-                    .bind(id)
-                    .execute(&pool)
-                    .await
-            }
-            7 => {
-                // A new key, inside the job's key range.
-                sqlx::query("UPDATE src SET id = -id WHERE id = $1")
-                    .bind(id)
-                    .execute(&pool)
-                    .await
-            }
-            _ => {
-                sqlx::query("DELETE FROM src WHERE id = $1")
-                    .bind(id)
-                    .execute(&pool)
-                    .await
-            }
-        };
-        match outcome {
-            Ok(_) => writes += 1,
-            Err(error) => errors.push(error.to_string()),
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    (writes, errors)
-}
-
 /// Rows in one table and not the other, both ways.
 async fn difference(pool: &PgPool) -> (i64, i64) {
     sqlx::query_as(
@@ -180,7 +113,17 @@ async fn a_copy_job_killed_again_and_again_under_writers_leaves_the_target_equal
         ),
     );
     let pool = project.db.pool().await;
-    let writers = Writers::start(pool.clone());
+    let writers = Writers::start(
+        pool.clone(),
+        Workload {
+            insert: "INSERT INTO src VALUES ($1, $1, 'new')",
+            update: "UPDATE src SET v = v + 1, note = md5(random()::text) WHERE id = $1",
+            // A new key, inside the first range (it has no lower bound).
+            rekey: Some("UPDATE src SET id = -id WHERE id = $1"),
+            delete: "DELETE FROM src WHERE id = $1",
+            keys: ROWS,
+        },
+    );
     let (kills, _) = kill_repeatedly(&project, "copy_src", KILLS, 5).await;
     assert!(kills >= KILLS, "only {kills} kills before the job finished");
     let last = project.run_backfill(&["run", "copy_src"]);

@@ -12,10 +12,12 @@ mod reset;
 mod resume;
 
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_tests::{Project, TestDb};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
 /// `items (id bigint primary key, a int, b text, n int)` with `rows` rows, `b` NULL.
 async fn items(db: &TestDb, rows: i64) {
@@ -51,7 +53,12 @@ fn job_toml(name: &str, extra: &str) -> String {
 /// machine can take longer than any fixed delay to start a process, and a kill that always
 /// lands before the first batch proves nothing. Every fifth run is killed at a random moment
 /// of its start-up instead (registration, splitting, claiming).
-async fn kill_repeatedly(project: &Project, job: &str, kills: usize, seed: u64) -> (usize, usize) {
+pub(crate) async fn kill_repeatedly(
+    project: &Project,
+    job: &str,
+    kills: usize,
+    seed: u64,
+) -> (usize, usize) {
     let mut conn = project.db.connect().await;
     let (mut mid_run, mut at_startup) = (0, 0);
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -93,4 +100,61 @@ async fn kill_repeatedly(project: &Project, job: &str, kills: usize, seed: u64) 
         }
     }
     (mid_run, at_startup)
+}
+
+/// What an application does to a table while a test runs, each statement committed on its
+/// own: `insert` binds a new key above `keys`; the others bind an existing key below it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Workload {
+    pub insert: &'static str,
+    pub update: &'static str,
+    /// Changes a row's key.
+    pub rekey: Option<&'static str>,
+    pub delete: &'static str,
+    pub keys: i64,
+}
+
+/// The application, writing until stopped; returns how many writes it made and its errors.
+#[derive(Debug)]
+pub(crate) struct Writers {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(u64, Vec<String>)>,
+}
+
+impl Writers {
+    pub(crate) fn start(pool: PgPool, workload: Workload) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(write(pool, workload, Arc::clone(&stop)));
+        Self { stop, task }
+    }
+
+    pub(crate) async fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
+}
+
+async fn write(pool: PgPool, workload: Workload, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
+    let mut rng = fastrand::Rng::with_seed(3);
+    let (mut writes, mut errors) = (0u64, Vec::new());
+    let mut next_key = workload.keys * 10;
+    while !stop.load(Ordering::SeqCst) {
+        let (sql, key) = match rng.u8(0..10) {
+            0..=2 => {
+                next_key += 1;
+                (workload.insert, next_key)
+            }
+            3..=6 => (workload.update, rng.i64(1..workload.keys)),
+            7 if workload.rekey.is_some() => {
+                (workload.rekey.expect("checked"), rng.i64(1..workload.keys))
+            }
+            _ => (workload.delete, rng.i64(1..workload.keys)),
+        };
+        match sqlx::query(sql).bind(key).execute(&pool).await {
+            Ok(_) => writes += 1,
+            Err(error) => errors.push(error.to_string()),
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    (writes, errors)
 }
