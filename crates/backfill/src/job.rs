@@ -217,6 +217,14 @@ impl Job {
             None => None,
         };
         let action = action(&file, where_.is_some())?;
+        if let Action::Copy(copy) = &action
+            && copy.into == table
+        {
+            return Err(format!(
+                "`into` = {:?} is the job's own table; a copy goes into another table",
+                file.into.as_deref().unwrap_or_default()
+            ));
+        }
         let pacing = pacing(&file, overrides)?;
         let guards = BatchGuards {
             lock_timeout: pg_timeout(

@@ -15,6 +15,8 @@ use crate::state::{JobRow, Jobs};
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
     pub job: String,
+    /// What each batch does: `update`, `delete`, or `copy into <table> (<columns>)`.
+    pub action: String,
     pub table: String,
     pub key: Vec<String>,
     pub key_types: Vec<String>,
@@ -26,7 +28,7 @@ pub struct Plan {
     pub batch_size: u32,
     /// The statements of every batch, in order, with their parameters named.
     pub batch_sql: Vec<String>,
-    /// EXPLAIN of the first batch's UPDATE.
+    /// EXPLAIN of the first batch's statement.
     pub explain: Vec<String>,
     /// The job's recorded progress, when it has run before.
     pub recorded: Option<JobRow>,
@@ -67,8 +69,25 @@ pub async fn plan(settings: &EngineSettings, job: &Job) -> Result<Plan, Backfill
     };
     let _ = conn.close().await;
     let batch = i64::from(job.pacing.batch_size);
+    let action = match &target.copy {
+        Some(copy) => format!(
+            "copy into {} ({}), on conflict {}",
+            copy.table,
+            copy.columns
+                .iter()
+                .map(|c| c.quoted())
+                .collect::<Vec<_>>()
+                .join(", "),
+            match copy.on_conflict {
+                crate::job::OnConflict::Skip => "skip",
+                crate::job::OnConflict::Update => "update",
+            }
+        ),
+        None => job.action.name().to_owned(),
+    };
     Ok(Plan {
         job: job.name.clone(),
+        action,
         table: job.table.to_string(),
         key: job.key.iter().map(|k| k.as_str().to_owned()).collect(),
         key_types: target.key.iter().map(|k| k.type_name.clone()).collect(),

@@ -34,7 +34,7 @@ async fn a_delete_job_killed_again_and_again_leaves_exactly_the_rows_that_stay()
     );
     let (kills, _) = kill_repeatedly(&project, "purge", KILLS, 11).await;
     assert!(kills >= KILLS, "only {kills} kills before the job finished");
-    let last = project.run_backfill(&["run", "purge"]);
+    let last = project.run_backfill(&["run", "purge", "--workers", "3"]);
     last.expect_code(exit::OK);
     assert!(
         last.stdout().contains("completed and verified") && last.stdout().contains("deleted"),
@@ -126,7 +126,7 @@ async fn a_copy_job_killed_again_and_again_under_writers_leaves_the_target_equal
     );
     let (kills, _) = kill_repeatedly(&project, "copy_src", KILLS, 5).await;
     assert!(kills >= KILLS, "only {kills} kills before the job finished");
-    let last = project.run_backfill(&["run", "copy_src"]);
+    let last = project.run_backfill(&["run", "copy_src", "--workers", "3"]);
     let (writes, errors) = writers.stop().await;
     last.expect_code(exit::OK);
     assert!(

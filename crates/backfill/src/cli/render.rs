@@ -291,6 +291,7 @@ pub fn plan(plan: &Plan, json: bool) {
         )
     };
     outln!("job:            {}", plan.job);
+    outln!("action:         {}", plan.action);
     outln!("table:          {}", plan.table);
     outln!(
         "key:            ({}) of type ({}), walked with index {}",
