@@ -27,4 +27,5 @@ pub mod script;
 pub mod since;
 pub mod source;
 pub mod startup;
+pub mod trace;
 pub mod verify;

@@ -107,6 +107,10 @@ impl Migrator {
         &self.files
     }
 
+    pub fn settings(&self) -> &RunnerSettings {
+        &self.settings
+    }
+
     pub fn connect_settings(&self) -> &ConnectSettings {
         &self.settings.connect
     }

@@ -66,6 +66,12 @@ pub const RULES: &[RuleDoc] = &[
         Severity::Block,
     ),
     doc(
+        "blocking-lock-on-large-table",
+        "`sluice trace` saw a lock that blocks reads or writes held while a table over --max-rows rows is scanned or rewritten",
+        "the expand/contract patterns (a new column or table, NOT VALID then VALIDATE, CREATE INDEX CONCURRENTLY); approve it for a maintenance window",
+        Severity::Block,
+    ),
+    doc(
         "changing-column-type",
         "most type changes rewrite the table under an ACCESS EXCLUSIVE lock",
         "sluice new --pattern change-type",

@@ -84,6 +84,10 @@ pub struct Statement {
     /// Set for `CREATE INDEX CONCURRENTLY`: a failed build leaves an INVALID index behind that
     /// must be dropped before the statement runs again.
     pub concurrent_index: Option<ConcurrentIndex>,
+    /// PostgreSQL refuses it inside a transaction block (`CREATE INDEX CONCURRENTLY`, `VACUUM`).
+    pub outside_only: bool,
+    /// What it does to the session's transaction.
+    pub control: Control,
 }
 
 /// The index a `CREATE INDEX CONCURRENTLY` builds.
@@ -232,14 +236,11 @@ struct Parsed {
     statement: Statement,
     /// The table a `CREATE TABLE` creates (`schema.table`, quoted).
     creates: Option<String>,
-    control: Control,
-    /// PostgreSQL refuses to run it inside a transaction block.
-    outside_only: bool,
 }
 
 /// What a statement does to the session's transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Control {
+pub enum Control {
     None,
     /// `SET ...` (session settings; harmless before a file's own `BEGIN`).
     Set,
@@ -254,18 +255,20 @@ fn infer_mode(no_transaction: bool, parsed: Vec<Parsed>) -> Analysis {
     let controls: Vec<usize> = parsed
         .iter()
         .enumerate()
-        .filter(|(_, p)| !matches!(p.control, Control::None | Control::Set))
+        .filter(|(_, p)| !matches!(p.statement.control, Control::None | Control::Set))
         .map(|(i, _)| i)
         .collect();
     let mode = match controls.as_slice() {
         _ if no_transaction => RunMode::NoTransaction,
-        [] if parsed.len() == 1 && parsed[0].outside_only => RunMode::Alone,
+        [] if parsed.len() == 1 && parsed[0].statement.outside_only => RunMode::Alone,
         [] => RunMode::Transaction,
         [begin, commit]
-            if parsed[*begin].control == Control::Begin
-                && parsed[*commit].control == Control::Commit
+            if parsed[*begin].statement.control == Control::Begin
+                && parsed[*commit].statement.control == Control::Commit
                 && *commit == parsed.len() - 1
-                && parsed[..*begin].iter().all(|p| p.control == Control::Set) =>
+                && parsed[..*begin]
+                    .iter()
+                    .all(|p| p.statement.control == Control::Set) =>
         {
             RunMode::OwnTransaction
         }
@@ -275,7 +278,8 @@ fn infer_mode(no_transaction: bool, parsed: Vec<Parsed>) -> Analysis {
     let statements = parsed
         .into_iter()
         .filter(|p| {
-            mode != RunMode::OwnTransaction || matches!(p.control, Control::None | Control::Set)
+            mode != RunMode::OwnTransaction
+                || matches!(p.statement.control, Control::None | Control::Set)
         })
         .map(|p| p.statement)
         .collect();
@@ -331,14 +335,6 @@ fn split(sql: &str) -> Result<Vec<Parsed>, SplitError> {
             return Err(copy_from_stdin(start));
         }
         parsed.push(Parsed {
-            control: match stmt {
-                ast::Stmt::Begin(_) => Control::Begin,
-                ast::Stmt::Commit(_) => Control::Commit,
-                ast::Stmt::Rollback(_) | ast::Stmt::PrepareTransaction(_) => Control::Other,
-                ast::Stmt::Set(_) => Control::Set,
-                _ => Control::None,
-            },
-            outside_only: outside_only(&stmt),
             creates: match &stmt {
                 ast::Stmt::CreateTable(create) => create
                     .table_name()
@@ -349,6 +345,8 @@ fn split(sql: &str) -> Result<Vec<Parsed>, SplitError> {
                 sql: text.to_owned(),
                 line: lines.line_at(start),
                 concurrent_index: concurrent_index(&stmt),
+                outside_only: outside_only(&stmt),
+                control: control(&stmt),
             },
         });
     }
@@ -412,6 +410,16 @@ pub fn qualified_table(text: &str) -> Option<String> {
     QualifiedName::parse(text, &public)
         .ok()
         .map(|name| name.to_string())
+}
+
+fn control(stmt: &ast::Stmt) -> Control {
+    match stmt {
+        ast::Stmt::Begin(_) => Control::Begin,
+        ast::Stmt::Commit(_) => Control::Commit,
+        ast::Stmt::Rollback(_) | ast::Stmt::PrepareTransaction(_) => Control::Other,
+        ast::Stmt::Set(_) => Control::Set,
+        _ => Control::None,
+    }
 }
 
 /// Statements PostgreSQL refuses inside a transaction block.

@@ -8,6 +8,7 @@ mod guards;
 mod no_transaction;
 mod post_apply;
 mod tools;
+mod trace;
 
 use sluice_tests::Project;
 use sqlx::PgConnection;

@@ -9,6 +9,7 @@ mod render;
 mod roundtrip;
 mod scratch;
 mod settings;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,24 @@ struct Cli {
     command: Command,
 }
 
+/// How `trace` judges and where it runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TraceOptions {
+    /// A blocking lock held while a table with more rows than this (the real database's
+    /// estimate) is scanned or rewritten stops the trace with exit 8.
+    #[arg(long, value_name = "ROWS", default_value_t = sluice_runner::trace::DEFAULT_MAX_ROWS)]
+    pub max_rows: i64,
+    /// Create the scratch database on this server instead of the configured one (which may
+    /// not grant CREATEDB): a URL whose database sluice connects to in order to create it.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SLUICE_SCRATCH_URL",
+        hide_env_values = true
+    )]
+    pub scratch_url: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a new migration file: migrations/<UTC timestamp>_<name>.sql; or, with
@@ -64,6 +83,12 @@ enum Command {
         /// Print the exact SQL and settings that would run; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// With --dry-run: also trace the pending migrations' locks and rewrites on a scratch
+        /// database (as `sluice trace`).
+        #[arg(long, requires = "dry_run")]
+        trace: bool,
+        #[command(flatten)]
+        trace_options: TraceOptions,
         /// Print the result as one JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -128,6 +153,23 @@ enum Command {
     /// server), apply every migration, revert each reversible one and apply it again,
     /// comparing catalogs; names each migration whose down or second up differs.
     Roundtrip,
+    /// What each pending migration (or each named file) would lock and rewrite: run on a
+    /// scratch database statement by statement, sized against the real tables (catalog
+    /// statistics only; the real database is not changed or locked). Exit 8 when a lock that
+    /// blocks reads or writes is held while a table over --max-rows is scanned or rewritten,
+    /// unless the file approves blocking-lock-on-large-table.
+    Trace {
+        /// Up files to trace, pending or not [default: every pending migration].
+        files: Vec<std::path::PathBuf>,
+        /// human, json, or github (workflow annotations).
+        #[arg(long, value_enum, default_value = "human")]
+        format: lint::Format,
+        /// Same as --format json.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+        #[command(flatten)]
+        options: TraceOptions,
+    },
     /// Compare the live schema with the one its applied migrations produce (on a scratch
     /// database), or with a committed schema file: tables, columns, types, defaults,
     /// indexes, constraints, triggers, functions; exit 9 when they differ.
@@ -328,7 +370,12 @@ async fn run_against_database(
     }
     match command {
         Command::Up {
-            to, dry_run, json, ..
+            to,
+            dry_run,
+            json,
+            trace,
+            trace_options,
+            ..
         } => {
             let target = to.as_deref().map(parse_version).transpose()?;
             let mut renderer = Renderer::new(json, dry_run);
@@ -339,7 +386,37 @@ async fn run_against_database(
                 })
                 .await;
             metrics.finish("up", result.as_ref().err());
-            Ok(renderer.finish("up", result))
+            let code = renderer.finish("up", result);
+            if !trace {
+                return Ok(code);
+            }
+            outln!("");
+            let ask = trace::Ask {
+                files: Vec::new(),
+                format: if json {
+                    lint::Format::Json
+                } else {
+                    lint::Format::Human
+                },
+                max_rows: trace_options.max_rows,
+                scratch_url: trace_options.scratch_url,
+            };
+            let traced = trace::run(migrator, &ask).await?;
+            Ok(if code == exit::OK { traced } else { code })
+        }
+        Command::Trace {
+            files,
+            format,
+            json,
+            options,
+        } => {
+            let ask = trace::Ask {
+                files,
+                format: if json { lint::Format::Json } else { format },
+                max_rows: options.max_rows,
+                scratch_url: options.scratch_url,
+            };
+            trace::run(migrator, &ask).await
         }
         Command::Down {
             steps,
