@@ -10,6 +10,7 @@ use sluice_common::redact::SecretUrl;
 use sluice_common::{exit, outln};
 use sluice_runner::migrator::{Migrator, RunnerSettings};
 use sluice_runner::plan::State;
+use sluice_runner::scratch::ScratchError;
 use sluice_runner::trace::{self, Held, Judged, RULE, Trace, Work};
 
 use super::lint::Format;
@@ -52,7 +53,13 @@ pub async fn run(migrator: &Migrator, ask: &Ask) -> anyhow::Result<u8> {
         Ok(traced) => traced,
         Err(error) => {
             let code = error.exit_code();
-            sluice_common::errln!("sluice: {error}");
+            let hint = match &error {
+                trace::TraceError::Scratch(ScratchError::Create { .. }) => {
+                    "; or create the scratch database on a server that allows it: --scratch-url"
+                }
+                _ => "",
+            };
+            sluice_common::errln!("sluice: {error}{hint}");
             return Ok(code);
         }
     };
