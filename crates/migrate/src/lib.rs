@@ -99,6 +99,33 @@ mod tests {
     static MIGRATIONS: crate::Embedded = crate::embed_migrations!();
 
     #[test]
+    fn invalid_embedded_files_are_a_typed_error_naming_them() {
+        static BAD: crate::Embedded = crate::Embedded::__from_macro(
+            "migrations",
+            &[
+                crate::EmbeddedFile {
+                    path: "0001_a.down.sql",
+                    text: "DROP TABLE a;",
+                },
+                crate::EmbeddedFile {
+                    path: "0002_b.sql",
+                    text: "-- sluice:requires-backfill\nSELECT 1;",
+                },
+            ],
+        );
+        let Err(crate::Error::Invalid { problems }) = crate::Migrator::new(&BAD) else {
+            panic!("expected Error::Invalid");
+        };
+        let text = problems.join("\n");
+        assert!(text.contains("migrations/0001_a.down.sql: a down file without its up file"), "{text}");
+        assert!(text.contains("migrations/0002_b.sql"), "{text}");
+        assert_eq!(
+            crate::Migrator::new(&BAD).unwrap_err().exit_code(),
+            sluice_common::exit::INVALID_INPUT
+        );
+    }
+
+    #[test]
     fn embeds_what_the_cli_reads_with_the_same_checksums() {
         let migrator = crate::Migrator::new(&MIGRATIONS).unwrap();
         let embedded: Vec<(String, String)> = migrator
