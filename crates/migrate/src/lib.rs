@@ -117,7 +117,10 @@ mod tests {
             panic!("expected Error::Invalid");
         };
         let text = problems.join("\n");
-        assert!(text.contains("migrations/0001_a.down.sql: a down file without its up file"), "{text}");
+        assert!(
+            text.contains("migrations/0001_a.down.sql: a down file without its up file"),
+            "{text}"
+        );
         assert!(text.contains("migrations/0002_b.sql"), "{text}");
         assert_eq!(
             crate::Migrator::new(&BAD).unwrap_err().exit_code(),

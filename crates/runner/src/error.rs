@@ -31,6 +31,7 @@ pub enum RunnerError {
         reasons: Vec<String>,
         done: Vec<Done>,
     },
+    #[cfg(feature = "lint")]
     #[error(
         "{} unapproved dangerous change(s):\n{}\napprove each in its file with `-- sluice:approve <rule> reason: <why it is safe here>`, \
          or run with --skip-lint (recorded in the audit table)",
@@ -100,7 +101,9 @@ impl RunnerError {
             }
             | Self::Interrupted { .. } => exit::INTERRUPTED,
             Self::Apply { .. } => exit::FAILED,
-            Self::Blocked { .. } | Self::Lint { .. } => exit::BLOCKED,
+            Self::Blocked { .. } => exit::BLOCKED,
+            #[cfg(feature = "lint")]
+            Self::Lint { .. } => exit::BLOCKED,
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod backup;
+#[cfg(feature = "lint")]
 pub mod baseline;
 pub mod catalog;
 pub mod directive;
@@ -15,6 +16,7 @@ pub mod guard;
 pub mod history;
 pub mod import;
 pub mod index;
+#[cfg(feature = "lint")]
 pub mod lint;
 pub mod migrator;
 pub mod plan;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use squawk_linter::{Linter, Rule, Version};
 use squawk_syntax::ast::{self, AstNode};
 
-pub use crate::rules::{RULES, RuleDoc, Severity, is_known_rule};
+pub use crate::rules::{DEFAULT_PG_VERSION, LintSettings, RULES, RuleDoc, Severity, is_known_rule};
 use crate::script::{RunMode, Script};
 
 /// One finding in one file.
@@ -48,24 +48,6 @@ impl std::fmt::Display for Finding {
         )
     }
 }
-
-/// Lint settings.
-#[derive(Debug, Clone)]
-pub struct LintSettings {
-    /// The PostgreSQL version the migrations target (some rules depend on it).
-    pub pg_version: String,
-}
-
-impl Default for LintSettings {
-    fn default() -> Self {
-        Self {
-            pg_version: DEFAULT_PG_VERSION.to_owned(),
-        }
-    }
-}
-
-/// Target PostgreSQL version when none is given.
-pub const DEFAULT_PG_VERSION: &str = "15";
 
 /// squawk rules sluice does not report: sluice sets lock_timeout and statement_timeout on
 /// every statement itself.

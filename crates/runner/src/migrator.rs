@@ -20,6 +20,7 @@ use sqlx::{Connection, PgConnection};
 
 use crate::apply::{Session, open_migration_connection};
 use crate::backup::{self, BackupSettings};
+#[cfg(feature = "lint")]
 use crate::baseline::Baseline;
 use crate::dryrun;
 use crate::error::RunnerError;
@@ -27,8 +28,11 @@ use crate::event::{Direction, Event};
 use crate::guard::Guards;
 use crate::history::{Applied, History, Partial, Record, Who};
 use crate::import::{self, Tool};
-use crate::lint::{self, Finding, LintSettings};
+#[cfg(feature = "lint")]
+use crate::lint::{self, Finding};
 use crate::plan::{self, Allow, DownTarget, Entry, PlanError, UpStep};
+use crate::rules::LintSettings;
+#[cfg(feature = "lint")]
 use crate::source::SourceError;
 use crate::source::{self, Migration, Version};
 use crate::verify::Outcome;
@@ -530,8 +534,26 @@ impl Migrator {
             .map_err(RunnerError::query("auditing the backup"))
     }
 
+    /// An engine built without the `lint` feature (embedded in an application, which lints
+    /// in CI) has no linter: it says so if asked to lint.
+    #[cfg(not(feature = "lint"))]
+    async fn lint_gate<'m>(
+        &self,
+        _migrations: impl Iterator<Item = &'m Migration>,
+        _audit: Option<&mut PgConnection>,
+    ) -> Result<(), RunnerError> {
+        if self.settings.lint_gate {
+            tracing::warn!(
+                "this build of sluice's engine has no linter (feature `lint`): migrations are \
+                 applied unlinted; lint them with `sluice lint`"
+            );
+        }
+        Ok(())
+    }
+
     /// Refuses migrations with unapproved blocking lint findings, unless `--skip-lint`, which
     /// is logged loudly and, when `audit` is given, written to the audit table.
+    #[cfg(feature = "lint")]
     async fn lint_gate<'m>(
         &self,
         migrations: impl Iterator<Item = &'m Migration>,

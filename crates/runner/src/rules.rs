@@ -2,6 +2,24 @@
 //! blocks: data only, so that directive parsing (approvals name a rule) and the linter both
 //! read it without importing each other.
 
+/// Lint settings.
+#[derive(Debug, Clone)]
+pub struct LintSettings {
+    /// The PostgreSQL version the migrations target (some rules depend on it).
+    pub pg_version: String,
+}
+
+impl Default for LintSettings {
+    fn default() -> Self {
+        Self {
+            pg_version: DEFAULT_PG_VERSION.to_owned(),
+        }
+    }
+}
+
+/// Target PostgreSQL version when none is given.
+pub const DEFAULT_PG_VERSION: &str = "15";
+
 /// What a finding does to a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
