@@ -70,7 +70,7 @@
 //!
 //! # What is compiled in
 //!
-//! The runner's engine, sqlx and tracing: no argument parser, progress bars, rate limiter,
+//! The runner's engine, sqlx and tracing: no argument parser, linter, progress bars, rate limiter,
 //! metrics exporter or backfill engine.
 
 // The macro expands to `::sluice_migrate::...` paths; this lets the crate's own tests use it.
