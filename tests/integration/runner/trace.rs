@@ -74,6 +74,18 @@ fn lock(mode: &str, blocks: &str, held: &str) -> (String, String, String, String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_reports_real_modes_rewrites_and_sizes_and_leaves_the_real_database_alone() {
     let project = project().await;
+    // NOT NULL as sluice's contracts set it (a validated CHECK proves it: no scan), and plainly.
+    project.write(
+        "0006_proven.sql",
+        "-- sluice:no-transaction\n\
+         ALTER TABLE big ADD CONSTRAINT b_not_null CHECK (b IS NOT NULL) NOT VALID;\n\
+         ALTER TABLE big VALIDATE CONSTRAINT b_not_null;\n\
+         ALTER TABLE big ALTER COLUMN b SET NOT NULL;\n",
+    );
+    project.write(
+        "0007_plain.sql",
+        "ALTER TABLE big ALTER COLUMN c SET NOT NULL;",
+    );
     let mut conn = project.db.connect().await;
     let schema_before = catalog::snapshot(&mut conn, "public").await;
 
@@ -122,7 +134,17 @@ async fn trace_reports_real_modes_rewrites_and_sizes_and_leaves_the_real_databas
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["0002_type", "0003_add", "0004_index", "0005_check"]);
+    assert_eq!(
+        ids,
+        [
+            "0002_type",
+            "0003_add",
+            "0004_index",
+            "0005_check",
+            "0006_proven",
+            "0007_plain"
+        ]
+    );
 
     let retype = &migrations[0]["statements"][0];
     assert_eq!(
@@ -183,6 +205,19 @@ async fn trace_reports_real_modes_rewrites_and_sizes_and_leaves_the_real_databas
     );
     assert_eq!(work(validate), [("scan".into(), "public.big".into())]);
     assert!(validate["too_long"].as_array().unwrap().is_empty());
+
+    let proven = &migrations[4]["statements"][2];
+    assert_eq!(
+        locks(proven),
+        [lock("AccessExclusiveLock", "reads-and-writes", "statement")]
+    );
+    assert!(
+        work(proven).is_empty(),
+        "the validated CHECK spares the scan"
+    );
+    let plain = &migrations[5]["statements"][0];
+    assert_eq!(work(plain), [("scan".into(), "public.big".into())]);
+    assert_eq!(plain["too_long"].as_array().unwrap().len(), 1, "{plain}");
 
     // The real database: same schema, same history, no lock taken, no session or scratch
     // database left behind.

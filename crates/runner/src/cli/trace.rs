@@ -220,7 +220,9 @@ fn human_statement(statement: &Judged, max_rows: i64) {
             "    about {} on the real tables (an estimate)",
             seconds_text(seconds)
         ),
-        None if !o.locks.is_empty() => outln!("    no rewrite or scan: the locks are brief"),
+        None if o.work.is_empty() && !o.locks.is_empty() => {
+            outln!("    no rewrite or scan: the locks are brief");
+        }
         None => {}
     }
     for lock in &statement.too_long {

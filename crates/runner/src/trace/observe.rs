@@ -278,14 +278,17 @@ impl<'s> Session<'s> {
             return Ok(None);
         }
         let before = storage(&mut self.conn).await?;
+        let proven = not_null_proven(&mut self.conn, &statement.sql).await?;
         self.exec(&statement.sql).await?;
         let after = storage(&mut self.conn).await?;
         let now: BTreeSet<(String, String)> = locks_of(&mut self.conn, self.pid).await?;
         let new: Vec<(String, String)> = now.difference(held).cloned().collect();
         held.extend(new.iter().cloned());
-        Ok(Some(observed(
-            statement, &new, &before, &after, until, false,
-        )))
+        let mut seen = observed(statement, &new, &before, &after, until, false);
+        if proven {
+            seen.work.retain(|w| !matches!(w, Work::Scan(_)));
+        }
+        Ok(Some(seen))
     }
 
     /// Runs a statement that cannot be in a transaction, watched from a second session while
@@ -427,6 +430,52 @@ fn observed(
     }
 }
 
+/// Whether `sql` sets a column NOT NULL that a validated `CHECK (column IS NOT NULL)` already
+/// proves, so that PostgreSQL (12+) skips the scan, as sluice's contract migrations arrange.
+async fn not_null_proven(conn: &mut PgConnection, sql: &str) -> Result<bool, sqlx::Error> {
+    let (Some(table), Some(column)) = (altered_table(sql), not_null_column(sql)) else {
+        return Ok(false);
+    };
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT FROM pg_constraint WHERE conrelid = to_regclass($1)
+                          AND contype = 'c' AND convalidated
+                          AND pg_get_constraintdef(oid) = format('CHECK ((%s IS NOT NULL))', quote_ident($2)))",
+    )
+    .bind(table)
+    .bind(column)
+    .fetch_one(conn)
+    .await
+}
+
+/// The column of `ALTER [COLUMN] <column> SET NOT NULL`, as the catalog names it.
+fn not_null_column(sql: &str) -> Option<String> {
+    let words: Vec<&str> = sql
+        .split_whitespace()
+        .map(|w| w.trim_end_matches([';', ',']))
+        .collect();
+    let at = words.windows(3).position(|w| {
+        w[0].eq_ignore_ascii_case("SET")
+            && w[1].eq_ignore_ascii_case("NOT")
+            && w[2].eq_ignore_ascii_case("NULL")
+    })?;
+    let column = words.get(at.checked_sub(1)?)?;
+    sluice_common::ident::Ident::parse(column)
+        .ok()
+        .map(|c| c.as_str().to_owned())
+}
+
+/// The table of an `ALTER TABLE [IF EXISTS] [ONLY] <table> ...`, as `schema.table`.
+fn altered_table(sql: &str) -> Option<String> {
+    let mut words = sql.split_whitespace();
+    let (alter, table) = (words.next()?, words.next()?);
+    if !(alter.eq_ignore_ascii_case("ALTER") && table.eq_ignore_ascii_case("TABLE")) {
+        return None;
+    }
+    let name =
+        words.find(|w| !matches!(w.to_ascii_uppercase().as_str(), "ONLY" | "IF" | "EXISTS"))?;
+    crate::script::qualified_table(name.trim_end_matches(';')).and_then(|quoted| unquoted(&quoted))
+}
+
 /// The strongest mode taken on each relation (what the weaker ones block, it blocks too).
 fn strongest(locks: &[(String, String)]) -> Vec<(&String, &String)> {
     let mut by_relation: BTreeMap<&String, &String> = BTreeMap::new();
@@ -464,13 +513,7 @@ fn scanned(statement: &Statement, locks: &[(String, String)]) -> Option<String> 
     if !(validates || adds_checked || not_null) {
         return None;
     }
-    let named = statement
-        .sql
-        .split_whitespace()
-        .skip(2)
-        .find(|w| !matches!(w.to_ascii_uppercase().as_str(), "ONLY" | "IF" | "EXISTS"))
-        .and_then(|w| crate::script::qualified_table(w.trim_end_matches(';')))
-        .and_then(|quoted| unquoted(&quoted));
+    let named = altered_table(&statement.sql);
     named.or_else(|| {
         locks
             .iter()
@@ -515,6 +558,19 @@ mod tests {
                 "{sql}"
             );
         }
+        assert_eq!(
+            not_null_column("ALTER TABLE t ALTER COLUMN \"Email\" SET NOT NULL;").as_deref(),
+            Some("Email")
+        );
+        assert_eq!(
+            not_null_column("alter table t alter email set not null").as_deref(),
+            Some("email")
+        );
+        assert_eq!(
+            altered_table("ALTER TABLE IF EXISTS ONLY app.t ADD c int").as_deref(),
+            Some("app.t")
+        );
+        assert_eq!(altered_table("CREATE TABLE t (a int)"), None);
         for sql in [
             "ALTER TABLE big ADD CONSTRAINT c CHECK (a > 0) NOT VALID;",
             "ALTER TABLE big ADD COLUMN c int;",
