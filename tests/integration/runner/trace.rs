@@ -97,11 +97,15 @@ async fn trace_reports_real_modes_rewrites_and_sizes_and_leaves_the_real_databas
             let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
             let mut seen: Vec<String> = Vec::new();
             while !stop.load(Ordering::SeqCst) {
+                // sluice's sessions only (autovacuum works on `big` too), and outside sluice's
+                // own schema (with no files named, the trace reads its history, as `status`).
                 let locks: Vec<String> = sqlx::query_scalar(
                     "SELECT l.mode || ' on ' || c.relname FROM pg_locks l
                      JOIN pg_class c ON c.oid = l.relation
+                     JOIN pg_stat_activity a ON a.pid = l.pid
                      WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                       AND l.pid <> pg_backend_pid() AND c.relnamespace <> 'pg_catalog'::regnamespace",
+                       AND a.application_name LIKE 'sluice%'
+                       AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'sluice'::regnamespace)",
                 )
                 .fetch_all(&mut conn)
                 .await
