@@ -6,7 +6,8 @@
 //! Run with `cargo bench -p sluice-tests --bench backfill` (uses `DATABASE_URL`, or starts a
 //! throwaway server with PostgreSQL's default durability). Prints medians of 3 rounds.
 //! `cargo bench -p sluice-tests --bench backfill -- workers` instead measures one process with
-//! 1, 2 and 4 workers on the same table.
+//! 1, 2 and 4 workers on the same table; `-- actions` measures a delete job (half the rows) and
+//! a copy job (into an empty twin) against psql loops doing the same in 10,000-row key ranges.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,10 +36,20 @@ fn timed(command: &mut Command) -> Duration {
 
 /// Runs `sluice-backfill`, returning its wall time, longest batch and peak RSS (KiB).
 fn sluice(db: &TestDb, dir: &std::path::Path, workers: u32) -> (Duration, String, i64) {
+    sluice_with(db, dir, workers, "set = \"b = md5(a::text)\"\n")
+}
+
+/// Runs a job on `t` whose action keys are `what`, with fixed 10k batches.
+fn sluice_with(
+    db: &TestDb,
+    dir: &std::path::Path,
+    workers: u32,
+    what: &str,
+) -> (Duration, String, i64) {
     std::fs::write(
         dir.join("fill.toml"),
         format!(
-            "name = \"fill\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"b = md5(a::text)\"\n\
+            "name = \"fill\"\ntable = \"t\"\nkey = [\"id\"]\n{what}\
              batch_size = {BATCH}\nmin_batch_size = {BATCH}\nmax_batch_size = {BATCH}\nstatement_timeout = \"5m\"\n"
         ),
     )
@@ -137,11 +148,89 @@ async fn workers() {
     }
 }
 
+/// A psql script running `statement` (with `{lo}` and `{hi}`) over 10k-row key ranges, each
+/// range committed on its own.
+fn range_script(path: &std::path::Path, statement: &str) {
+    let script: String = (0..ROWS)
+        .step_by(usize::try_from(BATCH).expect("a positive batch"))
+        .map(|lo| {
+            statement
+                .replace("{lo}", &lo.to_string())
+                .replace("{hi}", &(lo + BATCH).to_string())
+                + "\n"
+        })
+        .collect();
+    std::fs::write(path, script).unwrap();
+}
+
+/// Delete and copy jobs against psql loops doing the same, range by range.
+async fn actions() {
+    let work = tempfile::tempdir().unwrap();
+    let delete_loop = work.path().join("delete.sql");
+    range_script(
+        &delete_loop,
+        "DELETE FROM t WHERE id > {lo} AND id <= {hi} AND a % 2 = 0;",
+    );
+    let copy_loop = work.path().join("copy.sql");
+    range_script(
+        &copy_loop,
+        "INSERT INTO t2 SELECT * FROM t WHERE id > {lo} AND id <= {hi} ON CONFLICT DO NOTHING;",
+    );
+    let twin = "CREATE TABLE t2 (LIKE t INCLUDING ALL)";
+    let cases = [
+        (
+            "delete half the rows",
+            &delete_loop,
+            "action = \"delete\"\nwhere = \"a % 2 = 0\"\n",
+            None,
+        ),
+        (
+            "copy into an empty twin",
+            &copy_loop,
+            "action = \"copy\"\ninto = \"t2\"\n",
+            Some(twin),
+        ),
+    ];
+    println!("backfill actions benchmark: {ROWS} rows, 10k-row ranges, medians of {ROUNDS} rounds");
+    for (what, script, spec, prepare) in cases {
+        let (mut looped, mut ours, mut peak) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..ROUNDS {
+            let db = TestDb::new().await;
+            table(&db, ROWS).await;
+            if let Some(sql) = prepare {
+                db.exec(sql).await;
+            }
+            looped.push(timed(db.psql().arg("-f").arg(script)));
+            drop(db);
+            let db = TestDb::new().await;
+            table(&db, ROWS).await;
+            if let Some(sql) = prepare {
+                db.exec(sql).await;
+            }
+            let (elapsed, _, rss) = sluice_with(&db, work.path(), 1, spec);
+            ours.push(elapsed);
+            peak = peak.max(rss);
+        }
+        let (looped, ours) = (median(looped), median(ours));
+        println!(
+            "  {what:<24} psql loop {:>9.0} keys/s ({:.1}s)   sluice-backfill {:>9.0} keys/s ({:.1}s)  {:.2}x  peak memory {peak} KiB",
+            rate(ROWS, looped),
+            looped.as_secs_f64(),
+            rate(ROWS, ours),
+            ours.as_secs_f64(),
+            looped.as_secs_f64() / ours.as_secs_f64()
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     sluice_tests::prefer_durable_server();
     if std::env::args().any(|a| a == "workers") {
         return workers().await;
+    }
+    if std::env::args().any(|a| a == "actions") {
+        return actions().await;
     }
     let work = tempfile::tempdir().unwrap();
     let loop_file = work.path().join("loop.sql");
