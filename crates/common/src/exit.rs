@@ -67,12 +67,12 @@ pub const ALL: &[(u8, &str, &str)] = &[
     (
         PENDING,
         "pending",
-        "sluice check: migrations are pending; status --wait: the job did not end within --timeout",
+        "sluice check (and `check --startup`, and an application's start-up check): migrations are pending; status --wait: the job did not end within --timeout",
     ),
     (
         BLOCKED,
         "blocked",
-        "a backfill gate or a lint finding stopped the run, or the backfill job was cancelled",
+        "a backfill gate or a lint finding stopped the run, `sluice trace` found a blocking lock held while a large table is scanned or rewritten, or the backfill job was cancelled",
     ),
     (
         SCHEMA_DRIFT,
