@@ -2,12 +2,12 @@
 //! example application that embeds the repository's `migrations/`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use sluice_common::exit;
 use sluice_migrate::{Database, Embedded, Error, Migrator, Policy};
-use sluice_tests::{Project, TestDb, bin};
+use sluice_tests::{Project, Run, TestDb, bin};
 use sqlx::postgres::PgPoolOptions;
 
 static GATED: Embedded = sluice_migrate::embed_migrations!("embedded/gated");
@@ -30,18 +30,9 @@ fn example_app(cwd: &Path, url: &str, env: &[(&str, &str)]) -> Command {
     command
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn expect_exit(output: &Output, code: u8) {
-    assert_eq!(
-        output.status.code(),
-        Some(i32::from(code)),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
+/// Runs `command` to completion.
+fn run(command: &mut Command) -> Run {
+    Run(command.output().expect("run"))
 }
 
 async fn exists(db: &TestDb, relation: &str) -> bool {
@@ -56,11 +47,13 @@ async fn exists(db: &TestDb, relation: &str) -> bool {
 async fn the_example_applies_at_start_up_and_the_cli_agrees() {
     let db = TestDb::new().await;
     let nowhere = tempfile::tempdir().unwrap();
-    let output = example_app(nowhere.path(), &db.url, &[("AUTO_MIGRATE", "true")])
-        .output()
-        .unwrap();
-    expect_exit(&output, exit::OK);
-    let stdout = text(&output.stdout);
+    let output = run(&mut example_app(
+        nowhere.path(),
+        &db.url,
+        &[("AUTO_MIGRATE", "true")],
+    ));
+    output.expect_code(exit::OK);
+    let stdout = output.stdout();
     assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
     assert!(stdout.contains("applied 2 migration(s) now"), "{stdout}");
     // The contract waits for its backfill without stopping the start, and says so.
@@ -70,14 +63,12 @@ async fn the_example_applies_at_start_up_and_the_cli_agrees() {
     );
     assert!(exists(&db, "public.accounts").await);
 
-    let status = Command::new(bin::sluice())
+    let status = run(Command::new(bin::sluice())
         .current_dir(repository())
         .env("DATABASE_URL", &db.url)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    expect_exit(&status, exit::OK);
-    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        .args(["status", "--json"]));
+    status.expect_code(exit::OK);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
     let rows = doc["migrations"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "{doc}");
     for row in &rows[..2] {
@@ -93,11 +84,13 @@ async fn the_example_applies_at_start_up_and_the_cli_agrees() {
     assert_eq!(rows[2]["state"], "pending", "{doc}");
 
     // Started again: nothing to apply, same line otherwise.
-    let again = example_app(nowhere.path(), &db.url, &[("AUTO_MIGRATE", "true")])
-        .output()
-        .unwrap();
-    expect_exit(&again, exit::OK);
-    assert!(text(&again.stdout).contains("applied 0 migration(s) now"));
+    let again = run(&mut example_app(
+        nowhere.path(),
+        &db.url,
+        &[("AUTO_MIGRATE", "true")],
+    ));
+    again.expect_code(exit::OK);
+    assert!(again.stdout().contains("applied 0 migration(s) now"));
 }
 
 #[tokio::test]
@@ -105,20 +98,26 @@ async fn the_example_refuses_to_start_while_anything_is_pending_and_changes_noth
     let db = TestDb::new().await;
     let nowhere = tempfile::tempdir().unwrap();
     for env in [vec![], vec![("AUTO_MIGRATE", "false")]] {
-        let output = example_app(nowhere.path(), &db.url, &env).output().unwrap();
-        expect_exit(&output, exit::PENDING);
-        let stderr = text(&output.stderr);
+        let output = run(&mut example_app(nowhere.path(), &db.url, &env));
+        output.expect_code(exit::PENDING);
+        let stderr = output.stderr();
         assert!(
             stderr.contains("2 migration(s) not applied: 20261101090000_create_accounts, 20261102090000_accounts_email_normalized_expand"),
             "{stderr}"
         );
-        assert!(output.stdout.is_empty());
+        assert!(output.stdout().is_empty());
     }
-    let careless = example_app(nowhere.path(), &db.url, &[("AUTO_MIGRATE", "ture")])
-        .output()
-        .unwrap();
-    expect_exit(&careless, exit::USAGE);
-    assert!(text(&careless.stderr).contains("AUTO_MIGRATE=\"ture\" is not a yes or no"));
+    let careless = run(&mut example_app(
+        nowhere.path(),
+        &db.url,
+        &[("AUTO_MIGRATE", "ture")],
+    ));
+    careless.expect_code(exit::USAGE);
+    assert!(
+        careless
+            .stderr()
+            .contains("AUTO_MIGRATE=\"ture\" is not a yes or no")
+    );
     // Nothing was created: not the application's tables, not even sluice's.
     assert!(!exists(&db, "public.accounts").await);
     assert!(!exists(&db, "sluice.migrations").await);
@@ -139,9 +138,9 @@ async fn eight_instances_starting_at_once_all_start_and_apply_each_migration_onc
         .collect();
     let mut applied_now = 0;
     for child in children {
-        let output = child.wait_with_output().unwrap();
-        expect_exit(&output, exit::OK);
-        let stdout = text(&output.stdout);
+        let output = Run(child.wait_with_output().unwrap());
+        output.expect_code(exit::OK);
+        let stdout = output.stdout();
         let count: usize = stdout
             .split("applied ")
             .nth(1)

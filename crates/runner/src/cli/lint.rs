@@ -153,7 +153,7 @@ fn github(findings: &[Finding]) {
 }
 
 /// GitHub's workflow-command escaping.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")

@@ -13,7 +13,7 @@ use sluice_runner::plan::State;
 use sluice_runner::scratch::ScratchError;
 use sluice_runner::trace::{self, Held, Judged, RULE, Trace, Work};
 
-use super::lint::Format;
+use super::lint::{Format, escape};
 
 /// What `trace` was asked for.
 #[derive(Debug, Clone)]
@@ -286,13 +286,6 @@ fn seconds_text(seconds: f64) -> String {
         let minutes = (seconds / 60.0).round() as u64;
         format!("{}h {}m", minutes / 60, minutes % 60)
     }
-}
-
-/// GitHub's workflow-command escaping.
-fn escape(text: &str) -> String {
-    text.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
 }
 
 #[cfg(test)]

@@ -10,11 +10,10 @@ use sluice_common::jobspec::JobFile;
 use super::{Change, Files, job_base, job_file};
 
 pub(super) fn render(change: &Change, into: &QualifiedName) -> Files {
-    let function = Ident::new(format!("{}_mirror", change.name))
-        .map_or_else(|_| "\"mirror\"".to_owned(), |i| i.quoted());
-    let function = format!("{}.{function}", change.table.schema);
+    // The trigger and its function share a name; the function lives in the table's schema.
     let trigger = Ident::new(format!("{}_mirror", change.name))
         .map_or_else(|_| "\"mirror\"".to_owned(), |i| i.quoted());
+    let function = format!("{}.{trigger}", change.table.schema);
     let spec = JobFile {
         action: Some("copy".to_owned()),
         into: Some(format!("{}.{}", into.schema, into.name)),

@@ -473,7 +473,10 @@ fn altered_table(sql: &str) -> Option<String> {
     }
     let name =
         words.find(|w| !matches!(w.to_ascii_uppercase().as_str(), "ONLY" | "IF" | "EXISTS"))?;
-    crate::script::qualified_table(name.trim_end_matches(';')).and_then(|quoted| unquoted(&quoted))
+    let public = sluice_common::ident::Ident::new("public").ok()?;
+    let name =
+        sluice_common::ident::QualifiedName::parse(name.trim_end_matches(';'), &public).ok()?;
+    Some(format!("{}.{}", name.schema.as_str(), name.name.as_str()))
 }
 
 /// The strongest mode taken on each relation (what the weaker ones block, it blocks too).
@@ -520,13 +523,6 @@ fn scanned(statement: &Statement, locks: &[(String, String)]) -> Option<String> 
             .max_by_key(|(_, mode)| Blocks::of(mode).0)
             .map(|(relation, _)| relation.clone())
     })
-}
-
-/// `"public"."big"` → `public.big`, as `pg_locks` names are compared.
-fn unquoted(quoted: &str) -> Option<String> {
-    let public = sluice_common::ident::Ident::new("public").ok()?;
-    let name = sluice_common::ident::QualifiedName::parse(quoted, &public).ok()?;
-    Some(format!("{}.{}", name.schema.as_str(), name.name.as_str()))
 }
 
 #[cfg(test)]
