@@ -84,7 +84,8 @@ pub fn resolve(
         ));
     }
     let values: Vec<String> = match &spec.values {
-        Some(values) => values.clone(),
+        // Comments out: a value cannot comment out the rest of the batch's statement.
+        Some(values) => values.iter().map(|v| crate::fragment::inline(v)).collect(),
         None => {
             if let Some(missing) = columns
                 .iter()

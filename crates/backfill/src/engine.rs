@@ -109,6 +109,7 @@ pub async fn run(
             });
         }
     };
+    job.refuse_schema(&settings.schema)?;
     let jobs = Jobs::new(settings.schema.clone());
     let mut conn = guarded_connection(settings, job).await?;
     jobs.ensure(&mut conn)

@@ -12,6 +12,7 @@ use sluice_common::config::{DurationKind, check_duration, parse_bytes};
 use sluice_common::ident::{Ident, IdentError, QualifiedName};
 use sluice_common::redact::SecretUrl;
 
+use crate::fragment;
 use crate::pace::PaceMode;
 
 pub use sluice_common::jobspec::{JobFile, defaults};
@@ -164,7 +165,7 @@ pub enum JobError {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid job spec {}: {message}", path.display())]
+    #[error("invalid job spec {}: {message}; nothing was recorded or run", path.display())]
     Invalid { path: PathBuf, message: String },
 }
 
@@ -212,11 +213,22 @@ impl Job {
         let public = Ident::new("public").expect("valid");
         let table = QualifiedName::parse(&file.table, &public).map_err(|e| field("table", &e))?;
         let key = parse_key(&file.key)?;
+        refuse_protected("table", &table)?;
         let where_ = match &file.where_ {
-            Some(w) => Some(non_empty("where", w)?),
+            Some(w) => {
+                let w = non_empty("where", w)?;
+                fragment::condition(&w)?;
+                Some(w)
+            }
             None => None,
         };
         let action = action(&file, where_.is_some())?;
+        if let Action::Update { set } = &action {
+            refuse_key_assignments(set, &key)?;
+        }
+        if let Action::Copy(copy) = &action {
+            refuse_protected("into", &copy.into)?;
+        }
         if let Action::Copy(copy) = &action
             && copy.into == table
         {
@@ -264,6 +276,25 @@ impl Job {
             spec_checksum,
             path: None,
         })
+    }
+
+    /// Refuses a job whose table (or copy target) is in `schema`, where sluice keeps its own
+    /// tables (`--schema`): the fixed names are refused when the spec loads.
+    pub fn refuse_schema(&self, schema: &Ident) -> Result<(), JobError> {
+        let mut tables = vec![("table", &self.table)];
+        if let Action::Copy(copy) = &self.action {
+            tables.push(("into", &copy.into));
+        }
+        match tables.into_iter().find(|(_, t)| &t.schema == schema) {
+            Some((key, table)) => Err(JobError::Invalid {
+                path: self.path.clone().unwrap_or_default(),
+                message: format!(
+                    "`{key}` = {table} is in schema {schema}, where sluice keeps its own tables \
+                     (--schema): a backfill job never changes those"
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// `"id"` or `"tenant_id", "id"`: the key columns, quoted, in order.
@@ -353,6 +384,40 @@ fn column_list(name: &str, columns: &[String]) -> Result<Vec<Ident>, String> {
         }
     }
     Ok(parsed)
+}
+
+/// Schemas no job may change: sluice's own tables (its history, its jobs: a job there could
+/// open gates or make the next `up` run everything again) and PostgreSQL's catalogs. A
+/// `--schema` other than `sluice` is refused when the job starts ([`crate::engine`]).
+const PROTECTED_SCHEMAS: &[&str] = &["sluice", "pg_catalog", "information_schema", "pg_toast"];
+
+fn refuse_protected(key: &str, table: &QualifiedName) -> Result<(), String> {
+    let schema = table.schema.as_str();
+    if PROTECTED_SCHEMAS.contains(&schema) || schema.starts_with("pg_temp") {
+        return Err(format!(
+            "`{key}` = {table} is in schema {}, which holds sluice's own tables or \
+             PostgreSQL's catalogs: a backfill job never changes those",
+            table.schema
+        ));
+    }
+    Ok(())
+}
+
+/// A `set` that assigns a key column moves rows between ranges (and past the cursor): some
+/// would be updated twice, others never.
+fn refuse_key_assignments(set: &str, key: &[Ident]) -> Result<(), String> {
+    let assigned = fragment::assignments(set)?;
+    match key
+        .iter()
+        .find(|k| assigned.iter().any(|a| a == k.as_str()))
+    {
+        Some(column) => Err(format!(
+            "`set` assigns key column {column}: rows would move between batches and some be \
+             updated twice; a backfill never changes its key (copy into a new table with the \
+             new key instead: action = \"copy\")"
+        )),
+        None => Ok(()),
+    }
 }
 
 fn non_empty(name: &str, sql: &str) -> Result<String, String> {
@@ -455,9 +520,9 @@ fn action(file: &JobFile, has_where: bool) -> Result<Action, String> {
                 "`set` is required for action = \"update\": the SET list each batch applies, \
                  e.g. set = \"email_normalized = lower(email)\"",
             )?;
-            Ok(Action::Update {
-                set: non_empty("set", set)?,
-            })
+            let set = non_empty("set", set)?;
+            fragment::assignments(&set)?;
+            Ok(Action::Update { set })
         }
         "delete" => {
             refuse(
@@ -517,7 +582,10 @@ fn copy_spec(file: &JobFile) -> Result<CopySpec, String> {
         (Some(values), Some(_)) => Some(
             values
                 .iter()
-                .map(|v| non_empty("values", v))
+                .map(|v| {
+                    let v = non_empty("values", v)?;
+                    fragment::expression("values", &v).map(|()| v)
+                })
                 .collect::<Result<_, _>>()?,
         ),
     };

@@ -9,6 +9,7 @@ pub mod copy_target;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod fragment;
 pub mod job;
 pub mod keyspace;
 pub mod lifecycle;

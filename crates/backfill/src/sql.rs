@@ -9,6 +9,7 @@ use sluice_common::ident::Ident;
 
 use crate::catalog::Target;
 use crate::copy_target::CopyTarget;
+use crate::fragment;
 use crate::job::{Action, Job, OnConflict};
 
 /// Every statement a job runs. `*_from` variants have a lower bound (the cursor); the others
@@ -81,7 +82,9 @@ enum Dml {
 impl Dml {
     fn of(job: &Job, target: &Target) -> Self {
         match (&job.action, &target.copy) {
-            (Action::Update { set }, _) => Self::Update { set: set.clone() },
+            (Action::Update { set }, _) => Self::Update {
+                set: fragment::inline(set),
+            },
             (Action::Delete, _) => Self::Delete,
             (Action::Copy(_), Some(copy)) => Self::copy(copy),
             (Action::Copy(_), None) => unreachable!("the catalog resolves a copy job's target"),
@@ -193,8 +196,9 @@ impl JobSql {
             .collect::<Vec<_>>()
             .join(", ");
         let params = |first: usize| params(target, first);
-        let filter = job
-            .where_
+        // Comments out: a fragment cannot comment out the range and lease conditions after it.
+        let condition = job.where_.as_deref().map(fragment::inline);
+        let filter = condition
             .as_ref()
             .map(|w| format!(" AND ({w})"))
             .unwrap_or_default();
@@ -213,8 +217,7 @@ impl JobSql {
             let range = range(lower, end_first);
             match &target.copy {
                 Some(copy) => Some(not_copied(copy, &table, &range, &filter, select, tail)),
-                None => job
-                    .where_
+                None => condition
                     .as_ref()
                     .map(|w| format!("SELECT {select} FROM {table} WHERE {range} AND ({w}){tail}")),
             }

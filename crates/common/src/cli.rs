@@ -112,7 +112,17 @@ pub fn install_signal_handler(
             crate::errln!("{program}: interrupt received; stopping");
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
-        if shutdown.trigger() == 1 {
+        let count = shutdown.trigger();
+        if shutdown.second_signal_deferred() {
+            if count == 1 {
+                crate::errln!(
+                    "{program}: interrupt received; ending the statement in flight and dropping \
+                     the scratch database"
+                );
+            } else {
+                crate::errln!("{program}: still dropping the scratch database; exiting when done");
+            }
+        } else if count == 1 {
             crate::errln!(
                 "{program}: interrupt received; stopping at the next safe point \
                  (interrupt again to stop at once; uncommitted work rolls back)"

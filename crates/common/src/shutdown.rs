@@ -19,6 +19,7 @@ struct Inner {
     requests: AtomicU32,
     sender: watch::Sender<bool>,
     at_once: AtomicBool,
+    deferred: AtomicBool,
 }
 
 impl Shutdown {
@@ -30,6 +31,7 @@ impl Shutdown {
                 requests: AtomicU32::new(0),
                 sender,
                 at_once: AtomicBool::new(false),
+                deferred: AtomicBool::new(false),
             }),
         }
     }
@@ -51,6 +53,17 @@ impl Shutdown {
     /// first signal stops it at once instead of waiting for a safe point it never checks.
     pub fn stop_at_once(&self) {
         self.inner.at_once.store(true, Ordering::SeqCst);
+    }
+
+    /// Marks the running command as one whose first signal already stops it at once and whose
+    /// clean-up must finish (a scratch database to drop): a second signal waits for it.
+    pub fn defer_second_signal(&self) {
+        self.inner.deferred.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a second signal waits for the clean-up.
+    pub fn second_signal_deferred(&self) -> bool {
+        self.inner.deferred.load(Ordering::SeqCst)
     }
 
     /// Whether the first signal should exit at once.

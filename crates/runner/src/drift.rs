@@ -11,7 +11,7 @@ use crate::catalog;
 use crate::error::RunnerError;
 use crate::migrator::{Migrator, RunnerSettings};
 use crate::schema_dump;
-use crate::scratch::{Scratch, ScratchError};
+use crate::scratch::{Scratch, ScratchError, ScratchServer};
 
 /// What `drift` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub struct DriftReport {
     pub differences: Vec<String>,
     /// The scratch database used, and whether it was dropped (the error when not).
     pub scratch: Result<String, String>,
+    /// Where the scratch database was ([`Scratch::place`]).
+    pub place: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,11 @@ pub enum DriftError {
     SchemaFileDoesNotLoad { path: PathBuf, reason: String },
     #[error("reading a schema failed: {}", db::explain(.error))]
     Snapshot { error: sqlx::Error },
+    #[error(
+        "interrupted: the statement in flight was ended and the scratch database dropped; \
+         nothing was changed"
+    )]
+    Interrupted,
     #[error(transparent)]
     Scratch(#[from] ScratchError),
     #[error(transparent)]
@@ -57,6 +64,7 @@ impl DriftError {
         match self {
             Self::ReadSchemaFile { .. } | Self::SchemaFileDoesNotLoad { .. } => exit::INVALID_INPUT,
             Self::Snapshot { .. } => exit::FAILED,
+            Self::Interrupted => exit::INTERRUPTED,
             Self::Scratch(e) => e.exit_code(),
             Self::Db(e) => e.exit_code(),
             Self::Runner(e) => e.exit_code(),
@@ -64,10 +72,12 @@ impl DriftError {
     }
 }
 
-/// Compares the live schema with what the applied migrations (or `schema_file`) produce.
+/// Compares the live schema with what the applied migrations (or `schema_file`) produce, on a
+/// scratch database made on `server`.
 pub async fn drift(
     settings: &RunnerSettings,
     schema_file: Option<&Path>,
+    server: &ScratchServer,
     shutdown: &Shutdown,
 ) -> Result<DriftReport, DriftError> {
     // Read the file first: a wrong path should not cost a scratch database.
@@ -82,12 +92,41 @@ pub async fn drift(
     let exclude = [settings.schema.as_str()];
     let mut conn = db::connect(&settings.connect).await?;
     let live = snapshot(&mut conn, &exclude).await?;
-    let scratch = Scratch::create(settings, "drift").await?;
-    let expected = match (&schema_sql, schema_file) {
-        (Some(sql), Some(path)) => loaded_schema(&scratch.settings, path, sql, &exclude).await,
-        _ => migrated_schema(settings, &scratch.settings, &exclude, shutdown).await,
+    let live_migrator = Migrator::load(settings.clone())?;
+    let newest = live_migrator
+        .recorded()
+        .await?
+        .applied
+        .iter()
+        .map(|a| a.version)
+        .max();
+    // What will run on the scratch database: the schema file, or the applied migrations.
+    let runs: Vec<(&Path, &str)> = match (&schema_sql, schema_file) {
+        (Some(sql), Some(path)) => vec![(path, sql.as_str())],
+        _ => live_migrator
+            .files()
+            .iter()
+            .filter(|m| newest.is_some_and(|newest| m.version <= newest))
+            .map(|m| (m.up.path.as_path(), m.up.sql.as_str()))
+            .collect(),
     };
+    let scratch = Scratch::create(settings, "drift", server, runs).await?;
+    // A shutdown ends the statement in flight at once: the scratch database is dropped
+    // under it.
+    let expected = tokio::select! {
+        expected = async {
+            match (&schema_sql, schema_file) {
+                (Some(sql), Some(path)) => {
+                    loaded_schema(&scratch.settings, path, sql, &exclude).await
+                }
+                _ => migrated_schema(&scratch.settings, newest, &exclude, shutdown).await,
+            }
+        } => Some(expected),
+        () = shutdown.requested() => None,
+    };
+    let place = scratch.place.clone();
     let dropped = scratch.drop().await;
+    let expected = expected.ok_or(DriftError::Interrupted)?;
     Ok(DriftReport {
         against: schema_file.map_or_else(
             || "what the applied migrations produce".to_owned(),
@@ -95,6 +134,7 @@ pub async fn drift(
         ),
         differences: catalog::diff(&expected?, &live),
         scratch: dropped,
+        place,
     })
 }
 
@@ -128,13 +168,11 @@ async fn loaded_schema(
 /// Applies the migrations the live database has applied (up to its newest) on the scratch
 /// database and snapshots it.
 async fn migrated_schema(
-    live: &RunnerSettings,
     settings: &RunnerSettings,
+    newest: Option<crate::source::Version>,
     exclude: &[&str],
     shutdown: &Shutdown,
 ) -> Result<Vec<String>, DriftError> {
-    let recorded = Migrator::load(live.clone())?.recorded().await?;
-    let newest = recorded.applied.iter().map(|a| a.version).max();
     let migrator = Migrator::load(settings.clone())?;
     if let Some(newest) = newest {
         migrator

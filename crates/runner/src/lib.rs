@@ -20,6 +20,7 @@ pub mod index;
 pub mod lint;
 pub mod migrator;
 pub mod plan;
+pub mod reach;
 pub mod roundtrip;
 pub mod rules;
 pub mod scaffold;

@@ -185,6 +185,8 @@ pub struct Trace {
     pub migrations: Vec<Traced>,
     pub max_rows: i64,
     pub rates: Rates,
+    /// Where the scratch database was, in words.
+    pub scratch: String,
 }
 
 impl Trace {

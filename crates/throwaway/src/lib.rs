@@ -1,4 +1,6 @@
-//! A throwaway PostgreSQL server for one process: the tests and the demo.
+//! A throwaway PostgreSQL server for one process: the tests, the demo, and the scratch
+//! databases of `sluice trace`, `drift` and `roundtrip` (which must never run on the
+//! production cluster).
 //!
 //! Started on first use from `initdb` and `postgres` (found on `PATH` or in
 //! `/usr/lib/postgresql/*/bin`), in a private temporary directory, listening on a free
@@ -158,7 +160,13 @@ fn start_or_use_existing() -> Result<Server, String> {
             throwaway: false,
         });
     }
-    let cluster = Cluster::start()?;
+    let cluster = Cluster::start().map_err(|reason| {
+        format!(
+            "DATABASE_URL is not set and no throwaway server could be started: {reason}; \
+             install the PostgreSQL server package (Debian/Ubuntu: apt-get install postgresql) \
+             or set DATABASE_URL to a server where the tests may create databases"
+        )
+    })?;
     let admin_url = cluster.admin_url();
     *RUNNING.lock().unwrap_or_else(|p| p.into_inner()) = Some(cluster);
     register_stop_at_exit();
@@ -392,10 +400,8 @@ fn find_server_binaries() -> Result<PathBuf, String> {
         .collect();
     versioned.sort();
     versioned.pop().map(|(_, dir)| dir).ok_or_else(|| {
-        "DATABASE_URL is not set and no PostgreSQL server binaries (initdb, postgres) were found \
-         on PATH or in /usr/lib/postgresql/*/bin: install the PostgreSQL server package \
-         (Debian/Ubuntu: apt-get install postgresql) or set DATABASE_URL to a server where the \
-         tests may create databases"
+        "no PostgreSQL server binaries (initdb, postgres) were found on PATH or in \
+         /usr/lib/postgresql/*/bin"
             .to_owned()
     })
 }
@@ -420,8 +426,7 @@ impl Owner {
         }
         Err(
             "running as root, and PostgreSQL refuses to run as root, but there is no \
-             `postgres` or `nobody` user to run it as: create one (useradd postgres) or set \
-             DATABASE_URL"
+             `postgres` or `nobody` user to run it as (create one: useradd postgres)"
                 .to_owned(),
         )
     }
@@ -464,7 +469,7 @@ fn id_of(user: &str, flag: &str) -> Option<u32> {
 
 fn make_private_dir(owner: &Owner) -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!(
-        "sluice-test-pg-{}-{:08x}",
+        "sluice-pg-{}-{:08x}",
         std::process::id(),
         fastrand::u32(..)
     ));

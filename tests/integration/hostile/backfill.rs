@@ -286,3 +286,169 @@ async fn more_workers_than_the_server_has_room_for_start_fewer_and_finish() {
     );
     assert_eq!(not_once(&project).await, 0);
 }
+
+/// A job's `set`, `where` and `values` are SQL pasted into each batch: a fragment that is not
+/// exactly what its key names is refused before anything runs, and a comment cannot swallow
+/// the batch's range (issue "Do no harm", point 3).
+#[tokio::test]
+async fn a_trailing_comment_in_set_stays_inside_its_batch() {
+    let project = Project::new().await;
+    table_t(&project, 1000).await;
+    project.job(
+        "bump",
+        "name = \"bump\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"n = n + 1 -- bump\"\n\
+         where = \"n = 0 -- only fresh rows\"\n\
+         batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\n",
+    );
+    let plan = project.run_backfill(&["plan", "bump"]);
+    plan.expect_code(exit::OK);
+    assert!(!plan.stdout().contains("-- bump"), "{}", plan.stdout());
+    let run = project.run_backfill(&["run", "bump"]);
+    run.expect_code(exit::OK);
+    assert!(
+        run.stdout().contains("1000 row(s) updated"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        not_once(&project).await,
+        0,
+        "rows updated more or less than once"
+    );
+}
+
+#[tokio::test]
+async fn fragments_that_escape_their_place_are_refused_before_anything_runs() {
+    let project = Project::new().await;
+    table_t(&project, 200).await;
+    project
+        .db
+        .exec("CREATE TABLE t_copy (id bigint PRIMARY KEY, n int)")
+        .await;
+    for (name, spec, says) in [
+        (
+            "escape",
+            "set = \"n = n + 1\"\nwhere = \"n = 5) OR (true\"\n",
+            "`where` is not valid SQL",
+        ),
+        (
+            "stacked",
+            "set = \"n = n + 1\"\nwhere = \"true; DELETE FROM t\"\n",
+            "`where`",
+        ),
+        (
+            "ordered",
+            "set = \"n = n + 1\"\nwhere = \"true ORDER BY 1\"\n",
+            "`where` must be one condition",
+        ),
+        (
+            "wider",
+            "set = \"n = 1 WHERE true\"\n",
+            "`set` must be a list of assignments",
+        ),
+        (
+            "rekey",
+            "set = \"id = id + 1, n = n + 1\"\n",
+            "`set` assigns key column \"id\"",
+        ),
+        (
+            "rekey_quoted",
+            "set = \"\\\"id\\\" = 7\"\n",
+            "`set` assigns key column \"id\"",
+        ),
+        (
+            "values",
+            "action = \"copy\"\ninto = \"t_copy\"\ncolumns = [\"id\", \"n\"]\nvalues = [\"id\", \"n -- x\\n) SELECT 1\"]\n",
+            "`values`",
+        ),
+    ] {
+        project.job(
+            name,
+            &format!("name = \"{name}\"\ntable = \"t\"\nkey = [\"id\"]\n{spec}"),
+        );
+        for command in ["plan", "run"] {
+            let run = project.run_backfill(&[command, name]);
+            run.expect_code(exit::INVALID_INPUT);
+            assert!(
+                run.stderr().contains(says),
+                "{name} {command}: {}",
+                run.stderr()
+            );
+        }
+    }
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE n <> 0")
+            .await,
+        0
+    );
+    assert_eq!(project.db.scalar("SELECT count(*) FROM t_copy").await, 0);
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'sluice' AND tablename = 'backfill_jobs'")
+            .await,
+        0,
+        "a refused job registered"
+    );
+}
+
+/// A job on sluice's own tables could empty the history or open other jobs' gates; one on the
+/// catalogs is never meant (point 5).
+#[tokio::test]
+async fn jobs_on_sluices_own_tables_and_the_catalogs_are_refused() {
+    let project = Project::new().await;
+    project.write(
+        "0001_t.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);\n",
+    );
+    project.run(&["up"]).expect_code(exit::OK);
+    for (name, table) in [
+        ("history", "sluice.migrations"),
+        ("catalog", "pg_catalog.pg_class"),
+        ("info", "information_schema.tables"),
+    ] {
+        project.job(
+            name,
+            &format!(
+                "name = \"{name}\"\ntable = \"{table}\"\nkey = [\"version\"]\naction = \"delete\"\nwhere = \"true\"\n"
+            ),
+        );
+        let run = project.run_backfill(&["run", name]);
+        run.expect_code(exit::INVALID_INPUT);
+        assert!(
+            run.stderr().contains("never changes those"),
+            "{}",
+            run.stderr()
+        );
+    }
+    // Copying into sluice's tables is refused the same way.
+    project.job(
+        "into_history",
+        "name = \"into_history\"\ntable = \"t\"\nkey = [\"id\"]\naction = \"copy\"\ninto = \"sluice.migrations\"\n",
+    );
+    project
+        .run_backfill(&["run", "into_history"])
+        .expect_code(exit::INVALID_INPUT);
+    // A schema of sluice's own under another name (--schema) too.
+    project
+        .db
+        .exec("CREATE SCHEMA ops; CREATE TABLE ops.ledger (id bigint PRIMARY KEY, n int)")
+        .await;
+    project.job(
+        "ops",
+        "name = \"ops\"\ntable = \"ops.ledger\"\nkey = [\"id\"]\nset = \"n = 1\"\n",
+    );
+    let run = project.run_backfill(&["--schema", "ops", "run", "ops"]);
+    run.expect_code(exit::INVALID_INPUT);
+    assert!(run.stderr().contains("--schema"), "{}", run.stderr());
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.migrations")
+            .await,
+        1,
+        "the history lost rows"
+    );
+}

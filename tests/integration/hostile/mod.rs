@@ -3,4 +3,5 @@
 
 mod backfill;
 mod runner;
+mod scratch;
 mod secrets;

@@ -8,16 +8,20 @@ use sluice_common::shutdown::Shutdown;
 use sluice_common::{errln, outln};
 use sluice_runner::drift::{self, DriftError};
 use sluice_runner::migrator::RunnerSettings;
+use sluice_runner::scratch::ScratchServer;
 
 pub async fn run(
     settings: RunnerSettings,
     json: bool,
     schema_file: Option<&Path>,
+    server: &ScratchServer,
     shutdown: &Shutdown,
     metrics: &super::metrics::RunMetrics,
 ) -> Result<u8, DriftError> {
-    let report = drift::drift(&settings, schema_file, shutdown).await?;
+    shutdown.defer_second_signal();
+    let report = drift::drift(&settings, schema_file, server, shutdown).await?;
     metrics.drift(report.differences.len());
+    super::scratch::place(&report.place, json);
     super::scratch::said(&report.scratch, json);
     let (source, differences) = (&report.against, &report.differences);
     if json {

@@ -16,10 +16,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use sluice_common::cli::{GlobalArgs, common_exit_code, render_config_rows};
 use sluice_common::exit;
+use sluice_common::redact::SecretUrl;
 use sluice_common::{errln, out, outln};
 use sluice_runner::error::RunnerError;
 use sluice_runner::migrator::Migrator;
 use sluice_runner::plan::{self, DownTarget};
+use sluice_runner::scratch::ScratchServer;
 use sluice_runner::source;
 
 use self::render::Renderer;
@@ -50,15 +52,42 @@ pub struct TraceOptions {
     /// estimate) is scanned or rewritten stops the trace with exit 8.
     #[arg(long, value_name = "ROWS", default_value_t = sluice_runner::trace::DEFAULT_MAX_ROWS)]
     pub max_rows: i64,
-    /// Create the scratch database on this server instead of the configured one (which may
-    /// not grant CREATEDB): a URL whose database sluice connects to in order to create it.
+    #[command(flatten)]
+    pub scratch: ScratchArgs,
+}
+
+/// Where `trace`, `roundtrip` and `drift` make their scratch database. Migrations run there
+/// for real, so by default it is on a PostgreSQL server of sluice's own (started from the
+/// installed server binaries, removed afterwards), never on the production cluster.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScratchArgs {
+    /// Make the scratch database on this server instead of one of sluice's own: a URL whose
+    /// database sluice connects to in order to create it. It must be another cluster than the
+    /// real database's (sluice compares their system identifiers).
     #[arg(
         long,
         value_name = "URL",
         env = "SLUICE_SCRATCH_URL",
-        hide_env_values = true
+        hide_env_values = true,
+        conflicts_with = "scratch_on_target"
     )]
     pub scratch_url: Option<String>,
+    /// Make the scratch database on the real database's server (where no other server can
+    /// be had): files with a statement that reaches beyond their database (roles, databases,
+    /// tablespaces, server settings, other sessions, the host's files, other servers, DO
+    /// blocks) are refused, exit 3.
+    #[arg(long, env = "SLUICE_SCRATCH_ON_TARGET", value_parser = clap::builder::FalseyValueParser::new())]
+    pub scratch_on_target: bool,
+}
+
+impl ScratchArgs {
+    pub fn server(&self) -> ScratchServer {
+        match (&self.scratch_url, self.scratch_on_target) {
+            (Some(url), _) => ScratchServer::Url(SecretUrl::new(url.clone())),
+            (None, true) => ScratchServer::Target,
+            (None, false) => ScratchServer::Own,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,7 +181,10 @@ enum Command {
     /// The rollback test, as one command: on a scratch database (created and dropped on the
     /// server), apply every migration, revert each reversible one and apply it again,
     /// comparing catalogs; names each migration whose down or second up differs.
-    Roundtrip,
+    Roundtrip {
+        #[command(flatten)]
+        scratch: ScratchArgs,
+    },
     /// What each pending migration (or each named file) would lock and rewrite: run on a
     /// scratch database statement by statement, sized against the real tables (catalog
     /// statistics only; the real database is not changed or locked). Exit 8 when a lock that
@@ -181,6 +213,8 @@ enum Command {
         /// applying the migrations.
         #[arg(long, value_name = "FILE")]
         schema_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        scratch: ScratchArgs,
     },
     /// Mark an existing database as migrated up to VERSION without running any file (for
     /// adopting sluice on a database whose schema already has those migrations).
@@ -317,13 +351,23 @@ async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8>
                 &resolved.lint,
             )
         }
-        Command::Roundtrip => {
-            roundtrip::run(resolved.into_runner(&startup)?, &startup.shutdown).await
+        Command::Roundtrip { scratch } => {
+            roundtrip::run(
+                resolved.into_runner(&startup)?,
+                &scratch.server(),
+                &startup.shutdown,
+            )
+            .await
         }
-        Command::Drift { json, schema_file } => drift::run(
+        Command::Drift {
+            json,
+            schema_file,
+            scratch,
+        } => drift::run(
             resolved.into_runner(&startup)?,
             json,
             schema_file.as_deref(),
+            &scratch.server(),
             &startup.shutdown,
             &metrics::RunMetrics::start(cli.runner.metrics_file.clone())?,
         )
@@ -399,9 +443,9 @@ async fn run_against_database(
                     lint::Format::Human
                 },
                 max_rows: trace_options.max_rows,
-                scratch_url: trace_options.scratch_url,
+                scratch: trace_options.scratch.server(),
             };
-            let traced = trace::run(migrator, &ask).await?;
+            let traced = trace::run(migrator, &ask, shutdown).await?;
             Ok(if code == exit::OK { traced } else { code })
         }
         Command::Trace {
@@ -414,9 +458,9 @@ async fn run_against_database(
                 files,
                 format: if json { lint::Format::Json } else { format },
                 max_rows: options.max_rows,
-                scratch_url: options.scratch_url,
+                scratch: options.scratch.server(),
             };
-            trace::run(migrator, &ask).await
+            trace::run(migrator, &ask, shutdown).await
         }
         Command::Down {
             steps,
@@ -498,7 +542,7 @@ async fn run_against_database(
         Command::New { .. }
         | Command::Validate { .. }
         | Command::Lint { .. }
-        | Command::Roundtrip
+        | Command::Roundtrip { .. }
         | Command::Drift { .. }
         | Command::Config => {
             unreachable!("handled offline")

@@ -1,16 +1,37 @@
 //! `sluice roundtrip`: runs the round trip on a scratch database and reports.
 
 use sluice_common::exit;
-use sluice_common::outln;
 use sluice_common::shutdown::Shutdown;
+use sluice_common::{errln, outln};
 use sluice_runner::migrator::{Migrator, RunnerSettings};
 use sluice_runner::roundtrip::{self, Verdict};
 
-use sluice_runner::scratch::Scratch;
+use sluice_runner::scratch::{Scratch, ScratchServer};
 
-pub async fn run(settings: RunnerSettings, shutdown: &Shutdown) -> anyhow::Result<u8> {
-    let scratch = Scratch::create(&settings, "roundtrip").await?;
-    let result = check(&scratch.settings, shutdown).await;
+pub async fn run(
+    settings: RunnerSettings,
+    server: &ScratchServer,
+    shutdown: &Shutdown,
+) -> anyhow::Result<u8> {
+    // Every file runs there, ups and downs: all of them are checked before anything runs.
+    let files = Migrator::load(settings.clone())?;
+    let scripts = files
+        .files()
+        .iter()
+        .flat_map(|m| std::iter::once(&m.up).chain(&m.down))
+        .map(|s| (s.path.as_path(), s.sql.as_str()));
+    shutdown.defer_second_signal();
+    let scratch = Scratch::create(&settings, "roundtrip", server, scripts).await?;
+    super::scratch::place(&scratch.place, false);
+    // A shutdown ends the statement in flight at once: the scratch database is dropped under
+    // it.
+    let result = tokio::select! {
+        result = check(&scratch.settings, shutdown) => result,
+        () = shutdown.requested() => {
+            errln!("sluice: interrupted: the scratch database is dropped; nothing was changed");
+            Ok(exit::INTERRUPTED)
+        }
+    };
     super::scratch::said(&scratch.drop().await, false);
     result
 }

@@ -10,3 +10,13 @@ pub fn said(dropped: &Result<String, String>, json: bool) {
         Err(problem) => errln!("sluice: {problem}"),
     }
 }
+
+/// Where the scratch database is: every command that uses one says so (on stderr in JSON
+/// output, which stays one document).
+pub fn place(place: &str, json: bool) {
+    if json {
+        errln!("sluice: scratch database {place}");
+    } else {
+        outln!("scratch database {place}");
+    }
+}

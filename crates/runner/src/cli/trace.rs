@@ -5,12 +5,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use sluice_common::db::{ConnectSettings, Endpoint};
-use sluice_common::redact::SecretUrl;
+use sluice_common::shutdown::Shutdown;
 use sluice_common::{exit, outln};
-use sluice_runner::migrator::{Migrator, RunnerSettings};
+use sluice_runner::migrator::Migrator;
 use sluice_runner::plan::State;
-use sluice_runner::scratch::ScratchError;
+use sluice_runner::scratch::ScratchServer;
 use sluice_runner::trace::{self, Held, Judged, RULE, Trace, Work};
 
 use super::lint::{Format, escape};
@@ -21,46 +20,33 @@ pub struct Ask {
     pub files: Vec<PathBuf>,
     pub format: Format,
     pub max_rows: i64,
-    pub scratch_url: Option<String>,
+    pub scratch: ScratchServer,
 }
 
-pub async fn run(migrator: &Migrator, ask: &Ask) -> anyhow::Result<u8> {
+pub async fn run(migrator: &Migrator, ask: &Ask, shutdown: &Shutdown) -> anyhow::Result<u8> {
     let targets = targets(migrator, &ask.files).await?;
     if targets.is_empty() {
         outln!("nothing to trace: no migration is pending (name files to trace applied ones)");
         return Ok(exit::OK);
     }
-    let settings = migrator.settings();
-    let scratch_base = match &ask.scratch_url {
-        Some(url) => RunnerSettings {
-            connect: ConnectSettings {
-                endpoint: Endpoint::Url(SecretUrl::new(url.clone())),
-                ..settings.connect.clone()
-            },
-            ..settings.clone()
-        },
-        None => settings.clone(),
-    };
+    // The first signal ends the statement in flight; a second one must not exit before the
+    // scratch database is dropped.
+    shutdown.defer_second_signal();
     let traced = trace::run(
         migrator.files(),
         &targets,
-        &scratch_base,
-        &settings.connect,
+        &ask.scratch,
+        migrator.settings(),
         ask.max_rows,
+        shutdown,
+        &mut |place| super::scratch::place(place, !matches!(ask.format, Format::Human)),
     )
     .await;
     let traced = match traced {
         Ok(traced) => traced,
         Err(error) => {
-            let code = error.exit_code();
-            let hint = match &error {
-                trace::TraceError::Scratch(ScratchError::Create { .. }) => {
-                    "; or create the scratch database on a server that allows it: --scratch-url"
-                }
-                _ => "",
-            };
-            sluice_common::errln!("sluice: {error}{hint}");
-            return Ok(code);
+            sluice_common::errln!("sluice: {error}");
+            return Ok(error.exit_code());
         }
     };
     match ask.format {

@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sluice_common::db::{self, ConnectSettings, DbError};
+use sluice_common::shutdown::Shutdown;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use super::sizes::{self, Rates};
 use super::{Blocks, Held, Lock, Observed, RULE, Trace, Traced, Work, judge};
 use crate::migrator::RunnerSettings;
-use crate::scratch::{Scratch, ScratchError};
+use crate::scratch::{Scratch, ScratchError, ScratchServer};
 use crate::script::{Control, RunMode, Statement};
 use crate::source::Migration;
 
@@ -33,14 +34,19 @@ pub enum TraceError {
         source: sqlx::Error,
     },
     #[error(
-        "migration {migration} failed on the scratch database at line {line}: {message}; it would \
-         fail on the real one too (nothing was run there)"
+        "migration {migration} failed on the scratch database at line {line}: {message}; nothing \
+         was run on the real database"
     )]
     Failed {
         migration: String,
         line: usize,
         message: String,
     },
+    #[error(
+        "interrupted: the statement in flight was ended and the scratch database dropped; \
+         nothing was run on the real database"
+    )]
+    Interrupted,
 }
 
 impl TraceError {
@@ -49,6 +55,7 @@ impl TraceError {
             Self::Scratch(e) => e.exit_code(),
             Self::Db(e) => e.exit_code(),
             Self::Query { .. } | Self::Failed { .. } => sluice_common::exit::FAILED,
+            Self::Interrupted => sluice_common::exit::INTERRUPTED,
         }
     }
 }
@@ -59,22 +66,37 @@ fn query(what: &str) -> impl FnOnce(sqlx::Error) -> TraceError {
 }
 
 /// Traces `targets` (versions, in order) among `files`: every file up to the last target is
-/// applied on a scratch database created from `scratch_base` (and dropped), the targets
-/// statement by statement under observation; then each is judged against the real database
-/// of `real` (catalog statistics only).
+/// applied on a scratch database made on `server` (and dropped), the targets statement by
+/// statement under observation; then each is judged against the real database of `real`
+/// (catalog statistics only). A shutdown ends the statement in flight at once (the scratch
+/// database is dropped under it). `on_scratch` hears where the scratch database is, before
+/// anything runs there.
 pub async fn run(
     files: &[Migration],
     targets: &BTreeSet<i64>,
-    scratch_base: &RunnerSettings,
-    real: &ConnectSettings,
+    server: &ScratchServer,
+    real: &RunnerSettings,
     max_rows: i64,
+    shutdown: &Shutdown,
+    on_scratch: &mut dyn FnMut(&str),
 ) -> Result<Trace, TraceError> {
-    let scratch = Scratch::create(scratch_base, "trace").await?;
-    let observed = observe_all(files, targets, &scratch.settings.connect).await;
+    let last = targets.iter().max().copied().unwrap_or(i64::MIN);
+    let runs = files
+        .iter()
+        .filter(|m| m.version <= last)
+        .map(|m| (m.up.path.as_path(), m.up.sql.as_str()));
+    let scratch = Scratch::create(real, "trace", server, runs).await?;
+    let place = scratch.place.clone();
+    on_scratch(&place);
+    let observed = tokio::select! {
+        observed = observe_all(files, targets, &scratch.settings.connect) => Some(observed),
+        () = shutdown.requested() => None,
+    };
     if let Err(problem) = scratch.drop().await {
         tracing::warn!("{problem}");
     }
-    let (rates, observed) = observed?;
+    let (rates, observed) = observed.ok_or(TraceError::Interrupted)??;
+    let real = &real.connect;
     let relations: Vec<String> = observed
         .iter()
         .flat_map(|(_, statements)| statements)
@@ -115,6 +137,7 @@ pub async fn run(
         migrations,
         max_rows,
         rates,
+        scratch: place,
     })
 }
 
