@@ -158,3 +158,137 @@ async fn sluice_up_started_while_the_server_is_down_waits_for_it() {
         1
     );
 }
+
+/// Sessions running `statement` on the project's database, or 0 while the server is away.
+async fn running(project: &Project, statement: &str) -> i64 {
+    let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&project.db.url).await
+    else {
+        return 0;
+    };
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(format!("{statement}%"))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap_or(0)
+}
+
+/// A restart frees the runner's advisory lock with every session: the runner takes it again
+/// on a new connection before its next statement, and a second runner started meanwhile
+/// never runs the same statement at the same time (issue "Do no harm", point 7).
+#[tokio::test]
+async fn one_runner_at_a_time_holds_through_a_restart() {
+    let mut server = private_server();
+    let project = Project::on(&server.admin_url()).await;
+    project.db.exec("CREATE TABLE ran (at timestamptz)").await;
+    project.write(
+        "0001_slow.sql",
+        "-- sluice:no-transaction\nSELECT pg_sleep(6);\nINSERT INTO ran VALUES (now());\n",
+    );
+    let spawn = || {
+        project
+            .sluice()
+            .args(["up", "--lock-wait", "0s"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn();
+    let started = Instant::now();
+    while running(&project, "SELECT pg_sleep(6)").await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the migration never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.restart(StopMode::Immediate).unwrap();
+    let second = spawn();
+    let mut most = 0;
+    let watching = Instant::now();
+    while watching.elapsed() < Duration::from_secs(20) {
+        most = most.max(running(&project, "SELECT pg_sleep(6)").await);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let outputs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let text: Vec<String> = outputs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .collect();
+    assert!(most <= 1, "two runners ran the statement at once: {text:?}");
+    let codes: Vec<Option<i32>> = outputs.iter().map(|o| o.status.code()).collect();
+    assert!(
+        codes.contains(&Some(0)),
+        "neither runner finished the migration: {codes:?} {text:?}"
+    );
+    for (code, err) in codes.iter().zip(&text) {
+        assert!(
+            *code == Some(0) || *code == Some(i32::from(exit::LOCK_HELD)),
+            "{code:?}: {err}"
+        );
+    }
+    assert_eq!(project.db.scalar("SELECT count(*) FROM ran").await, 1);
+    project.run(&["status"]).expect_code(exit::OK);
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.migrations WHERE version = 1")
+            .await,
+        1
+    );
+}
+
+/// A no-transaction migration rides out an immediate restart during CREATE INDEX
+/// CONCURRENTLY as a transactional one does: the build runs again and its progress is
+/// recorded on a new lock connection (point 8).
+#[tokio::test]
+async fn a_concurrent_index_build_rides_out_an_immediate_restart() {
+    let mut server = private_server();
+    let project = Project::on(&server.admin_url()).await;
+    project
+        .db
+        .exec(
+            "CREATE TABLE big (id bigint PRIMARY KEY, v text);
+             INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 300000) g;",
+        )
+        .await;
+    project.write(
+        "0001_index.sql",
+        "-- sluice:no-transaction\nCREATE INDEX CONCURRENTLY big_v ON big (v);\n\
+         CREATE INDEX CONCURRENTLY big_v2 ON big (v, id);\n",
+    );
+    let runner = project
+        .sluice()
+        .arg("up")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while running(&project, "CREATE INDEX CONCURRENTLY").await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the build never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.restart(StopMode::Immediate).unwrap();
+    let output = runner.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        project
+            .db
+            .scalar(
+                "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                 WHERE c.relname IN ('big_v', 'big_v2') AND i.indisvalid"
+            )
+            .await,
+        2
+    );
+}

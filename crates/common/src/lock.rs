@@ -30,6 +30,13 @@ pub enum LockError {
     },
     #[error("interrupted while waiting for {name}")]
     Interrupted { name: String },
+    #[error(
+        "{name} went with its connection (the database restarted, or the session was ended) \
+         and another session{holder} took it meanwhile; this run stopped before running \
+         another statement: see `sluice status`, and run the same command again once that run \
+         has finished"
+    )]
+    Lost { name: String, holder: HolderText },
     #[error("advisory lock query for {name} failed: {}", crate::db::explain(.source))]
     Query {
         name: String,
@@ -148,6 +155,44 @@ impl AdvisoryLock {
                 }
             }
         }
+    }
+
+    /// Whether the lock is still held on its connection: false when the connection is gone
+    /// (a database restart frees every session's locks) or the lock was released.
+    pub async fn is_held(&mut self) -> bool {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' \
+             AND pid = pg_backend_pid() AND granted AND objsubid = 1 \
+             AND classid = (($1::bigint >> 32) & 4294967295)::oid \
+             AND objid = ($1::bigint & 4294967295)::oid)",
+        )
+        .bind(self.key)
+        .fetch_one(&mut self.connection)
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Takes the lock again on `connection` (a fresh one, after the old one was lost), at
+    /// once or not at all: if another session took it meanwhile, this run must not go on.
+    pub async fn retake(&mut self, mut connection: PgConnection) -> Result<(), LockError> {
+        let request = LockRequest {
+            name: self.name.clone(),
+            key: self.key,
+            wait: Duration::ZERO,
+            poll: DEFAULT_POLL_INTERVAL,
+        };
+        if try_lock(&mut connection, &request).await? {
+            let old = std::mem::replace(&mut self.connection, connection);
+            // The old connection is gone or lock-less: close it without waiting on it.
+            drop(old);
+            return Ok(());
+        }
+        let holder = holder(&mut connection, self.key).await.ok().flatten();
+        let _ = connection.close().await;
+        Err(LockError::Lost {
+            name: self.name.clone(),
+            holder: HolderText(holder),
+        })
     }
 
     /// The connection holding the lock, for short side queries (it must stay open).

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sluice_common::db::{self, ConnectSettings};
+use sluice_common::lock::{AdvisoryLock, LockError};
 use sluice_common::retry::{Transient, classify, sqlstate_of};
 use sluice_common::shutdown::Shutdown;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -25,8 +26,10 @@ pub struct Session<'a> {
     pub conn: PgConnection,
     /// Its backend pid, to ask who blocks it.
     pub pid: i32,
-    /// A second connection (the lock's) for watching `pg_blocking_pids`.
-    pub probe: &'a mut PgConnection,
+    /// The runner lock, whose connection also watches `pg_blocking_pids` and records the
+    /// progress of no-transaction files. After any lost connection the lock is checked, and
+    /// taken again on a new connection, before another statement runs.
+    pub lock: &'a mut AdvisoryLock,
     pub connect: &'a ConnectSettings,
     pub history: &'a History,
     pub guards: Guards,
@@ -41,6 +44,8 @@ pub enum ApplyError {
     Failed(Box<Failure>),
     #[error("interrupted during migration {id}: {state}; run the same command again to continue")]
     Interrupted { id: String, state: String },
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("cannot reconnect after losing the connection during migration {id}: {source}")]
     Reconnect {
         id: String,
@@ -247,7 +252,7 @@ impl Session<'_> {
         for (index, sql) in chunks(script).into_iter().enumerate() {
             let work = sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&mut *tx);
             watched(
-                self.probe,
+                self.lock.connection(),
                 self.pid,
                 timeouts.lock_timeout,
                 self.shutdown,
@@ -288,10 +293,11 @@ impl Session<'_> {
         if tracked {
             let record = record(migration, script, self.who, 0);
             let total = i32::try_from(total).unwrap_or(i32::MAX);
-            self.history
-                .start_partial(self.probe, record, total)
-                .await
-                .map_err(|e| history_failed(migration, self.history, e))?;
+            let history = self.history;
+            self.on_lock_connection(migration, async |conn| {
+                history.start_partial(conn, record.clone(), total).await
+            })
+            .await?;
         }
         let (mut index, mut committed, mut attempt) = (resume_at, resume_at, 0);
         while index < total {
@@ -349,10 +355,13 @@ impl Session<'_> {
             if tracked {
                 let done = i32::try_from(index).unwrap_or(i32::MAX);
                 let done_checksum = prefix_checksum(statements, index);
-                self.history
-                    .advance_partial(self.probe, migration.version, done, &done_checksum)
-                    .await
-                    .map_err(|e| history_failed(migration, self.history, e))?;
+                let history = self.history;
+                self.on_lock_connection(migration, async |conn| {
+                    history
+                        .advance_partial(conn, migration.version, done, &done_checksum)
+                        .await
+                })
+                .await?;
             }
         }
         if committed < total {
@@ -360,11 +369,12 @@ impl Session<'_> {
             return Err(unclosed_block(migration, script, committed));
         }
         let record = record(migration, script, self.who, elapsed_ms(started));
-        let recorded = match direction {
-            Direction::Up => self.history.record_applied(self.probe, record).await,
-            Direction::Down => self.history.record_reverted(self.probe, record).await,
-        };
-        recorded.map_err(|e| history_failed(migration, self.history, e))?;
+        let history = self.history;
+        self.on_lock_connection(migration, async |conn| match direction {
+            Direction::Up => history.record_applied(conn, record.clone()).await,
+            Direction::Down => history.record_reverted(conn, record.clone()).await,
+        })
+        .await?;
         Ok(started.elapsed())
     }
 
@@ -393,7 +403,11 @@ impl Session<'_> {
             Direction::Up => {
                 let _ = self
                     .history
-                    .partial_failed(self.probe, migration.version, &db::explain(&failed.error))
+                    .partial_failed(
+                        self.lock.connection(),
+                        migration.version,
+                        &db::explain(&failed.error),
+                    )
                     .await;
                 let recorded = match committed {
                     0 => format!("none of its {total} statements is recorded as run"),
@@ -426,13 +440,14 @@ impl Session<'_> {
     /// own settings come back with it.
     async fn reset_session(&mut self, migration: &Migration) -> Result<(), ApplyError> {
         self.end_open_block().await;
-        let reset = sqlx::raw_sql(AssertSqlSafe(format!(
-            "{}; {CONNECTION_CHECK}",
-            session_reset_sql()
-        )))
-        .execute(&mut self.conn)
-        .await;
-        reset.map(drop).map_err(|error| {
+        let mut reset = self.send_reset().await;
+        // The server restarted between two migrations: a new session (and the lock made
+        // sure of) before this one starts.
+        if matches!(&reset, Err(e) if classify(e) == Some(Transient::ConnectionLost)) {
+            self.reconnect(migration).await?;
+            reset = self.send_reset().await;
+        }
+        reset.map_err(|error| {
             bookkeeping_failed(
                 migration,
                 "resetting the session before it",
@@ -440,6 +455,16 @@ impl Session<'_> {
                 "nothing of it ran; run the same command again",
             )
         })
+    }
+
+    async fn send_reset(&mut self) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "{}; {CONNECTION_CHECK}",
+            session_reset_sql()
+        )))
+        .execute(&mut self.conn)
+        .await
+        .map(drop)
     }
 
     /// Whether the migration's session is inside a transaction block the file opened: in one,
@@ -482,7 +507,7 @@ impl Session<'_> {
             Some(index_spec) => {
                 let drop = drop_invalid_index(&mut self.conn, index_spec);
                 watched(
-                    self.probe,
+                    self.lock.connection(),
                     self.pid,
                     timeouts.lock_timeout,
                     self.shutdown,
@@ -512,7 +537,7 @@ impl Session<'_> {
         }
         let work = sqlx::raw_sql(AssertSqlSafe(statement.sql.clone())).execute(&mut self.conn);
         watched(
-            self.probe,
+            self.lock.connection(),
             self.pid,
             timeouts.lock_timeout,
             self.shutdown,
@@ -541,7 +566,7 @@ impl Session<'_> {
             let record = record(migration, script, self.who, 0);
             let _ = self
                 .history
-                .record_interrupted(self.probe, record, &detail)
+                .record_interrupted(self.lock.connection(), record, &detail)
                 .await;
             return Err(ApplyError::Interrupted {
                 id: migration.id(),
@@ -648,7 +673,7 @@ impl Session<'_> {
             // On the lock's connection: the migration's session may be in an aborted
             // transaction, or under a role the file set, and the audit row of a failure is
             // never lost.
-            .record_failure(self.probe, record, action, &detail)
+            .record_failure(self.lock.connection(), record, action, &detail)
             .await
         {
             tracing::warn!(
@@ -660,6 +685,8 @@ impl Session<'_> {
         ApplyError::Failed(Box::new(failure))
     }
 
+    /// A new migration connection after the old one was lost, and the lock made sure of
+    /// before anything else runs.
     async fn reconnect(&mut self, migration: &Migration) -> Result<(), ApplyError> {
         let (conn, pid) = open_migration_connection(self.connect)
             .await
@@ -669,7 +696,49 @@ impl Session<'_> {
             })?;
         self.conn = conn;
         self.pid = pid;
+        self.ensure_lock(migration).await
+    }
+
+    /// One runner at a time, through restarts: a restart frees every session's advisory
+    /// locks, and a second runner may take the lock the moment the server is back. So after
+    /// any lost connection the lock is checked and, if it went with its connection, taken
+    /// again on a new one; if another session has it, this run stops.
+    async fn ensure_lock(&mut self, migration: &Migration) -> Result<(), ApplyError> {
+        if self.lock.is_held().await {
+            return Ok(());
+        }
+        let conn = db::connect(self.connect)
+            .await
+            .map_err(|source| ApplyError::Reconnect {
+                id: migration.id(),
+                source: Box::new(source),
+            })?;
+        self.lock.retake(conn).await?;
+        tracing::warn!(
+            migration = %migration.id(),
+            "the connection holding the migration lock was lost; the lock was taken again on a \
+             new connection before going on"
+        );
         Ok(())
+    }
+
+    /// A history write on the lock's connection. When that connection was lost (a database
+    /// restart), the lock is taken again on a new one and the write made once more: the
+    /// work it records is done and must not be run again.
+    async fn on_lock_connection<T>(
+        &mut self,
+        migration: &Migration,
+        mut write: impl AsyncFnMut(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, ApplyError> {
+        match write(self.lock.connection()).await {
+            Err(error) if classify(&error) == Some(Transient::ConnectionLost) => {
+                self.ensure_lock(migration).await?;
+                write(self.lock.connection())
+                    .await
+                    .map_err(|e| history_failed(migration, self.history, e))
+            }
+            other => other.map_err(|e| history_failed(migration, self.history, e)),
+        }
     }
 }
 

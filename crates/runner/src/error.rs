@@ -85,7 +85,7 @@ impl RunnerError {
             Self::Db(e) => e.exit_code(),
             Self::Lock(lock) => match **lock {
                 LockError::Interrupted { .. } => exit::INTERRUPTED,
-                LockError::Held { .. } => exit::LOCK_HELD,
+                LockError::Held { .. } | LockError::Lost { .. } => exit::LOCK_HELD,
                 LockError::Query { .. } => exit::FAILED,
             },
             Self::Query { .. } => exit::FAILED,
@@ -100,6 +100,10 @@ impl RunnerError {
                 ..
             }
             | Self::Interrupted { .. } => exit::INTERRUPTED,
+            Self::Apply {
+                source: ApplyError::Lock(_),
+                ..
+            } => exit::LOCK_HELD,
             Self::Apply { .. } => exit::FAILED,
             Self::Blocked { .. } => exit::BLOCKED,
             #[cfg(feature = "lint")]

@@ -478,7 +478,7 @@ impl Migrator {
         if steps.is_empty() {
             return Ok(report);
         }
-        let mut session = self.session(lock.connection(), shutdown).await?;
+        let mut session = self.session(lock, shutdown).await?;
         for step in steps {
             let migration = step.migration;
             if shutdown.is_requested() {
@@ -623,14 +623,14 @@ impl Migrator {
 
     async fn session<'a>(
         &'a self,
-        probe: &'a mut PgConnection,
+        lock: &'a mut AdvisoryLock,
         shutdown: &'a Shutdown,
     ) -> Result<Session<'a>, RunnerError> {
         let (conn, pid) = open_migration_connection(&self.settings.connect).await?;
         Ok(Session {
             conn,
             pid,
-            probe,
+            lock,
             connect: &self.settings.connect,
             history: &self.history,
             guards: self.settings.guards,
