@@ -45,7 +45,7 @@ pub enum ApplyError {
     #[error("interrupted during migration {id}: {state}; run the same command again to continue")]
     Interrupted { id: String, state: String },
     #[error(transparent)]
-    Lock(#[from] LockError),
+    Lock(Box<LockError>),
     #[error("cannot reconnect after losing the connection during migration {id}: {source}")]
     Reconnect {
         id: String,
@@ -295,7 +295,7 @@ impl Session<'_> {
             let total = i32::try_from(total).unwrap_or(i32::MAX);
             let history = self.history;
             self.on_lock_connection(migration, async |conn| {
-                history.start_partial(conn, record.clone(), total).await
+                history.start_partial(conn, record, total).await
             })
             .await?;
         }
@@ -371,8 +371,8 @@ impl Session<'_> {
         let record = record(migration, script, self.who, elapsed_ms(started));
         let history = self.history;
         self.on_lock_connection(migration, async |conn| match direction {
-            Direction::Up => history.record_applied(conn, record.clone()).await,
-            Direction::Down => history.record_reverted(conn, record.clone()).await,
+            Direction::Up => history.record_applied(conn, record).await,
+            Direction::Down => history.record_reverted(conn, record).await,
         })
         .await?;
         Ok(started.elapsed())
@@ -713,7 +713,10 @@ impl Session<'_> {
                 id: migration.id(),
                 source: Box::new(source),
             })?;
-        self.lock.retake(conn).await?;
+        self.lock
+            .retake(conn)
+            .await
+            .map_err(|e| ApplyError::Lock(Box::new(e)))?;
         tracing::warn!(
             migration = %migration.id(),
             "the connection holding the migration lock was lost; the lock was taken again on a \
