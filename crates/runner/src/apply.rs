@@ -463,8 +463,13 @@ impl Session<'_> {
             session_reset_sql()
         )))
         .execute(&mut self.conn)
-        .await
-        .map(drop)
+        .await?;
+        // DEALLOCATE ALL also dropped the statements sqlx prepared on this connection (the
+        // history row's): forget them, or the next use would name one that is gone.
+        if self.conn.cached_statements_size() > 0 {
+            self.conn.clear_cached_statements().await?;
+        }
+        Ok(())
     }
 
     /// Whether the migration's session is inside a transaction block the file opened: in one,
@@ -764,7 +769,7 @@ pub const RESET_ROLE: &str = "RESET SESSION AUTHORIZATION; RESET ROLE";
 
 /// What every migration starts with (and `--dry-run` shows): a clean session.
 pub fn session_reset_sql() -> String {
-    format!("{RESET_ROLE}; RESET ALL; DISCARD TEMP; CLOSE ALL; UNLISTEN *")
+    format!("{RESET_ROLE}; RESET ALL; DISCARD TEMP; CLOSE ALL; UNLISTEN *; DEALLOCATE ALL")
 }
 
 /// PostgreSQL 14+: notice within a second when the runner is gone (killed during a long

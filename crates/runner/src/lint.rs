@@ -9,7 +9,7 @@ use squawk_linter::{Linter, Rule, Version};
 use squawk_syntax::ast::{self, AstNode};
 
 pub use crate::rules::{DEFAULT_PG_VERSION, LintSettings, RULES, RuleDoc, Severity, is_known_rule};
-use crate::script::{RunMode, Script};
+use crate::script::{RunMode, Script, rolls_back_to_savepoint};
 
 /// One finding in one file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -86,6 +86,16 @@ pub fn lint(script: &Script, settings: &LintSettings) -> Vec<Finding> {
             )
         })
         .collect();
+    // squawk takes `ROLLBACK TO SAVEPOINT` for the end of a transaction; it is not one.
+    let savepoint_rollbacks: Vec<usize> = parse
+        .tree()
+        .stmts()
+        .filter(|stmt| matches!(stmt, ast::Stmt::Rollback(r) if rolls_back_to_savepoint(r)))
+        .map(|stmt| usize::from(stmt.syntax().text_range().start()))
+        .collect();
+    found.retain(|(offset, rule, ..)| {
+        rule != "transaction-nesting" || !savepoint_rollbacks.contains(offset)
+    });
     found.extend(own_rules(&parse.tree(), mode.is_atomic()));
     found.sort_by_key(|(offset, ..)| *offset);
     let tree = parse.tree();
@@ -187,6 +197,11 @@ fn own_rules(
                     "CREATE INDEX CONCURRENTLY cannot run inside a transaction, and sluice runs this file in one",
                     "add `-- sluice:no-transaction` at the top of the file",
                 ),
+                _ if writes_sluice_schema(&stmt) => (
+                    "ban-writes-to-sluice-schema",
+                    "the statement changes sluice's own tables (its history, audit trail or backfill jobs)",
+                    "leave them to sluice: `sluice repair`, `sluice down`, `sluice-backfill reset`; never from a migration",
+                ),
                 ast::Stmt::Truncate(_) => ("ban-truncate", "TRUNCATE deletes every row under an ACCESS EXCLUSIVE lock", "delete in batches with a backfill job (jobs/<name>.toml with action = \"delete\" and a `where`), or approve it"),
                 ast::Stmt::Update(u) if u.where_clause_or_current_of().is_none() => (
                     "ban-update-without-where",
@@ -206,6 +221,52 @@ fn own_rules(
         .collect()
 }
 
+/// Statements that write, alter or drop something in schema `sluice`: a migration that
+/// deletes the history makes the next `up` run everything again, and one that disables the
+/// audit trigger hides what was done. Only the schema's default name: a file does not know
+/// the `--schema` it will run under.
+fn writes_sluice_schema(stmt: &ast::Stmt) -> bool {
+    use ast::Stmt as S;
+    let writes = matches!(
+        stmt,
+        S::Insert(_)
+            | S::Update(_)
+            | S::Delete(_)
+            | S::Merge(_)
+            | S::Truncate(_)
+            | S::AlterTable(_)
+            | S::DropTable(_)
+            | S::DropSchema(_)
+            | S::AlterSchema(_)
+            | S::CreateTrigger(_)
+            | S::DropTrigger(_)
+            | S::AlterTrigger(_)
+            | S::CreateRule(_)
+            | S::Copy(_)
+            | S::Grant(_)
+            | S::Revoke(_)
+            | S::CreatePolicy(_)
+            | S::AlterPolicy(_)
+            | S::DropPolicy(_)
+    );
+    writes && names_sluice_schema(stmt.syntax())
+}
+
+/// Whether a name in the statement is qualified with schema `sluice` (or is the schema).
+fn names_sluice_schema(node: &squawk_syntax::SyntaxNode) -> bool {
+    let tokens: Vec<String> = node
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .filter(|t| !t.kind().is_trivia())
+        .map(|t| t.text().trim_matches('"').to_owned())
+        .collect();
+    tokens.windows(2).any(|w| w[0] == "sluice" && w[1] == ".")
+        || matches!(
+            node.kind(),
+            squawk_syntax::SyntaxKind::DROP_SCHEMA | squawk_syntax::SyntaxKind::ALTER_SCHEMA
+        ) && tokens.iter().any(|t| t == "sluice")
+}
+
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -223,6 +284,7 @@ mod tests {
         "ban-truncate",
         "ban-update-without-where",
         "ban-delete-without-where",
+        "ban-writes-to-sluice-schema",
         // Reported by `sluice trace`, which sees locks and sizes; approved with the same directive.
         "blocking-lock-on-large-table",
     ];
@@ -316,6 +378,42 @@ mod tests {
             !rules("UPDATE t SET a = 1 WHERE id = 2;")
                 .contains(&"ban-update-without-where".to_owned())
         );
+    }
+
+    #[test]
+    fn writes_to_sluices_own_schema_are_found() {
+        let banned = "ban-writes-to-sluice-schema".to_owned();
+        for sql in [
+            "DELETE FROM sluice.migrations WHERE version > 3;",
+            "ALTER TABLE sluice.audit DISABLE TRIGGER ALL;",
+            "UPDATE \"sluice\".backfill_jobs SET state = 'completed' WHERE name = 'x';",
+            "DROP TRIGGER audit_guard ON sluice.audit;",
+            "TRUNCATE sluice.audit;",
+            "DROP SCHEMA sluice CASCADE;",
+            "INSERT INTO sluice.migrations (version) VALUES (9);",
+        ] {
+            assert!(rules(sql).contains(&banned), "not found: {sql}");
+        }
+        for sql in [
+            "SELECT * FROM sluice.migrations;",
+            "UPDATE accounts SET note = 'sluice.migrations' WHERE id = 1;",
+            "ALTER TABLE accounts ADD COLUMN sluice int;",
+        ] {
+            assert!(!rules(sql).contains(&banned), "found: {sql}");
+        }
+    }
+
+    #[test]
+    fn a_savepoint_rollback_is_not_the_end_of_a_transaction() {
+        let found = rules(
+            "CREATE TABLE a (id int);\nSAVEPOINT s1;\nCREATE TABLE b (id int);\n\
+             ROLLBACK TO SAVEPOINT s1;\nRELEASE SAVEPOINT s1;\n",
+        );
+        assert!(
+            !found.contains(&"transaction-nesting".to_owned()),
+            "{found:?}"
+        );
+        assert!(rules("ROLLBACK;").contains(&"transaction-nesting".to_owned()));
     }
 
     #[test]

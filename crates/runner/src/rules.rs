@@ -60,6 +60,12 @@ pub const RULES: &[RuleDoc] = &[
         Severity::Block,
     ),
     doc(
+        "ban-writes-to-sluice-schema",
+        "sluice's history, audit trail and backfill jobs decide what runs: a migration that deletes history rows makes the next `up` run them again, one that disables the audit trigger hides what was done",
+        "leave sluice's tables to sluice (`sluice repair`, `sluice down`, `sluice-backfill reset`)",
+        Severity::Block,
+    ),
+    doc(
         "ban-truncate",
         "deletes every row and takes an ACCESS EXCLUSIVE lock",
         "a backfill job with action = \"delete\" (in batches, resumable), or approve it for a table nobody uses",

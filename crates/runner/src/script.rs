@@ -416,10 +416,21 @@ fn control(stmt: &ast::Stmt) -> Control {
     match stmt {
         ast::Stmt::Begin(_) => Control::Begin,
         ast::Stmt::Commit(_) => Control::Commit,
+        // A savepoint works inside the transaction; it does not end it.
+        ast::Stmt::Rollback(rollback) if rolls_back_to_savepoint(rollback) => Control::None,
         ast::Stmt::Rollback(_) | ast::Stmt::PrepareTransaction(_) => Control::Other,
         ast::Stmt::Set(_) => Control::Set,
         _ => Control::None,
     }
+}
+
+/// `ROLLBACK TO [SAVEPOINT] name`: undoes part of the transaction, which goes on.
+pub fn rolls_back_to_savepoint(rollback: &ast::Rollback) -> bool {
+    rollback
+        .syntax()
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .any(|t| t.kind() == squawk_syntax::SyntaxKind::TO_KW)
 }
 
 /// Statements PostgreSQL refuses inside a transaction block.
@@ -649,6 +660,17 @@ mod tests {
         assert_eq!(two.mode(), RunMode::Transaction);
         let directive = parse("-- sluice:no-transaction\nBEGIN;\nSELECT 1;\nCOMMIT;\n").unwrap();
         assert_eq!(directive.mode(), RunMode::NoTransaction);
+    }
+
+    #[test]
+    fn savepoints_keep_a_file_one_transaction() {
+        let script = parse(
+            "CREATE TABLE a (id int);\nSAVEPOINT s1;\nCREATE TABLE b (id int);\n\
+             ROLLBACK TO SAVEPOINT s1;\nROLLBACK TO s1;\nRELEASE s1;\n",
+        )
+        .unwrap();
+        assert_eq!(script.mode(), RunMode::Transaction);
+        assert_eq!(script.statements().unwrap().len(), 6);
     }
 
     #[test]

@@ -412,3 +412,87 @@ async fn an_invalid_schema_flag_is_a_usage_error_and_in_the_file_invalid_input()
     .unwrap();
     project.run(&["status"]).expect_code(exit::INVALID_INPUT);
 }
+
+/// Savepoints are not transaction control: the file stays one transaction, lint does not
+/// call them nesting (issue "Do no harm", point 10).
+#[tokio::test]
+async fn a_file_with_savepoints_runs_as_one_transaction() {
+    let project = Project::new().await;
+    project.write(
+        "0001_savepoints.sql",
+        "CREATE TABLE kept (id int);\nSAVEPOINT s1;\nCREATE TABLE undone (id int);\n\
+         ROLLBACK TO SAVEPOINT s1;\nRELEASE SAVEPOINT s1;\n",
+    );
+    let lint = project.run(&["lint"]);
+    assert!(
+        !lint.stdout().contains("transaction-nesting")
+            && !lint.stderr().contains("transaction-nesting"),
+        "{}{}",
+        lint.stdout(),
+        lint.stderr()
+    );
+    project.run(&["up"]).expect_code(exit::OK);
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM pg_tables WHERE tablename IN ('kept', 'undone')")
+            .await,
+        1
+    );
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.migrations WHERE NOT no_transaction")
+            .await,
+        1,
+        "not recorded as one transaction"
+    );
+}
+
+/// Each migration starts without the prepared statements of the one before (point 11).
+#[tokio::test]
+async fn prepared_statements_do_not_leak_between_migrations() {
+    let project = Project::new().await;
+    for n in 1..=2 {
+        project.write(
+            &format!("000{n}_prepare.sql"),
+            &format!("PREPARE p AS SELECT {n};\nEXECUTE p;\nCREATE TABLE t{n} (id int);\n"),
+        );
+    }
+    project.write("0003_more.sql", "CREATE TABLE t3 (id int);\n");
+    project.run(&["up"]).expect_code(exit::OK);
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.migrations")
+            .await,
+        3
+    );
+}
+
+/// A migration that deletes sluice's history or disables its audit trigger is refused by
+/// lint (point 21).
+#[tokio::test]
+async fn a_migration_that_writes_sluices_own_tables_is_refused() {
+    let project = Project::new().await;
+    project.write("0001_t.sql", "CREATE TABLE t (id int);\n");
+    project.run(&["up"]).expect_code(exit::OK);
+    project.write(
+        "0002_forget.sql",
+        "DELETE FROM sluice.migrations WHERE version = 1;\n",
+    );
+    let run = project.run(&["up"]);
+    run.expect_code(exit::BLOCKED);
+    assert!(
+        run.stderr().contains("ban-writes-to-sluice-schema"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.migrations")
+            .await,
+        1
+    );
+}
