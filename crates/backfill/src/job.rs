@@ -10,6 +10,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use sluice_common::config::{DurationKind, check_duration, parse_bytes};
 use sluice_common::ident::{Ident, IdentError, QualifiedName};
+use sluice_common::input;
 use sluice_common::redact::SecretUrl;
 
 use crate::fragment;
@@ -159,11 +160,10 @@ pub struct Job {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("cannot read job spec {}: {source}", path.display())]
+    #[error("job spec {source}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        source: input::InputError,
     },
     #[error("invalid job spec {}: {message}; nothing was recorded or run", path.display())]
     Invalid { path: PathBuf, message: String },
@@ -192,10 +192,13 @@ pub struct Overrides {
 impl Job {
     /// Reads and validates a spec file; `overrides` (from flags) win over the file.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, JobError> {
-        let text = std::fs::read_to_string(path).map_err(|source| JobError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            input::read_text(path, "a job spec", input::MAX_SPEC_BYTES).map_err(|source| {
+                JobError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         let invalid = |message: String| JobError::Invalid {
             path: path.to_path_buf(),
             message,

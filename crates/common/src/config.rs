@@ -127,11 +127,10 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("config file {source}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        source: crate::input::InputError,
     },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -282,10 +281,11 @@ impl FileConfig {
             None if Path::new(FILE_NAME).is_file() => PathBuf::from(FILE_NAME),
             None => return Ok((Self::default(), None)),
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = crate::input::read_text(&path, "a config file", crate::input::MAX_SPEC_BYTES)
+            .map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
         let config = Self::parse(&text, &path)?;
         Ok((config, Some(path)))
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod exit;
 pub mod ident;
+pub mod input;
 pub mod jobspec;
 pub mod lock;
 #[cfg(feature = "cli")]

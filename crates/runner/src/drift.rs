@@ -29,13 +29,12 @@ pub struct DriftReport {
 #[derive(Debug, thiserror::Error)]
 pub enum DriftError {
     #[error(
-        "cannot read the schema file {}: {source}; write it with `sluice up --dump-schema {}`",
-        path.display(),
+        "schema file {source}; write it with `sluice up --dump-schema {}`",
         path.display()
     )]
     ReadSchemaFile {
         path: PathBuf,
-        source: std::io::Error,
+        source: sluice_common::input::InputError,
     },
     #[error(
         "the schema file {} does not load into a scratch database: {reason}; write it again \
@@ -83,7 +82,12 @@ pub async fn drift(
     // Read the file first: a wrong path should not cost a scratch database.
     let schema_sql = schema_file
         .map(|path| {
-            std::fs::read_to_string(path).map_err(|source| DriftError::ReadSchemaFile {
+            sluice_common::input::read_text(
+                path,
+                "a schema file",
+                sluice_common::input::MAX_SQL_BYTES,
+            )
+            .map_err(|source| DriftError::ReadSchemaFile {
                 path: path.to_path_buf(),
                 source,
             })

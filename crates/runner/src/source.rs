@@ -11,6 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use sluice_common::input;
+
 use crate::script::{Script, ScriptError};
 
 /// A migration version: the number its file name starts with.
@@ -308,15 +310,35 @@ fn read_dir(dir: &Path) -> Result<(ReadFiles, Vec<String>), SourceError> {
     let mut problems = Vec::new();
     for relative in candidates.into_iter().filter(|r| is_read(r)) {
         let path = dir.join(&relative);
-        if !path.is_file() {
-            continue;
-        }
-        match std::fs::read_to_string(&path) {
-            Ok(text) => files.push((relative, text)),
-            Err(e) => problems.push(format!("{}: cannot read: {e}", path.display())),
+        match input::read_text(&path, "a migration", input::MAX_SQL_BYTES) {
+            // A diesel directory without a down.sql or metadata.toml.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => problems.push(e.to_string()),
+            Ok(text) => match foreign_non_sql(dir, &path, &text) {
+                Some(problem) => problems.push(problem),
+                None => files.push((relative, text)),
+            },
         }
     }
     Ok((files, problems))
+}
+
+/// A symlink named like a migration that leads out of the directory to something that is not
+/// SQL (a shared directory gone wrong, `/etc/shadow`): refused without quoting it, where a
+/// syntax error would show its first line.
+fn foreign_non_sql(dir: &Path, path: &Path, text: &str) -> Option<String> {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let target = path.canonicalize().ok()?;
+    let inside = dir.canonicalize().is_ok_and(|dir| target.starts_with(dir));
+    if !is_link || inside || squawk_syntax::SourceFile::parse(text).errors().is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} is a symlink to {}, outside the migrations directory, which does not parse as SQL: \
+         it is not a migration (nothing of it is shown); fix or remove the link",
+        path.display(),
+        target.display()
+    ))
 }
 
 /// Takes every file's name apart, pairs up and down files by version and parses them.

@@ -17,11 +17,10 @@ pub struct Check {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error("cannot read the check file {path}: {source}; nothing was applied")]
+    #[error("check file {source}; nothing was applied")]
     Read {
         path: String,
-        #[source]
-        source: std::io::Error,
+        source: sluice_common::input::InputError,
     },
     #[error(
         "the check {name} is empty; a check is a query returning one boolean, e.g. SELECT NOT EXISTS (...)"
@@ -37,7 +36,12 @@ impl Check {
 
     pub fn from_file(path: &Path) -> Result<Self, CheckError> {
         let name = path.display().to_string();
-        let sql = std::fs::read_to_string(path).map_err(|source| CheckError::Read {
+        let sql = sluice_common::input::read_text(
+            path,
+            "a check file",
+            sluice_common::input::MAX_SQL_BYTES,
+        )
+        .map_err(|source| CheckError::Read {
             path: name.clone(),
             source,
         })?;

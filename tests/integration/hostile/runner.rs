@@ -496,3 +496,78 @@ async fn a_migration_that_writes_sluices_own_tables_is_refused() {
         1
     );
 }
+
+/// Input files are checked before they are read: a dangling symlink is an error, not a
+/// migration silently left out; a link out of the directory to something that is not SQL is
+/// refused without quoting it; devices, pipes and oversized files are refused at once (issue
+/// "Do no harm", points 12 and 13).
+#[tokio::test]
+async fn careless_paths_are_refused_and_nothing_of_them_is_shown() {
+    let project = Project::new().await;
+    project.write("0001_t.sql", "CREATE TABLE t (id int);\n");
+    std::os::unix::fs::symlink(
+        project.path().join("shared/0002_gone.sql"),
+        project.migrations().join("0002_gone.sql"),
+    )
+    .unwrap();
+    let validate = project.run(&["validate"]);
+    validate.expect_code(exit::INVALID_INPUT);
+    assert!(
+        validate.stderr().contains("0002_gone.sql is a symlink"),
+        "{}",
+        validate.stderr()
+    );
+    project.run(&["up"]).expect_code(exit::INVALID_INPUT);
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM pg_tables WHERE tablename = 't'")
+            .await,
+        0,
+        "up ran with a migration missing"
+    );
+    std::fs::remove_file(project.migrations().join("0002_gone.sql")).unwrap();
+
+    let secret = project.path().join("credentials");
+    std::fs::write(&secret, "root:hunter2-secret:19000:0:99999:7:::\n").unwrap();
+    std::os::unix::fs::symlink(&secret, project.migrations().join("0002_creds.sql")).unwrap();
+    let validate = project.run(&["validate"]);
+    validate.expect_code(exit::INVALID_INPUT);
+    let err = validate.stderr();
+    assert!(err.contains("it is not a migration"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    std::fs::remove_file(project.migrations().join("0002_creds.sql")).unwrap();
+
+    let fifo = project.path().join("pipe.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for args in [
+        &["--config", "/dev/zero", "status"][..],
+        &["--config", fifo.to_str().unwrap(), "status"],
+        &["lint", "/dev/zero"],
+        &["up", "--verify-file", fifo.to_str().unwrap()],
+    ] {
+        let started = std::time::Instant::now();
+        let run = project.run(args);
+        run.expect_code(exit::INVALID_INPUT);
+        assert!(
+            run.stderr().contains("not a regular file"),
+            "{args:?}: {}",
+            run.stderr()
+        );
+        // A safety bound far from the failure case (a pipe blocks forever).
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
+    std::fs::create_dir_all(project.path().join("jobs")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", project.path().join("jobs/zero.toml")).unwrap();
+    let job = project.run_backfill(&["run", "zero"]);
+    job.expect_code(exit::INVALID_INPUT);
+    assert!(
+        job.stderr().contains("not a regular file"),
+        "{}",
+        job.stderr()
+    );
+}

@@ -84,9 +84,13 @@ fn scripts(dir: &Path, files: &[PathBuf]) -> Result<Vec<Script>, RunnerError> {
     let scripts: Vec<Script> = files
         .iter()
         .filter_map(|path| {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| problems.push(format!("{}: cannot read: {e}", path.display())))
-                .ok()?;
+            let text = sluice_common::input::read_text(
+                path,
+                "a SQL file",
+                sluice_common::input::MAX_SQL_BYTES,
+            )
+            .map_err(|e| problems.push(e.to_string()))
+            .ok()?;
             Script::parse(path, &text)
                 .map_err(|e| problems.push(e.to_string()))
                 .ok()

@@ -1,0 +1,158 @@
+//! Reading the files people point sluice at (config, job specs, migrations, lint and check
+//! files, schema files), with the checks a careless path needs: `--config /dev/zero` must not
+//! grow until memory runs out, a FIFO must not block forever, a dangling symlink must not
+//! silently drop a migration, and a file that is not text must not be quoted back.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Largest config file or job spec: far above any real one.
+pub const MAX_SPEC_BYTES: u64 = 1024 * 1024;
+/// Largest SQL file (a migration, a lint or check file, a schema file).
+pub const MAX_SQL_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{} is a symlink to {}, which does not exist: fix or remove the link",
+        path.display(),
+        target.display()
+    )]
+    Dangling { path: PathBuf, target: PathBuf },
+    #[error("{} is not a regular file (it is {kind}): name a file", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error(
+        "{} is over {} bytes, the most sluice reads for {what}: is it the right file?",
+        path.display(),
+        limit
+    )]
+    TooLarge {
+        path: PathBuf,
+        what: &'static str,
+        limit: u64,
+    },
+    #[error("{} is not UTF-8 text, so it is not {what} (nothing of it is shown)", path.display())]
+    NotText { path: PathBuf, what: &'static str },
+}
+
+impl InputError {
+    /// Whether the path simply does not exist (callers that look for optional files skip it).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// Reads `path` as UTF-8 text of at most `limit` bytes; `what` names what it should be ("a
+/// migration", "a job spec") for the messages.
+pub fn read_text(path: &Path, what: &'static str, limit: u64) -> Result<String, InputError> {
+    let io = |source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let link = std::fs::symlink_metadata(path).map_err(io)?;
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if link.file_type().is_symlink() && e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(InputError::Dangling {
+                path: path.to_path_buf(),
+                target: std::fs::read_link(path).unwrap_or_default(),
+            });
+        }
+        Err(e) => return Err(io(e)),
+    };
+    if !metadata.is_file() {
+        return Err(InputError::NotRegular {
+            path: path.to_path_buf(),
+            kind: kind_of(&metadata.file_type()),
+        });
+    }
+    let too_large = || InputError::TooLarge {
+        path: path.to_path_buf(),
+        what,
+        limit,
+    };
+    if metadata.len() > limit {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        // The file may grow after the size was read.
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > limit {
+        return Err(too_large());
+    }
+    String::from_utf8(bytes).map_err(|_| InputError::NotText {
+        path: path.to_path_buf(),
+        what,
+    })
+}
+
+fn kind_of(file_type: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a named pipe"
+    } else if file_type.is_char_device() || file_type.is_block_device() {
+        "a device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_pipes_links_and_large_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let zero = read_text(Path::new("/dev/zero"), "a config file", MAX_SPEC_BYTES);
+        assert!(
+            matches!(
+                zero,
+                Err(InputError::NotRegular {
+                    kind: "a device",
+                    ..
+                })
+            ),
+            "{zero:?}"
+        );
+        let dangling = dir.path().join("0002_gone.sql");
+        std::os::unix::fs::symlink(dir.path().join("nowhere.sql"), &dangling).unwrap();
+        let error = read_text(&dangling, "a migration", MAX_SQL_BYTES).unwrap_err();
+        assert!(error.to_string().contains("does not exist"), "{error}");
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'a'; 2048]).unwrap();
+        assert!(matches!(
+            read_text(&big, "a job spec", 1024),
+            Err(InputError::TooLarge { .. })
+        ));
+        let binary = dir.path().join("bin.sql");
+        std::fs::write(&binary, [0xff, 0xfe, b's', b'e', b'c', b'r', b'e', b't']).unwrap();
+        let error = read_text(&binary, "a migration", MAX_SQL_BYTES).unwrap_err();
+        assert!(!error.to_string().contains("secret"), "{error}");
+        let fine = dir.path().join("ok.sql");
+        std::fs::write(&fine, "SELECT 1;").unwrap();
+        assert_eq!(
+            read_text(&fine, "a migration", MAX_SQL_BYTES).unwrap(),
+            "SELECT 1;"
+        );
+        assert!(
+            read_text(&dir.path().join("absent"), "x", 10)
+                .unwrap_err()
+                .is_not_found()
+        );
+    }
+}
