@@ -175,6 +175,7 @@ impl ConnectSettings {
         };
         let url = url.expose();
         check_url_shape(url).map_err(invalid)?;
+        check_url_params(url).map_err(invalid)?;
         let mut options =
             PgConnectOptions::from_str(url).map_err(|e| invalid(scrub(&e.to_string(), url)))?;
         if !url_sets_application_name(url) {
@@ -224,6 +225,72 @@ fn check_url_shape(url: &str) -> Result<(), String> {
         return Err(format!(
             "the user name or password contains '{c}', which a URL must percent-encode: \
              write it as {encoded}"
+        ));
+    }
+    Ok(())
+}
+
+/// URL parameters the driver understands.
+const DRIVER_PARAMS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// libpq parameters the driver ignores that change nothing about where, as whom or how safely
+/// sluice connects (sluice has its own connect timeout).
+const HARMLESS_PARAMS: &[&str] = &[
+    "connect_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "fallback_application_name",
+];
+
+/// Refuses a libpq parameter the driver would ignore with a warning (quoting its value) while
+/// connecting somewhere else, as someone else or less safely than the URL says: `service=`
+/// (sluice would go to localhost:5432), `passfile=`, `sslpassword=`, `target_session_attrs=`,
+/// `gssencmode=`, `sslcrl=`, ...
+fn check_url_params(url: &str) -> Result<(), String> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(());
+    };
+    for (key, _) in parsed.query_pairs() {
+        let known = DRIVER_PARAMS.contains(&key.as_ref())
+            || HARMLESS_PARAMS.contains(&key.as_ref())
+            || key.starts_with("options[");
+        if known {
+            continue;
+        }
+        let remedy = match key.as_ref() {
+            "service" => "name host, port, user and dbname in the URL itself",
+            "passfile" => "set PGPASSFILE to the file instead (or use ~/.pgpass)",
+            "sslpassword" => {
+                "decrypt the client key (openssl pkey -in key -out key.plain) and protect the \
+                 file instead"
+            }
+            _ => "remove it",
+        };
+        return Err(format!(
+            "the URL parameter `{key}` is not supported by sluice's PostgreSQL driver, which \
+             would ignore it and connect without it; {remedy}"
         ));
     }
     Ok(())
@@ -331,6 +398,18 @@ fn classify_connect_error(
 ) -> Failure {
     let reason = settings.endpoint.scrub(&explain(error));
     match error {
+        // The driver's message quotes the character, which is part of the password.
+        sqlx::Error::Configuration(e) if e.to_string().contains("saslprep") => {
+            Failure::Permanent(DbError::LoginRefused {
+                target: target.to_owned(),
+                user: options.get_username().to_owned(),
+                reason: "the password or user name holds a character that SASLprep prohibits \
+                         (an emoji, a control character such as a newline, ...): psql logs in \
+                         with such a password, but sluice's PostgreSQL driver cannot; set a \
+                         password without it for the role sluice uses"
+                    .to_owned(),
+            })
+        }
         sqlx::Error::Io(_) => Failure::Transient(reason, HINT_UNREACHABLE),
         sqlx::Error::Database(db) => match db.code().as_deref() {
             Some(sqlstate::CANNOT_CONNECT_NOW) => Failure::Transient(reason, HINT_STARTING),
@@ -439,6 +518,35 @@ mod tests {
         let err = settings.options().unwrap_err().to_string();
         assert!(err.contains("invalid database URL"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn parameters_the_driver_would_ignore_are_refused_unless_harmless() {
+        for (url, says) in [
+            ("postgres://u@db/x?service=prod", "`service`"),
+            ("postgres://u@db/x?passfile=/secrets/pgpass", "PGPASSFILE"),
+            (
+                "postgres://u@db/x?sslmode=require&sslpassword=k3y-s3cret",
+                "decrypt the client key",
+            ),
+            (
+                "postgres://u@db/x?target_session_attrs=read-write",
+                "`target_session_attrs`",
+            ),
+        ] {
+            let settings = ConnectSettings::new(SecretUrl::new(url), "sluice");
+            let err = settings.options().unwrap_err().to_string();
+            assert!(err.contains(says), "{url}: {err}");
+            assert!(!err.contains("k3y-s3cret"), "{err}");
+        }
+        for url in [
+            "postgres://u@db/x?sslmode=require&connect_timeout=5&application_name=a",
+            "postgres://u@db/x?options[statement_timeout]=5s",
+        ] {
+            ConnectSettings::new(SecretUrl::new(url), "sluice")
+                .options()
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub fn register_secrets(url: &str) {
 /// nothing to mask, so every line of output can pass through it.
 pub fn scrub_registered(text: &str) -> Cow<'_, str> {
     let mut out = Cow::Borrowed(text);
-    if text.contains('@') || find_ascii_case_insensitive(text, PASSWORD_KEY).is_some() {
+    // "password=" also finds "sslpassword=".
+    if text.contains('@') || find_ascii_case_insensitive(text, "password=").is_some() {
         out = Cow::Owned(redact_url(text));
     }
     let registered = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
@@ -207,7 +208,9 @@ fn is_word_break(c: char) -> bool {
     c.is_whitespace() || matches!(c, '"' | '\'' | '`')
 }
 
-const PASSWORD_KEY: &str = "password=";
+/// Parameters whose values are secrets: the password, and the passphrase of an encrypted
+/// client key.
+const SECRET_KEYS: [&str; 2] = ["password=", "sslpassword="];
 
 /// `password=secret` (a URL query parameter or a libpq key/value pair) → `password=***`.
 fn mask_password_params(text: &str) -> String {
@@ -222,18 +225,25 @@ fn mask_password_params(text: &str) -> String {
     out
 }
 
-/// The byte range of the first `password=` value in `text` that starts a key (not
-/// `old_password=`).
+/// The byte range of the first secret value (`password=`, `sslpassword=`) in `text` that
+/// starts a key (not `old_password=`).
 fn next_password_value(text: &str) -> Option<(usize, usize)> {
+    SECRET_KEYS
+        .iter()
+        .filter_map(|key| next_value_of(text, key))
+        .min_by_key(|(start, _)| *start)
+}
+
+fn next_value_of(text: &str, key: &str) -> Option<(usize, usize)> {
     let mut offset = 0;
-    while let Some(pos) = find_ascii_case_insensitive(&text[offset..], PASSWORD_KEY) {
+    while let Some(pos) = find_ascii_case_insensitive(&text[offset..], key) {
         let pos = offset + pos;
         let starts_key = pos == 0
             || matches!(
                 text.as_bytes()[pos - 1],
                 b'?' | b'&' | b' ' | b'\t' | b'\n' | b';' | b','
             );
-        let value_start = pos + PASSWORD_KEY.len();
+        let value_start = pos + key.len();
         if starts_key {
             return Some((
                 value_start,
@@ -355,6 +365,20 @@ mod tests {
         assert_eq!(
             redact_url("postgres://app:s3cret@db.internal:5432/prod"),
             "postgres://app:***@db.internal:5432/prod"
+        );
+    }
+
+    #[test]
+    fn masks_the_client_key_passphrase() {
+        let url = "postgres://app@db/prod?sslmode=verify-full&sslpassword=k3y-pass&x=1";
+        assert_eq!(
+            redact_url(url),
+            "postgres://app@db/prod?sslmode=verify-full&sslpassword=***&x=1"
+        );
+        assert!(secrets_in(url).contains(&"k3y-pass".to_owned()));
+        assert_eq!(
+            redact_url("host=db sslpassword=abc"),
+            "host=db sslpassword=***"
         );
     }
 

@@ -77,14 +77,19 @@ pub async fn take(
         .arg(&path)
         .arg("--dbname")
         .arg(&url);
-    run(dump, password.as_deref(), &settings.pg_dump, connect)
+    run(dump, &password, &settings.pg_dump, connect)
         .await
         .map_err(BackupError::Tool)?;
     let mut list = tokio::process::Command::new(&settings.pg_restore);
     list.arg("--list").arg(&path);
-    run(list, None, &settings.pg_restore, connect)
-        .await
-        .map_err(BackupError::Tool)?;
+    run(
+        list,
+        &ClientSecrets::default(),
+        &settings.pg_restore,
+        connect,
+    )
+    .await
+    .map_err(BackupError::Tool)?;
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     Ok(Backup {
         path,
@@ -123,35 +128,76 @@ fn new_backup_file(dir: &Path, database: &str) -> Result<PathBuf, BackupError> {
     }
 }
 
-/// The URL without its password, and the password: the password goes to `PGPASSWORD`, never
-/// on a command line other users can read.
-pub(crate) fn without_password(url: &str) -> (String, Option<String>) {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            let password = parsed.password().map(|p| {
-                url::form_urlencoded::parse(format!("p={p}").as_bytes())
-                    .next()
-                    .map_or_else(|| p.to_owned(), |(_, v)| v.into_owned())
-            });
-            let _ = parsed.set_password(None);
-            (parsed.to_string(), password)
-        }
-        Err(_) => (url.to_owned(), None),
-    }
+/// The secrets of a connection, kept off a client program's command line (where `ps` shows
+/// them): the password goes to `PGPASSWORD`, a client key's passphrase to a private service
+/// file (libpq has no variable for it).
+#[derive(Debug, Default)]
+pub(crate) struct ClientSecrets {
+    password: Option<String>,
+    sslpassword: Option<String>,
 }
 
-/// Runs a client program with the password in its environment; returns its stdout.
+/// The URL without its password (user info or `password=`) and `sslpassword=`, and those
+/// secrets.
+pub(crate) fn without_password(url: &str) -> (String, ClientSecrets) {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return (url.to_owned(), ClientSecrets::default());
+    };
+    let decode = |p: &str| {
+        url::form_urlencoded::parse(format!("p={p}").as_bytes())
+            .next()
+            .map_or_else(|| p.to_owned(), |(_, v)| v.into_owned())
+    };
+    let mut secrets = ClientSecrets {
+        password: parsed.password().map(decode),
+        sslpassword: None,
+    };
+    let _ = parsed.set_password(None);
+    let mut kept = Vec::new();
+    for (key, value) in parsed.query_pairs() {
+        match key.as_ref() {
+            "password" => secrets.password = Some(value.into_owned()),
+            "sslpassword" => secrets.sslpassword = Some(value.into_owned()),
+            _ => kept.push((key.into_owned(), value.into_owned())),
+        }
+    }
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    (parsed.to_string(), secrets)
+}
+
+/// Runs a client program with the secrets out of its arguments; returns its stdout.
 pub(crate) async fn run(
     mut command: tokio::process::Command,
-    password: Option<&str>,
+    secrets: &ClientSecrets,
     program: &Path,
     connect: &ConnectSettings,
 ) -> Result<Vec<u8>, ToolFailure> {
-    if let Some(password) = password {
+    let name = program.display().to_string();
+    if let Some(password) = &secrets.password {
         command.env("PGPASSWORD", password);
     }
-    let name = program.display().to_string();
-    let output = command.output().await.map_err(|e| ToolFailure {
+    let service = match &secrets.sslpassword {
+        Some(passphrase) => {
+            let file = private_service_file(passphrase).map_err(|e| ToolFailure {
+                program: name.clone(),
+                message: format!("cannot write its private service file: {e}"),
+            })?;
+            command
+                .env("PGSERVICEFILE", &file)
+                .env("PGSERVICE", SERVICE);
+            Some(file)
+        }
+        None => None,
+    };
+    let output = command.output().await;
+    if let Some(file) = service {
+        let _ = std::fs::remove_file(file);
+    }
+    let output = output.map_err(|e| ToolFailure {
         program: name.clone(),
         message: format!("cannot run it: {e}; install the PostgreSQL client tools or set SLUICE_PG_DUMP/SLUICE_PG_RESTORE"),
     })?;
@@ -166,6 +212,26 @@ pub(crate) async fn run(
     })
 }
 
+const SERVICE: &str = "sluice";
+
+/// A service file only this user can read, holding the client key's passphrase.
+fn private_service_file(passphrase: &str) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = std::env::temp_dir().join(format!(
+        "sluice-service-{}-{:08x}.conf",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    writeln!(file, "[{SERVICE}]\nsslpassword={passphrase}")?;
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,7 +241,13 @@ mod tests {
         let (url, password) =
             without_password("postgres://app:s%40cret@db:5432/prod?sslmode=require");
         assert_eq!(url, "postgres://app@db:5432/prod?sslmode=require");
-        assert_eq!(password.as_deref(), Some("s@cret"));
-        assert_eq!(without_password("postgres://db/prod").1, None);
+        assert_eq!(password.password.as_deref(), Some("s@cret"));
+        assert_eq!(without_password("postgres://db/prod").1.password, None);
+        let (url, secrets) = without_password(
+            "postgres://app@db/prod?sslmode=verify-full&sslpassword=k3y&password=pw",
+        );
+        assert_eq!(url, "postgres://app@db/prod?sslmode=verify-full");
+        assert_eq!(secrets.sslpassword.as_deref(), Some("k3y"));
+        assert_eq!(secrets.password.as_deref(), Some("pw"));
     }
 }

@@ -68,7 +68,7 @@ pub async fn dump(
         .arg(format!("--exclude-schema={}", sluice_schema.quoted()))
         .arg("--dbname")
         .arg(&url);
-    let output = backup::run(command, password.as_deref(), &settings.pg_dump, connect)
+    let output = backup::run(command, &password, &settings.pg_dump, connect)
         .await
         .map_err(|failure| DumpError::Tool {
             path: settings.path.clone(),

@@ -122,3 +122,77 @@ async fn replica_urls_with_commas_in_passwords_are_neither_split_nor_printed() {
         "a run whose lag guard cannot work changes nothing"
     );
 }
+
+/// `service=`, `passfile=` and friends were ignored with a warning and sluice went to
+/// localhost:5432; `sslpassword` was printed by that warning and by `config` (issue "Do no
+/// harm", points 15 and 16).
+#[tokio::test]
+async fn parameters_the_driver_would_ignore_are_refused_and_secrets_masked() {
+    let project = Project::new().await;
+    let base = project.db.url.clone();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    for (param, says) in [
+        ("service=prod", "`service`"),
+        ("passfile=/run/secrets/pgpass", "PGPASSFILE"),
+        ("sslpassword=KeyLeak99", "decrypt the client key"),
+    ] {
+        let url = format!("{base}{sep}{param}");
+        for extra in [&[][..], &["-q"], &["--log-format", "json"]] {
+            let run = Run(project
+                .sluice()
+                .env("DATABASE_URL", &url)
+                .args(extra)
+                .arg("status")
+                .output()
+                .unwrap());
+            run.expect_code(exit::INVALID_INPUT);
+            assert!(run.stderr().contains(says), "{param}: {}", run.stderr());
+            let all = format!("{}{}", run.stdout(), run.stderr());
+            assert!(!all.contains("KeyLeak99"), "{all}");
+        }
+        let config = Run(project
+            .sluice()
+            .env("DATABASE_URL", &url)
+            .arg("config")
+            .output()
+            .unwrap());
+        assert!(
+            !config.stdout().contains("KeyLeak99"),
+            "{}",
+            config.stdout()
+        );
+    }
+}
+
+/// A password psql accepts but the driver's SASLprep refuses: the message says what to do and
+/// quotes no part of the password (point 17).
+#[tokio::test]
+async fn a_password_saslprep_refuses_is_never_quoted() {
+    let project = Project::new().await;
+    let role = format!("sasl_{}", std::process::id());
+    project
+        .db
+        .exec(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'pässwörd€🔑X'; GRANT ALL ON SCHEMA public TO {role}"
+        ))
+        .await;
+    let mut url = url::Url::parse(&project.db.url).unwrap();
+    url.set_username(&role).unwrap();
+    url.set_password(Some("pässwörd€🔑X")).unwrap();
+    let run = Run(project
+        .sluice()
+        .env("DATABASE_URL", url.as_str())
+        .arg("status")
+        .output()
+        .unwrap());
+    run.expect_code(exit::DATABASE_UNAVAILABLE);
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(all.contains("SASLprep"), "{all}");
+    for part in ["🔑", "pässwörd", "%F0%9F", "€"] {
+        assert!(!all.contains(part), "{part} in {all}");
+    }
+    project
+        .db
+        .exec(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await;
+}
