@@ -134,6 +134,27 @@ pub fn install_signal_handler(
     })
 }
 
+/// Longest `--actor`: a name or a CI job's reference, not a document.
+pub const MAX_ACTOR_CHARS: usize = 256;
+
+/// `--actor`: stored in the audit trail exactly as given (shown with control characters
+/// escaped), so it must be there to store: not empty, not over [`MAX_ACTOR_CHARS`], no NUL
+/// (which PostgreSQL cannot store).
+pub fn parse_actor(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("the actor is empty: name who is running this, or leave --actor out".into());
+    }
+    if text.chars().count() > MAX_ACTOR_CHARS {
+        return Err(format!(
+            "the actor is longer than {MAX_ACTOR_CHARS} characters: name who is running this"
+        ));
+    }
+    if text.contains('\0') {
+        return Err("the actor contains a NUL character, which PostgreSQL cannot store".into());
+    }
+    Ok(text.to_owned())
+}
+
 /// The footer of `--help` listing the exit codes.
 pub fn exit_codes_help() -> String {
     let mut text = String::from("Exit codes:\n");
@@ -246,6 +267,9 @@ pub fn render_config_rows(file_path: Option<&std::path::Path>, rows: &[ConfigRow
 /// The exit code for an error from the shared layer, if it is one.
 pub fn common_exit_code(error: &(dyn std::error::Error + 'static)) -> Option<u8> {
     if let Some(e) = error.downcast_ref::<ConfigError>() {
+        return Some(e.exit_code());
+    }
+    if let Some(e) = error.downcast_ref::<crate::metrics::MetricsError>() {
         return Some(e.exit_code());
     }
     error

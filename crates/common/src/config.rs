@@ -328,6 +328,19 @@ impl CommonConfig {
             origin: schema.origin,
             source,
         })?;
+        let reserved = schema_ident.as_str().starts_with("pg_")
+            || schema_ident.as_str() == "information_schema";
+        if reserved {
+            return Err(ConfigError::Value {
+                setting: "schema",
+                origin: schema.origin,
+                message: format!(
+                    "{} belongs to PostgreSQL (pg_* and information_schema are its catalogs): \
+                     sluice keeps its tables in a schema of its own (default sluice)",
+                    schema_ident
+                ),
+            });
+        }
         Ok(Self {
             // An empty value (`DATABASE_URL=` in a manifest) is no value: it falls through to
             // the file, then to "no database URL".
@@ -494,6 +507,19 @@ mod tests {
         assert_eq!(config.runner.lock_wait, Some(Duration::from_secs(300)));
         let bad = FileConfig::parse("connect_timeout = \"soon\"\n", Path::new("s.toml"));
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn a_catalog_schema_is_refused() {
+        for name in ["pg_catalog", "information_schema", "pg_toast"] {
+            let cli = CommonOverrides {
+                schema: Some((name.into(), Origin::Flag)),
+                ..Default::default()
+            };
+            let err = CommonConfig::resolve(cli, &FileConfig::default()).unwrap_err();
+            assert!(err.to_string().contains("belongs to PostgreSQL"), "{err}");
+            assert_eq!(err.exit_code(), crate::exit::USAGE);
+        }
     }
 
     #[test]

@@ -490,16 +490,18 @@ pub fn explain(error: &sqlx::Error) -> String {
     let Some(db) = error.as_database_error() else {
         return error.to_string();
     };
-    let mut text = db.message().to_owned();
+    // The server's words quote data (a unique violation quotes the row): one line, escaped.
+    let one_line = crate::display::one_line;
+    let mut text = one_line(db.message()).into_owned();
     if let Some(code) = db.code() {
         text.push_str(&format!(" (SQLSTATE {code})"));
     }
     if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
         if let Some(detail) = pg.detail() {
-            text.push_str(&format!("; detail: {detail}"));
+            text.push_str(&format!("; detail: {}", one_line(detail)));
         }
         if let Some(hint) = pg.hint() {
-            text.push_str(&format!("; hint: {hint}"));
+            text.push_str(&format!("; hint: {}", one_line(hint)));
         }
     }
     text

@@ -8,6 +8,7 @@
 pub mod backfill_gate;
 pub mod config;
 pub mod db;
+pub mod display;
 pub mod exit;
 pub mod ident;
 pub mod input;

@@ -21,6 +21,22 @@ pub enum MetricsError {
     Listen { addr: SocketAddr, message: String },
     #[error("cannot set up metrics: {0}")]
     Setup(String),
+    #[error(
+        "cannot write the metrics file {}: {message}; nothing was done. Name a file in a \
+         directory that exists and is writable (--metrics-file)",
+        path.display()
+    )]
+    File { path: PathBuf, message: String },
+}
+
+impl MetricsError {
+    /// A busy address or a file that cannot be written is a setting to fix (3).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Listen { .. } | Self::File { .. } => crate::exit::INVALID_INPUT,
+            Self::Setup(_) => crate::exit::FAILED,
+        }
+    }
 }
 
 /// The installed exporter.
@@ -59,7 +75,15 @@ impl Exporter {
             tokio::spawn(exporter);
             tracing::info!(%addr, "serving Prometheus metrics on http://{addr}/metrics");
         }
-        Ok(Some(Self { handle, file }))
+        let exporter = Self { handle, file };
+        // A path that cannot be written fails now, not silently at every write.
+        if let Some(path) = &exporter.file {
+            write_atomically(path, &exporter.handle.render()).map_err(|e| MetricsError::File {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(Some(exporter))
     }
 
     /// Writes the text file, if one was asked for (atomically: the collector never reads a

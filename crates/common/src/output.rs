@@ -4,7 +4,8 @@
 //! The exit code still tells how the run ended.
 //!
 //! Every line passes through [`crate::redact::scrub_registered`] on its way out: whatever
-//! path a message took, a password the process was given prints as `***`.
+//! path a message took, a password the process was given prints as `***`; and through
+//! [`crate::display::escape_controls`]: no escape sequence from data reaches the terminal.
 
 /// `println!` that ignores write errors.
 #[macro_export]
@@ -15,7 +16,7 @@ macro_rules! outln {
         let _ = ::std::writeln!(
             ::std::io::stdout(),
             "{}",
-            $crate::redact::scrub_registered(&text)
+            $crate::redact::scrub_registered(&$crate::display::escape_controls(&text))
         );
     }};
 }
@@ -29,7 +30,7 @@ macro_rules! out {
         let _ = ::std::write!(
             ::std::io::stdout(),
             "{}",
-            $crate::redact::scrub_registered(&text)
+            $crate::redact::scrub_registered(&$crate::display::escape_controls(&text))
         );
     }};
 }
@@ -43,7 +44,7 @@ macro_rules! errln {
         let _ = ::std::writeln!(
             ::std::io::stderr(),
             "{}",
-            $crate::redact::scrub_registered(&text)
+            $crate::redact::scrub_registered(&$crate::display::escape_controls(&text))
         );
     }};
 }

@@ -48,7 +48,8 @@ struct ScrubbedStderr;
 impl Write for ScrubbedStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        let scrubbed = crate::redact::scrub_registered(&text);
+        let scrubbed =
+            crate::redact::scrub_registered(&crate::display::escape_controls(&text)).into_owned();
         std::io::stderr().write_all(scrubbed.as_bytes())?;
         Ok(buf.len())
     }

@@ -94,7 +94,11 @@ impl Error {
             Self::Pending { .. } => exit::PENDING,
             Self::Drift { .. } => exit::HISTORY_DRIFT,
             Self::Locked(_) => exit::LOCK_HELD,
-            Self::Database(_) => exit::DATABASE_UNAVAILABLE,
+            // A malformed URL is bad input (3), as in the CLI: retrying cannot fix it.
+            Self::Database(e) => e.downcast_ref::<sluice_common::db::DbError>().map_or(
+                exit::DATABASE_UNAVAILABLE,
+                sluice_common::db::DbError::exit_code,
+            ),
             Self::Failed { .. } => exit::FAILED,
         }
     }

@@ -640,10 +640,19 @@ impl Session<'_> {
         started: Instant,
     ) -> ApplyError {
         let (line, statement) = locate(script, &failed);
-        let mut message = failed
-            .error
-            .as_database_error()
-            .map_or_else(|| failed.error.to_string(), |e| e.message().to_owned());
+        let mut message = failed.error.as_database_error().map_or_else(
+            || failed.error.to_string(),
+            |e| {
+                // The server's words quote data (a unique violation names the duplicate key):
+                // one line, control characters escaped.
+                let detail = e
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .and_then(|pg| pg.detail())
+                    .map(|d| format!(" ({})", sluice_common::display::one_line(d)))
+                    .unwrap_or_default();
+                format!("{}{detail}", sluice_common::display::one_line(e.message()))
+            },
+        );
         if classify(&failed.error) == Some(Transient::StatementTimeout) {
             let limit = self
                 .guards

@@ -571,3 +571,113 @@ async fn careless_paths_are_refused_and_nothing_of_them_is_shown() {
         job.stderr()
     );
 }
+
+/// What the operator typed and what the table holds reaches the terminal escaped and the
+/// audit trail as given (issue "Do no harm", point 18).
+#[tokio::test]
+async fn actors_and_data_reach_the_terminal_escaped_and_the_audit_as_given() {
+    let project = Project::new().await;
+    project.write(
+        "0001_t.sql",
+        "CREATE TABLE t (email text UNIQUE);\nINSERT INTO t VALUES (E'a\\x1b[2J\\nb');\n",
+    );
+    let actor = "ops\u{1b}]0;pwned\u{7}\napplied 9999_fake";
+    project.run(&["--actor", actor, "up"]).expect_code(exit::OK);
+    let stored: String = {
+        let mut conn = project.db.connect().await;
+        sqlx::query_scalar("SELECT actor FROM sluice.migrations")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(stored, actor, "the audit lost who ran it");
+    let status = project.run(&["status"]);
+    let out = status.stdout();
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(
+        !out.lines().any(|l| l.starts_with("applied 9999_fake")),
+        "{out}"
+    );
+    assert!(out.contains("\\u{1b}"), "{out}");
+    // A unique violation's detail quotes the row.
+    project.write("0002_dup.sql", "INSERT INTO t VALUES (E'a\\x1b[2J\\nb');\n");
+    let failed = project.run(&["up"]);
+    failed.expect_code(exit::FAILED);
+    let err = failed.stderr();
+    assert!(err.contains("already exists"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    for too_much in ["", &"x".repeat(60_000)] {
+        project
+            .run(&["--actor", too_much, "status"])
+            .expect_code(exit::USAGE);
+    }
+}
+
+/// Values outside sensible ranges are refused: exit 2 on the command line, 3 in a file; and
+/// exit codes agree with the README (points 19 and 20).
+#[tokio::test]
+async fn out_of_range_settings_and_bad_arguments_get_the_readme_codes() {
+    let project = Project::new().await;
+    project.write(
+        "0001_t.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);\n",
+    );
+    for (args, code) in [
+        (
+            &["--lock-timeout", "5s", "--max-lock-timeout", "1s", "status"][..],
+            exit::USAGE,
+        ),
+        (&["--max-retries", "4294967295", "status"], exit::USAGE),
+        (&["--schema", "pg_catalog", "status"], exit::USAGE),
+        (
+            &["up", "--metrics-file", "/nonexistent-dir/x.prom"],
+            exit::INVALID_INPUT,
+        ),
+        (&["trace", "typo.sql"], exit::INVALID_INPUT),
+    ] {
+        let run = project.run(args);
+        run.expect_code(code);
+    }
+    std::fs::write(
+        project.path().join("sluice.toml"),
+        "[runner]\nmax_retries = 4294967295\n",
+    )
+    .unwrap();
+    project.run(&["status"]).expect_code(exit::INVALID_INPUT);
+    std::fs::remove_file(project.path().join("sluice.toml")).unwrap();
+    project.run(&["up"]).expect_code(exit::OK);
+    project.write("0002_broken.sql", "ALTER TABLE t ADD COLUMN;\n");
+    let trace = project.run(&["trace"]);
+    trace.expect_code(exit::INVALID_INPUT);
+    assert!(
+        trace.stderr().contains("0002_broken.sql"),
+        "{}",
+        trace.stderr()
+    );
+    std::fs::remove_file(project.migrations().join("0002_broken.sql")).unwrap();
+
+    let spec = "name = \"j\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"n = 1\"\n";
+    for extra in [
+        "ranges = 1000000\n",
+        "load_check_interval = \"1ns\"\n",
+        "max_retries = 4294967295\n",
+    ] {
+        project.job("j", &format!("{spec}{extra}"));
+        let run = project.run_backfill(&["run", "j"]);
+        run.expect_code(exit::INVALID_INPUT);
+    }
+    project.job("j", spec);
+    for flags in [
+        &["--ranges", "1000000"][..],
+        &["--max-retries", "4294967295"],
+    ] {
+        let mut args = vec!["run", "j"];
+        args.extend_from_slice(flags);
+        project.run_backfill(&args).expect_code(exit::USAGE);
+    }
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let run = project.run_backfill(&["run", "j", "--metrics-addr", &addr]);
+    run.expect_code(exit::INVALID_INPUT);
+    assert!(run.stderr().contains("--metrics-addr"), "{}", run.stderr());
+}

@@ -43,7 +43,7 @@ struct Cli {
     #[arg(long, env = "SLUICE_JOBS", value_name = "DIR", global = true)]
     jobs: Option<PathBuf>,
     /// Who is running this (a person or CI job), recorded in the audit table with each action.
-    #[arg(long, env = "SLUICE_ACTOR", value_name = "NAME", global = true)]
+    #[arg(long, env = "SLUICE_ACTOR", value_name = "NAME", global = true, value_parser = sluice_common::cli::parse_actor)]
     actor: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -251,11 +251,11 @@ struct OverrideArgs {
     /// statement_timeout of each batch.
     #[arg(long, value_name = "DURATION", value_parser = parse_pg_timeout)]
     statement_timeout: Option<Duration>,
-    /// Retries of a failing batch before the job fails.
-    #[arg(long, value_name = "N")]
+    /// Retries of a failing batch before the job fails (at most 1000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=i64::from(sluice_backfill::job::MAX_RETRIES_LIMIT)))]
     max_retries: Option<u32>,
-    /// Key ranges to split the job into at its first start.
-    #[arg(long, value_name = "N")]
+    /// Key ranges to split the job into at its first start (1 to 4096).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(sluice_backfill::job::MAX_RANGES)))]
     ranges: Option<u32>,
     /// A worker silent this long loses its range to another, e.g. 30s.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

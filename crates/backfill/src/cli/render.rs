@@ -428,7 +428,9 @@ pub fn status(statuses: &[JobStatus], json: bool) {
             outln!("  recent actions:");
         }
         for action in &s.actions {
-            let by = action.actor.as_deref().unwrap_or(action.role.as_str());
+            let by = sluice_common::display::one_line(
+                action.actor.as_deref().unwrap_or(action.role.as_str()),
+            );
             outln!(
                 "    {} {} by {by}: {}",
                 action.at.format("%Y-%m-%d %H:%M:%S UTC"),
@@ -463,6 +465,16 @@ pub fn wait_line(status: &JobStatus) -> (String, Option<u8>) {
         JobState::Cancelled => (
             format!("job {} was cancelled at {progress}", row.name),
             Some(exit::BLOCKED),
+        ),
+        // Not an end: whoever paused it means to resume it, and the wait goes on (bounded by
+        // --timeout); but nothing moves until then, and the line says so.
+        JobState::Paused => (
+            format!(
+                "job {} is paused at {progress}: nothing moves until `sluice-backfill resume {}` \
+                 and a run; still waiting",
+                row.name, row.name
+            ),
+            None,
         ),
         state => (
             format!(

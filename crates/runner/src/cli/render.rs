@@ -252,7 +252,7 @@ fn applied_by(applied: &sluice_runner::history::Applied) -> String {
         by.push_str(&format!("@{host}"));
     }
     if let Some(actor) = &applied.actor {
-        by.push_str(&format!(" ({actor})"));
+        by.push_str(&format!(" ({})", sluice_common::display::one_line(actor)));
     }
     by
 }

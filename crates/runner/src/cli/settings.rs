@@ -84,7 +84,7 @@ pub struct RunnerArgs {
     pub metrics_file: Option<PathBuf>,
 
     /// Who is running this (a person or CI job), recorded in history and audit.
-    #[arg(long, env = "SLUICE_ACTOR", value_name = "NAME", global = true)]
+    #[arg(long, env = "SLUICE_ACTOR", value_name = "NAME", global = true, value_parser = sluice_common::cli::parse_actor)]
     pub actor: Option<String>,
 
     /// `up`/`down`: stop after this long, e.g. 45m: the statement in flight is cancelled and
@@ -157,6 +157,43 @@ pub struct Resolved {
     shown: Vec<(&'static str, Option<(String, Origin)>)>,
 }
 
+/// Most retries of a failing migration: past it, a lock that never comes is waited for
+/// forever.
+pub const MAX_RETRIES_LIMIT: u32 = 1000;
+
+/// Settings that are valid alone but not together, or beyond any sensible use.
+fn check_bounds(resolved: &Resolved) -> Result<(), sluice_common::config::ConfigError> {
+    let value = |setting, origin, message| sluice_common::config::ConfigError::Value {
+        setting,
+        origin,
+        message,
+    };
+    if resolved.max_lock_timeout.value < resolved.lock_timeout.value {
+        return Err(value(
+            "max_lock_timeout",
+            resolved.max_lock_timeout.origin,
+            format!(
+                "{} is below lock_timeout ({}): retries raise lock_timeout up to \
+                 max_lock_timeout, so it must be at least lock_timeout",
+                humantime::format_duration(resolved.max_lock_timeout.value),
+                humantime::format_duration(resolved.lock_timeout.value)
+            ),
+        ));
+    }
+    if resolved.max_retries.value > MAX_RETRIES_LIMIT {
+        return Err(value(
+            "max_retries",
+            resolved.max_retries.origin,
+            format!(
+                "{} is more than {MAX_RETRIES_LIMIT}: a lock that never comes would be waited \
+                 for forever",
+                resolved.max_retries.value
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub fn resolve(
     args: &RunnerArgs,
     matches: &ArgMatches,
@@ -176,7 +213,7 @@ pub fn resolve(
     let nonzero = |name: &'static str, setting: Setting<Duration>| {
         checked(name, setting, DurationKind::PgTimeout)
     };
-    Ok(Resolved {
+    let resolved = Resolved {
         migrations_dir: migrations.value,
         migrations_origin: migrations.origin,
         lock_timeout: nonzero(
@@ -220,7 +257,18 @@ pub fn resolve(
         actor: layered_opt(
             with_origin(args.actor.clone(), matches, "actor"),
             file.actor.clone(),
-        ),
+        )
+        .map(
+            |actor| match sluice_common::cli::parse_actor(&actor.value) {
+                Ok(_) => Ok(actor),
+                Err(message) => Err(sluice_common::config::ConfigError::Value {
+                    setting: "actor",
+                    origin: actor.origin,
+                    message,
+                }),
+            },
+        )
+        .transpose()?,
         allow: Allow {
             missing: args.allow_missing,
             out_of_order: args.allow_out_of_order,
@@ -258,7 +306,9 @@ pub fn resolve(
                 ),
             ),
         ],
-    })
+    };
+    check_bounds(&resolved)?;
+    Ok(resolved)
 }
 
 impl Resolved {

@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use sluice_common::shutdown::Shutdown;
 use sluice_common::{exit, outln};
 use sluice_runner::migrator::Migrator;
@@ -24,7 +23,14 @@ pub struct Ask {
 }
 
 pub async fn run(migrator: &Migrator, ask: &Ask, shutdown: &Shutdown) -> anyhow::Result<u8> {
-    let targets = targets(migrator, &ask.files).await?;
+    let targets = match named(migrator, &ask.files) {
+        Ok(Some(named)) => named,
+        Ok(None) => pending(migrator).await?,
+        Err(not_a_migration) => {
+            sluice_common::errln!("sluice: {not_a_migration}; nothing was traced");
+            return Ok(exit::INVALID_INPUT);
+        }
+    };
     if targets.is_empty() {
         outln!("nothing to trace: no migration is pending (name files to trace applied ones)");
         return Ok(exit::OK);
@@ -61,21 +67,27 @@ pub async fn run(migrator: &Migrator, ask: &Ask, shutdown: &Shutdown) -> anyhow:
     })
 }
 
-/// The pending migrations, or the named files (pending or not).
-async fn targets(migrator: &Migrator, files: &[PathBuf]) -> anyhow::Result<BTreeSet<i64>> {
+/// The pending migrations.
+async fn pending(migrator: &Migrator) -> anyhow::Result<BTreeSet<i64>> {
+    let recorded = migrator.recorded().await?;
+    Ok(migrator
+        .status(&recorded)
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.state,
+                State::Pending | State::OutOfOrder | State::Partial { .. }
+            )
+        })
+        .map(|e| e.version)
+        .collect())
+}
+
+/// The versions of the named files (pending or not); `None` when none is named; the error
+/// names a file that is not an up file of the directory.
+fn named(migrator: &Migrator, files: &[PathBuf]) -> Result<Option<BTreeSet<i64>>, String> {
     if files.is_empty() {
-        let recorded = migrator.recorded().await?;
-        return Ok(migrator
-            .status(&recorded)
-            .iter()
-            .filter(|e| {
-                matches!(
-                    e.state,
-                    State::Pending | State::OutOfOrder | State::Partial { .. }
-                )
-            })
-            .map(|e| e.version)
-            .collect());
+        return Ok(None);
     }
     files
         .iter()
@@ -85,7 +97,7 @@ async fn targets(migrator: &Migrator, files: &[PathBuf]) -> anyhow::Result<BTree
                 .iter()
                 .find(|m| same_file(&m.up.path, file))
                 .map(|m| m.version)
-                .with_context(|| {
+                .ok_or_else(|| {
                     format!(
                         "{} is not an up file of the migrations directory {}",
                         file.display(),
@@ -93,7 +105,8 @@ async fn targets(migrator: &Migrator, files: &[PathBuf]) -> anyhow::Result<BTree
                     )
                 })
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -47,6 +47,8 @@ pub enum TraceError {
          nothing was run on the real database"
     )]
     Interrupted,
+    #[error("{0}; nothing was traced")]
+    Invalid(String),
 }
 
 impl TraceError {
@@ -56,6 +58,7 @@ impl TraceError {
             Self::Db(e) => e.exit_code(),
             Self::Query { .. } | Self::Failed { .. } => sluice_common::exit::FAILED,
             Self::Interrupted => sluice_common::exit::INTERRUPTED,
+            Self::Invalid(_) => sluice_common::exit::INVALID_INPUT,
         }
     }
 }
@@ -81,6 +84,13 @@ pub async fn run(
     on_scratch: &mut dyn FnMut(&str),
 ) -> Result<Trace, TraceError> {
     let last = targets.iter().max().copied().unwrap_or(i64::MIN);
+    // A file that does not parse is bad input, found before a scratch server is started.
+    for migration in files.iter().filter(|m| m.version <= last) {
+        migration
+            .up
+            .analyse()
+            .map_err(|e| TraceError::Invalid(e.to_string()))?;
+    }
     let runs = files
         .iter()
         .filter(|m| m.version <= last)
