@@ -179,7 +179,8 @@ async fn running(project: &Project, statement: &str) -> i64 {
 /// never runs the same statement at the same time (issue "Do no harm", point 7).
 #[tokio::test]
 async fn one_runner_at_a_time_holds_through_a_restart() {
-    let mut server = private_server();
+    // Durable: an immediate stop must not lose what was committed.
+    let mut server = PrivateServer::start_durable().unwrap();
     let project = Project::on(&server.admin_url()).await;
     project.db.exec("CREATE TABLE ran (at timestamptz)").await;
     project.write(
@@ -248,7 +249,8 @@ async fn one_runner_at_a_time_holds_through_a_restart() {
 /// recorded on a new lock connection (point 8).
 #[tokio::test]
 async fn a_concurrent_index_build_rides_out_an_immediate_restart() {
-    let mut server = private_server();
+    // Durable: an immediate stop must not lose what was committed.
+    let mut server = PrivateServer::start_durable().unwrap();
     let project = Project::on(&server.admin_url()).await;
     project
         .db
@@ -291,4 +293,41 @@ async fn a_concurrent_index_build_rides_out_an_immediate_restart() {
             .await,
         2
     );
+}
+
+/// A database away for longer than `connect_wait`: the run exits within that wait (plus a
+/// short last try), not twice it, and says it could not record the failure (issue "Do no
+/// harm", point 9).
+#[tokio::test]
+async fn a_backfill_whose_database_stays_away_exits_within_its_connect_wait() {
+    let mut server = private_server();
+    let project = Project::on(&server.admin_url()).await;
+    project
+        .db
+        .exec(
+            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+             INSERT INTO t (id) SELECT g FROM generate_series(1, 20000) g;",
+        )
+        .await;
+    project.job(
+        "bump",
+        "name = \"bump\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n\
+         batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\npause = \"50ms\"\n",
+    );
+    let worker = project.spawn_backfill(&["run", "bump", "--connect-wait", "8s"]);
+    wait_for(&project, "bump", 3).await;
+    server.stop(StopMode::Fast);
+    let stopped = Instant::now();
+    let output = worker.wait_with_output().unwrap();
+    let took = stopped.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(exit::DATABASE_UNAVAILABLE)),
+        "{stderr}"
+    );
+    // Twice the wait (16 s) is the failure case; 8 s, a 2 s last try and a loaded machine's
+    // slack stay well under it.
+    assert!(took < Duration::from_secs(14), "took {took:?}: {stderr}");
+    assert!(stderr.contains("could not be recorded"), "{stderr}");
 }

@@ -118,6 +118,7 @@ pub async fn run(
     let target = catalog::inspect(&mut conn, job).await?;
     let sql = JobSql::new(job, &target, jobs.table(), jobs.ranges().table());
     preflight::check_statement(&mut conn, job, &sql, &spec_path(job)).await?;
+    preflight::check_row_security(&mut conn, job, &target).await?;
     preflight::check_throttle_query(&mut conn, job, &spec_path(job)).await?;
     preflight::check_replicas(&settings.connect, job, &options.replica_urls).await?;
     let Some(row) = start(&mut conn, &jobs, job, &target, &sql, options).await? else {

@@ -82,6 +82,18 @@ pub enum BackfillError {
         spec: String,
     },
     #[error(
+        "row-level security applies to role {role} on table {table}: job {job} would see, \
+         change and verify only the rows its policies show, and report the job done while the \
+         others were never touched; run the job as the table's owner (without FORCE ROW LEVEL \
+         SECURITY) or as a role with BYPASSRLS (ALTER ROLE {role} BYPASSRLS); nothing was \
+         recorded"
+    )]
+    RowSecurity {
+        job: String,
+        table: String,
+        role: String,
+    },
+    #[error(
         "job {job} must watch the replication lag of replica {url}, but cannot read it: \
          {problem}. Fix or remove --replica-url (SLUICE_REPLICA_URLS); the run did not start"
     )]
@@ -122,6 +134,7 @@ impl BackfillError {
             | Self::SpecChanged { .. }
             | Self::ThrottleQuery { .. }
             | Self::Statement { .. }
+            | Self::RowSecurity { .. }
             | Self::Replica { .. }
             | Self::IdentityChanged { .. } => exit::INVALID_INPUT,
             Self::Db(e) => e.exit_code(),

@@ -160,7 +160,7 @@ pub struct Job {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("job spec {source}")]
+    #[error("{source}")]
     Read {
         path: PathBuf,
         source: input::InputError,
@@ -192,13 +192,12 @@ pub struct Overrides {
 impl Job {
     /// Reads and validates a spec file; `overrides` (from flags) win over the file.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, JobError> {
-        let text =
-            input::read_text(path, "a job spec", input::MAX_SPEC_BYTES).map_err(|source| {
-                JobError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                }
-            })?;
+        let text = input::read_text(path, "job spec", input::MAX_SPEC_BYTES).map_err(|source| {
+            JobError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
         let invalid = |message: String| JobError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -450,7 +449,7 @@ pub const MAX_RANGES: u32 = 4096;
 /// Most retries of a failing batch.
 pub const MAX_RETRIES_LIMIT: u32 = 1000;
 /// Shortest `load_check_interval`.
-pub const MIN_LOAD_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+pub const MIN_LOAD_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 fn at_most(name: &str, value: u32, limit: u32) -> Result<u32, String> {
     if value > limit {

@@ -11,6 +11,7 @@ use sluice_common::redact::SecretUrl;
 use sluice_common::retry::classify;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
+use crate::catalog::Target;
 use crate::error::BackfillError;
 use crate::job::Job;
 use crate::load;
@@ -48,6 +49,42 @@ pub async fn check_statement(
         }
         Err(e) => Err(invalid(db::explain(&e))),
     }
+}
+
+/// Row-level security that applies to the job's role on its table (or a copy's target): the
+/// batches would change only the rows its policies show, and verification, which reads
+/// through the same policies, would call the job done. Refused at start.
+pub async fn check_row_security(
+    conn: &mut PgConnection,
+    job: &Job,
+    target: &Target,
+) -> Result<(), BackfillError> {
+    let mut tables = vec![target.table.to_string()];
+    if let Some(copy) = &target.copy {
+        tables.push(copy.table.to_string());
+    }
+    for table in tables {
+        // The owner is exempt unless FORCE; superusers and BYPASSRLS roles always are.
+        let applies: Option<(bool, String)> = sqlx::query_as(
+            "SELECT c.relrowsecurity \
+                    AND (c.relforcerowsecurity OR NOT pg_has_role(current_user, c.relowner, 'USAGE')) \
+                    AND NOT r.rolsuper AND NOT r.rolbypassrls, \
+                    current_user::text \
+             FROM pg_class c, pg_roles r WHERE c.oid = $1::regclass AND r.rolname = current_user",
+        )
+        .bind(&table)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(BackfillError::query(format!("reading the row security of {table}")))?;
+        if let Some((true, role)) = applies {
+            return Err(BackfillError::RowSecurity {
+                job: job.name.clone(),
+                table,
+                role,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The `throttle_query` answers one boolean, read-only.

@@ -127,7 +127,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file {source}")]
+    #[error("{source}")]
     Read {
         path: PathBuf,
         source: crate::input::InputError,
@@ -281,7 +281,7 @@ impl FileConfig {
             None if Path::new(FILE_NAME).is_file() => PathBuf::from(FILE_NAME),
             None => return Ok((Self::default(), None)),
         };
-        let text = crate::input::read_text(&path, "a config file", crate::input::MAX_SPEC_BYTES)
+        let text = crate::input::read_text(&path, "config file", crate::input::MAX_SPEC_BYTES)
             .map_err(|source| ConfigError::Read {
                 path: path.clone(),
                 source,

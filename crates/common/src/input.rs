@@ -13,31 +13,47 @@ pub const MAX_SQL_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("cannot read the {what} {}: {source}", path.display())]
     Io {
         path: PathBuf,
+        what: &'static str,
         #[source]
         source: std::io::Error,
     },
     #[error(
-        "{} is a symlink to {}, which does not exist: fix or remove the link",
+        "cannot read the {what} {}: it is a symlink to {}, which does not exist; fix or \
+         remove the link",
         path.display(),
         target.display()
     )]
-    Dangling { path: PathBuf, target: PathBuf },
-    #[error("{} is not a regular file (it is {kind}): name a file", path.display())]
-    NotRegular { path: PathBuf, kind: &'static str },
+    Dangling {
+        path: PathBuf,
+        what: &'static str,
+        target: PathBuf,
+    },
     #[error(
-        "{} is over {} bytes, the most sluice reads for {what}: is it the right file?",
-        path.display(),
-        limit
+        "cannot read the {what} {}: it is not a regular file (it is {kind}); name a file",
+        path.display()
+    )]
+    NotRegular {
+        path: PathBuf,
+        what: &'static str,
+        kind: &'static str,
+    },
+    #[error(
+        "cannot read the {what} {}: it is over {limit} bytes, the most sluice reads for one; \
+         is it the right file?",
+        path.display()
     )]
     TooLarge {
         path: PathBuf,
         what: &'static str,
         limit: u64,
     },
-    #[error("{} is not UTF-8 text, so it is not {what} (nothing of it is shown)", path.display())]
+    #[error(
+        "cannot read the {what} {}: it is not UTF-8 text (nothing of it is shown)",
+        path.display()
+    )]
     NotText { path: PathBuf, what: &'static str },
 }
 
@@ -48,11 +64,12 @@ impl InputError {
     }
 }
 
-/// Reads `path` as UTF-8 text of at most `limit` bytes; `what` names what it should be ("a
-/// migration", "a job spec") for the messages.
+/// Reads `path` as UTF-8 text of at most `limit` bytes; `what` names what it should be
+/// ("migration", "job spec") for the messages.
 pub fn read_text(path: &Path, what: &'static str, limit: u64) -> Result<String, InputError> {
     let io = |source| InputError::Io {
         path: path.to_path_buf(),
+        what,
         source,
     };
     let link = std::fs::symlink_metadata(path).map_err(io)?;
@@ -61,6 +78,7 @@ pub fn read_text(path: &Path, what: &'static str, limit: u64) -> Result<String, 
         Err(e) if link.file_type().is_symlink() && e.kind() == std::io::ErrorKind::NotFound => {
             return Err(InputError::Dangling {
                 path: path.to_path_buf(),
+                what,
                 target: std::fs::read_link(path).unwrap_or_default(),
             });
         }
@@ -69,6 +87,7 @@ pub fn read_text(path: &Path, what: &'static str, limit: u64) -> Result<String, 
     if !metadata.is_file() {
         return Err(InputError::NotRegular {
             path: path.to_path_buf(),
+            what,
             kind: kind_of(&metadata.file_type()),
         });
     }
@@ -118,7 +137,7 @@ mod tests {
     #[test]
     fn devices_pipes_links_and_large_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let zero = read_text(Path::new("/dev/zero"), "a config file", MAX_SPEC_BYTES);
+        let zero = read_text(Path::new("/dev/zero"), "config file", MAX_SPEC_BYTES);
         assert!(
             matches!(
                 zero,
@@ -131,22 +150,22 @@ mod tests {
         );
         let dangling = dir.path().join("0002_gone.sql");
         std::os::unix::fs::symlink(dir.path().join("nowhere.sql"), &dangling).unwrap();
-        let error = read_text(&dangling, "a migration", MAX_SQL_BYTES).unwrap_err();
+        let error = read_text(&dangling, "migration", MAX_SQL_BYTES).unwrap_err();
         assert!(error.to_string().contains("does not exist"), "{error}");
         let big = dir.path().join("big.toml");
         std::fs::write(&big, vec![b'a'; 2048]).unwrap();
         assert!(matches!(
-            read_text(&big, "a job spec", 1024),
+            read_text(&big, "job spec", 1024),
             Err(InputError::TooLarge { .. })
         ));
         let binary = dir.path().join("bin.sql");
         std::fs::write(&binary, [0xff, 0xfe, b's', b'e', b'c', b'r', b'e', b't']).unwrap();
-        let error = read_text(&binary, "a migration", MAX_SQL_BYTES).unwrap_err();
+        let error = read_text(&binary, "migration", MAX_SQL_BYTES).unwrap_err();
         assert!(!error.to_string().contains("secret"), "{error}");
         let fine = dir.path().join("ok.sql");
         std::fs::write(&fine, "SELECT 1;").unwrap();
         assert_eq!(
-            read_text(&fine, "a migration", MAX_SQL_BYTES).unwrap(),
+            read_text(&fine, "migration", MAX_SQL_BYTES).unwrap(),
             "SELECT 1;"
         );
         assert!(

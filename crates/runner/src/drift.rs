@@ -29,7 +29,7 @@ pub struct DriftReport {
 #[derive(Debug, thiserror::Error)]
 pub enum DriftError {
     #[error(
-        "schema file {source}; write it with `sluice up --dump-schema {}`",
+        "{source}; write it with `sluice up --dump-schema {}`",
         path.display()
     )]
     ReadSchemaFile {
@@ -84,7 +84,7 @@ pub async fn drift(
         .map(|path| {
             sluice_common::input::read_text(
                 path,
-                "a schema file",
+                "schema file",
                 sluice_common::input::MAX_SQL_BYTES,
             )
             .map_err(|source| DriftError::ReadSchemaFile {

@@ -70,6 +70,15 @@ pub enum ImportError {
         "{tool} recorded version `{version}`, which is not a number sluice can match to a file"
     )]
     BadVersion { tool: &'static str, version: String },
+    #[error(
+        "golang-migrate's schema_migrations holds {} rows (versions {}) where it keeps exactly \
+         one: golang-migrate itself would read whichever row comes first, so which migrations \
+         are applied is not known; find the version the database is really at, delete the \
+         other rows, and import again (nothing was imported)",
+        versions.len(),
+        versions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    Ambiguous { versions: Vec<Version> },
     #[error("reading {table}: {}", sluice_common::db::explain(.source))]
     Query {
         table: &'static str,
@@ -172,16 +181,24 @@ async fn read_golang_migrate(
 ) -> Result<Vec<Imported>, ImportError> {
     const TABLE: &str = "schema_migrations";
     require_table(conn, "golang-migrate", TABLE).await?;
-    let row: Option<(i64, bool)> =
-        sqlx::query_as("SELECT version, dirty FROM schema_migrations LIMIT 1")
-            .fetch_optional(conn)
+    // golang-migrate keeps one row (it truncates before each write) and reads it with LIMIT 1,
+    // whichever row that finds: more than one cannot be read without guessing.
+    let rows: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT version, dirty FROM schema_migrations ORDER BY version")
+            .fetch_all(conn)
             .await
             .map_err(|source| ImportError::Query {
                 table: TABLE,
                 source,
             })?;
-    let Some((newest, dirty)) = row else {
-        return Ok(Vec::new());
+    let (newest, dirty) = match rows.as_slice() {
+        [] => return Ok(Vec::new()),
+        [row] => *row,
+        rows => {
+            return Err(ImportError::Ambiguous {
+                versions: rows.iter().map(|(version, _)| *version).collect(),
+            });
+        }
     };
     if dirty {
         return Err(ImportError::Dirty {

@@ -310,7 +310,7 @@ fn read_dir(dir: &Path) -> Result<(ReadFiles, Vec<String>), SourceError> {
     let mut problems = Vec::new();
     for relative in candidates.into_iter().filter(|r| is_read(r)) {
         let path = dir.join(&relative);
-        match input::read_text(&path, "a migration", input::MAX_SQL_BYTES) {
+        match input::read_text(&path, "migration", input::MAX_SQL_BYTES) {
             // A diesel directory without a down.sql or metadata.toml.
             Err(e) if e.is_not_found() => {}
             Err(e) => problems.push(e.to_string()),

@@ -17,7 +17,7 @@ pub struct Check {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error("check file {source}; nothing was applied")]
+    #[error("{source}; nothing was applied")]
     Read {
         path: String,
         source: sluice_common::input::InputError,
@@ -38,7 +38,7 @@ impl Check {
         let name = path.display().to_string();
         let sql = sluice_common::input::read_text(
             path,
-            "a check file",
+            "check file",
             sluice_common::input::MAX_SQL_BYTES,
         )
         .map_err(|source| CheckError::Read {

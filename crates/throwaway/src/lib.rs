@@ -103,7 +103,16 @@ impl PrivateServer {
     /// shared test server).
     pub fn start() -> Result<Self, String> {
         Ok(Self {
-            cluster: Some(Cluster::start()?),
+            cluster: Some(Cluster::start(DURABLE.load(Ordering::SeqCst))?),
+        })
+    }
+
+    /// Starts a new cluster that keeps PostgreSQL's durability (fsync, synchronous commit):
+    /// for tests that crash it (an immediate stop), where a fast server would lose commits
+    /// that production keeps.
+    pub fn start_durable() -> Result<Self, String> {
+        Ok(Self {
+            cluster: Some(Cluster::start(true)?),
         })
     }
 
@@ -160,7 +169,7 @@ fn start_or_use_existing() -> Result<Server, String> {
             throwaway: false,
         });
     }
-    let cluster = Cluster::start().map_err(|reason| {
+    let cluster = Cluster::start(DURABLE.load(Ordering::SeqCst)).map_err(|reason| {
         format!(
             "DATABASE_URL is not set and no throwaway server could be started: {reason}; \
              install the PostgreSQL server package (Debian/Ubuntu: apt-get install postgresql) \
@@ -182,21 +191,27 @@ struct Cluster {
     postgres: Child,
     bin: PathBuf,
     owner: Owner,
+    durable: bool,
 }
 
 impl Cluster {
-    fn start() -> Result<Self, String> {
+    fn start(durable: bool) -> Result<Self, String> {
         let bin = find_server_binaries()?;
         let owner = Owner::for_server()?;
         let dir = make_private_dir(&owner)?;
-        let started = Self::init_and_spawn(&bin, &owner, &dir);
+        let started = Self::init_and_spawn(&bin, &owner, &dir, durable);
         if started.is_err() {
             let _ = fs::remove_dir_all(&dir);
         }
         started
     }
 
-    fn init_and_spawn(bin: &Path, owner: &Owner, dir: &Path) -> Result<Self, String> {
+    fn init_and_spawn(
+        bin: &Path,
+        owner: &Owner,
+        dir: &Path,
+        durable: bool,
+    ) -> Result<Self, String> {
         let data = dir.join("data");
         let pwfile = dir.join("pwfile");
         write_owned(&pwfile, SUPERUSER_PASSWORD, owner)?;
@@ -217,13 +232,14 @@ impl Cluster {
             ));
         }
         let port = free_port()?;
-        let postgres = spawn_postgres(bin, owner, dir, port)?;
+        let postgres = spawn_postgres(bin, owner, dir, port, durable)?;
         let mut cluster = Self {
             dir: dir.to_path_buf(),
             port,
             postgres,
             bin: bin.to_path_buf(),
             owner: owner.clone(),
+            durable,
         };
         let ready =
             spawn_watchdog(cluster.postgres.id(), dir).and_then(|()| cluster.wait_until_ready());
@@ -252,14 +268,20 @@ impl Cluster {
     /// Starts the stopped server again on the same port and data (after an immediate stop,
     /// PostgreSQL runs crash recovery first).
     fn resume(&mut self) -> Result<(), String> {
-        self.postgres = spawn_postgres(&self.bin, &self.owner, &self.dir, self.port)?;
+        self.postgres = spawn_postgres(&self.bin, &self.owner, &self.dir, self.port, self.durable)?;
         spawn_watchdog(self.postgres.id(), &self.dir)?;
         self.wait_until_ready()
     }
 }
 
 /// Starts `postgres` on `dir`'s cluster, its log appended to `dir/server.log`.
-fn spawn_postgres(bin: &Path, owner: &Owner, dir: &Path, port: u16) -> Result<Child, String> {
+fn spawn_postgres(
+    bin: &Path,
+    owner: &Owner,
+    dir: &Path,
+    port: u16,
+    durable: bool,
+) -> Result<Child, String> {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -273,7 +295,7 @@ fn spawn_postgres(bin: &Path, owner: &Owner, dir: &Path, port: u16) -> Result<Ch
         .arg(port.to_string())
         .arg("-k")
         .arg(dir)
-        .args(server_settings().iter().flat_map(|s| ["-c", *s]))
+        .args(server_settings(durable).iter().flat_map(|s| ["-c", *s]))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -370,9 +392,9 @@ const FAST_SETTINGS: &[&str] = &[
     "full_page_writes=off",
 ];
 
-fn server_settings() -> Vec<&'static str> {
+fn server_settings(durable: bool) -> Vec<&'static str> {
     let mut settings = SERVER_SETTINGS.to_vec();
-    if !DURABLE.load(Ordering::SeqCst) {
+    if !durable {
         settings.extend_from_slice(FAST_SETTINGS);
     }
     settings

@@ -452,3 +452,87 @@ async fn jobs_on_sluices_own_tables_and_the_catalogs_are_refused() {
         "the history lost rows"
     );
 }
+
+/// Row-level security that applies to the job's role: the job saw 100 of 2,000 rows and
+/// called itself completed and verified, opening the gate. Refused at start (issue "Do no
+/// harm", point 6).
+#[tokio::test]
+async fn a_job_that_row_level_security_would_blind_is_refused() {
+    let project = Project::new().await;
+    let role = format!("rls_{}", std::process::id());
+    project
+        .db
+        .exec(&format!(
+            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, tenant int NOT NULL);
+             INSERT INTO t (id, tenant) SELECT g, g % 20 FROM generate_series(1, 2000) g;
+             ALTER TABLE t ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE t FORCE ROW LEVEL SECURITY;
+             CREATE POLICY one_tenant ON t USING (tenant = 1);
+             DROP ROLE IF EXISTS {role};
+             CREATE ROLE {role} LOGIN PASSWORD 'rls-pw';
+             GRANT ALL ON SCHEMA public TO {role};
+             GRANT CREATE ON DATABASE \"{db}\" TO {role};
+             ALTER TABLE t OWNER TO {role};",
+            db = project.db.name
+        ))
+        .await;
+    project.job(
+        "bump",
+        "name = \"bump\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"n = n + 1\"\nwhere = \"n = 0\"\n",
+    );
+    let mut url = url::Url::parse(&project.db.url).unwrap();
+    url.set_username(&role).unwrap();
+    url.set_password(Some("rls-pw")).unwrap();
+    let run = sluice_tests::Run(
+        project
+            .backfill()
+            .env("DATABASE_URL", url.as_str())
+            .args(["run", "bump"])
+            .output()
+            .unwrap(),
+    );
+    run.expect_code(exit::INVALID_INPUT);
+    assert!(
+        run.stderr().contains("row-level security"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!run.stdout().contains("verified"), "{}", run.stdout());
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE n <> 0")
+            .await,
+        0
+    );
+    // Without FORCE the owner is exempt: the job sees and changes every row.
+    project
+        .db
+        .exec("ALTER TABLE t NO FORCE ROW LEVEL SECURITY")
+        .await;
+    let run = sluice_tests::Run(
+        project
+            .backfill()
+            .env("DATABASE_URL", url.as_str())
+            .args(["run", "bump"])
+            .output()
+            .unwrap(),
+    );
+    run.expect_code(exit::OK);
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE n <> 1")
+            .await,
+        0
+    );
+    project
+        .db
+        .exec(&format!(
+            "ALTER TABLE t OWNER TO CURRENT_USER; DROP SCHEMA IF EXISTS sluice CASCADE; \
+             REVOKE ALL ON SCHEMA public FROM {role}; REVOKE ALL ON DATABASE \"{db}\" FROM {role}; \
+             DROP ROLE {role}",
+            db = project.db.name
+        ))
+        .await;
+}

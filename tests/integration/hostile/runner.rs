@@ -513,7 +513,7 @@ async fn careless_paths_are_refused_and_nothing_of_them_is_shown() {
     let validate = project.run(&["validate"]);
     validate.expect_code(exit::INVALID_INPUT);
     assert!(
-        validate.stderr().contains("0002_gone.sql is a symlink"),
+        validate.stderr().contains("0002_gone.sql: it is a symlink"),
         "{}",
         validate.stderr()
     );

@@ -90,6 +90,44 @@ async fn import_refuses_a_file_edited_since_sqlx_applied_it() {
     );
 }
 
+/// golang-migrate keeps one row and reads it with LIMIT 1: with two rows, the physical order
+/// decided what was imported (rows 1, 2: only 1, and the next `up` ran 2 again). Now nothing
+/// is guessed (issue "Do no harm", point 14).
+#[tokio::test]
+async fn a_golang_migrate_history_of_several_rows_is_not_guessed_at() {
+    let project = Project::new().await;
+    for (name, sql) in [
+        ("1_a.up.sql", "CREATE TABLE a (id bigint);\n"),
+        ("2_b.up.sql", "CREATE TABLE b (id bigint);\n"),
+    ] {
+        project.write(name, sql);
+        project.db.exec(sql).await;
+    }
+    project.db.exec("CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL); INSERT INTO schema_migrations VALUES (1, false); INSERT INTO schema_migrations VALUES (2, false);").await;
+    let import = project.run(&["import", "--from", "golang-migrate"]);
+    import.expect_code(exit::HISTORY_DRIFT);
+    assert!(
+        import.stderr().contains("holds 2 rows (versions 1, 2)"),
+        "{}",
+        import.stderr()
+    );
+    // Nothing was recorded: both migrations are still pending.
+    let check = project.run(&["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&check.stdout()).unwrap();
+    assert_eq!(doc["summary"]["applied"], 0, "{doc}");
+    assert_eq!(doc["summary"]["pending"], 2, "{doc}");
+    project
+        .db
+        .exec("DELETE FROM schema_migrations WHERE version = 1")
+        .await;
+    project
+        .run(&["import", "--from", "golang-migrate"])
+        .expect_code(exit::OK);
+    project.run(&["up"]).expect_code(exit::OK);
+    let mut conn = project.db.connect().await;
+    assert_eq!(recorded_versions(&mut conn).await, vec![1, 2]);
+}
+
 #[tokio::test]
 async fn import_from_golang_migrate_takes_everything_up_to_its_version() {
     let project = Project::new().await;

@@ -25,10 +25,7 @@ pub(super) async fn finish(
             // Whatever stopped the workers is on the job's row: status shows it, and the job
             // is not left `running` with nobody working on it.
             let text = error.to_string();
-            let _ = ride_out(conn, ctx, "recording the job's failure", async |conn| {
-                jobs.fail_if_idle(conn, name, &text).await
-            })
-            .await;
+            record_failure(conn, ctx, &error, &text).await;
             return Err(error);
         }
     };
@@ -63,6 +60,62 @@ pub(super) async fn finish(
         RunEnd::AllDone => {}
     }
     complete(conn, ctx, events).await
+}
+
+/// Longest a run that already waited `connect_wait` for the database spends recording why it
+/// stops: the exit stays bounded by `connect_wait` (and this).
+const LAST_TRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Records the failure on the job's row. When the database is what failed (away longer than
+/// `connect_wait`), one short try on a new connection, not a second wait; when even that
+/// fails, the log says plainly that the row could not be updated.
+async fn record_failure(
+    conn: &mut PgConnection,
+    ctx: &Context<'_>,
+    error: &BackfillError,
+    text: &str,
+) {
+    let (jobs, name) = (ctx.jobs, &ctx.job.name);
+    let recorded = if database_away(error) {
+        tokio::time::timeout(LAST_TRY, async {
+            let mut settings = ctx.settings.connect.clone();
+            settings.attempts = 1;
+            settings.wait = std::time::Duration::ZERO;
+            settings.connect_timeout = LAST_TRY;
+            let mut fresh = sluice_common::db::connect(&settings).await.ok()?;
+            jobs.fail_if_idle(&mut fresh, name, text).await.ok()
+        })
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+    } else {
+        ride_out(conn, ctx, "recording the job's failure", async |conn| {
+            jobs.fail_if_idle(conn, name, text).await
+        })
+        .await
+        .is_ok()
+    };
+    if !recorded {
+        tracing::error!(
+            job = %name,
+            "the failure could not be recorded on the job's row (the database cannot be \
+             reached): `sluice-backfill status` shows the job as it was until a run takes it \
+             over; run the same command again once the database is back"
+        );
+    }
+}
+
+/// Whether the run failed because the database stayed away.
+fn database_away(error: &BackfillError) -> bool {
+    match error {
+        BackfillError::Db(sluice_common::db::DbError::Unreachable { .. }) => true,
+        BackfillError::Query { error, .. } => {
+            sluice_common::retry::classify(error)
+                == Some(sluice_common::retry::Transient::ConnectionLost)
+        }
+        _ => false,
+    }
 }
 
 /// Every range is done: verifies any range whose worker died before verifying it, then

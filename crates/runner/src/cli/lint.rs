@@ -86,7 +86,7 @@ fn scripts(dir: &Path, files: &[PathBuf]) -> Result<Vec<Script>, RunnerError> {
         .filter_map(|path| {
             let text = sluice_common::input::read_text(
                 path,
-                "a SQL file",
+                "SQL file",
                 sluice_common::input::MAX_SQL_BYTES,
             )
             .map_err(|e| problems.push(e.to_string()))
