@@ -134,25 +134,9 @@ pub fn install_signal_handler(
     })
 }
 
-/// Longest `--actor`: a name or a CI job's reference, not a document.
-pub const MAX_ACTOR_CHARS: usize = 256;
-
-/// `--actor`: stored in the audit trail exactly as given (shown with control characters
-/// escaped), so it must be there to store: not empty, not over [`MAX_ACTOR_CHARS`], no NUL
-/// (which PostgreSQL cannot store).
+/// `--actor` as a clap value parser ([`crate::config::check_actor`]).
 pub fn parse_actor(text: &str) -> Result<String, String> {
-    if text.trim().is_empty() {
-        return Err("the actor is empty: name who is running this, or leave --actor out".into());
-    }
-    if text.chars().count() > MAX_ACTOR_CHARS {
-        return Err(format!(
-            "the actor is longer than {MAX_ACTOR_CHARS} characters: name who is running this"
-        ));
-    }
-    if text.contains('\0') {
-        return Err("the actor contains a NUL character, which PostgreSQL cannot store".into());
-    }
-    Ok(text.to_owned())
+    crate::config::check_actor(text).map(|()| text.to_owned())
 }
 
 /// The footer of `--help` listing the exit codes.

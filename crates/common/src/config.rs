@@ -45,6 +45,27 @@ pub enum DurationKind {
     PgTimeout,
 }
 
+/// Longest actor: a name or a CI job's reference, not a document.
+pub const MAX_ACTOR_CHARS: usize = 256;
+
+/// An actor (`--actor`, `sluice-migrate`'s `.actor()`) is stored in the audit trail exactly as
+/// given (shown with control characters escaped), so it must be there to store: not empty,
+/// not over [`MAX_ACTOR_CHARS`], no NUL (which PostgreSQL cannot store).
+pub fn check_actor(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("the actor is empty: name who is running this, or leave it out".into());
+    }
+    if text.chars().count() > MAX_ACTOR_CHARS {
+        return Err(format!(
+            "the actor is longer than {MAX_ACTOR_CHARS} characters: name who is running this"
+        ));
+    }
+    if text.contains('\0') {
+        return Err("the actor contains a NUL character, which PostgreSQL cannot store".into());
+    }
+    Ok(())
+}
+
 /// Checks a duration against what its setting allows; the message says the bound.
 pub fn check_duration(value: Duration, kind: DurationKind) -> Result<Duration, String> {
     let max = match kind {

@@ -58,7 +58,11 @@ pub const ALL: &[(u8, &str, &str)] = &[
         "database-unavailable",
         "PostgreSQL unreachable for longer than connect_wait, or login refused",
     ),
-    (LOCK_HELD, "lock-held", "another runner holds the lock"),
+    (
+        LOCK_HELD,
+        "lock-held",
+        "another runner holds the lock, or took it while this run's connection was lost",
+    ),
     (
         HISTORY_DRIFT,
         "history-drift",

@@ -189,6 +189,16 @@ impl Migrator {
     /// incomplete stops the run there without an error: it is [`Status::deferred`] in the
     /// report, and what is ordered after it stays pending.
     pub async fn run(&self, db: impl Into<Database>) -> Result<Report, Error> {
+        if let Some(actor) = &self.actor {
+            sluice_common::config::check_actor(actor).map_err(|expected| Error::Setting {
+                name: "actor".to_owned(),
+                value: sluice_common::display::one_line(
+                    &actor.chars().take(40).collect::<String>(),
+                )
+                .into_owned(),
+                expected,
+            })?;
+        }
         let engine = self.engine(db.into());
         let mut events = log_event;
         let outcome = engine
