@@ -398,18 +398,6 @@ fn classify_connect_error(
 ) -> Failure {
     let reason = settings.endpoint.scrub(&explain(error));
     match error {
-        // The driver's message quotes the character, which is part of the password.
-        sqlx::Error::Configuration(e) if e.to_string().contains("saslprep") => {
-            Failure::Permanent(DbError::LoginRefused {
-                target: target.to_owned(),
-                user: options.get_username().to_owned(),
-                reason: "the password or user name holds a character that SASLprep prohibits \
-                         (an emoji, a control character such as a newline, ...): psql logs in \
-                         with such a password, but sluice's PostgreSQL driver cannot; set a \
-                         password without it for the role sluice uses"
-                    .to_owned(),
-            })
-        }
         sqlx::Error::Io(_) => Failure::Transient(reason, HINT_UNREACHABLE),
         sqlx::Error::Database(db) => match db.code().as_deref() {
             Some(sqlstate::CANNOT_CONNECT_NOW) => Failure::Transient(reason, HINT_STARTING),
