@@ -27,6 +27,7 @@ pub mod scaffold;
 pub mod schema_dump;
 pub mod scratch;
 pub mod script;
+pub mod sections;
 pub mod since;
 pub mod source;
 pub mod startup;

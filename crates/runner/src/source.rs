@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use sluice_common::input;
 
 use crate::script::{Script, ScriptError};
+use crate::sections;
 
 /// A migration version: the number its file name starts with.
 pub type Version = i64;
@@ -454,6 +455,11 @@ fn pair(group: Vec<Found>) -> Result<(Found, Option<Found>), String> {
 }
 
 fn build(up: Found, down: Option<Found>, problems: &mut Vec<String>) -> Option<Migration> {
+    if up.name.direction == Direction::Plain
+        && let Some(built) = build_sections(&up, down.as_ref(), problems)
+    {
+        return built;
+    }
     let mut up_script = parse_script(&up, problems)?;
     let mut down_script = match &down {
         Some(found) => Some(parse_script(found, problems)?),
@@ -479,6 +485,95 @@ fn build(up: Found, down: Option<Found>, problems: &mut Vec<String>) -> Option<M
         up: up_script,
         down: down_script,
     })
+}
+
+/// A file with another tool's up and down sections ([`sections`]): its up section is the
+/// migration, its down section the revert. `None` when the file has no markers; `Some(None)`
+/// when it cannot be used (the problem is recorded).
+fn build_sections(
+    up: &Found,
+    down: Option<&Found>,
+    problems: &mut Vec<String>,
+) -> Option<Option<Migration>> {
+    let split = match sections::split(&up.text) {
+        Ok(split) => split?,
+        Err(e) => {
+            problems.push(format!(
+                "{}:{}: {}; the file was not run",
+                up.path.display(),
+                e.line,
+                e.message
+            ));
+            return Some(None);
+        }
+    };
+    if let Some(down) = down {
+        problems.push(format!(
+            "{}: a down file for {}, which holds its own {} down section: keep one of them",
+            down.path.display(),
+            up.path.display(),
+            split.tool
+        ));
+        return Some(None);
+    }
+    let script = |text: &str, no_transaction: bool, problems: &mut Vec<String>| {
+        let mut script = Script::parse(&up.path, text)
+            .map_err(|e: ScriptError| problems.push(e.to_string()))
+            .ok()?;
+        script.directives.no_transaction |= no_transaction;
+        Some(script)
+    };
+    let up_script = script(&split.up, split.up_no_transaction, problems);
+    let down_script = match &split.down {
+        Some(text) => Some(script(text, split.down_no_transaction, problems)),
+        None => None,
+    };
+    Some(match (up_script, down_script) {
+        (Some(up_script), None) => Some(migration(up, up_script, None)),
+        (Some(up_script), Some(Some(down_script))) => {
+            Some(migration(up, up_script, Some(down_script)))
+        }
+        _ => None,
+    })
+}
+
+/// The scripts of one file named on its own (`sluice lint FILE`): its up and down sections
+/// when it holds another tool's markers, else the whole file.
+pub fn file_scripts(path: &Path, text: &str) -> Result<Vec<Script>, String> {
+    let parse = |text: &str, no_transaction: bool| {
+        Script::parse(path, text)
+            .map(|mut script| {
+                script.directives.no_transaction |= no_transaction;
+                script
+            })
+            .map_err(|e| e.to_string())
+    };
+    match sections::split(text) {
+        Ok(None) => Ok(vec![parse(text, false)?]),
+        Ok(Some(split)) => {
+            let mut scripts = vec![parse(&split.up, split.up_no_transaction)?];
+            if let Some(down) = &split.down {
+                scripts.push(parse(down, split.down_no_transaction)?);
+            }
+            Ok(scripts)
+        }
+        Err(e) => Err(format!(
+            "{}:{}: {}; the file was not run",
+            path.display(),
+            e.line,
+            e.message
+        )),
+    }
+}
+
+fn migration(found: &Found, up: Script, down: Option<Script>) -> Migration {
+    Migration {
+        version: found.name.version,
+        version_text: found.name.version_text.clone(),
+        name: found.name.name.clone(),
+        up,
+        down,
+    }
 }
 
 fn parse_script(found: &Found, problems: &mut Vec<String>) -> Option<Script> {

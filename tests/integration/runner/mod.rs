@@ -7,6 +7,7 @@ mod drift;
 mod guards;
 mod no_transaction;
 mod post_apply;
+mod sections;
 mod tools;
 mod trace;
 

@@ -91,10 +91,12 @@ fn scripts(dir: &Path, files: &[PathBuf]) -> Result<Vec<Script>, RunnerError> {
             )
             .map_err(|e| problems.push(e.to_string()))
             .ok()?;
-            Script::parse(path, &text)
-                .map_err(|e| problems.push(e.to_string()))
+            // A file with up and down sections is linted section by section, as it runs.
+            source::file_scripts(path, &text)
+                .map_err(|e| problems.push(e))
                 .ok()
         })
+        .flatten()
         .collect();
     // A file that does not parse cannot be linted: say so (exit 3) rather than pass it.
     if let Err(error) = source::analyse(&scripts) {
