@@ -174,6 +174,18 @@ async fn running(project: &Project, statement: &str) -> i64 {
     .unwrap_or(0)
 }
 
+/// Waits until a session runs `statement`; fails the test after a minute.
+async fn wait_until_running(project: &Project, statement: &str) {
+    let started = Instant::now();
+    while running(project, statement).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{statement} never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A restart frees the runner's advisory lock with every session: the runner takes it again
 /// on a new connection before its next statement, and a second runner started meanwhile
 /// never runs the same statement at the same time (issue "Do no harm", point 7).
@@ -197,14 +209,7 @@ async fn one_runner_at_a_time_holds_through_a_restart() {
             .unwrap()
     };
     let first = spawn();
-    let started = Instant::now();
-    while running(&project, "SELECT pg_sleep(6)").await == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the migration never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_running(&project, "SELECT pg_sleep(6)").await;
     server.restart(StopMode::Immediate).unwrap();
     let second = spawn();
     let mut most = 0;
@@ -271,14 +276,7 @@ async fn a_concurrent_index_build_rides_out_an_immediate_restart() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while running(&project, "CREATE INDEX CONCURRENTLY").await == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the build never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until_running(&project, "CREATE INDEX CONCURRENTLY").await;
     server.restart(StopMode::Immediate).unwrap();
     let output = runner.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
