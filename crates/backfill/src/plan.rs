@@ -43,6 +43,9 @@ pub async fn plan(settings: &EngineSettings, job: &Job) -> Result<Plan, Backfill
     let target = catalog::inspect(&mut conn, job).await?;
     let jobs = Jobs::new(settings.schema.clone());
     let sql = JobSql::new(job, &target, jobs.table(), jobs.ranges().table());
+    // A statement PostgreSQL refuses is the spec's fault (exit 3), as it is for `run`.
+    crate::preflight::check_statement(&mut conn, job, &sql, &crate::context::spec_path(job))
+        .await?;
     let recorded = if jobs
         .exists(&mut conn)
         .await
