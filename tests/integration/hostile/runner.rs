@@ -686,14 +686,12 @@ async fn out_of_range_settings_and_bad_arguments_get_the_readme_codes() {
             .expect_code(exit::INVALID_INPUT);
     }
     // The application's malformed URL is bad input, as in the CLI (4 would be retried forever).
-    let app = sluice_tests::Run(
-        std::process::Command::new(sluice_tests::bin::example_app())
-            .current_dir(project.path())
-            .env_clear()
-            .env("DATABASE_URL", "postgres//app:pw@db/x")
-            .output()
-            .unwrap(),
-    );
+    let app = Run(std::process::Command::new(sluice_tests::bin::example_app())
+        .current_dir(project.path())
+        .env_clear()
+        .env("DATABASE_URL", "postgres//app:pw@db/x")
+        .output()
+        .unwrap());
     app.expect_code(exit::INVALID_INPUT);
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
