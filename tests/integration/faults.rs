@@ -329,3 +329,102 @@ async fn a_backfill_whose_database_stays_away_exits_within_its_connect_wait() {
     assert!(took < Duration::from_secs(14), "took {took:?}: {stderr}");
     assert!(stderr.contains("could not be recorded"), "{stderr}");
 }
+
+/// A URL that lands on a standby when sluice needs to write says so and waits for a primary
+/// within `connect_wait`: exit 4 naming the standby, or, when the standby is promoted in time,
+/// the run goes on there. Reading commands work on a standby (issue "Where production runs",
+/// point 4).
+#[tokio::test]
+async fn a_standby_is_named_and_waited_out() {
+    let primary = private_server();
+    let project = Project::on(&primary.admin_url()).await;
+    project.write(
+        "0001_t.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);\n",
+    );
+    project.run(&["up"]).expect_code(exit::OK);
+    project
+        .db
+        .exec("INSERT INTO t (id) SELECT generate_series(1, 500); CHECKPOINT;")
+        .await;
+    let standby = primary.start_standby().unwrap();
+    let standby_url = project.db.url.replace(
+        &port_of(&primary.admin_url()),
+        &port_of(&standby.admin_url()),
+    );
+    let on_standby = |args: &[&str]| {
+        sluice_tests::Run(
+            project
+                .sluice()
+                .env("DATABASE_URL", &standby_url)
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    on_standby(&["status"]).expect_code(exit::OK);
+    project.write("0002_u.sql", "CREATE TABLE u (id int);\n");
+    let refused = on_standby(&["--connect-wait", "2s", "up"]);
+    refused.expect_code(exit::DATABASE_UNAVAILABLE);
+    assert!(
+        refused
+            .stderr()
+            .contains("is a standby (read-only); waiting for a primary"),
+        "{}",
+        refused.stderr()
+    );
+    project.job(
+        "bump",
+        "name = \"bump\"\ntable = \"t\"\nkey = [\"id\"]\nset = \"n = n + 1\"\n",
+    );
+    let backfill = sluice_tests::Run(
+        project
+            .backfill()
+            .env("DATABASE_URL", &standby_url)
+            .args(["--connect-wait", "2s", "run", "bump"])
+            .output()
+            .unwrap(),
+    );
+    backfill.expect_code(exit::DATABASE_UNAVAILABLE);
+    assert!(
+        backfill.stderr().contains("is a standby"),
+        "{}",
+        backfill.stderr()
+    );
+    // Promoted while `up` waits for a primary: the run goes on, on the new primary.
+    let waiting = project
+        .sluice()
+        .env("DATABASE_URL", &standby_url)
+        .args(["--connect-wait", "60s", "up"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&standby.admin_url())
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_promote()")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let output = waiting.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("is a standby"), "{stderr}");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM sluice.migrations")
+        .fetch_one(
+            &mut <sqlx::PgConnection as sqlx::Connection>::connect(&standby_url)
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied, 2);
+}
+
+/// `:5433/` of a URL.
+fn port_of(url: &str) -> String {
+    let port = url.rsplit_once(':').unwrap().1.split('/').next().unwrap();
+    format!(":{port}/")
+}

@@ -85,7 +85,7 @@ pub(crate) async fn guarded_connection(
     settings: &EngineSettings,
     job: &Job,
 ) -> Result<PgConnection, BackfillError> {
-    let mut conn = db::connect(&settings.connect).await?;
+    let mut conn = db::connect_primary(&settings.connect).await?;
     sqlx::raw_sql(AssertSqlSafe(format!(
         "SET standard_conforming_strings = on; SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'; SET application_name = {}",
         job.guards.lock_timeout.as_millis().max(1),

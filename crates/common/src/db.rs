@@ -312,6 +312,24 @@ fn describe_target(options: &PgConnectOptions) -> String {
 /// A connection of its own, outside any pool: for advisory locks and `SET` that must not leak
 /// to other work.
 pub async fn connect(settings: &ConnectSettings) -> Result<PgConnection, DbError> {
+    connect_to(settings, Needs::Any).await
+}
+
+/// A connection to a server that takes writes: one in recovery (a standby, or a primary
+/// that is being replaced in a failover) is named and waited out within `connect_wait`, then
+/// the error says so (exit 4). For sluice's own writes: the runner's lock and migrations, the
+/// backfill's batches.
+pub async fn connect_primary(settings: &ConnectSettings) -> Result<PgConnection, DbError> {
+    connect_to(settings, Needs::Primary).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    Any,
+    Primary,
+}
+
+async fn connect_to(settings: &ConnectSettings, needs: Needs) -> Result<PgConnection, DbError> {
     let options = settings.options()?;
     let target = describe_target(&options);
     let started = Instant::now();
@@ -320,7 +338,11 @@ pub async fn connect(settings: &ConnectSettings) -> Result<PgConnection, DbError
         attempt += 1;
         let outcome = tokio::time::timeout(settings.connect_timeout, options.connect()).await;
         let failure = match outcome {
-            Ok(Ok(connection)) => return Ok(connection),
+            Ok(Ok(connection)) if needs == Needs::Any => return Ok(connection),
+            Ok(Ok(connection)) => match standby(connection, &target).await {
+                Ok(connection) => return Ok(connection),
+                Err(failure) => failure,
+            },
             Ok(Err(error)) => classify_connect_error(&error, settings, &options, &target),
             Err(_) => Failure::Transient(
                 format!(
@@ -380,6 +402,28 @@ enum Failure {
     Permanent(DbError),
 }
 
+/// `connection` back when its server takes writes; a transient failure naming it when it is
+/// in recovery.
+async fn standby(mut connection: PgConnection, target: &str) -> Result<PgConnection, Failure> {
+    match sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut connection)
+        .await
+    {
+        Ok(false) => Ok(connection),
+        Ok(true) => {
+            let _ = connection.close().await;
+            Err(Failure::Transient(
+                format!("{target} is a standby (read-only); waiting for a primary"),
+                HINT_STANDBY,
+            ))
+        }
+        Err(error) => Err(Failure::Transient(explain(&error), HINT_UNREACHABLE)),
+    }
+}
+
+const HINT_STANDBY: &str = "sluice writes (its history, its lock, the batches): point the \
+                            database URL at the primary, or wait for the failover to promote \
+                            this server (raise --connect-wait to wait longer)";
 const HINT_UNREACHABLE: &str = "check that the server is running and that the host and port in \
                                 the database URL are right";
 const HINT_FULL: &str = "the server has no free connection slot (max_connections): wait for \

@@ -721,12 +721,13 @@ impl Session<'_> {
         if self.lock.is_held().await {
             return Ok(());
         }
-        let conn = db::connect(self.connect)
-            .await
-            .map_err(|source| ApplyError::Reconnect {
-                id: migration.id(),
-                source: Box::new(source),
-            })?;
+        let conn =
+            db::connect_primary(self.connect)
+                .await
+                .map_err(|source| ApplyError::Reconnect {
+                    id: migration.id(),
+                    source: Box::new(source),
+                })?;
         self.lock
             .retake(conn)
             .await
@@ -842,7 +843,7 @@ fn bookkeeping_failed(
 pub async fn open_migration_connection(
     settings: &ConnectSettings,
 ) -> Result<(PgConnection, i32), db::DbError> {
-    let mut conn = db::connect(settings).await?;
+    let mut conn = db::connect_primary(settings).await?;
     let pid = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT pg_backend_pid() FROM ({CONNECTION_CHECK}) AS s"
     )))

@@ -385,7 +385,7 @@ impl Migrator {
         shutdown: &Shutdown,
         events: &mut dyn FnMut(Event),
     ) -> Result<AdvisoryLock, RunnerError> {
-        let conn = db::connect(&self.settings.connect).await?;
+        let conn = db::connect_primary(&self.settings.connect).await?;
         let request = LockRequest {
             name: format!("the migration lock of schema {}", self.settings.schema),
             key: lock_key(&format!("sluice:runner:{}", self.settings.schema.as_str())),

@@ -121,6 +121,14 @@ impl PrivateServer {
         self.cluster().admin_url()
     }
 
+    /// A streaming standby of this server (`pg_basebackup -R`), read-only until promoted
+    /// (`SELECT pg_promote()` on it). Stopped and removed when dropped, like this one.
+    pub fn start_standby(&self) -> Result<Self, String> {
+        Ok(Self {
+            cluster: Some(self.cluster().standby()?),
+        })
+    }
+
     /// Stops the server with `mode` and leaves it stopped.
     pub fn stop(&mut self, mode: StopMode) {
         self.cluster_mut().halt(mode);
@@ -250,6 +258,59 @@ impl Cluster {
                 Err(message)
             }
         }
+    }
+
+    /// A new cluster streaming from this one.
+    fn standby(&self) -> Result<Self, String> {
+        let basebackup = server_tool(&self.bin, "pg_basebackup")?;
+        let dir = make_private_dir(&self.owner)?;
+        let copied = self
+            .owner
+            .command(basebackup.clone(), &dir)
+            .args(["--write-recovery-conf", "--no-sync", "--checkpoint=fast"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+            ])
+            .arg("-D")
+            .arg(dir.join("data"))
+            .env("PGPASSWORD", SUPERUSER_PASSWORD)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", basebackup.display()));
+        let started = copied.and_then(|output| {
+            if !output.status.success() {
+                return Err(format!(
+                    "pg_basebackup failed: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ));
+            }
+            let port = free_port()?;
+            let postgres = spawn_postgres(&self.bin, &self.owner, &dir, port, self.durable)?;
+            let mut standby = Self {
+                dir: dir.clone(),
+                port,
+                postgres,
+                bin: self.bin.clone(),
+                owner: self.owner.clone(),
+                durable: self.durable,
+            };
+            spawn_watchdog(standby.postgres.id(), &dir)?;
+            match standby.wait_until_ready() {
+                Ok(()) => Ok(standby),
+                Err(message) => {
+                    standby.halt(StopMode::Immediate);
+                    Err(message)
+                }
+            }
+        });
+        if started.is_err() {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        started
     }
 
     /// Stops the server the way `pg_ctl stop -m <mode>` does and waits for it to exit.
@@ -426,6 +487,21 @@ fn find_server_binaries() -> Result<PathBuf, String> {
          /usr/lib/postgresql/*/bin"
             .to_owned()
     })
+}
+
+/// A client program of the server's installation (`pg_basebackup`): beside `initdb`, or
+/// beside the file `initdb` links to (`/usr/local/bin/initdb` → `/usr/lib/postgresql/15/bin`).
+fn server_tool(bin: &Path, name: &str) -> Result<PathBuf, String> {
+    let beside = bin.join(name);
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    bin.join("initdb")
+        .canonicalize()
+        .ok()
+        .and_then(|initdb| initdb.parent().map(|dir| dir.join(name)))
+        .filter(|path| path.is_file())
+        .ok_or_else(|| format!("no {name} beside {}", bin.join("initdb").display()))
 }
 
 /// The user the server runs as: ourselves, or an unprivileged user when we are root.
