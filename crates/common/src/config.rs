@@ -273,6 +273,8 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct RunnerFile {
     pub migrations: Option<PathBuf>,
+    /// How the migrations directory is read: `auto` or a tool's name.
+    pub layout: Option<String>,
     #[serde(default, with = "humantime_serde")]
     pub lock_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]

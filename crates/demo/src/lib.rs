@@ -282,6 +282,7 @@ fn runner_settings(connect: &ConnectSettings, schema: &Ident, project: &Path) ->
         connect: connect.clone(),
         schema: schema.clone(),
         migrations_dir: project.join("migrations"),
+        layout: sluice_runner::layout::Choice::Auto,
         guards: Guards::default(),
         lock_wait: DEFAULT_LOCK_WAIT,
         allow: Allow::default(),

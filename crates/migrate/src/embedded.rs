@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use sluice_runner::source::{self, Migration, SourceError, SourceFile};
+use sluice_runner::layout::Choice;
+use sluice_runner::source::{self, Loaded, SourceError, SourceFile};
 
 /// A migrations directory compiled into the binary by [`embed_migrations!`](crate::embed_migrations):
 /// every file sluice reads there (`*.sql`, and diesel's `<version>_<name>/up.sql`, `down.sql`
@@ -44,7 +45,7 @@ impl Embedded {
         self.files
     }
 
-    pub(crate) fn load(&self) -> Result<Vec<Migration>, SourceError> {
+    pub(crate) fn load(&self) -> Result<Loaded, SourceError> {
         let files: Vec<SourceFile<'static>> = self
             .files
             .iter()
@@ -53,6 +54,6 @@ impl Embedded {
                 text: f.text,
             })
             .collect();
-        source::load_files(Path::new(self.root), &files)
+        source::load_files(Path::new(self.root), &files, Choice::Auto)
     }
 }

@@ -136,11 +136,13 @@ mod tests {
             .map(|(id, checksum)| (id.id, checksum.to_owned()))
             .collect();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-        let from_disk: Vec<(String, String)> = sluice_runner::source::load(&dir)
-            .unwrap()
-            .iter()
-            .map(|m| (m.id(), m.up.checksum.clone()))
-            .collect();
+        let from_disk: Vec<(String, String)> =
+            sluice_runner::source::load(&dir, sluice_runner::layout::Choice::Auto)
+                .unwrap()
+                .migrations
+                .iter()
+                .map(|m| (m.id(), m.up.checksum.clone()))
+                .collect();
         assert_eq!(embedded, from_disk);
         assert_eq!(embedded.len(), 2);
         let paths: Vec<&str> = MIGRATIONS.files().iter().map(|f| f.path).collect();

@@ -12,10 +12,11 @@ use sluice_runner::error::RunnerError;
 use sluice_runner::event::{Direction, Event};
 use sluice_runner::guard::Guards;
 use sluice_runner::history::Who;
+use sluice_runner::layout::Choice;
 use sluice_runner::migrator::{self as engine, PostApply, RunnerSettings};
 use sluice_runner::plan::Allow;
 use sluice_runner::rules::LintSettings;
-use sluice_runner::source::Migration;
+use sluice_runner::source::Loaded;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 
@@ -92,7 +93,7 @@ pub struct Report {
 /// statement next time.
 #[derive(Debug, Clone)]
 pub struct Migrator {
-    migrations: Vec<Migration>,
+    migrations: Loaded,
     root: PathBuf,
     schema: Ident,
     guards: Guards,
@@ -174,7 +175,7 @@ impl Migrator {
 
     /// The embedded migrations, in version order, with their checksums (the CLI's).
     pub fn migrations(&self) -> impl Iterator<Item = (MigrationId, &str)> {
-        self.migrations.iter().map(|m| {
+        self.migrations.migrations.iter().map(|m| {
             (
                 MigrationId {
                     version: m.version,
@@ -273,6 +274,7 @@ impl Migrator {
             },
             schema: self.schema.clone(),
             migrations_dir: self.root.clone(),
+            layout: Choice::Auto,
             guards: self.guards,
             lock_wait: self.lock_wait,
             allow: Allow::default(),

@@ -91,6 +91,8 @@ impl RunnerError {
             Self::Query { .. } => exit::FAILED,
             Self::NotApplied { .. } => exit::USAGE,
             Self::Backup(_) => exit::FAILED,
+            // A failed read of the other tool's table is not a disagreement of histories.
+            Self::Import(crate::import::ImportError::Query { .. }) => exit::FAILED,
             Self::Import(_) => exit::HISTORY_DRIFT,
             Self::Check(_) => exit::INVALID_INPUT,
             Self::Verification { .. } | Self::Dump { .. } => exit::FAILED,

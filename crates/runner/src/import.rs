@@ -1,7 +1,9 @@
-//! `sluice import --from sqlx|golang-migrate|diesel`: copies another tool's history into
-//! sluice's, so a team switches with one command. The files stay where they are: sluice reads
-//! sqlx's flat layout, golang-migrate's `N_name.up.sql`/`.down.sql` and diesel's
-//! `<version>_<name>/up.sql` directories as they are.
+//! `sluice import --from <tool>`: copies another tool's history into sluice's, so a team
+//! switches with one command. The files stay where they are: sluice reads sqlx's flat layout,
+//! golang-migrate's `N_name.up.sql`/`.down.sql`, diesel's `<version>_<name>/up.sql`
+//! directories and the sectioned files of dbmate, goose and sql-migrate as they are. The other
+//! tool's table is only read: never altered, emptied or dropped (a project's own migrations may
+//! alter it, and keep doing so).
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha384};
@@ -18,6 +20,12 @@ pub enum Tool {
     GolangMigrate,
     /// `__diesel_schema_migrations`: one row per migration (version without dashes, run_on).
     Diesel,
+    /// `schema_migrations` with a text `version` per applied migration (no dirty flag).
+    Dbmate,
+    /// `goose_db_version`: a row per up and per down; the newest row of a version says.
+    Goose,
+    /// `gorp_migrations`: one row per applied file, by file name.
+    SqlMigrate,
 }
 
 impl Tool {
@@ -26,6 +34,9 @@ impl Tool {
             Self::Sqlx => "sqlx",
             Self::GolangMigrate => "golang-migrate",
             Self::Diesel => "diesel",
+            Self::Dbmate => "dbmate",
+            Self::Goose => "goose",
+            Self::SqlMigrate => "sql-migrate",
         }
     }
 }
@@ -55,11 +66,25 @@ pub enum ImportError {
         version: Version,
     },
     #[error(
-        "{tool} applied migration {version}, but there is no file with that version in the migrations directory"
+        "{tool} applied migration {id}, but there is no file with that {by} in the migrations \
+         directory (nothing was imported); restore the file, or point --migrations at the \
+         directory {tool} ran"
     )]
     MissingFile {
         tool: &'static str,
-        version: Version,
+        id: String,
+        /// What files are matched by: "version" or "name".
+        by: &'static str,
+    },
+    #[error(
+        "{table} here is {owner}'s ({why}), not {tool}'s: import it with --from {owner} \
+         (nothing was imported)"
+    )]
+    OtherTool {
+        tool: &'static str,
+        owner: &'static str,
+        table: &'static str,
+        why: &'static str,
     },
     #[error(
         "{file}: edited since sqlx applied it (its SHA-384 no longer matches sqlx's); restore the \
@@ -97,6 +122,51 @@ pub async fn read(
         Tool::Sqlx => read_sqlx(conn, files).await,
         Tool::GolangMigrate => read_golang_migrate(conn, files).await,
         Tool::Diesel => read_diesel(conn, files).await,
+        Tool::Dbmate => read_dbmate(conn, files).await,
+        Tool::Goose => read_goose(conn, files).await,
+        Tool::SqlMigrate => read_sql_migrate(conn, files).await,
+    }
+}
+
+/// Whether `table` (found on the search_path) has a column named `column`.
+async fn has_column(
+    conn: &mut PgConnection,
+    table: &'static str,
+    column: &str,
+) -> Result<bool, ImportError> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT FROM pg_attribute \
+         WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped)",
+    )
+    .bind(table)
+    .bind(column)
+    .fetch_one(conn)
+    .await
+    .map_err(|source| ImportError::Query { table, source })
+}
+
+/// golang-migrate and dbmate both keep `schema_migrations`; golang-migrate's has `dirty`.
+async fn require_schema_migrations_of(
+    conn: &mut PgConnection,
+    tool: Tool,
+) -> Result<(), ImportError> {
+    const TABLE: &str = "schema_migrations";
+    require_table(conn, tool.name(), TABLE).await?;
+    let golang_migrate = has_column(conn, TABLE, "dirty").await?;
+    match (tool, golang_migrate) {
+        (Tool::Dbmate, true) => Err(ImportError::OtherTool {
+            tool: "dbmate",
+            owner: "golang-migrate",
+            table: TABLE,
+            why: "it has golang-migrate's dirty column",
+        }),
+        (Tool::GolangMigrate, false) => Err(ImportError::OtherTool {
+            tool: "golang-migrate",
+            owner: "dbmate",
+            table: TABLE,
+            why: "it has no dirty column, which golang-migrate always writes",
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -180,7 +250,7 @@ async fn read_golang_migrate(
     files: &[Migration],
 ) -> Result<Vec<Imported>, ImportError> {
     const TABLE: &str = "schema_migrations";
-    require_table(conn, "golang-migrate", TABLE).await?;
+    require_schema_migrations_of(conn, Tool::GolangMigrate).await?;
     // golang-migrate keeps one row (it truncates before each write) and reads it with LIMIT 1,
     // whichever row that finds: more than one cannot be read without guessing.
     let rows: Vec<(i64, bool)> =
@@ -269,5 +339,116 @@ fn find<'a>(
     files
         .iter()
         .find(|m| m.version == version)
-        .ok_or(ImportError::MissingFile { tool, version })
+        .ok_or_else(|| ImportError::MissingFile {
+            tool,
+            id: version.to_string(),
+            by: "version",
+        })
+}
+
+/// dbmate records each applied file's version as text: the digits before the first `_`.
+async fn read_dbmate(
+    conn: &mut PgConnection,
+    files: &[Migration],
+) -> Result<Vec<Imported>, ImportError> {
+    const TABLE: &str = "schema_migrations";
+    require_schema_migrations_of(conn, Tool::Dbmate).await?;
+    let versions: Vec<String> =
+        sqlx::query_scalar("SELECT version::text FROM schema_migrations ORDER BY version")
+            .fetch_all(conn)
+            .await
+            .map_err(|source| ImportError::Query {
+                table: TABLE,
+                source,
+            })?;
+    versions
+        .into_iter()
+        .map(|text| {
+            let file = files
+                .iter()
+                .find(|m| m.version_text == text)
+                .or_else(|| {
+                    let number = text.parse::<Version>().ok()?;
+                    files.iter().find(|m| m.version == number)
+                })
+                .ok_or_else(|| ImportError::MissingFile {
+                    tool: "dbmate",
+                    id: text.clone(),
+                    by: "version",
+                })?;
+            Ok(Imported {
+                version: file.version,
+                applied_at: None,
+                duration_ms: 0,
+            })
+        })
+        .collect()
+}
+
+/// goose appends a row for each up (`is_applied`) and, in older versions, each down (not
+/// `is_applied`; newer ones delete the row): a version is applied when its newest row says so.
+/// Version 0 is the row goose writes when it creates the table.
+async fn read_goose(
+    conn: &mut PgConnection,
+    files: &[Migration],
+) -> Result<Vec<Imported>, ImportError> {
+    const TABLE: &str = "goose_db_version";
+    require_table(conn, "goose", TABLE).await?;
+    let rows: Vec<(i64, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT version_id, is_applied, tstamp AT TIME ZONE current_setting('TimeZone') \
+         FROM (SELECT DISTINCT ON (version_id) version_id, is_applied, tstamp \
+               FROM goose_db_version ORDER BY version_id, id DESC) newest \
+         WHERE version_id <> 0 ORDER BY version_id",
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(|source| ImportError::Query {
+        table: TABLE,
+        source,
+    })?;
+    rows.into_iter()
+        .filter(|(_, is_applied, _)| *is_applied)
+        .map(|(version, _, applied_at)| {
+            find(files, version, "goose")?;
+            Ok(Imported {
+                version,
+                applied_at,
+                duration_ms: 0,
+            })
+        })
+        .collect()
+}
+
+/// sql-migrate records each applied file by its name (`1_init.sql`).
+async fn read_sql_migrate(
+    conn: &mut PgConnection,
+    files: &[Migration],
+) -> Result<Vec<Imported>, ImportError> {
+    const TABLE: &str = "gorp_migrations";
+    require_table(conn, "sql-migrate", TABLE).await?;
+    let rows: Vec<(String, Option<DateTime<Utc>>)> =
+        sqlx::query_as("SELECT id, applied_at::timestamptz FROM gorp_migrations ORDER BY id")
+            .fetch_all(conn)
+            .await
+            .map_err(|source| ImportError::Query {
+                table: TABLE,
+                source,
+            })?;
+    rows.into_iter()
+        .map(|(id, applied_at)| {
+            let file = files
+                .iter()
+                .find(|m| m.up.path.file_name().is_some_and(|name| *name == *id))
+                .ok_or_else(|| ImportError::MissingFile {
+                    tool: "sql-migrate",
+                    id: id.clone(),
+                    by: "name",
+                })?;
+            Ok(Imported {
+                version: file.version,
+                applied_at,
+                duration_ms: 0,
+            })
+        })
+        .collect()
 }

@@ -16,6 +16,7 @@ pub mod guard;
 pub mod history;
 pub mod import;
 pub mod index;
+pub mod layout;
 #[cfg(feature = "lint")]
 pub mod lint;
 pub mod migrator;

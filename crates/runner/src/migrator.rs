@@ -28,13 +28,14 @@ use crate::event::{Direction, Event};
 use crate::guard::Guards;
 use crate::history::{Applied, History, Partial, Record, Who};
 use crate::import::{self, Tool};
+use crate::layout::{Choice, Layout};
 #[cfg(feature = "lint")]
 use crate::lint::{self, Finding};
 use crate::plan::{self, Allow, DownTarget, Entry, PlanError, UpStep};
 use crate::rules::LintSettings;
 #[cfg(feature = "lint")]
 use crate::source::SourceError;
-use crate::source::{self, Migration, Version};
+use crate::source::{self, Loaded, Migration, Version};
 use crate::verify::Outcome;
 
 pub use self::post_apply::PostApply;
@@ -48,6 +49,8 @@ pub struct RunnerSettings {
     pub connect: ConnectSettings,
     pub schema: Ident,
     pub migrations_dir: PathBuf,
+    /// The directory's layout: detected, or forced (`layout` in sluice.toml).
+    pub layout: Choice,
     pub guards: Guards,
     pub lock_wait: Duration,
     pub allow: Allow,
@@ -79,6 +82,7 @@ pub struct Report {
 pub struct Migrator {
     settings: RunnerSettings,
     history: History,
+    layout: Layout,
     files: Vec<Migration>,
 }
 
@@ -94,17 +98,23 @@ pub struct Recorded {
 impl Migrator {
     /// Loads and checks the migration files.
     pub fn load(settings: RunnerSettings) -> Result<Self, RunnerError> {
-        let files = source::load(&settings.migrations_dir)?;
-        Ok(Self::with_migrations(settings, files))
+        let loaded = source::load(&settings.migrations_dir, settings.layout)?;
+        Ok(Self::with_migrations(settings, loaded))
     }
 
     /// A migrator of migrations loaded elsewhere (embedded into a binary: [`source::load_files`]).
-    pub fn with_migrations(settings: RunnerSettings, files: Vec<Migration>) -> Self {
+    pub fn with_migrations(settings: RunnerSettings, loaded: Loaded) -> Self {
         Self {
             history: History::new(settings.schema.clone()),
             settings,
-            files,
+            layout: loaded.layout,
+            files: loaded.migrations,
         }
+    }
+
+    /// The layout the directory is read as.
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     pub fn files(&self) -> &[Migration] {
@@ -195,7 +205,12 @@ impl Migrator {
     ) -> Result<Report, RunnerError> {
         if dry_run {
             let recorded = self.recorded().await?;
-            let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
+            let entries = plan::status(
+                &self.files,
+                &recorded.applied,
+                &recorded.partial,
+                self.layout.order(),
+            );
             let steps = plan::plan_up(&entries, target, self.settings.allow)?;
             source::analyse(steps.iter().map(|s| &s.migration.up))?;
             self.lint_gate(steps.iter().map(|s| s.migration), None)
@@ -232,8 +247,14 @@ impl Migrator {
     ) -> Result<Report, RunnerError> {
         if dry_run {
             let recorded = self.recorded().await?;
-            let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
-            let steps = plan::plan_down(&entries, target, self.settings.allow)?;
+            let entries = plan::status(
+                &self.files,
+                &recorded.applied,
+                &recorded.partial,
+                self.layout.order(),
+            );
+            let steps =
+                plan::plan_down(&entries, target, self.settings.allow, self.layout.order())?;
             source::analyse(steps.iter().filter_map(|m| m.down.as_ref()))?;
             return Ok(self.render_down(&steps, events));
         }
@@ -268,11 +289,9 @@ impl Migrator {
         let recorded = self.prepare(conn).await?;
         let applied: BTreeSet<Version> = recorded.applied.iter().map(|a| a.version).collect();
         let mut report = Report::default();
-        for migration in self
-            .files
-            .iter()
-            .filter(|m| m.version <= version && !applied.contains(&m.version))
-        {
+        for migration in self.files.iter().filter(|m| {
+            self.layout.order().cmp(m.version, version).is_le() && !applied.contains(&m.version)
+        }) {
             let record = Record::new(migration, &self.settings.who, 0);
             self.history
                 .record_baseline(conn, record)
@@ -362,7 +381,12 @@ impl Migrator {
 
     /// Compares files with history.
     pub fn status<'a>(&'a self, recorded: &'a Recorded) -> Vec<Entry<'a>> {
-        plan::status(&self.files, &recorded.applied, &recorded.partial)
+        plan::status(
+            &self.files,
+            &recorded.applied,
+            &recorded.partial,
+            self.layout.order(),
+        )
     }
 
     /// Runs `work` holding the runner lock, which is released on every path (the server frees
@@ -415,7 +439,12 @@ impl Migrator {
         events: &mut dyn FnMut(Event),
     ) -> Result<Report, RunnerError> {
         let recorded = self.prepare(lock.connection()).await?;
-        let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
+        let entries = plan::status(
+            &self.files,
+            &recorded.applied,
+            &recorded.partial,
+            self.layout.order(),
+        );
         let steps = plan::plan_up(&entries, target, self.settings.allow)?;
         // Every file about to run is checked before the first one runs.
         source::analyse(steps.iter().map(|s| &s.migration.up))?;
@@ -446,8 +475,13 @@ impl Migrator {
         events: &mut dyn FnMut(Event),
     ) -> Result<Report, RunnerError> {
         let recorded = self.prepare(lock.connection()).await?;
-        let entries = plan::status(&self.files, &recorded.applied, &recorded.partial);
-        let steps = plan::plan_down(&entries, target, self.settings.allow)?;
+        let entries = plan::status(
+            &self.files,
+            &recorded.applied,
+            &recorded.partial,
+            self.layout.order(),
+        );
+        let steps = plan::plan_down(&entries, target, self.settings.allow, self.layout.order())?;
         source::analyse(steps.iter().filter_map(|m| m.down.as_ref()))?;
         // A revert drops what the migration added (columns and their data): back up first.
         if !steps.is_empty() {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::history::{Applied, Partial};
+use crate::layout::Order;
 use crate::script::prefix_checksum;
 use crate::source::{Migration, Version};
 
@@ -61,13 +62,17 @@ impl Entry<'_> {
     }
 }
 
-/// Compares files with history, in version order.
+/// Compares files with history, in version order (as the directory's layout orders versions).
 pub fn status<'a>(
     files: &'a [Migration],
     applied: &'a [Applied],
     partial: &'a [Partial],
+    order: Order,
 ) -> Vec<Entry<'a>> {
-    let newest_applied = applied.iter().map(|a| a.version).max();
+    let newest_applied = applied
+        .iter()
+        .map(|a| a.version)
+        .max_by(|a, b| order.cmp(*a, *b));
     let files_by_version: BTreeMap<Version, &Migration> =
         files.iter().map(|m| (m.version, m)).collect();
     let applied_by_version: BTreeMap<Version, &Applied> =
@@ -80,7 +85,7 @@ pub fn status<'a>(
         .chain(partial_by_version.keys())
         .copied()
         .collect();
-    versions.sort_unstable();
+    versions.sort_unstable_by(|a, b| order.cmp(*a, *b));
     versions.dedup();
     versions
         .into_iter()
@@ -88,7 +93,8 @@ pub fn status<'a>(
             let file = files_by_version.get(&version).copied();
             let applied = applied_by_version.get(&version).copied();
             let partial = partial_by_version.get(&version).copied();
-            let state = state_of(file, applied, partial, newest_applied);
+            let older = |n: Version| order.cmp(version, n).is_lt();
+            let state = state_of(file, applied, partial, newest_applied.is_some_and(older));
             let name = file
                 .map(|f| f.name.clone())
                 .or_else(|| applied.map(|a| a.name.clone()))
@@ -110,7 +116,7 @@ fn state_of(
     file: Option<&Migration>,
     applied: Option<&Applied>,
     partial: Option<&Partial>,
-    newest_applied: Option<Version>,
+    older_than_newest_applied: bool,
 ) -> State {
     match (file, applied, partial) {
         (Some(file), Some(applied), _) if applied.checksum != file.up.checksum => State::Edited {
@@ -123,9 +129,7 @@ fn state_of(
             done: partial.statements_done,
             total: partial.statements_total,
         },
-        (Some(file), None, None) if newest_applied.is_some_and(|n| file.version < n) => {
-            State::OutOfOrder
-        }
+        (Some(_), None, None) if older_than_newest_applied => State::OutOfOrder,
         (Some(_), None, None) => State::Pending,
         (None, None, None) => unreachable!("a version comes from a file, history or progress"),
     }
@@ -197,16 +201,19 @@ pub fn plan_up<'a>(
     allow: Allow,
 ) -> Result<Vec<UpStep<'a>>, PlanError> {
     check_history(entries, allow)?;
-    if let Some(target) = target
-        && !entries
-            .iter()
-            .any(|e| e.version == target && e.file.is_some())
-    {
-        return Err(PlanError::UnknownTarget(target.to_string()));
-    }
-    Ok(entries
+    // Entries are in the layout's order: up to the target is up to its position.
+    let end = match target {
+        None => entries.len(),
+        Some(target) => {
+            entries
+                .iter()
+                .position(|e| e.version == target && e.file.is_some())
+                .ok_or_else(|| PlanError::UnknownTarget(target.to_string()))?
+                + 1
+        }
+    };
+    Ok(entries[..end]
         .iter()
-        .filter(|e| target.is_none_or(|t| e.version <= t))
         .filter_map(|e| {
             let resume_at = match e.state {
                 State::Pending | State::OutOfOrder => 0,
@@ -313,6 +320,7 @@ pub fn plan_down<'a>(
     entries: &[Entry<'a>],
     target: DownTarget,
     allow: Allow,
+    order: Order,
 ) -> Result<Vec<&'a Migration>, PlanError> {
     check_history(
         entries,
@@ -336,7 +344,9 @@ pub fn plan_down<'a>(
         .filter(|e| matches!(e.state, State::Applied | State::Missing));
     let chosen: Vec<&Entry<'a>> = match target {
         DownTarget::Steps(n) => applied.take(n).collect(),
-        DownTarget::To(version) => applied.take_while(|e| e.version > version).collect(),
+        DownTarget::To(version) => applied
+            .take_while(|e| order.cmp(e.version, version).is_gt())
+            .collect(),
     };
     chosen.into_iter().map(reversible).collect()
 }
@@ -378,6 +388,7 @@ mod tests {
             name: format!("m{version}"),
             up: Script::parse(Path::new(&path), sql).unwrap(),
             down: down.map(|d| Script::parse(Path::new("down.sql"), d).unwrap()),
+            form: crate::layout::Form::Flat,
         }
     }
 
@@ -403,7 +414,7 @@ mod tests {
             migration(1, "SELECT 1;", None),
             migration(2, "SELECT 2;", None),
         ];
-        let entries = status(&files, &[], &[]);
+        let entries = status(&files, &[], &[], Order::Numeric);
         assert_eq!(states(&entries), vec![(1, "pending"), (2, "pending")]);
         let plan = plan_up(&entries, None, Allow::default()).unwrap();
         assert_eq!(
@@ -419,7 +430,7 @@ mod tests {
             migration(2, "SELECT 2;", None),
         ];
         let history = vec![applied(&files[0])];
-        let entries = status(&files, &history, &[]);
+        let entries = status(&files, &history, &[], Order::Numeric);
         assert_eq!(states(&entries), vec![(1, "applied"), (2, "pending")]);
         assert_eq!(plan_up(&entries, None, Allow::default()).unwrap().len(), 1);
     }
@@ -427,7 +438,7 @@ mod tests {
     #[test]
     fn up_stops_at_the_target() {
         let files: Vec<_> = (1..=3).map(|v| migration(v, "SELECT 1;", None)).collect();
-        let entries = status(&files, &[], &[]);
+        let entries = status(&files, &[], &[], Order::Numeric);
         let plan = plan_up(&entries, Some(2), Allow::default()).unwrap();
         assert_eq!(plan.len(), 2);
         assert_eq!(
@@ -441,7 +452,7 @@ mod tests {
         let files = vec![migration(1, "SELECT 1;", None)];
         let mut history = vec![applied(&files[0])];
         history[0].checksum = "0ld".into();
-        let entries = status(&files, &history, &[]);
+        let entries = status(&files, &history, &[], Order::Numeric);
         assert_eq!(states(&entries), vec![(1, "edited")]);
         let err = plan_up(
             &entries,
@@ -468,7 +479,7 @@ mod tests {
         let gone = migration(1, "SELECT 1;", None);
         let files = vec![migration(2, "SELECT 2;", None)];
         let history = vec![applied(&gone)];
-        let entries = status(&files, &history, &[]);
+        let entries = status(&files, &history, &[], Order::Numeric);
         assert_eq!(states(&entries), vec![(1, "missing"), (2, "pending")]);
         assert!(matches!(
             plan_up(&entries, None, Allow::default()),
@@ -493,7 +504,7 @@ mod tests {
             migration(2, "SELECT 2;", None),
         ];
         let history = vec![applied(&files[1])];
-        let entries = status(&files, &history, &[]);
+        let entries = status(&files, &history, &[], Order::Numeric);
         assert_eq!(states(&entries), vec![(1, "out-of-order"), (2, "applied")]);
         let err = plan_up(&entries, None, Allow::default()).unwrap_err();
         assert!(matches!(err, PlanError::OutOfOrder(_)), "{err}");
@@ -525,7 +536,7 @@ mod tests {
             done_checksum: String::new(),
             last_error: None,
         }];
-        let entries = status(&files, &[], &partial);
+        let entries = status(&files, &[], &partial, Order::Numeric);
         assert_eq!(states(&entries), vec![(1, "partial")]);
         let plan = plan_up(&entries, None, Allow::default()).unwrap();
         assert_eq!(plan[0].resume_at, 1);
@@ -555,7 +566,7 @@ mod tests {
             "-- sluice:no-transaction\nSELECT 10;\nSELECT 2;\n",
             None,
         )];
-        let entries = status(&files, &[], &partial);
+        let entries = status(&files, &[], &partial, Order::Numeric);
         let err = plan_up(&entries, None, Allow::default()).unwrap_err();
         assert!(matches!(err, PlanError::Edited(_)), "{err}");
     }
@@ -570,7 +581,7 @@ mod tests {
             "-- sluice:no-transaction\nSELECT 1;\nSELECT 2;\n",
             None,
         )];
-        let entries = status(&files, &[], &partial);
+        let entries = status(&files, &[], &partial, Order::Numeric);
         let plan = plan_up(&entries, None, Allow::default()).unwrap();
         assert_eq!(plan[0].resume_at, 1);
     }
@@ -588,7 +599,7 @@ mod tests {
             None,
         )];
         let partial = [partial];
-        let entries = status(&files, &[], &partial);
+        let entries = status(&files, &[], &partial, Order::Numeric);
         let plan = plan_up(&entries, None, Allow::default()).unwrap();
         assert_eq!(plan[0].resume_at, 0);
     }
@@ -599,22 +610,54 @@ mod tests {
             .map(|v| migration(v, "SELECT 1;", Some("SELECT -1;")))
             .collect();
         let history: Vec<_> = files.iter().map(applied).collect();
-        let entries = status(&files, &history, &[]);
+        let entries = status(&files, &history, &[], Order::Numeric);
         let versions = |plan: Vec<&Migration>| plan.iter().map(|m| m.version).collect::<Vec<_>>();
         assert_eq!(
-            versions(plan_down(&entries, DownTarget::Steps(1), Allow::default()).unwrap()),
+            versions(
+                plan_down(
+                    &entries,
+                    DownTarget::Steps(1),
+                    Allow::default(),
+                    Order::Numeric
+                )
+                .unwrap()
+            ),
             vec![3]
         );
         assert_eq!(
-            versions(plan_down(&entries, DownTarget::Steps(9), Allow::default()).unwrap()),
+            versions(
+                plan_down(
+                    &entries,
+                    DownTarget::Steps(9),
+                    Allow::default(),
+                    Order::Numeric
+                )
+                .unwrap()
+            ),
             vec![3, 2, 1]
         );
         assert_eq!(
-            versions(plan_down(&entries, DownTarget::To(1), Allow::default()).unwrap()),
+            versions(
+                plan_down(
+                    &entries,
+                    DownTarget::To(1),
+                    Allow::default(),
+                    Order::Numeric
+                )
+                .unwrap()
+            ),
             vec![3, 2]
         );
         assert_eq!(
-            versions(plan_down(&entries, DownTarget::To(3), Allow::default()).unwrap()),
+            versions(
+                plan_down(
+                    &entries,
+                    DownTarget::To(3),
+                    Allow::default(),
+                    Order::Numeric
+                )
+                .unwrap()
+            ),
             Vec::<Version>::new()
         );
     }
@@ -626,8 +669,14 @@ mod tests {
             migration(2, "SELECT 2;", None),
         ];
         let history: Vec<_> = files.iter().map(applied).collect();
-        let entries = status(&files, &history, &[]);
-        let err = plan_down(&entries, DownTarget::Steps(2), Allow::default()).unwrap_err();
+        let entries = status(&files, &history, &[], Order::Numeric);
+        let err = plan_down(
+            &entries,
+            DownTarget::Steps(2),
+            Allow::default(),
+            Order::Numeric,
+        )
+        .unwrap_err();
         assert!(
             matches!(err, PlanError::Irreversible { ref id, .. } if id == "0002_m2"),
             "{err}"
@@ -639,12 +688,12 @@ mod tests {
         let gone = migration(2, "SELECT 2;", Some("SELECT -2;"));
         let files = vec![migration(1, "SELECT 1;", Some("SELECT -1;"))];
         let history = vec![applied(&files[0]), applied(&gone)];
-        let entries = status(&files, &history, &[]);
+        let entries = status(&files, &history, &[], Order::Numeric);
         let allow = Allow {
             missing: true,
             ..Allow::default()
         };
-        let err = plan_down(&entries, DownTarget::Steps(1), allow).unwrap_err();
+        let err = plan_down(&entries, DownTarget::Steps(1), allow, Order::Numeric).unwrap_err();
         assert!(
             err.to_string()
                 .contains("migration 2_m2 has no down file (its file is missing)"),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::layout::Order;
 use crate::script::checksum;
 use crate::source::{self, Version};
 
@@ -125,13 +126,19 @@ pub fn compare(then: &Files, now: &Files) -> Vec<Change> {
             }),
         }
     }
+    // diesel's directories run in text order, every other layout's files in numeric order.
+    let order = if then.keys().any(|n| n.contains('/')) {
+        Order::Text
+    } else {
+        Order::Numeric
+    };
     let newest = then
         .keys()
         .filter_map(|n| version_of(n).map(|v| (v, n)))
-        .max();
+        .max_by(|(a, _), (b, _)| order.cmp(*a, *b));
     if let Some((newest_version, newest_name)) = newest {
         for (name, _) in added.iter().filter(|(n, _)| !renamed_to.contains(n)) {
-            if version_of(name).is_some_and(|v| v <= newest_version) {
+            if version_of(name).is_some_and(|v| order.cmp(v, newest_version).is_le()) {
                 changes.push(Change::OlderThanMerged {
                     file: (*name).clone(),
                     newest: newest_name.clone(),

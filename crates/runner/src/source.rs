@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use sluice_common::input;
 
+use crate::layout::{self, Choice, Form, Layout};
 use crate::script::{Script, ScriptError};
 use crate::sections;
 
@@ -28,6 +29,15 @@ pub struct Migration {
     pub name: String,
     pub up: Script,
     pub down: Option<Script>,
+    /// How it was written: which layout it belongs to.
+    pub form: Form,
+}
+
+/// A directory's migrations, in the order its layout's tool runs them.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub layout: Layout,
+    pub migrations: Vec<Migration>,
 }
 
 impl Migration {
@@ -138,6 +148,8 @@ struct Found {
     text: String,
     /// diesel's `metadata.toml` beside an `up.sql`: its path and text.
     metadata: Option<(PathBuf, String)>,
+    /// Flat, or one of diesel's directories.
+    form: Form,
 }
 
 /// A diesel migration directory, `<version>_<name>/up.sql` and optionally `down.sql`, from its
@@ -168,6 +180,7 @@ fn parse_directory(
         path: dir.join(file),
         text: text.to_owned(),
         metadata: None,
+        form: Form::Diesel,
     };
     let mut up = named(Direction::Up, "up.sql", up);
     up.metadata = files
@@ -227,14 +240,15 @@ fn diesel_runs_outside_a_transaction(metadata: Option<&(PathBuf, String)>) -> Re
 }
 
 /// Loads every migration in `dir` and checks every statement of every file: `validate`.
-pub fn load_checked(dir: &Path) -> Result<Vec<Migration>, SourceError> {
-    let migrations = load(dir)?;
+pub fn load_checked(dir: &Path, choice: Choice) -> Result<Loaded, SourceError> {
+    let loaded = load(dir, choice)?;
     analyse(
-        migrations
+        loaded
+            .migrations
             .iter()
             .flat_map(|m| std::iter::once(&m.up).chain(&m.down)),
     )?;
-    Ok(migrations)
+    Ok(loaded)
 }
 
 /// Splits and checks the statements of `scripts`, reporting every problem at once.
@@ -250,37 +264,44 @@ pub fn analyse<'a>(scripts: impl IntoIterator<Item = &'a Script>) -> Result<(), 
     }
 }
 
-/// Loads every migration in `dir`, sorted by version: names, pairs, directives and
-/// checksums. Statements are split later, only for files about to run ([`analyse`]).
-pub fn load(dir: &Path) -> Result<Vec<Migration>, SourceError> {
+/// Loads every migration in `dir`, in the order of its layout (detected, or as `choice`
+/// forces): names, pairs, directives and checksums. Statements are split later, only for files
+/// about to run ([`analyse`]).
+pub fn load(dir: &Path, choice: Choice) -> Result<Loaded, SourceError> {
     let (files, mut problems) = read_dir(dir)?;
     let files: Vec<SourceFile<'_>> = files
         .iter()
         .map(|(path, text)| SourceFile { path, text })
         .collect();
     let migrations = assemble(dir, &files, &mut problems);
-    finish(migrations, problems)
+    finish(migrations, problems, choice)
 }
 
 /// Loads migrations from files that were read elsewhere, e.g. embedded into a binary at
 /// compile time: the same names, pairs, directives and checksums as [`load`] finds in a
 /// directory holding these files. `root` names the directory in messages and paths.
-pub fn load_files(root: &Path, files: &[SourceFile<'_>]) -> Result<Vec<Migration>, SourceError> {
+pub fn load_files(
+    root: &Path,
+    files: &[SourceFile<'_>],
+    choice: Choice,
+) -> Result<Loaded, SourceError> {
     let files: Vec<SourceFile<'_>> = files.iter().copied().filter(|f| is_read(f.path)).collect();
     let mut problems = Vec::new();
     let migrations = assemble(root, &files, &mut problems);
-    finish(migrations, problems)
+    finish(migrations, problems, choice)
 }
 
 fn finish(
-    migrations: Vec<Migration>,
+    mut migrations: Vec<Migration>,
     problems: Vec<String>,
-) -> Result<Vec<Migration>, SourceError> {
-    if problems.is_empty() {
-        Ok(migrations)
-    } else {
-        Err(SourceError { problems })
+    choice: Choice,
+) -> Result<Loaded, SourceError> {
+    if !problems.is_empty() {
+        return Err(SourceError { problems });
     }
+    let layout = layout::detect(&migrations, choice)?;
+    layout::sort(&mut migrations, layout.order());
+    Ok(Loaded { layout, migrations })
 }
 
 /// Files read from disk: relative path and text.
@@ -369,6 +390,7 @@ fn assemble(root: &Path, files: &[SourceFile<'_>], problems: &mut Vec<String>) -
                 path: root.join(file.path),
                 text: file.text.to_owned(),
                 metadata: None,
+                form: Form::Flat,
             }),
             Ok(None) => {}
             Err(problem) => problems.push(format!("{}: {}", root.display(), problem)),
@@ -484,6 +506,7 @@ fn build(up: Found, down: Option<Found>, problems: &mut Vec<String>) -> Option<M
         name: up.name.name,
         up: up_script,
         down: down_script,
+        form: up.form,
     })
 }
 
@@ -528,10 +551,11 @@ fn build_sections(
         Some(text) => Some(script(text, split.down_no_transaction, problems)),
         None => None,
     };
+    let form = Form::Sections(Layout::of_tool(split.tool).expect("sections name a known tool"));
     Some(match (up_script, down_script) {
-        (Some(up_script), None) => Some(migration(up, up_script, None)),
+        (Some(up_script), None) => Some(migration(up, up_script, None, form)),
         (Some(up_script), Some(Some(down_script))) => {
-            Some(migration(up, up_script, Some(down_script)))
+            Some(migration(up, up_script, Some(down_script), form))
         }
         _ => None,
     })
@@ -566,13 +590,14 @@ pub fn file_scripts(path: &Path, text: &str) -> Result<Vec<Script>, String> {
     }
 }
 
-fn migration(found: &Found, up: Script, down: Option<Script>) -> Migration {
+fn migration(found: &Found, up: Script, down: Option<Script>, form: Form) -> Migration {
     Migration {
         version: found.name.version,
         version_text: found.name.version_text.clone(),
         name: found.name.name.clone(),
         up,
         down,
+        form,
     }
 }
 
@@ -585,6 +610,7 @@ fn parse_script(found: &Found, problems: &mut Vec<String>) -> Option<Script> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::Layout;
 
     #[test]
     fn parses_the_three_layouts() {
@@ -657,12 +683,12 @@ mod tests {
             ("0002_a.sql", "SELECT 1;"),
             ("README.md", "not a migration"),
         ]);
-        let migrations = load(dir.path()).unwrap();
+        let migrations = load(dir.path(), Choice::Auto).unwrap().migrations;
         let ids: Vec<String> = migrations.iter().map(Migration::id).collect();
         assert_eq!(ids, vec!["0002_a", "0010_b"]);
         assert!(migrations[0].down.is_none());
         assert_eq!(migrations[1].down.as_ref().unwrap().sql, "SELECT -2;");
-        assert!(load_checked(dir.path()).is_ok());
+        assert!(load_checked(dir.path(), Choice::Auto).is_ok());
     }
 
     #[test]
@@ -678,7 +704,7 @@ mod tests {
             ("0004_f.down.sql", "SELECT 1;"),
             ("bad.sql", "SELECT 1;"),
         ]);
-        let err = load(dir.path()).unwrap_err();
+        let err = load(dir.path(), Choice::Auto).unwrap_err();
         let text = err.to_string();
         assert_eq!(err.problems.len(), 5, "{text}");
         assert!(
@@ -720,7 +746,7 @@ mod tests {
             ("64_add_flags.up.sql", "SELECT 64;"),
             ("64_drop_flags.down.sql", "SELECT -64;"),
         ]);
-        let migrations = load(dir.path()).unwrap();
+        let migrations = load(dir.path(), Choice::Auto).unwrap().migrations;
         let versions: Vec<i64> = migrations.iter().map(|m| m.version).collect();
         assert_eq!(versions, [1, 2, 10, 64]);
         let flags = &migrations[3];
@@ -737,7 +763,7 @@ mod tests {
 
     #[test]
     fn reads_diesel_directories_with_dashed_versions() {
-        let dir = dir_with(&[("20240301000000_flat.sql", "SELECT 3;")]);
+        let dir = tempfile::tempdir().unwrap();
         diesel_dir(
             dir.path(),
             "00000000000000_diesel_initial_setup",
@@ -749,18 +775,29 @@ mod tests {
             &[("up.sql", "SELECT 1;"), ("down.sql", "SELECT -1;")],
         );
         diesel_dir(dir.path(), "k8s", &[("job.yaml", "kind: Job")]);
-        let migrations = load(dir.path()).unwrap();
+        diesel_dir(
+            dir.path(),
+            "2024-02-01-1200-twelve-digits",
+            &[("up.sql", "SELECT 2;")],
+        );
+        let loaded = load(dir.path(), Choice::Auto).unwrap();
+        assert_eq!(loaded.layout, Layout::Diesel);
+        let migrations = loaded.migrations;
         let ids: Vec<String> = migrations.iter().map(Migration::id).collect();
         assert_eq!(
             ids,
             vec![
                 "00000000000000_diesel_initial_setup",
                 "2024-01-31-120000_create_users",
-                "20240301000000_flat"
+                "2024-02-01-1200_twelve-digits"
             ]
         );
         assert_eq!(migrations[1].version, 20_240_131_120_000);
         assert_eq!(migrations[1].down.as_ref().unwrap().sql, "SELECT -1;");
+        // A flat file beside diesel's directories makes a mixed directory: refused, named.
+        std::fs::write(dir.path().join("20240301000000_flat.sql"), "SELECT 3;").unwrap();
+        let mixed = load(dir.path(), Choice::Auto).unwrap_err().to_string();
+        assert!(mixed.contains("20240301000000_flat.sql"), "{mixed}");
     }
 
     #[test]
@@ -776,7 +813,7 @@ mod tests {
                 ("metadata.toml", "run_in_transaction = false\n"),
             ],
         );
-        let text = load(dir.path()).unwrap_err().to_string();
+        let text = load(dir.path(), Choice::Auto).unwrap_err().to_string();
         assert!(text.contains("2024-01-x_bad/: the version"), "{text}");
         assert!(
             text.contains("0002_orphan/down.sql: a down file without"),
@@ -786,7 +823,7 @@ mod tests {
         assert!(!text.contains("0003_concurrent"), "{text}");
         std::fs::remove_dir_all(dir.path().join("2024-01-x_bad")).unwrap();
         std::fs::remove_dir_all(dir.path().join("0002_orphan")).unwrap();
-        let migrations = load_checked(dir.path()).unwrap();
+        let migrations = load_checked(dir.path(), Choice::Auto).unwrap().migrations;
         assert!(migrations[0].up.directives.no_transaction);
     }
 
@@ -809,40 +846,6 @@ mod tests {
 
     #[test]
     fn files_read_elsewhere_load_as_the_directory_does() {
-        let dir = dir_with(&[
-            ("0001_a.up.sql", "CREATE TABLE a (id int);\r\n"),
-            ("0001_a.down.sql", "DROP TABLE a;"),
-            (
-                "0003_c.sql",
-                "-- sluice:no-transaction\nCREATE INDEX CONCURRENTLY i ON a (id);",
-            ),
-            ("notes.txt", "not read"),
-        ]);
-        diesel_dir(
-            dir.path(),
-            "2024-01-31-120000_d",
-            &[
-                ("up.sql", "SELECT 1;"),
-                ("metadata.toml", "run_in_transaction = false\n"),
-            ],
-        );
-        let from_disk = load(dir.path()).unwrap();
-        let files = [
-            ("0001_a.up.sql", "CREATE TABLE a (id int);\r\n"),
-            ("0001_a.down.sql", "DROP TABLE a;"),
-            (
-                "0003_c.sql",
-                "-- sluice:no-transaction\nCREATE INDEX CONCURRENTLY i ON a (id);",
-            ),
-            ("notes.txt", "not read"),
-            ("2024-01-31-120000_d/up.sql", "SELECT 1;"),
-            (
-                "2024-01-31-120000_d/metadata.toml",
-                "run_in_transaction = false\n",
-            ),
-        ]
-        .map(|(path, text)| SourceFile { path, text });
-        let embedded = load_files(dir.path(), &files).unwrap();
         let summary = |ms: &[Migration]| -> Vec<(String, String, bool, Option<String>, PathBuf)> {
             ms.iter()
                 .map(|m| {
@@ -856,17 +859,65 @@ mod tests {
                 })
                 .collect()
         };
+        let flat = [
+            ("0001_a.up.sql", "CREATE TABLE a (id int);\r\n"),
+            ("0001_a.down.sql", "DROP TABLE a;"),
+            (
+                "0003_c.sql",
+                "-- sluice:no-transaction\nCREATE INDEX CONCURRENTLY i ON a (id);",
+            ),
+            ("notes.txt", "not read"),
+        ];
+        let dir = dir_with(&flat);
+        let from_disk = load(dir.path(), Choice::Auto).unwrap().migrations;
+        let files = flat.map(|(path, text)| SourceFile { path, text });
+        let embedded = load_files(dir.path(), &files, Choice::Auto)
+            .unwrap()
+            .migrations;
         assert_eq!(summary(&embedded), summary(&from_disk));
-        assert_eq!(embedded.len(), 3);
+        assert_eq!(embedded.len(), 2);
+        assert!(embedded[1].up.directives.no_transaction);
+
+        let dir = tempfile::tempdir().unwrap();
+        let diesel = [
+            ("up.sql", "SELECT 1;"),
+            ("metadata.toml", "run_in_transaction = false\n"),
+        ];
+        diesel_dir(dir.path(), "2024-01-31-120000_d", &diesel);
+        let from_disk = load(dir.path(), Choice::Auto).unwrap().migrations;
+        let paths = diesel.map(|(file, _)| format!("2024-01-31-120000_d/{file}"));
+        let files: Vec<SourceFile<'_>> = paths
+            .iter()
+            .zip(diesel)
+            .map(|(path, (_, text))| SourceFile { path, text })
+            .collect();
+        let embedded = load_files(dir.path(), &files, Choice::Auto)
+            .unwrap()
+            .migrations;
+        assert_eq!(summary(&embedded), summary(&from_disk));
+        assert_eq!(embedded.len(), 1);
         assert!(
-            embedded[2].up.directives.no_transaction,
+            embedded[0].up.directives.no_transaction,
             "diesel metadata read"
+        );
+        // Embedded files that mix layouts are refused as a directory that does.
+        let mut mixed = files.clone();
+        mixed.push(SourceFile {
+            path: "0003_c.sql",
+            text: "SELECT 3;",
+        });
+        let text = load_files(dir.path(), &mixed, Choice::Auto)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("0003_c.sql") && text.contains("mixes layouts"),
+            "{text}"
         );
         let bad = [SourceFile {
             path: "0001_x.down.sql",
             text: "SELECT 1;",
         }];
-        let text = load_files(Path::new("migrations"), &bad)
+        let text = load_files(Path::new("migrations"), &bad, Choice::Auto)
             .unwrap_err()
             .to_string();
         assert!(
@@ -877,7 +928,7 @@ mod tests {
 
     #[test]
     fn a_missing_directory_says_what_to_do() {
-        let err = load(Path::new("/nonexistent/migrations")).unwrap_err();
+        let err = load(Path::new("/nonexistent/migrations"), Choice::Auto).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/migrations"));
         assert!(err.to_string().contains("sluice new"));
     }

@@ -428,3 +428,195 @@ async fn import_then_up_applies_only_what_is_new_in_real_directory_patterns() {
         vec![202305231715, 20230601000000]
     );
 }
+
+/// Rows of another tool's table: import reads it and never changes it.
+async fn rows_of(project: &Project, table: &str) -> i64 {
+    project
+        .db
+        .scalar(&format!("SELECT count(*) FROM {table}"))
+        .await
+}
+
+#[tokio::test]
+async fn import_from_dbmate_reads_its_text_versions_then_up_runs_only_the_rest() {
+    let project = Project::new().await;
+    let applied = [
+        (
+            "20240301090000_create_accounts.sql",
+            "CREATE TABLE accounts (id bigint PRIMARY KEY);\n",
+        ),
+        (
+            "20240302090000_add_email.sql",
+            "ALTER TABLE accounts ADD COLUMN email text;\n",
+        ),
+    ];
+    for (name, up) in applied {
+        project.write(
+            name,
+            &format!("-- written by hand\n-- migrate:up\n{up}\n-- migrate:down\n"),
+        );
+        project.db.exec(up).await;
+    }
+    project.write(
+        "20240303090000_index.sql",
+        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY accounts_email ON accounts (email);\n\
+         -- migrate:down\nDROP INDEX accounts_email;\n",
+    );
+    project
+        .db
+        .exec(
+            "CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY);
+             INSERT INTO schema_migrations VALUES ('20240301090000'), ('20240302090000');",
+        )
+        .await;
+    // dbmate's table is not golang-migrate's, and golang-migrate's is not dbmate's.
+    let wrong = project.run(&["import", "--from", "golang-migrate"]);
+    wrong.expect_code(exit::HISTORY_DRIFT);
+    assert!(
+        wrong.stderr().contains("is dbmate's") && wrong.stderr().contains("--from dbmate"),
+        "{}",
+        wrong.stderr()
+    );
+    let import = project.run(&["import", "--from", "dbmate"]);
+    import.expect_code(exit::OK);
+    assert!(
+        import
+            .stdout()
+            .contains("imported 2 migration(s) from dbmate's history"),
+        "{}",
+        import.stdout()
+    );
+    project.run(&["up"]).expect_code(exit::OK);
+    let mut conn = project.db.connect().await;
+    assert_eq!(
+        recorded_versions(&mut conn).await,
+        [20_240_301_090_000, 20_240_302_090_000, 20_240_303_090_000]
+    );
+    assert_eq!(rows_of(&project, "schema_migrations").await, 2);
+    let program: String = sqlx::query_scalar(
+        "SELECT applied_by_program FROM sluice.migrations WHERE version = 20240301090000",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(program, "dbmate (imported)");
+
+    let other = Project::new().await;
+    other
+        .db
+        .exec("CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL)")
+        .await;
+    let wrong = other.run(&["import", "--from", "dbmate"]);
+    wrong.expect_code(exit::HISTORY_DRIFT);
+    assert!(
+        wrong.stderr().contains("is golang-migrate's"),
+        "{}",
+        wrong.stderr()
+    );
+}
+
+#[tokio::test]
+async fn import_from_goose_takes_the_newest_row_of_each_version() {
+    let project = Project::new().await;
+    for (name, up, down) in [
+        (
+            "00001_widgets.sql",
+            "CREATE TABLE widgets (id bigint PRIMARY KEY);\n",
+            "DROP TABLE widgets;\n",
+        ),
+        (
+            "00002_gadgets.sql",
+            "CREATE TABLE gadgets (id bigint PRIMARY KEY);\n",
+            "DROP TABLE gadgets;\n",
+        ),
+        (
+            // The project's own migration alters goose's table: it keeps working.
+            "00003_note_on_goose_table.sql",
+            "ALTER TABLE goose_db_version ADD COLUMN note text;\n",
+            "ALTER TABLE goose_db_version DROP COLUMN note;\n",
+        ),
+    ] {
+        project.write(name, &format!("-- +goose Up\n{up}\n-- +goose Down\n{down}"));
+    }
+    // goose applied 1 and 2, then rolled 2 back (an older goose appends is_applied = false).
+    project
+        .db
+        .exec(
+            "CREATE TABLE goose_db_version (id serial PRIMARY KEY, version_id bigint NOT NULL, \
+             is_applied boolean NOT NULL, tstamp timestamp DEFAULT now());
+             INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true), (1, true), (2, true), (2, false);
+             CREATE TABLE widgets (id bigint PRIMARY KEY);",
+        )
+        .await;
+    let import = project.run(&["import", "--from", "goose"]);
+    import.expect_code(exit::OK);
+    assert!(
+        import.stdout().contains("imported 00001_widgets")
+            && import
+                .stdout()
+                .contains("imported 1 migration(s) from goose's history"),
+        "{}",
+        import.stdout()
+    );
+    project.run(&["up", "--skip-lint"]).expect_code(exit::OK);
+    let mut conn = project.db.connect().await;
+    assert_eq!(recorded_versions(&mut conn).await, [1, 2, 3]);
+    assert_eq!(rows_of(&project, "goose_db_version").await, 4);
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM pg_attribute WHERE attrelid = 'goose_db_version'::regclass AND attname = 'note'")
+            .await,
+        1
+    );
+    // A version goose applied whose file is gone is named.
+    project
+        .db
+        .exec("INSERT INTO goose_db_version (version_id, is_applied) VALUES (7, true)")
+        .await;
+    let missing = project.run(&["import", "--from", "goose"]);
+    missing.expect_code(exit::HISTORY_DRIFT);
+    assert!(
+        missing
+            .stderr()
+            .contains("goose applied migration 7, but there is no file with that version"),
+        "{}",
+        missing.stderr()
+    );
+}
+
+#[tokio::test]
+async fn import_from_sql_migrate_matches_files_by_name() {
+    let project = Project::new().await;
+    for (name, up) in [
+        (
+            "1_initial.sql",
+            "CREATE TABLE people (id int PRIMARY KEY);\n",
+        ),
+        ("2_names.sql", "ALTER TABLE people ADD COLUMN name text;\n"),
+    ] {
+        project.write(name, &format!("-- +migrate Up\n{up}-- +migrate Down\n"));
+    }
+    project
+        .db
+        .exec(
+            "CREATE TABLE gorp_migrations (id text NOT NULL PRIMARY KEY, applied_at timestamptz);
+             INSERT INTO gorp_migrations VALUES ('1_initial.sql', '2024-05-01 10:00:00+00');
+             CREATE TABLE people (id int PRIMARY KEY);",
+        )
+        .await;
+    project
+        .run(&["import", "--from", "sql-migrate"])
+        .expect_code(exit::OK);
+    project.run(&["up"]).expect_code(exit::OK);
+    let mut conn = project.db.connect().await;
+    assert_eq!(recorded_versions(&mut conn).await, [1, 2]);
+    let applied_at: String = sqlx::query_scalar(
+        "SELECT to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM sluice.migrations WHERE version = 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(applied_at, "2024-05-01 10:00");
+    assert_eq!(rows_of(&project, "gorp_migrations").await, 1);
+}

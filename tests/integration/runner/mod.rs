@@ -5,6 +5,7 @@ mod apply;
 mod concurrency;
 mod drift;
 mod guards;
+mod layouts;
 mod no_transaction;
 mod post_apply;
 mod sections;

@@ -1,5 +1,5 @@
-//! Directories as sqlx, golang-migrate and diesel users write them (written here, modelled on
-//! their patterns), applied unedited by `sluice up` to an empty database and compared with what
+//! Directories as sqlx, golang-migrate, diesel, dbmate, goose and sql-migrate users write them
+//! (written here, modelled on their patterns), applied unedited by `sluice up` to an empty database and compared with what
 //! each tool's own rule gives: the same files run on another database the way the tool runs
 //! them. Where downs exist, a full `down` and `up` again gives the same schema once more.
 
@@ -195,4 +195,169 @@ async fn a_diesel_directory_gives_the_schema_diesel_gives() {
     assert_eq!(sluice_schema(&project).await, Vec::<String>::new());
     project.run(&["up", "--skip-lint"]).expect_code(exit::OK);
     assert_eq!(sluice_schema(&project).await, expected);
+}
+
+/// One file of a tool that writes both directions into one file: the text before the first
+/// marker, the up marker and section, the down marker and section. The sections alone are
+/// what the tool runs.
+struct Sectioned {
+    name: &'static str,
+    preamble: &'static str,
+    up_marker: &'static str,
+    up: &'static str,
+    down_marker: &'static str,
+    down: &'static str,
+    /// The tool runs this file outside a transaction.
+    no_transaction: bool,
+}
+
+impl Sectioned {
+    fn text(&self) -> String {
+        format!(
+            "{}{}\n{}{}\n{}",
+            self.preamble, self.up_marker, self.up, self.down_marker, self.down
+        )
+    }
+
+    fn rule(&self) -> Rule {
+        if self.no_transaction {
+            Rule::AsItIs
+        } else {
+            Rule::InTransaction
+        }
+    }
+}
+
+/// Applies `files` with sluice, compares with their up sections run the tool's way, then a full
+/// down (every down section, newest first) leaves nothing and up again gives the same schema.
+async fn sectioned_directory_matches_its_tool(files: &[Sectioned], layout: &str) {
+    let project = Project::new().await;
+    for file in files {
+        project.write(file.name, &file.text());
+    }
+    project.write("README.md", "How to add a migration: see the wiki.\n");
+    let validate = project.run(&["validate"]);
+    validate.expect_code(exit::OK);
+    assert!(
+        validate
+            .stdout()
+            .contains(&format!("read as a {layout} directory")),
+        "{}",
+        validate.stdout()
+    );
+    project.run(&["up", "--skip-lint"]).expect_code(exit::OK);
+    let reference: Vec<(&str, Rule)> = files.iter().map(|f| (f.up, f.rule())).collect();
+    let expected = tools_schema(&reference).await;
+    assert!(!expected.is_empty());
+    assert_eq!(sluice_schema(&project).await, expected);
+    project
+        .run(&["down", "--to", "0", "--skip-lint"])
+        .expect_code(exit::OK);
+    assert_eq!(sluice_schema(&project).await, Vec::<String>::new());
+    project.run(&["up", "--skip-lint"]).expect_code(exit::OK);
+    assert_eq!(sluice_schema(&project).await, expected);
+}
+
+#[tokio::test]
+async fn a_dbmate_directory_gives_the_schema_dbmate_gives() {
+    let files = [
+        Sectioned {
+            name: "20240301090000_create_accounts.sql",
+            preamble: "-- Accounts of the billing service.\n-- Owner: payments team\n\n",
+            up_marker: "-- migrate:up",
+            up: "CREATE TABLE accounts (\n  id bigserial PRIMARY KEY,\n  email text NOT NULL\n);\n\
+                 CREATE TABLE invoices (id bigserial PRIMARY KEY, account_id bigint REFERENCES accounts (id));\n\n",
+            down_marker: "-- migrate:down",
+            down: "DROP TABLE invoices;\nDROP TABLE accounts;\n",
+            no_transaction: false,
+        },
+        Sectioned {
+            name: "20240302090000_index_email.sql",
+            preamble: "",
+            up_marker: "-- migrate:up transaction:false",
+            up: "CREATE INDEX CONCURRENTLY accounts_email ON accounts (email);\n",
+            down_marker: "-- migrate:down transaction:false",
+            down: "DROP INDEX CONCURRENTLY accounts_email;\n",
+            no_transaction: true,
+        },
+        Sectioned {
+            name: "20240303090000_comment.sql",
+            preamble: "",
+            up_marker: "-- migrate:up",
+            up: "COMMENT ON TABLE accounts IS 'billing accounts';\n",
+            // An empty down: dbmate reverts nothing, and neither does sluice.
+            down_marker: "-- migrate:down",
+            down: "",
+            no_transaction: false,
+        },
+    ];
+    sectioned_directory_matches_its_tool(&files, "dbmate").await;
+}
+
+#[tokio::test]
+async fn a_goose_directory_gives_the_schema_goose_gives() {
+    let files = [
+        Sectioned {
+            name: "00001_create_widgets.sql",
+            preamble: "",
+            up_marker: "-- +goose Up",
+            up: "CREATE TABLE widgets (id bigint PRIMARY KEY, name text, updated_at timestamptz);\n\
+                 -- +goose StatementBegin\n\
+                 CREATE FUNCTION widgets_touch() RETURNS trigger LANGUAGE plpgsql AS $$\n\
+                 BEGIN\n  NEW.updated_at := now();\n  RETURN NEW;\nEND;\n$$;\n\
+                 -- +goose StatementEnd\n\
+                 CREATE TRIGGER widgets_touch BEFORE UPDATE ON widgets FOR EACH ROW EXECUTE FUNCTION widgets_touch();\n",
+            down_marker: "-- +goose Down",
+            down: "DROP TRIGGER widgets_touch ON widgets;\nDROP FUNCTION widgets_touch();\nDROP TABLE widgets;\n",
+            no_transaction: false,
+        },
+        Sectioned {
+            name: "00002_index_widgets.sql",
+            preamble: "-- +goose NO TRANSACTION\n",
+            up_marker: "-- +goose Up",
+            up: "CREATE INDEX CONCURRENTLY widgets_name ON widgets (name);\n",
+            down_marker: "-- +goose Down",
+            down: "DROP INDEX CONCURRENTLY widgets_name;\n",
+            no_transaction: true,
+        },
+        Sectioned {
+            name: "00004_gap_is_fine.sql",
+            preamble: "",
+            up_marker: "-- +goose Up",
+            up: "ALTER TABLE widgets ADD COLUMN size integer;\n",
+            down_marker: "-- +goose Down",
+            down: "ALTER TABLE widgets DROP COLUMN size;\n",
+            no_transaction: false,
+        },
+    ];
+    sectioned_directory_matches_its_tool(&files, "goose").await;
+}
+
+#[tokio::test]
+async fn a_sql_migrate_directory_gives_the_schema_sql_migrate_gives() {
+    let files = [
+        Sectioned {
+            name: "1_initial.sql",
+            preamble: "",
+            up_marker: "-- +migrate Up",
+            up: "CREATE TABLE people (id int PRIMARY KEY, name text);\n\
+                 -- +migrate StatementBegin\n\
+                 CREATE FUNCTION people_count() RETURNS bigint LANGUAGE plpgsql AS $$\n\
+                 DECLARE n bigint;\nBEGIN\n  SELECT count(*) INTO n FROM people;\n  RETURN n;\nEND;\n$$;\n\
+                 -- +migrate StatementEnd\n",
+            down_marker: "-- +migrate Down",
+            down: "DROP FUNCTION people_count();\nDROP TABLE people;\n",
+            no_transaction: false,
+        },
+        Sectioned {
+            name: "2_index_people.sql",
+            preamble: "",
+            up_marker: "-- +migrate Up notransaction",
+            up: "CREATE INDEX CONCURRENTLY people_name ON people (name);\n",
+            down_marker: "-- +migrate Down notransaction",
+            down: "DROP INDEX CONCURRENTLY people_name;\n",
+            no_transaction: true,
+        },
+    ];
+    sectioned_directory_matches_its_tool(&files, "sql-migrate").await;
 }

@@ -8,6 +8,7 @@ use sluice_common::exit;
 use sluice_common::outln;
 use sluice_runner::baseline::Baseline;
 use sluice_runner::error::RunnerError;
+use sluice_runner::layout::Choice;
 use sluice_runner::lint::{self, Finding, LintSettings, RULES, Severity};
 use sluice_runner::script::Script;
 use sluice_runner::source::{self, SourceError};
@@ -27,12 +28,17 @@ pub struct Ask {
     pub write_baseline: bool,
 }
 
-pub fn run(dir: &Path, files: &[PathBuf], ask: Ask, settings: &LintSettings) -> anyhow::Result<u8> {
+pub fn run(
+    (dir, layout): (&Path, Choice),
+    files: &[PathBuf],
+    ask: Ask,
+    settings: &LintSettings,
+) -> anyhow::Result<u8> {
     if ask.rules {
         print_rules();
         return Ok(exit::OK);
     }
-    let scripts = scripts(dir, files)?;
+    let scripts = scripts(dir, layout, files)?;
     let mut findings: Vec<Finding> = Vec::new();
     if ask.write_baseline {
         let all: Vec<Finding> = scripts
@@ -72,10 +78,11 @@ pub fn run(dir: &Path, files: &[PathBuf], ask: Ask, settings: &LintSettings) -> 
 }
 
 /// The named files, or every up and down script of the directory.
-fn scripts(dir: &Path, files: &[PathBuf]) -> Result<Vec<Script>, RunnerError> {
+fn scripts(dir: &Path, layout: Choice, files: &[PathBuf]) -> Result<Vec<Script>, RunnerError> {
     if files.is_empty() {
-        let migrations = source::load_checked(dir)?;
-        return Ok(migrations
+        let loaded = source::load_checked(dir, layout)?;
+        return Ok(loaded
+            .migrations
             .into_iter()
             .flat_map(|m| std::iter::once(m.up).chain(m.down))
             .collect());

@@ -19,6 +19,7 @@ use sluice_common::exit;
 use sluice_common::redact::SecretUrl;
 use sluice_common::{errln, out, outln};
 use sluice_runner::error::RunnerError;
+use sluice_runner::layout::Choice;
 use sluice_runner::migrator::Migrator;
 use sluice_runner::plan::{self, DownTarget};
 use sluice_runner::scratch::ScratchServer;
@@ -250,6 +251,12 @@ enum ImportFrom {
     GolangMigrate,
     /// `__diesel_schema_migrations` (diesel's `<version>_<name>/up.sql` directories).
     Diesel,
+    /// `schema_migrations` with dbmate's text versions (no dirty column).
+    Dbmate,
+    /// `goose_db_version` (the newest row of each version says whether it is applied).
+    Goose,
+    /// `gorp_migrations` (applied files by name).
+    SqlMigrate,
 }
 
 fn non_empty(text: &str) -> Result<String, String> {
@@ -327,11 +334,11 @@ async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8>
                     .unwrap_or_else(|| "jobs".into());
                 new::scaffold(&resolved.migrations_dir, &jobs_dir, &name, &scaffold)
             }
-            None => new::create(&resolved.migrations_dir, &name, reversible),
+            None => new::create(&resolved.migrations_dir, &name, reversible, resolved.layout),
         },
         Command::Validate { since } => {
             startup.shutdown.stop_at_once();
-            validate(&resolved.migrations_dir, since.as_deref())
+            validate(&resolved.migrations_dir, resolved.layout, since.as_deref())
         }
         Command::Lint {
             files,
@@ -341,7 +348,7 @@ async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8>
         } => {
             startup.shutdown.stop_at_once();
             lint::run(
-                &resolved.migrations_dir,
+                (&resolved.migrations_dir, resolved.layout),
                 &files,
                 lint::Ask {
                     format,
@@ -518,6 +525,9 @@ async fn run_against_database(
                 ImportFrom::Sqlx => sluice_runner::import::Tool::Sqlx,
                 ImportFrom::GolangMigrate => sluice_runner::import::Tool::GolangMigrate,
                 ImportFrom::Diesel => sluice_runner::import::Tool::Diesel,
+                ImportFrom::Dbmate => sluice_runner::import::Tool::Dbmate,
+                ImportFrom::Goose => sluice_runner::import::Tool::Goose,
+                ImportFrom::SqlMigrate => sluice_runner::import::Tool::SqlMigrate,
             };
             let report = migrator.import(tool, shutdown).await?;
             for done in &report.migrations {
@@ -550,8 +560,9 @@ async fn run_against_database(
     }
 }
 
-fn validate(dir: &std::path::Path, since: Option<&str>) -> anyhow::Result<u8> {
-    let migrations = source::load_checked(dir).map_err(RunnerError::from)?;
+fn validate(dir: &std::path::Path, layout: Choice, since: Option<&str>) -> anyhow::Result<u8> {
+    let loaded = source::load_checked(dir, layout).map_err(RunnerError::from)?;
+    let migrations = &loaded.migrations;
     for script in migrations
         .iter()
         .flat_map(|m| std::iter::once(&m.up).chain(&m.down))
@@ -579,11 +590,12 @@ fn validate(dir: &std::path::Path, since: Option<&str>) -> anyhow::Result<u8> {
     }
     match (migrations.first(), migrations.last()) {
         (Some(first), Some(last)) => outln!(
-            "{} migrations in {} are valid ({} to {})",
+            "{} migrations in {} are valid ({} to {}), read as {}",
             migrations.len(),
             dir.display(),
             first.id(),
-            last.id()
+            last.id(),
+            loaded.layout.describe()
         ),
         _ => outln!("{} holds no migrations", dir.display()),
     }

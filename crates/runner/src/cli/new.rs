@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use sluice_common::exit;
 use sluice_common::ident::{Ident, QualifiedName};
 use sluice_common::outln;
+use sluice_runner::layout::{Choice, Layout};
 use sluice_runner::scaffold::{self, Change, Pattern};
 use sluice_runner::source;
 
@@ -94,12 +95,60 @@ impl NewError {
     }
 }
 
-pub fn create(dir: &Path, name: &str, reversible: bool) -> anyhow::Result<u8> {
+pub fn create(dir: &Path, name: &str, reversible: bool, choice: Choice) -> anyhow::Result<u8> {
     if !is_snake_case(name) {
         return Err(NewError::Name(name.to_owned()).into());
     }
-    let version = next_version(dir, chrono::Utc::now(), 1)?;
-    let files: Vec<(PathBuf, String)> = if reversible {
+    // A new file is written the way the directory's tool writes its own: a flat file in a
+    // diesel directory would make it a mixed one, which sluice refuses.
+    let loaded = source::load(dir, choice).ok();
+    let layout = match (&loaded, choice) {
+        (Some(loaded), _) => loaded.layout,
+        (None, Choice::Forced(layout)) => layout,
+        (None, Choice::Auto) => Layout::Flat,
+    };
+    let now = chrono::Utc::now();
+    let files: Vec<(PathBuf, String)> = match layout {
+        Layout::Flat => {
+            let version = next_version(dir, now, 1)?;
+            flat_files(dir, version, name, reversible)
+        }
+        Layout::Diesel => {
+            let newest = loaded.and_then(|l| l.migrations.last().map(|m| m.version));
+            let version = diesel_version(now, newest);
+            let dir = dir.join(format!("{version}_{name}"));
+            vec![
+                (dir.join("up.sql"), format!("-- {name}\n")),
+                (
+                    dir.join("down.sql"),
+                    format!("-- Reverts {name}: undo exactly what up.sql does.\n"),
+                ),
+            ]
+        }
+        Layout::Dbmate | Layout::Goose | Layout::SqlMigrate => {
+            let version = next_version(dir, now, 1)?;
+            vec![(
+                dir.join(format!("{version}_{name}.sql")),
+                sectioned_template(layout, name),
+            )]
+        }
+    };
+    if let Some(parent) = files.first().and_then(|(path, _)| path.parent()) {
+        std::fs::create_dir_all(parent).map_err(|source| NewError::Write {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    for (path, text) in &files {
+        write_new(path, text)?;
+        outln!("created {}", path.display());
+    }
+    Ok(exit::OK)
+}
+
+/// sluice's own files: `<version>_<name>.sql`, or `.up.sql` and `.down.sql`.
+fn flat_files(dir: &Path, version: i64, name: &str, reversible: bool) -> Vec<(PathBuf, String)> {
+    if reversible {
         vec![
             (
                 dir.join(format!("{version}_{name}.up.sql")),
@@ -115,16 +164,42 @@ pub fn create(dir: &Path, name: &str, reversible: bool) -> anyhow::Result<u8> {
             dir.join(format!("{version}_{name}.sql")),
             format!("-- {name}\n{TEMPLATE_HEADER}\n"),
         )]
-    };
-    std::fs::create_dir_all(dir).map_err(|source| NewError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    for (path, text) in &files {
-        write_new(path, text)?;
-        outln!("created {}", path.display());
     }
-    Ok(exit::OK)
+}
+
+/// diesel's `YYYY-MM-DD-HHMMSS`, or, when the newest version is not older than now (a clock
+/// behind, a hand-made version), the next number after it: diesel orders versions as text.
+fn diesel_version(now: chrono::DateTime<chrono::Utc>, newest: Option<i64>) -> String {
+    let stamp = now.format("%Y%m%d%H%M%S").to_string();
+    match newest {
+        Some(newest) if newest.to_string() >= stamp => (newest + 1).to_string(),
+        _ => now.format("%Y-%m-%d-%H%M%S").to_string(),
+    }
+}
+
+/// A file with the up and down markers of the directory's tool.
+fn sectioned_template(layout: Layout, name: &str) -> String {
+    let (up, down, outside) = match layout {
+        Layout::Dbmate => (
+            "-- migrate:up",
+            "-- migrate:down",
+            "write `-- migrate:up transaction:false`",
+        ),
+        Layout::Goose => (
+            "-- +goose Up",
+            "-- +goose Down",
+            "add `-- +goose NO TRANSACTION` above the Up marker",
+        ),
+        _ => (
+            "-- +migrate Up",
+            "-- +migrate Down",
+            "write `-- +migrate Up notransaction`",
+        ),
+    };
+    format!(
+        "-- {name}\n-- To run outside a transaction (CREATE INDEX CONCURRENTLY), {outside}.\n\
+         {up}\n\n{down}\n"
+    )
 }
 
 /// `new --pattern`: the expand migration, the backfill job and the contract migration.

@@ -182,6 +182,7 @@ pub fn status(
             entries.iter().map(|e| status_json(e, blocked)).collect();
         let document = json!({
             "schema": migrator.history().schema().as_str(),
+            "layout": migrator.layout().to_string(),
             "migrations": rows,
             "summary": summary_counts(entries),
         });
@@ -242,6 +243,11 @@ pub fn status(
         } else {
             parts.join(", ")
         }
+    );
+    outln!(
+        "{} read as {}",
+        migrator.settings().migrations_dir.display(),
+        migrator.layout().describe()
     );
     Ok(())
 }

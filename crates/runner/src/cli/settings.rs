@@ -16,6 +16,7 @@ use sluice_runner::guard::{
     Guards,
 };
 use sluice_runner::history::Who;
+use sluice_runner::layout::Choice;
 use sluice_runner::lint::{DEFAULT_PG_VERSION, LintSettings};
 use sluice_runner::migrator::{DEFAULT_LOCK_WAIT, PostApply, RunnerSettings};
 use sluice_runner::plan::Allow;
@@ -31,6 +32,12 @@ pub struct RunnerArgs {
     /// Directory of migration files [default: ./migrations].
     #[arg(long, env = "SLUICE_MIGRATIONS", value_name = "DIR", global = true)]
     pub migrations: Option<PathBuf>,
+
+    /// Which tool's directory layout to read the migrations as: auto (detect), sqlx,
+    /// golang-migrate, diesel, dbmate, goose or sql-migrate [default: auto]. Forced, a file of
+    /// another layout is refused.
+    #[arg(long, env = "SLUICE_LAYOUT", value_name = "LAYOUT", global = true)]
+    pub layout: Option<String>,
 
     /// lock_timeout of each migration: the longest application queries can queue behind it
     /// [default: 500ms]. A file's `-- sluice:lock-timeout` wins.
@@ -143,6 +150,9 @@ fn pg_dump() -> PathBuf {
 pub struct Resolved {
     pub migrations_dir: PathBuf,
     migrations_origin: Origin,
+    /// How the migrations directory is read.
+    pub layout: Choice,
+    layout_shown: (String, Origin),
     lock_timeout: Setting<Duration>,
     max_lock_timeout: Setting<Duration>,
     statement_timeout: Setting<Duration>,
@@ -210,12 +220,26 @@ pub fn resolve(
         file.migrations.clone(),
         PathBuf::from(DEFAULT_MIGRATIONS_DIR),
     );
+    let layout = layered(
+        with_origin(args.layout.clone(), matches, "layout"),
+        file.layout.clone(),
+        "auto".to_owned(),
+    );
+    let layout_choice = layout.value.parse::<Choice>().map_err(|message| {
+        sluice_common::config::ConfigError::Value {
+            setting: "layout",
+            origin: layout.origin,
+            message,
+        }
+    })?;
     let nonzero = |name: &'static str, setting: Setting<Duration>| {
         checked(name, setting, DurationKind::PgTimeout)
     };
     let resolved = Resolved {
         migrations_dir: migrations.value,
         migrations_origin: migrations.origin,
+        layout: layout_choice,
+        layout_shown: (layout.value, layout.origin),
         lock_timeout: nonzero(
             "lock_timeout",
             layered(
@@ -319,6 +343,7 @@ impl Resolved {
             connect,
             schema: startup.common.schema.value.clone(),
             migrations_dir: self.migrations_dir,
+            layout: self.layout,
             guards: Guards {
                 lock_timeout: self.lock_timeout.value,
                 max_lock_timeout: self.max_lock_timeout.value,
@@ -355,6 +380,11 @@ pub fn config_rows(startup: &Startup, resolved: &Resolved) -> Vec<ConfigRow> {
         "migrations",
         resolved.migrations_dir.display().to_string(),
         resolved.migrations_origin,
+    ));
+    rows.push((
+        "layout",
+        resolved.layout_shown.0.clone(),
+        resolved.layout_shown.1,
     ));
     for (name, setting) in [
         ("lock_timeout", &resolved.lock_timeout),

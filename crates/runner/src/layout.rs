@@ -1,0 +1,271 @@
+//! Which tool's directory sluice is reading, and the order that tool gives its migrations.
+//!
+//! A directory is read as one layout: sqlx's and golang-migrate's flat files (sluice's own),
+//! diesel's `<version>_<name>/up.sql` directories, or the single files with up and down
+//! sections of dbmate, goose and sql-migrate. The layout is detected from the files, shown by
+//! `status` and `validate`, and can be forced (`layout` in sluice.toml, `--layout`): then a file
+//! of another layout is refused rather than read the other tool's way. A directory that mixes
+//! layouts is refused with the files named: which tool's rules apply would be a guess.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::source::{Migration, SourceError, Version};
+
+/// How one migration was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `<version>_<name>.sql` or `.up.sql` (+ `.down.sql`) at the top of the directory.
+    Flat,
+    /// diesel's `<version>_<name>/up.sql`.
+    Diesel,
+    /// One file with another tool's up and down markers.
+    Sections(Layout),
+}
+
+/// A directory layout sluice reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Layout {
+    /// sqlx's and golang-migrate's `<version>_<name>[.up|.down].sql`, sluice's own.
+    Flat,
+    Diesel,
+    Dbmate,
+    Goose,
+    SqlMigrate,
+}
+
+/// How versions are ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// As numbers: 2 < 10 (sqlx, golang-migrate, dbmate's and goose's timestamps).
+    #[default]
+    Numeric,
+    /// As text, the way diesel compares its versions (dashes removed): `202305231715` after
+    /// `20230522120000`, where numbers would put it first.
+    Text,
+}
+
+impl Order {
+    pub fn cmp(self, a: Version, b: Version) -> Ordering {
+        match self {
+            Self::Numeric => a.cmp(&b),
+            // Versions are digits without their leading zeros; diesel's `00000000000000` initial
+            // setup is 0, which sorts first either way.
+            Self::Text => a.to_string().cmp(&b.to_string()),
+        }
+    }
+}
+
+const NAMES: [(&str, Layout); 6] = [
+    ("sqlx", Layout::Flat),
+    ("golang-migrate", Layout::Flat),
+    ("diesel", Layout::Diesel),
+    ("dbmate", Layout::Dbmate),
+    ("goose", Layout::Goose),
+    ("sql-migrate", Layout::SqlMigrate),
+];
+
+impl Layout {
+    /// The tool whose markers a sections file holds ([`crate::sections::Sections::tool`]).
+    pub fn of_tool(tool: &str) -> Option<Self> {
+        NAMES
+            .iter()
+            .find(|(name, _)| *name == tool)
+            .map(|(_, l)| *l)
+    }
+
+    pub fn order(self) -> Order {
+        match self {
+            Self::Diesel => Order::Text,
+            _ => Order::Numeric,
+        }
+    }
+
+    /// How `status` and `validate` name it: "an sqlx / golang-migrate directory".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Flat => "an sqlx / golang-migrate directory (<version>_<name>[.up|.down].sql)",
+            Self::Diesel => "a diesel directory (<version>_<name>/up.sql, versions in text order)",
+            Self::Dbmate => "a dbmate directory (-- migrate:up / -- migrate:down sections)",
+            Self::Goose => "a goose directory (-- +goose Up / Down sections)",
+            Self::SqlMigrate => "a sql-migrate directory (-- +migrate Up / Down sections)",
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Self::Flat => "sqlx / golang-migrate",
+            Self::Diesel => "diesel",
+            Self::Dbmate => "dbmate",
+            Self::Goose => "goose",
+            Self::SqlMigrate => "sql-migrate",
+        }
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.short())
+    }
+}
+
+/// `layout = "..."`: a tool's name, or `auto`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Choice {
+    #[default]
+    Auto,
+    Forced(Layout),
+}
+
+impl FromStr for Choice {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "auto" {
+            return Ok(Self::Auto);
+        }
+        Layout::of_tool(text).map(Self::Forced).ok_or_else(|| {
+            let names: Vec<&str> = NAMES.iter().map(|(name, _)| *name).collect();
+            format!(
+                "`{text}` is not a layout sluice reads; expected auto, {}",
+                names.join(", ")
+            )
+        })
+    }
+}
+
+impl Form {
+    fn layout(self) -> Option<Layout> {
+        match self {
+            // A flat file without markers is valid in every layout but diesel's: dbmate and
+            // goose also read a file whose markers are all it has, and sluice reads one without.
+            Self::Flat => None,
+            Self::Diesel => Some(Layout::Diesel),
+            Self::Sections(layout) => Some(layout),
+        }
+    }
+}
+
+/// The layout of `migrations`: the one their forms agree on (flat files alone: sqlx /
+/// golang-migrate), or what `choice` forces. Mixed layouts are refused with the files named.
+pub fn detect(migrations: &[Migration], choice: Choice) -> Result<Layout, SourceError> {
+    let mut by_layout: BTreeMap<Layout, Vec<&Migration>> = BTreeMap::new();
+    let mut flat: Vec<&Migration> = Vec::new();
+    for migration in migrations {
+        match migration.form.layout() {
+            Some(layout) => by_layout.entry(layout).or_default().push(migration),
+            None => flat.push(migration),
+        }
+    }
+    let found: Vec<Layout> = by_layout.keys().copied().collect();
+    let layout = match (choice, found.as_slice()) {
+        (Choice::Forced(layout), _) => layout,
+        (Choice::Auto, []) => Layout::Flat,
+        (Choice::Auto, [one]) => *one,
+        (Choice::Auto, _) => return Err(mixed(&by_layout, None)),
+    };
+    let strangers: BTreeMap<Layout, Vec<&Migration>> = by_layout
+        .clone()
+        .into_iter()
+        .filter(|(other, _)| *other != layout)
+        .collect();
+    let flat_in_diesel = layout == Layout::Diesel && !flat.is_empty();
+    if strangers.is_empty() && !flat_in_diesel {
+        return Ok(layout);
+    }
+    let mut groups = strangers;
+    if flat_in_diesel {
+        groups.insert(Layout::Flat, flat);
+    }
+    match choice {
+        Choice::Forced(_) => Err(mixed(&groups, Some(layout))),
+        // Detected: the layout found is as much at fault as the others.
+        Choice::Auto => {
+            groups.insert(layout, by_layout_files(migrations, layout));
+            Err(mixed(&groups, None))
+        }
+    }
+}
+
+/// The migrations of `migrations` written in `layout`'s form.
+fn by_layout_files(migrations: &[Migration], layout: Layout) -> Vec<&Migration> {
+    migrations
+        .iter()
+        .filter(|m| m.form.layout() == Some(layout))
+        .collect()
+}
+
+/// The refusal of a mixed directory, listing each layout's files.
+fn mixed(groups: &BTreeMap<Layout, Vec<&Migration>>, chosen: Option<Layout>) -> SourceError {
+    let mut problems: Vec<String> = groups
+        .iter()
+        .map(|(layout, files)| {
+            let paths: Vec<String> = files
+                .iter()
+                .map(|m| m.up.path.display().to_string())
+                .collect();
+            format!("{layout} files: {}", paths.join(", "))
+        })
+        .collect();
+    problems.push(match chosen {
+        Some(layout) => format!(
+            "the directory is read as {} (layout = \"{}\"), so these files, written for \
+             another tool, were not read its way and nothing was run; convert or move them",
+            layout.describe(),
+            tool_name(layout)
+        ),
+        None => "the migrations directory mixes layouts, so which tool's rules apply would be \
+                 a guess and nothing was run; keep one tool's files per directory, or set \
+                 layout = \"<tool>\" in sluice.toml to say which"
+            .to_owned(),
+    });
+    SourceError { problems }
+}
+
+/// The name `layout = "..."` takes for `layout`.
+fn tool_name(layout: Layout) -> &'static str {
+    NAMES
+        .iter()
+        .find(|(_, l)| *l == layout)
+        .map_or("auto", |(name, _)| name)
+}
+
+/// Sorts `migrations` the way their layout's tool runs them.
+pub fn sort(migrations: &mut [Migration], order: Order) {
+    migrations.sort_by(|a, b| order.cmp(a.version, b.version));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diesel_orders_versions_as_text() {
+        let diesel = [20_230_522_120_000, 202_305_231_715, 0, 20_230_524_000_000];
+        let mut sorted = diesel.to_vec();
+        sorted.sort_by(|a, b| Order::Text.cmp(*a, *b));
+        assert_eq!(
+            sorted,
+            [0, 20_230_522_120_000, 202_305_231_715, 20_230_524_000_000]
+        );
+        sorted.sort_by(|a, b| Order::Numeric.cmp(*a, *b));
+        assert_eq!(
+            sorted,
+            [0, 202_305_231_715, 20_230_522_120_000, 20_230_524_000_000]
+        );
+    }
+
+    #[test]
+    fn choices_name_tools() {
+        assert_eq!("auto".parse::<Choice>(), Ok(Choice::Auto));
+        assert_eq!(
+            "golang-migrate".parse::<Choice>(),
+            Ok(Choice::Forced(Layout::Flat))
+        );
+        assert_eq!("goose".parse::<Choice>(), Ok(Choice::Forced(Layout::Goose)));
+        let wrong = "flyway".parse::<Choice>().unwrap_err();
+        assert!(wrong.contains("expected auto, sqlx"), "{wrong}");
+    }
+}
