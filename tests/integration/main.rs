@@ -11,5 +11,6 @@ mod harness;
 mod hostile;
 mod lint;
 mod manifests;
+mod replicas;
 mod retry;
 mod runner;

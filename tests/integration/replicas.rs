@@ -1,0 +1,158 @@
+//! The replication-lag guard against a real streaming standby (`pg_basebackup -R`) whose replay
+//! is paused (`pg_wal_replay_pause()`): the job is held while the standby falls behind, seen
+//! from the primary's `pg_stat_replication` and through `--replica-url`, also while the primary
+//! is otherwise idle, and finishes exactly once when replay resumes (issue "Where production
+//! runs", point 5).
+
+use std::time::{Duration, Instant};
+
+use sluice_common::exit;
+use sluice_tests::{PrivateServer, Project};
+use sqlx::{Connection, PgConnection};
+
+const ROWS: i64 = 20_000;
+
+/// A primary with a job's table, and its standby with every row replayed.
+async fn primary_and_standby() -> (PrivateServer, PrivateServer, Project) {
+    let primary = PrivateServer::start()
+        .unwrap_or_else(|e| panic!("cannot start a private server: {e}"));
+    let project = Project::on(&primary.admin_url()).await;
+    project
+        .db
+        .exec(&format!(
+            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+             INSERT INTO t (id) SELECT generate_series(1, {ROWS}); CHECKPOINT;"
+        ))
+        .await;
+    // pg_sleep per row: about 50 ms a batch, so the job runs for seconds, long enough for the
+    // standby to fall behind while it does.
+    project.job(
+        "bump",
+        "name = \"bump\"\ntable = \"t\"\nkey = [\"id\"]\n\
+         set = \"n = n + 1 + length(pg_sleep(0.0005)::text)\"\n\
+         batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\n\
+         load_check_interval = \"100ms\"\nmax_replication_lag = \"1s\"\npace = \"max\"\n",
+    );
+    let standby = primary
+        .start_standby()
+        .unwrap_or_else(|e| panic!("cannot start a standby: {e}"));
+    // A transaction replayed on the standby gives it a last replay time to measure from.
+    project.db.exec("CREATE TABLE replayed (id int)").await;
+    let standby_url = standby_url(&project, &primary, &standby);
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the standby never replayed"
+        );
+        if let Ok(mut conn) = PgConnection::connect(&standby_url).await
+            && sqlx::query_scalar::<_, bool>("SELECT to_regclass('replayed') IS NOT NULL")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap_or(false)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (primary, standby, project)
+}
+
+/// The project's database on the standby.
+fn standby_url(project: &Project, primary: &PrivateServer, standby: &PrivateServer) -> String {
+    let port = |url: &str| {
+        let port = url.rsplit_once(':').unwrap().1.split('/').next().unwrap();
+        format!(":{port}/")
+    };
+    project
+        .db
+        .url
+        .replace(&port(&primary.admin_url()), &port(&standby.admin_url()))
+}
+
+async fn on_standby(standby: &PrivateServer, sql: &str) {
+    let mut conn = PgConnection::connect(&standby.admin_url()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// Waits until the job records that replication lag held it, then checks it stays held.
+async fn held_by_replication_lag(project: &Project) {
+    let mut conn = project.db.connect().await;
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the job was never held by replication lag"
+        );
+        let held: Option<f64> = sqlx::query_scalar(
+            "SELECT (throttled_by ->> 'replication_lag')::float8 FROM sluice.backfill_jobs WHERE name = 'bump'",
+        )
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap()
+        .flatten();
+        if held.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Held: no batch commits while the standby stays behind (the primary otherwise idle).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = project.batches(&mut conn, "bump").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = project.batches(&mut conn, "bump").await;
+    assert_eq!(before, after, "batches committed while the standby lagged");
+    assert!(after * 100 < ROWS, "the job finished before the lag held it");
+}
+
+async fn finishes_exactly_once(project: &Project, worker: std::process::Child) -> String {
+    let output = worker.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(i32::from(exit::OK)), "{stderr}");
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM t WHERE n = 1")
+            .await,
+        ROWS,
+        "every row exactly once"
+    );
+    stderr
+}
+
+#[tokio::test]
+async fn a_standby_whose_replay_is_paused_holds_the_job_from_pg_stat_replication() {
+    let (_primary, standby, project) = primary_and_standby().await;
+    on_standby(&standby, "SELECT pg_wal_replay_pause()").await;
+    let worker = project.spawn_backfill(&["run", "bump", "--max-runtime", "120s"]);
+    held_by_replication_lag(&project).await;
+    on_standby(&standby, "SELECT pg_wal_replay_resume()").await;
+    let stderr = finishes_exactly_once(&project, worker).await;
+    assert!(
+        stderr.contains("on the primary's pg_stat_replication"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_replica_url_whose_replay_is_paused_holds_the_job_while_the_primary_idles() {
+    let (primary, standby, project) = primary_and_standby().await;
+    let replica = standby_url(&project, &primary, &standby);
+    on_standby(&standby, "SELECT pg_wal_replay_pause()").await;
+    let worker = project.spawn_backfill(&[
+        "run",
+        "bump",
+        "--max-runtime",
+        "120s",
+        "--replica-url",
+        &replica,
+    ]);
+    held_by_replication_lag(&project).await;
+    on_standby(&standby, "SELECT pg_wal_replay_resume()").await;
+    let stderr = finishes_exactly_once(&project, worker).await;
+    assert!(stderr.contains("replication lag"), "{stderr}");
+    assert!(!stderr.contains("its lag cannot be read"), "{stderr}");
+}
