@@ -227,7 +227,25 @@ fn check_url_shape(url: &str) -> Result<(), String> {
              write it as {encoded}"
         ));
     }
+    if several_hosts(url) {
+        return Err(
+            "it names several hosts (host1:port,host2:port), which sluice does not read yet; \
+             give the one name that follows the primary (a Patroni or CloudNativePG -rw \
+             service, a managed database's endpoint)"
+                .to_owned(),
+        );
+    }
     Ok(())
+}
+
+/// A libpq multi-host URL: a comma in the host part (after the user info, before the path).
+fn several_hosts(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let hosts = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, hosts)| hosts);
+    hosts.contains(',')
 }
 
 /// URL parameters the driver understands.
@@ -552,6 +570,22 @@ mod tests {
         let err = settings.options().unwrap_err().to_string();
         assert!(err.contains("invalid database URL"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_multi_host_url_is_refused_naming_what_to_give_instead() {
+        let settings = ConnectSettings::new(
+            SecretUrl::new(
+                "postgres://app:se,cret@db1:5432,db2:5432/prod?target_session_attrs=read-write",
+            ),
+            "sluice",
+        );
+        let err = settings.options().unwrap_err().to_string();
+        assert!(err.contains("names several hosts"), "{err}");
+        assert!(!err.contains("se,cret"), "{err}");
+        // A comma in the password is not a second host.
+        assert!(!several_hosts("postgres://app:se,cret@db1:5432/prod"));
+        assert!(several_hosts("postgresql://db1,db2/prod"));
     }
 
     #[test]

@@ -202,10 +202,11 @@ fn mixed(groups: &BTreeMap<Layout, Vec<&Migration>>, chosen: Option<Layout>) -> 
     let mut problems: Vec<String> = groups
         .iter()
         .map(|(layout, files)| {
-            let paths: Vec<String> = files
+            let mut paths: Vec<String> = files
                 .iter()
                 .map(|m| m.up.path.display().to_string())
                 .collect();
+            paths.sort();
             format!("{layout} files: {}", paths.join(", "))
         })
         .collect();

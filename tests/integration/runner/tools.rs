@@ -245,6 +245,12 @@ async fn sectioned_directory_matches_its_tool(files: &[Sectioned], layout: &str)
         "{}",
         validate.stdout()
     );
+    // An empty down section is a tool's "nothing to revert", not a file that does nothing.
+    assert!(
+        !validate.stderr().contains("holds no statement"),
+        "{}",
+        validate.stderr()
+    );
     project.run(&["up", "--skip-lint"]).expect_code(exit::OK);
     let reference: Vec<(&str, Rule)> = files.iter().map(|f| (f.up, f.rule())).collect();
     let expected = tools_schema(&reference).await;

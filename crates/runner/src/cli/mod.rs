@@ -19,7 +19,7 @@ use sluice_common::exit;
 use sluice_common::redact::SecretUrl;
 use sluice_common::{errln, out, outln};
 use sluice_runner::error::RunnerError;
-use sluice_runner::layout::Choice;
+use sluice_runner::layout::{Choice, Form};
 use sluice_runner::migrator::Migrator;
 use sluice_runner::plan::{self, DownTarget};
 use sluice_runner::scratch::ScratchServer;
@@ -563,9 +563,14 @@ async fn run_against_database(
 fn validate(dir: &std::path::Path, layout: Choice, since: Option<&str>) -> anyhow::Result<u8> {
     let loaded = source::load_checked(dir, layout).map_err(RunnerError::from)?;
     let migrations = &loaded.migrations;
+    // An empty down section is how dbmate, goose and sql-migrate files say "nothing to
+    // revert"; an empty file of its own is more likely a mistake.
+    let own_down = |m: &&source::Migration| !matches!(m.form, Form::Sections(_));
     for script in migrations
         .iter()
-        .flat_map(|m| std::iter::once(&m.up).chain(&m.down))
+        .flat_map(|m| {
+            std::iter::once(&m.up).chain(Some(m).filter(own_down).and_then(|m| m.down.as_ref()))
+        })
         .filter(|s| s.is_empty())
     {
         errln!(
