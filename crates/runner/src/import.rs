@@ -49,6 +49,17 @@ pub struct Imported {
     pub duration_ms: i64,
 }
 
+impl Imported {
+    /// A migration the other tool applied at `applied_at`, its duration not recorded.
+    fn at(version: Version, applied_at: Option<DateTime<Utc>>) -> Self {
+        Self {
+            version,
+            applied_at,
+            duration_ms: 0,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error(
@@ -142,7 +153,7 @@ async fn has_column(
     .bind(column)
     .fetch_one(conn)
     .await
-    .map_err(|source| ImportError::Query { table, source })
+    .map_err(query_failed(table))
 }
 
 /// golang-migrate and dbmate both keep `schema_migrations`; golang-migrate's has `dirty`.
@@ -170,6 +181,11 @@ async fn require_schema_migrations_of(
     }
 }
 
+/// The error of a failed read of `table`.
+fn query_failed(table: &'static str) -> impl FnOnce(sqlx::Error) -> ImportError {
+    move |source| ImportError::Query { table, source }
+}
+
 /// Fails with [`ImportError::NoTable`] when `tool`'s tracking `table` is not there.
 async fn require_table(
     conn: &mut PgConnection,
@@ -180,7 +196,7 @@ async fn require_table(
         .bind(table)
         .fetch_one(conn)
         .await
-        .map_err(|source| ImportError::Query { table, source })?;
+        .map_err(query_failed(table))?;
     if exists {
         Ok(())
     } else {
@@ -210,7 +226,7 @@ async fn read_sqlx(
     )
     .fetch_all(conn)
     .await
-    .map_err(|source| ImportError::Query { table: TABLE, source })?;
+    .map_err(query_failed(TABLE))?;
     rows.into_iter()
         .map(
             |SqlxRow {
@@ -257,10 +273,7 @@ async fn read_golang_migrate(
         sqlx::query_as("SELECT version, dirty FROM schema_migrations ORDER BY version")
             .fetch_all(conn)
             .await
-            .map_err(|source| ImportError::Query {
-                table: TABLE,
-                source,
-            })?;
+            .map_err(query_failed(TABLE))?;
     let (newest, dirty) = match rows.as_slice() {
         [] => return Ok(Vec::new()),
         [row] => *row,
@@ -280,11 +293,7 @@ async fn read_golang_migrate(
     Ok(files
         .iter()
         .filter(|m| m.version <= newest)
-        .map(|m| Imported {
-            version: m.version,
-            applied_at: None,
-            duration_ms: 0,
-        })
+        .map(|m| Imported::at(m.version, None))
         .collect())
 }
 
@@ -302,10 +311,7 @@ async fn read_diesel(
     )
     .fetch_all(conn)
     .await
-    .map_err(|source| ImportError::Query {
-        table: TABLE,
-        source,
-    })?;
+    .map_err(query_failed(TABLE))?;
     rows.into_iter()
         .map(|(text, applied_at)| {
             // diesel stores the directory's version without its dashes (for a name with no
@@ -322,11 +328,7 @@ async fn read_diesel(
                     version: text.clone(),
                 })?;
             find(files, version, "diesel")?;
-            Ok(Imported {
-                version,
-                applied_at,
-                duration_ms: 0,
-            })
+            Ok(Imported::at(version, applied_at))
         })
         .collect()
 }
@@ -357,10 +359,7 @@ async fn read_dbmate(
         sqlx::query_scalar("SELECT version::text FROM schema_migrations ORDER BY version")
             .fetch_all(conn)
             .await
-            .map_err(|source| ImportError::Query {
-                table: TABLE,
-                source,
-            })?;
+            .map_err(query_failed(TABLE))?;
     versions
         .into_iter()
         .map(|text| {
@@ -376,11 +375,7 @@ async fn read_dbmate(
                     id: text.clone(),
                     by: "version",
                 })?;
-            Ok(Imported {
-                version: file.version,
-                applied_at: None,
-                duration_ms: 0,
-            })
+            Ok(Imported::at(file.version, None))
         })
         .collect()
 }
@@ -402,19 +397,12 @@ async fn read_goose(
     )
     .fetch_all(conn)
     .await
-    .map_err(|source| ImportError::Query {
-        table: TABLE,
-        source,
-    })?;
+    .map_err(query_failed(TABLE))?;
     rows.into_iter()
         .filter(|(_, is_applied, _)| *is_applied)
         .map(|(version, _, applied_at)| {
             find(files, version, "goose")?;
-            Ok(Imported {
-                version,
-                applied_at,
-                duration_ms: 0,
-            })
+            Ok(Imported::at(version, applied_at))
         })
         .collect()
 }
@@ -430,10 +418,7 @@ async fn read_sql_migrate(
         sqlx::query_as("SELECT id, applied_at::timestamptz FROM gorp_migrations ORDER BY id")
             .fetch_all(conn)
             .await
-            .map_err(|source| ImportError::Query {
-                table: TABLE,
-                source,
-            })?;
+            .map_err(query_failed(TABLE))?;
     rows.into_iter()
         .map(|(id, applied_at)| {
             let file = files
@@ -444,11 +429,7 @@ async fn read_sql_migrate(
                     id: id.clone(),
                     by: "name",
                 })?;
-            Ok(Imported {
-                version: file.version,
-                applied_at,
-                duration_ms: 0,
-            })
+            Ok(Imported::at(file.version, applied_at))
         })
         .collect()
 }

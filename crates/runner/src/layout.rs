@@ -159,42 +159,27 @@ pub fn detect(migrations: &[Migration], choice: Choice) -> Result<Layout, Source
             None => flat.push(migration),
         }
     }
-    let found: Vec<Layout> = by_layout.keys().copied().collect();
-    let layout = match (choice, found.as_slice()) {
-        (Choice::Forced(layout), _) => layout,
-        (Choice::Auto, []) => Layout::Flat,
-        (Choice::Auto, [one]) => *one,
-        (Choice::Auto, _) => return Err(mixed(&by_layout, None)),
-    };
-    let strangers: BTreeMap<Layout, Vec<&Migration>> = by_layout
-        .clone()
-        .into_iter()
-        .filter(|(other, _)| *other != layout)
-        .collect();
-    let flat_in_diesel = layout == Layout::Diesel && !flat.is_empty();
-    if strangers.is_empty() && !flat_in_diesel {
-        return Ok(layout);
-    }
-    let mut groups = strangers;
-    if flat_in_diesel {
-        groups.insert(Layout::Flat, flat);
+    // Flat files are read in every layout but diesel's.
+    let diesel =
+        by_layout.contains_key(&Layout::Diesel) || choice == Choice::Forced(Layout::Diesel);
+    if diesel && !flat.is_empty() {
+        by_layout.insert(Layout::Flat, flat);
     }
     match choice {
-        Choice::Forced(_) => Err(mixed(&groups, Some(layout))),
-        // Detected: the layout found is as much at fault as the others.
-        Choice::Auto => {
-            groups.insert(layout, by_layout_files(migrations, layout));
-            Err(mixed(&groups, None))
+        Choice::Auto => match by_layout.len() {
+            0 => Ok(Layout::Flat),
+            1 => Ok(*by_layout.keys().next().expect("one layout")),
+            _ => Err(mixed(&by_layout, None)),
+        },
+        Choice::Forced(layout) => {
+            by_layout.remove(&layout);
+            if by_layout.is_empty() {
+                Ok(layout)
+            } else {
+                Err(mixed(&by_layout, Some(layout)))
+            }
         }
     }
-}
-
-/// The migrations of `migrations` written in `layout`'s form.
-fn by_layout_files(migrations: &[Migration], layout: Layout) -> Vec<&Migration> {
-    migrations
-        .iter()
-        .filter(|m| m.form.layout() == Some(layout))
-        .collect()
 }
 
 /// The refusal of a mixed directory, listing each layout's files.
@@ -256,6 +241,48 @@ mod tests {
             sorted,
             [0, 202_305_231_715, 20_230_522_120_000, 20_230_524_000_000]
         );
+    }
+
+    fn layout_of(files: &[(&str, &str)], choice: Choice) -> Result<Layout, String> {
+        let files: Vec<crate::source::SourceFile<'_>> = files
+            .iter()
+            .map(|(path, text)| crate::source::SourceFile { path, text })
+            .collect();
+        crate::source::load_files(std::path::Path::new("m"), &files, choice)
+            .map(|loaded| loaded.layout)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn detects_one_layout_and_refuses_mixes() {
+        let goose = ("2_b.sql", "-- +goose Up\nSELECT 2;\n-- +goose Down\n");
+        let dbmate = ("3_c.sql", "-- migrate:up\nSELECT 3;\n");
+        let flat = ("1_a.sql", "SELECT 1;");
+        let diesel = ("2024-01-01-000000_d/up.sql", "SELECT 4;");
+        assert_eq!(layout_of(&[flat], Choice::Auto), Ok(Layout::Flat));
+        assert_eq!(layout_of(&[flat, goose], Choice::Auto), Ok(Layout::Goose));
+        assert_eq!(layout_of(&[diesel], Choice::Auto), Ok(Layout::Diesel));
+        let mixed = layout_of(&[goose, dbmate], Choice::Auto).unwrap_err();
+        assert!(
+            mixed.contains("dbmate files: m/3_c.sql") && mixed.contains("goose files: m/2_b.sql"),
+            "{mixed}"
+        );
+        let mixed = layout_of(&[flat, diesel], Choice::Auto).unwrap_err();
+        assert!(
+            mixed.contains("sqlx / golang-migrate files: m/1_a.sql"),
+            "{mixed}"
+        );
+        let forced = layout_of(&[flat, goose], Choice::Forced(Layout::Flat)).unwrap_err();
+        assert!(
+            forced.contains("goose files: m/2_b.sql") && !forced.contains("1_a.sql"),
+            "{forced}"
+        );
+        assert_eq!(
+            layout_of(&[flat, goose], Choice::Forced(Layout::Goose)),
+            Ok(Layout::Goose)
+        );
+        let forced = layout_of(&[flat], Choice::Forced(Layout::Diesel)).unwrap_err();
+        assert!(forced.contains("1_a.sql"), "{forced}");
     }
 
     #[test]
