@@ -14,6 +14,32 @@ const ROWS: i64 = 40_000;
 
 /// A primary with a job's table, and its standby with every row replayed.
 async fn primary_and_standby() -> (PrivateServer, PrivateServer, Project) {
+    let (primary, standby, project) = primary_and_fresh_standby().await;
+    // A transaction replayed on the standby gives it a last replay time to measure from.
+    project.db.exec("CREATE TABLE replayed (id int)").await;
+    let standby_url = standby_url(&project, &primary, &standby);
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the standby never replayed"
+        );
+        if let Ok(mut conn) = PgConnection::connect(&standby_url).await
+            && sqlx::query_scalar::<_, bool>("SELECT to_regclass('replayed') IS NOT NULL")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap_or(false)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (primary, standby, project)
+}
+
+/// A primary with a job's table, and a standby that has replayed no transaction since it
+/// started.
+async fn primary_and_fresh_standby() -> (PrivateServer, PrivateServer, Project) {
     let primary =
         PrivateServer::start().unwrap_or_else(|e| panic!("cannot start a private server: {e}"));
     let project = Project::on(&primary.admin_url()).await;
@@ -36,25 +62,6 @@ async fn primary_and_standby() -> (PrivateServer, PrivateServer, Project) {
     let standby = primary
         .start_standby()
         .unwrap_or_else(|e| panic!("cannot start a standby: {e}"));
-    // A transaction replayed on the standby gives it a last replay time to measure from.
-    project.db.exec("CREATE TABLE replayed (id int)").await;
-    let standby_url = standby_url(&project, &primary, &standby);
-    let started = Instant::now();
-    loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the standby never replayed"
-        );
-        if let Ok(mut conn) = PgConnection::connect(&standby_url).await
-            && sqlx::query_scalar::<_, bool>("SELECT to_regclass('replayed') IS NOT NULL")
-                .fetch_one(&mut conn)
-                .await
-                .unwrap_or(false)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     (primary, standby, project)
 }
 
@@ -147,4 +154,31 @@ async fn a_replica_url_whose_replay_is_paused_holds_the_job_while_the_primary_id
         "{stderr}"
     );
     assert!(!stderr.contains("its lag cannot be read"), "{stderr}");
+}
+
+/// A standby that has replayed nothing since it started has no replay time to measure its lag
+/// by: behind, it was read as lag 0 and let the job run; now it holds the job until it catches
+/// up.
+#[tokio::test]
+async fn a_replica_behind_with_nothing_replayed_yet_holds_the_job() {
+    let (primary, standby, project) = primary_and_fresh_standby().await;
+    let replica = standby_url(&project, &primary, &standby);
+    on_standby(&standby, "SELECT pg_wal_replay_pause()").await;
+    // WAL the standby receives and does not replay.
+    project.db.exec("CREATE TABLE unreplayed (id int)").await;
+    let mut worker = project.spawn_backfill(&[
+        "run",
+        "bump",
+        "--max-runtime",
+        "120s",
+        "--replica-url",
+        &replica,
+    ]);
+    held_by_replication_lag(&project, &mut worker).await;
+    on_standby(&standby, "SELECT pg_wal_replay_resume()").await;
+    let stderr = finishes_exactly_once(&project, worker).await;
+    assert!(
+        stderr.contains("has replayed no transaction since it started"),
+        "{stderr}"
+    );
 }

@@ -296,12 +296,21 @@ async fn replication_lag(
     }
     Ok((worst.1 > max.as_secs_f64()).then(|| Signal {
         reason: Reason::ReplicationLag,
-        detail: format!(
-            "replication lag {:.1}s on {} (limit {:.1}s)",
-            worst.1,
-            worst.0,
-            max.as_secs_f64()
-        ),
+        detail: if worst.1.is_finite() {
+            format!(
+                "replication lag {:.1}s on {} (limit {:.1}s)",
+                worst.1,
+                worst.0,
+                max.as_secs_f64()
+            )
+        } else {
+            format!(
+                "{} is behind and has replayed no transaction since it started, so its lag \
+                 cannot be timed; waiting until it catches up (limit {:.1}s)",
+                worst.0,
+                max.as_secs_f64()
+            )
+        },
     }))
 }
 
@@ -347,15 +356,15 @@ async fn archive_lag(conn: &mut PgConnection, max: u64) -> Result<Option<Signal>
 }
 
 /// A replica's replay lag in seconds (0 when it has replayed all it received, or is not a
-/// replica at all).
-pub async fn read_replica_lag(conn: &mut PgConnection) -> Result<f64, sqlx::Error> {
-    let lag: Option<f64> = sqlx::query_scalar(
+/// replica at all). `None` when it is behind but has replayed no transaction since it started:
+/// there is no replay time to measure from, and it is not caught up either.
+pub async fn read_replica_lag(conn: &mut PgConnection) -> Result<Option<f64>, sqlx::Error> {
+    sqlx::query_scalar(
         "SELECT CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
                 ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END::float8",
     )
     .fetch_one(conn)
-    .await?;
-    Ok(lag.unwrap_or(0.0))
+    .await
 }
 
 /// How long a replica that did not answer is left alone before the next try.
@@ -408,7 +417,9 @@ impl Replica {
         }
         let conn = self.conn.as_mut()?;
         match read_replica_lag(conn).await {
-            Ok(lag) => Some(lag),
+            // Behind with nothing replayed to time it by: as far behind as can be, so the
+            // job waits until it has caught up.
+            Ok(lag) => Some(lag.unwrap_or(f64::INFINITY)),
             Err(error) => {
                 self.conn = None;
                 self.unreachable(&db::explain(&error));
