@@ -99,6 +99,14 @@ async fn held_by_replication_lag(project: &Project, worker: &mut std::process::C
         std::io::Read::read_to_string(worker.stderr.as_mut().unwrap(), &mut stderr).unwrap();
         panic!("batches {before} then {after}: not held while the standby lagged:\n{stderr}");
     }
+    // While held, before any time is added up, `status` says why.
+    let status = project.run_backfill(&["status", "bump"]);
+    assert!(
+        status.stdout().contains("last throttle: ")
+            && status.stdout().contains(" replication_lag: "),
+        "{}",
+        status.stdout()
+    );
 }
 
 async fn finishes_exactly_once(project: &Project, worker: std::process::Child) -> String {

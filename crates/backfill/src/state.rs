@@ -417,6 +417,29 @@ impl Jobs {
         .map(|_| ())
     }
 
+    /// Records that a load signal holds the job now (its time is added when the wait ends), so
+    /// `status` says why a job that has not committed a batch for a while is waiting.
+    pub async fn record_throttle_start(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        reason: &str,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET last_throttle = to_char(now(), 'YYYY-MM-DD HH24:MI:SSOF') || ' ' || $2 || ': ' || $3,
+                 updated_at = now()
+             WHERE name = $1",
+            self.table
+        )))
+        .bind(name)
+        .bind(reason)
+        .bind(detail)
+        .execute(conn)
+        .await
+        .map(|_| ())
+    }
+
     /// Records time a load signal throttled the job.
     pub async fn record_throttle(
         &self,

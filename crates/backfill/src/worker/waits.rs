@@ -192,6 +192,17 @@ impl Worker<'_, '_> {
             reason: signal.reason,
             detail: signal.detail.clone(),
         });
+        // Best effort, as the record at the end: the wait goes on whether or not it is written.
+        let _ = self
+            .ctx
+            .jobs
+            .record_throttle_start(
+                &mut self.conn,
+                &self.ctx.job.name,
+                signal.reason.as_str(),
+                &signal.detail,
+            )
+            .await;
         if signal.reason == Reason::BlockedSessions {
             // Shorter batches hold their row locks for less time.
             self.size = sizing::shrink(&self.ctx.job.pacing, self.size);
