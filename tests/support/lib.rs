@@ -13,7 +13,9 @@ mod project;
 mod testdb;
 
 pub use project::{Project, Run};
-pub use sluice_throwaway::{PrivateServer, Server, StopMode, prefer_durable_server};
+pub use sluice_throwaway::{
+    PoolMode, Pooler, PrivateServer, Server, StopMode, prefer_durable_server,
+};
 pub use testdb::TestDb;
 
 /// The server the tests use (see [`sluice_throwaway::server`]).

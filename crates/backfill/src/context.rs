@@ -6,12 +6,12 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use sluice_common::db::{self, ConnectSettings};
+use sluice_common::db::{self, ConnectSettings, DbError, Pooling};
 use sluice_common::ident::Ident;
 use sluice_common::retry::{Transient, classify};
 use sluice_common::shutdown::Shutdown;
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, PgConnection, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 use tokio::sync::watch;
 
 use crate::error::BackfillError;
@@ -78,24 +78,62 @@ pub(crate) fn spec_path(job: &Job) -> String {
     )
 }
 
-/// A worker's connection: the job's guards for the session (batches set them again
-/// locally), standard strings for the batch statements' quoting, and the job's
-/// application_name, by which the load monitor tells the backfill's sessions from others.
+/// A connection of the backfill's: it works through a pooler in transaction pooling mode
+/// ([`Pooling::Transaction`]), so nothing it leaves in a session may matter.
+pub(crate) async fn connect(settings: &ConnectSettings) -> Result<PgConnection, DbError> {
+    db::connect(&through_poolers(settings)).await
+}
+
+fn through_poolers(settings: &ConnectSettings) -> ConnectSettings {
+    ConnectSettings {
+        pooling: Pooling::Transaction,
+        ..settings.clone()
+    }
+}
+
+/// A worker's connection, to a primary: standard strings for the batch statements' quoting,
+/// and the job's application_name, by which the load monitor tells the backfill's sessions
+/// from others. Both are parameters the server reports to the client, which a transaction
+/// pooler keeps per client and sets again on whichever server connection it hands the client
+/// (PgBouncer's tracked parameters). The job's guards are set for the session only on a
+/// direct connection (through a transaction pooler they would reach other clients'
+/// transactions); every transaction sets them locally as well ([`ride_out`], the batches).
 pub(crate) async fn guarded_connection(
     settings: &EngineSettings,
     job: &Job,
 ) -> Result<PgConnection, BackfillError> {
-    let mut conn = db::connect_primary(&settings.connect).await?;
+    let db::Connected {
+        mut connection,
+        pooled,
+    } = db::connect_primary_routed(&through_poolers(&settings.connect)).await?;
+    let session_guards = if pooled {
+        tracing::debug!(job = %job.name, "a transaction pooler is in between: guards are set in each transaction only");
+        String::new()
+    } else {
+        format!(
+            "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'; ",
+            job.guards.lock_timeout.as_millis().max(1),
+            job.guards.statement_timeout.as_millis().max(1),
+        )
+    };
     sqlx::raw_sql(AssertSqlSafe(format!(
-        "SET standard_conforming_strings = on; SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'; SET application_name = {}",
-        job.guards.lock_timeout.as_millis().max(1),
-        job.guards.statement_timeout.as_millis().max(1),
+        "{session_guards}SET standard_conforming_strings = on; SET application_name = {}",
         sluice_common::ident::quote_literal(&load::worker_application_name(&job.name))
     )))
-    .execute(&mut conn)
+    .execute(&mut connection)
     .await
-    .map_err(BackfillError::query("setting the batch guards"))?;
-    Ok(conn)
+    .map_err(BackfillError::query("setting up the worker's session"))?;
+    Ok(connection)
+}
+
+/// `BEGIN` with the job's guards for this transaction only: a session setting would stay on
+/// a pooled server connection and reach the next client's transactions.
+pub(crate) fn begin_guarded(job: &Job) -> String {
+    format!(
+        "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+        job.guards.lock_timeout.as_millis().max(1),
+        job.guards.statement_timeout.as_millis().max(1),
+    )
 }
 
 /// Runs `op` (a bookkeeping query: claim, renew, verify, the job's state) on `conn`, riding
@@ -111,7 +149,7 @@ pub(crate) async fn ride_out<T>(
     let started = std::time::Instant::now();
     let mut attempt = 0;
     loop {
-        let error = match op(conn).await {
+        let error = match guarded(conn, ctx.job, &mut op).await {
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
@@ -136,6 +174,19 @@ pub(crate) async fn ride_out<T>(
         }
         attempt += 1;
     }
+}
+
+/// `op` in a transaction of its own under the job's guards, committed when it succeeds and
+/// rolled back when it fails (an `op` that begins a transaction gets a savepoint).
+async fn guarded<T>(
+    conn: &mut PgConnection,
+    job: &Job,
+    op: &mut impl AsyncFnMut(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
+    let mut tx = conn.begin_with(AssertSqlSafe(begin_guarded(job))).await?;
+    let value = op(&mut tx).await?;
+    tx.commit().await?;
+    Ok(value)
 }
 
 /// Backoff between tries of a bookkeeping query.

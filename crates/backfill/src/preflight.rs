@@ -31,7 +31,11 @@ pub async fn check_statement(
         problem,
         spec: spec.to_owned(),
     };
-    let mut tx = conn.begin().await.map_err(|e| invalid(db::explain(&e)))?;
+    // Guarded here too: through a transaction pooler the session has no guards.
+    let mut tx = conn
+        .begin_with(AssertSqlSafe(crate::context::begin_guarded(job)))
+        .await
+        .map_err(|e| invalid(db::explain(&e)))?;
     let explain = job.key.iter().fold(
         sqlx::query(AssertSqlSafe(format!("EXPLAIN {}", sql.batch))),
         |q, _| q.bind(None::<String>),
@@ -138,7 +142,7 @@ pub async fn check_replicas(
             url: url.redacted(),
             problem,
         };
-        let mut conn = db::connect(&settings)
+        let mut conn = crate::context::connect(&settings)
             .await
             .map_err(|e| unusable(e.to_string()))?;
         let lag = load::read_replica_lag(&mut conn).await;

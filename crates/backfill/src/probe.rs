@@ -10,8 +10,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sluice_common::db::{self, ConnectSettings};
-use sqlx::{AssertSqlSafe, PgConnection};
+use sluice_common::db::ConnectSettings;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::sync::{mpsc, watch};
 
 use crate::event::Event;
@@ -161,6 +161,18 @@ async fn read_once(
     wal: &mut WalMeter,
     link: &PaceLink,
 ) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin_with(BEGIN_PROBE).await?;
+    read_in(&mut tx, settings, controller, wal, link).await?;
+    tx.commit().await
+}
+
+async fn read_in(
+    conn: &mut PgConnection,
+    settings: &ProbeSettings,
+    controller: &mut Controller,
+    wal: &mut WalMeter,
+    link: &PaceLink,
+) -> Result<(), sqlx::Error> {
     if settings.mode == PaceMode::Auto {
         // A quiet sample is one taken while the workers wait and no batch of theirs runs.
         let quiet = link.pace.borrow().holds() && link.in_flight.load(Ordering::SeqCst) == 0;
@@ -200,15 +212,14 @@ async fn connect_once(connect: &ConnectSettings) -> Option<PgConnection> {
         connect_timeout: connect.connect_timeout.min(Duration::from_secs(2)),
         ..connect.clone()
     };
-    let mut conn = db::connect(&once).await.ok()?;
-    // The probe stands for an application's short transaction: a lock or a slow server must
-    // not hold it for long.
-    sqlx::raw_sql("SET statement_timeout = '5s'; SET lock_timeout = '1s'")
-        .execute(&mut conn)
-        .await
-        .ok()?;
-    Some(conn)
+    crate::context::connect(&once).await.ok()
 }
+
+/// The probe stands for an application's short transaction: a lock or a slow server must not
+/// hold it for long. Set for each transaction (a session setting would stay on a pooled
+/// server connection).
+const BEGIN_PROBE: &str =
+    "BEGIN; SET LOCAL statement_timeout = '5s'; SET LOCAL lock_timeout = '1s'";
 
 /// When the pace is worth reporting: its state changed (but for the routine quiet windows
 /// while sharing), or its duty moved by a fifth, or [`RECORD_EVERY`] passed.

@@ -21,8 +21,11 @@ pub(crate) async fn count_remaining(
         return Ok(0);
     };
     // Each chunk's query is costed high enough for JIT, whose compilation (tens of ms) costs
-    // more than the bounded query it speeds up.
-    sqlx::raw_sql("SET jit = off").execute(&mut *conn).await?;
+    // more than the bounded query it speeds up. Callers run this in a transaction of its own
+    // ([`crate::context::ride_out`]), which the setting must not outlive.
+    sqlx::raw_sql("SET LOCAL jit = off")
+        .execute(&mut *conn)
+        .await?;
     let chunk = i64::from(job.pacing.max_batch_size)
         .saturating_mul(10)
         .max(1);

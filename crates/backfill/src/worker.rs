@@ -13,7 +13,9 @@ use sluice_common::retry::{Backoff, Transient, classify};
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::context::{Context, bind_all, guarded_connection, parse_integer, ride_out, texts};
+use crate::context::{
+    Context, begin_guarded, bind_all, guarded_connection, parse_integer, ride_out, texts,
+};
 use crate::error::BackfillError;
 use crate::event::{BatchDone, Event};
 use crate::lifecycle::{Control, JobState, WorkerEnd};
@@ -418,25 +420,24 @@ impl Worker<'_, '_> {
     /// One batch: its UPDATE and the range's progress commit in one transaction, sent in two
     /// round trips. `None` when the lease was lost (nothing changed).
     async fn batch(&mut self, range: &Range) -> Result<Option<Committed>, sqlx::Error> {
-        let cursor = range.cursor.as_deref();
-        let upper = &range.claim.upper;
-        let (end, last) = match &range.stepping {
-            Stepping::Span(span) => {
-                let (end, last) = span.end(cursor.map(parse_integer), self.size);
-                (vec![end.to_string()], last)
+        // Keys read from the table (offset stepping) are read in the batch's transaction, under
+        // its guards; a span is worked out here, and its batch begins with its UPDATE.
+        let begun = matches!(range.stepping, Stepping::Offset);
+        if begun {
+            sqlx::raw_sql(AssertSqlSafe(begin_guarded(self.ctx.job)))
+                .execute(&mut self.conn)
+                .await?;
+        }
+        let (end, last, scanned) = match self.extent(range).await {
+            Ok(extent) => extent,
+            Err(error) => {
+                if begun {
+                    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
+                }
+                return Err(error);
             }
-            Stepping::Offset => self.end_key(cursor, upper).await?,
         };
-        // Keys scanned, when the count of updated rows does not say it.
-        let scanned: Option<u64> = match &range.stepping {
-            Stepping::Span(_) if self.ctx.job.where_.is_none() => None,
-            Stepping::Span(span) => {
-                Some(span.rows_between(cursor.map(parse_integer), parse_integer(&end)))
-            }
-            Stepping::Offset if last => Some(self.count_range(cursor, &end).await?),
-            Stepping::Offset => Some(u64::from(self.size)),
-        };
-        let result = self.transact(range, &end, last, scanned).await;
+        let result = self.transact(range, &end, last, scanned, begun).await;
         if result.is_err() {
             // Leave no aborted transaction on the connection (a batch whose statement was
             // refused before its BEGIN ran left none, and a ROLLBACK would only warn).
@@ -455,21 +456,47 @@ impl Worker<'_, '_> {
         }))
     }
 
+    /// The batch's last key, whether it is the range's last batch, and the keys it scans
+    /// when the count of updated rows does not say it.
+    async fn extent(
+        &mut self,
+        range: &Range,
+    ) -> Result<(Vec<String>, bool, Option<u64>), sqlx::Error> {
+        let cursor = range.cursor.as_deref();
+        let (end, last) = match &range.stepping {
+            Stepping::Span(span) => {
+                let (end, last) = span.end(cursor.map(parse_integer), self.size);
+                (vec![end.to_string()], last)
+            }
+            Stepping::Offset => self.end_key(cursor, &range.claim.upper).await?,
+        };
+        let scanned = match &range.stepping {
+            Stepping::Span(_) if self.ctx.job.where_.is_none() => None,
+            Stepping::Span(span) => {
+                Some(span.rows_between(cursor.map(parse_integer), parse_integer(&end)))
+            }
+            Stepping::Offset if last => Some(self.count_range(cursor, &end).await?),
+            Stepping::Offset => Some(u64::from(self.size)),
+        };
+        Ok((end, last, scanned))
+    }
+
+    /// The batch's UPDATE, then its progress and COMMIT; `begun` when its transaction is open.
     async fn transact(
         &mut self,
         range: &Range,
         end: &[String],
         last: bool,
         scanned: Option<u64>,
+        begun: bool,
     ) -> Result<Option<(u64, String)>, sqlx::Error> {
-        let guards = self.ctx.job.guards;
         let lease = self.lease(range);
-        let update = format!(
-            "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'; {}",
-            guards.lock_timeout.as_millis().max(1),
-            guards.statement_timeout.as_millis().max(1),
-            self.ctx.sql.batch_with(lease, range.cursor.as_deref(), end)
-        );
+        let batch = self.ctx.sql.batch_with(lease, range.cursor.as_deref(), end);
+        let update = if begun {
+            batch
+        } else {
+            format!("{}; {batch}", begin_guarded(self.ctx.job))
+        };
         let rows_updated = sqlx::raw_sql(AssertSqlSafe(update))
             .execute(&mut self.conn)
             .await?

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 
 use crate::config::{
     CommonConfig, DEFAULT_CONNECT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONNECT_WAIT,
 };
+use crate::hosts::{self, SessionAttrs};
 use crate::redact::{SecretUrl, scrub, unencoded_in_userinfo};
 use crate::retry::{Backoff, sqlstate};
 
@@ -55,13 +56,21 @@ pub enum DbError {
     UnknownDatabase { target: String, database: String },
     #[error("cannot connect to PostgreSQL at {target}: {reason}")]
     Connect { target: String, reason: String },
+    #[error(
+        "{target} is a connection pooler in transaction pooling mode (PgBouncer or alike): two \
+         transactions on one connection ran on different server sessions, so sluice's session \
+         lock and statements would land on connections other clients use. Nothing was run. Give \
+         sluice a URL that reaches PostgreSQL directly, or a pooler port in session pooling mode \
+         (--database-url, DATABASE_URL, or database_url in sluice.toml)"
+    )]
+    TransactionPooler { target: String },
 }
 
 impl DbError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::MissingUrl => crate::exit::USAGE,
-            Self::InvalidUrl { .. } => crate::exit::INVALID_INPUT,
+            Self::InvalidUrl { .. } | Self::TransactionPooler { .. } => crate::exit::INVALID_INPUT,
             _ => crate::exit::DATABASE_UNAVAILABLE,
         }
     }
@@ -125,6 +134,23 @@ pub struct ConnectSettings {
     /// How long to keep trying a transient failure, in all.
     pub wait: Duration,
     pub backoff: Backoff,
+    /// What the sessions may meet between them and PostgreSQL.
+    pub pooling: Pooling,
+}
+
+/// Whether sluice's sessions may pass through a pooler in transaction pooling mode
+/// (PgBouncer's `pool_mode = transaction`), which hands each transaction of a client to any of
+/// its server connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The session must stay one server session (a session advisory lock, cached statements,
+    /// session settings): a transaction pooler is refused at connect
+    /// ([`DbError::TransactionPooler`]). The runner's and the embedded migrator's.
+    Session,
+    /// Nothing outlives a transaction: statements are unnamed (parsed again with their
+    /// arguments, see `vendor/README.md`), settings are `SET LOCAL`, locks are transaction
+    /// locks. The backfill's.
+    Transaction,
 }
 
 impl ConnectSettings {
@@ -149,6 +175,7 @@ impl ConnectSettings {
                 initial: Duration::from_millis(250),
                 max: Duration::from_secs(5),
             },
+            pooling: Pooling::Session,
         }
     }
 
@@ -163,42 +190,92 @@ impl ConnectSettings {
         })
     }
 
-    /// Parsed driver options, with sluice's session defaults.
+    /// Parsed driver options, with sluice's session defaults: one host's. A connection string
+    /// naming several hosts is refused here (a driver's pool cannot follow them); sluice's own
+    /// connections read every host ([`Self::hosts`]).
     pub fn options(&self) -> Result<PgConnectOptions, DbError> {
+        let (mut hosts, attrs) = self.hosts()?;
+        if hosts.len() > 1 || attrs != SessionAttrs::Any {
+            return Err(self.invalid(
+                "it names several hosts or target_session_attrs, which an application's \
+                 connection pool cannot follow; give the one name that follows the primary"
+                    .to_owned(),
+            ));
+        }
+        Ok(hosts.remove(0))
+    }
+
+    /// The driver options of each host, in the order to try them, and what the session must
+    /// be (libpq's multi-host strings, see [`crate::hosts`]).
+    pub fn hosts(&self) -> Result<(Vec<PgConnectOptions>, SessionAttrs), DbError> {
         let url = match &self.endpoint {
             Endpoint::Url(url) => url,
-            Endpoint::Options(options) => return Ok(self.defaults_for(options)),
+            Endpoint::Options(options) => {
+                return Ok((vec![self.defaults_for(options)], SessionAttrs::Any));
+            }
         };
-        let invalid = |reason: String| DbError::InvalidUrl {
-            url: url.redacted(),
-            reason,
-        };
-        let url = url.expose();
-        check_url_shape(url).map_err(invalid)?;
-        check_url_params(url).map_err(invalid)?;
-        let mut options =
-            PgConnectOptions::from_str(url).map_err(|e| invalid(scrub(&e.to_string(), url)))?;
+        let text = url.expose();
+        if !hosts::is_key_value(text) {
+            check_url_shape(text).map_err(|reason| self.invalid(reason))?;
+        }
+        let split = hosts::split(text).map_err(|reason| self.invalid(reason))?;
+        let options = split
+            .urls
+            .iter()
+            .map(|one| self.host_options(one))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((options, split.attrs))
+    }
+
+    fn host_options(&self, url: &str) -> Result<PgConnectOptions, DbError> {
+        check_url_shape(url).map_err(|reason| self.invalid(reason))?;
+        check_url_params(url).map_err(|reason| self.invalid(reason))?;
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|e| self.invalid(self.endpoint.scrub(&scrub(&e.to_string(), url))))?;
         if !url_sets_application_name(url) {
             options = options.application_name(&self.application_name);
         }
-        // sluice logs what it runs itself, at the right level and without bind values.
-        Ok(options.disable_statement_logging())
+        Ok(self.for_pooling(options))
+    }
+
+    fn invalid(&self, reason: String) -> DbError {
+        DbError::InvalidUrl {
+            url: match &self.endpoint {
+                Endpoint::Url(url) => url.redacted(),
+                Endpoint::Options(options) => describe_target(options),
+            },
+            reason,
+        }
     }
 
     /// An application's options, named as sluice's sessions unless the application named them.
     fn defaults_for(&self, options: &PgConnectOptions) -> PgConnectOptions {
-        // sluice logs what it runs itself, as for a URL.
-        let options = options.clone().disable_statement_logging();
-        match options.get_application_name() {
-            Some(_) => options,
-            None => options.application_name(&self.application_name),
+        let options = match options.get_application_name() {
+            Some(_) => options.clone(),
+            None => options.clone().application_name(&self.application_name),
+        };
+        self.for_pooling(options)
+    }
+
+    fn for_pooling(&self, options: PgConnectOptions) -> PgConnectOptions {
+        // sluice logs what it runs itself, at the right level and without bind values.
+        let options = options.disable_statement_logging();
+        match self.pooling {
+            Pooling::Session => options,
+            // No statement is named, so none outlives the transaction on a pooled server.
+            Pooling::Transaction => options.statement_cache_capacity(0),
         }
     }
 
-    /// `host:port`, or the socket path: where we are trying to connect, for messages.
+    /// `host:port`, or the socket path: where we are trying to connect, for messages (every
+    /// host of a multi-host string, comma-separated).
     pub fn target(&self) -> String {
-        match self.options() {
-            Ok(options) => describe_target(&options),
+        match self.hosts() {
+            Ok((hosts, _)) => hosts
+                .iter()
+                .map(describe_target)
+                .collect::<Vec<_>>()
+                .join(","),
             Err(_) => match &self.endpoint {
                 Endpoint::Url(url) => url.redacted(),
                 Endpoint::Options(options) => describe_target(options),
@@ -227,25 +304,7 @@ fn check_url_shape(url: &str) -> Result<(), String> {
              write it as {encoded}"
         ));
     }
-    if several_hosts(url) {
-        return Err(
-            "it names several hosts (host1:port,host2:port), which sluice does not read yet; \
-             give the one name that follows the primary (a Patroni or CloudNativePG -rw \
-             service, a managed database's endpoint)"
-                .to_owned(),
-        );
-    }
     Ok(())
-}
-
-/// A libpq multi-host URL: a comma in the host part (after the user info, before the path).
-fn several_hosts(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let hosts = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, hosts)| hosts);
-    hosts.contains(',')
 }
 
 /// URL parameters the driver understands.
@@ -284,7 +343,7 @@ const HARMLESS_PARAMS: &[&str] = &[
 
 /// Refuses a libpq parameter the driver would ignore with a warning (quoting its value) while
 /// connecting somewhere else, as someone else or less safely than the URL says: `service=`
-/// (sluice would go to localhost:5432), `passfile=`, `sslpassword=`, `target_session_attrs=`,
+/// (sluice would go to localhost:5432), `passfile=`, `sslpassword=`,
 /// `gssencmode=`, `sslcrl=`, ...
 fn check_url_params(url: &str) -> Result<(), String> {
     let Ok(parsed) = url::Url::parse(url) else {
@@ -330,7 +389,7 @@ fn describe_target(options: &PgConnectOptions) -> String {
 /// A connection of its own, outside any pool: for advisory locks and `SET` that must not leak
 /// to other work.
 pub async fn connect(settings: &ConnectSettings) -> Result<PgConnection, DbError> {
-    connect_to(settings, Needs::Any).await
+    Ok(connect_to(settings, Needs::Any).await?.connection)
 }
 
 /// A connection to a server that takes writes: one in recovery (a standby, or a primary
@@ -338,7 +397,20 @@ pub async fn connect(settings: &ConnectSettings) -> Result<PgConnection, DbError
 /// the error says so (exit 4). For sluice's own writes: the runner's lock and migrations, the
 /// backfill's batches.
 pub async fn connect_primary(settings: &ConnectSettings) -> Result<PgConnection, DbError> {
+    Ok(connect_to(settings, Needs::Primary).await?.connection)
+}
+
+/// [`connect_primary`], saying whether the connection goes through a transaction pooler
+/// (only ever with [`Pooling::Transaction`]): session settings must then not be made on it.
+pub async fn connect_primary_routed(settings: &ConnectSettings) -> Result<Connected, DbError> {
     connect_to(settings, Needs::Primary).await
+}
+
+/// A new connection, and whether a transaction pooler is between it and PostgreSQL.
+#[derive(Debug)]
+pub struct Connected {
+    pub connection: PgConnection,
+    pub pooled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,28 +419,16 @@ enum Needs {
     Primary,
 }
 
-async fn connect_to(settings: &ConnectSettings, needs: Needs) -> Result<PgConnection, DbError> {
-    let options = settings.options()?;
-    let target = describe_target(&options);
+async fn connect_to(settings: &ConnectSettings, needs: Needs) -> Result<Connected, DbError> {
+    let (hosts, attrs) = settings.hosts()?;
+    let target = settings.target();
     let started = Instant::now();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let outcome = tokio::time::timeout(settings.connect_timeout, options.connect()).await;
-        let failure = match outcome {
-            Ok(Ok(connection)) if needs == Needs::Any => return Ok(connection),
-            Ok(Ok(connection)) => match standby(connection, &target).await {
-                Ok(connection) => return Ok(connection),
-                Err(failure) => failure,
-            },
-            Ok(Err(error)) => classify_connect_error(&error, settings, &options, &target),
-            Err(_) => Failure::Transient(
-                format!(
-                    "no answer within {}",
-                    humantime::format_duration(settings.connect_timeout)
-                ),
-                HINT_UNREACHABLE,
-            ),
+        let failure = match try_hosts(settings, &hosts, attrs, needs).await {
+            Ok(connection) => return Ok(connection),
+            Err(failure) => failure,
         };
         let (reason, hint) = match failure {
             Failure::Permanent(error) => return Err(error),
@@ -398,8 +458,10 @@ async fn connect_to(settings: &ConnectSettings, needs: Needs) -> Result<PgConnec
 }
 
 /// A pool of up to `max_connections`. One connection is opened first, with the retries of
-/// [`connect`], so a wrong URL fails here rather than at first use.
+/// [`connect`], so a wrong URL fails here rather than at first use. A pool reaches one host
+/// (a multi-host string is refused by [`ConnectSettings::options`]).
 pub async fn pool(settings: &ConnectSettings, max_connections: u32) -> Result<PgPool, DbError> {
+    let options = settings.options()?;
     connect(settings)
         .await?
         .close()
@@ -411,7 +473,93 @@ pub async fn pool(settings: &ConnectSettings, max_connections: u32) -> Result<Pg
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(settings.connect_timeout)
-        .connect_lazy_with(settings.options()?))
+        .connect_lazy_with(options))
+}
+
+/// One try of each host in order (two passes for `prefer-standby`: standbys first): the first
+/// session that is what `attrs` and `needs` ask for. With several hosts, the chosen one is
+/// logged, and a failure names every host's reason.
+async fn try_hosts(
+    settings: &ConnectSettings,
+    hosts: &[PgConnectOptions],
+    attrs: SessionAttrs,
+    needs: Needs,
+) -> Result<Connected, Failure> {
+    let passes: &[bool] = if attrs == SessionAttrs::PreferStandby {
+        &[true, false]
+    } else {
+        &[true]
+    };
+    let mut failures = Vec::new();
+    for &first_pass in passes {
+        for options in hosts {
+            let target = describe_target(options);
+            let want = Want {
+                needs,
+                attrs,
+                first_pass,
+            };
+            match try_host(settings, options, &target, want).await {
+                Ok(connected) => {
+                    if hosts.len() > 1 {
+                        tracing::info!(host = %target, target_session_attrs = %attrs, "connected to {target}");
+                    }
+                    return Ok(connected);
+                }
+                Err(failure) if hosts.len() == 1 => return Err(failure),
+                Err(failure) => failures.push((target, failure)),
+            }
+        }
+    }
+    Err(several_failed(failures))
+}
+
+/// What a session must be.
+#[derive(Debug, Clone, Copy)]
+struct Want {
+    needs: Needs,
+    attrs: SessionAttrs,
+    first_pass: bool,
+}
+
+async fn try_host(
+    settings: &ConnectSettings,
+    options: &PgConnectOptions,
+    target: &str,
+    want: Want,
+) -> Result<Connected, Failure> {
+    match tokio::time::timeout(settings.connect_timeout, options.connect()).await {
+        Ok(Ok(connection)) => checked(connection, settings, options, target, want).await,
+        Ok(Err(error)) => Err(classify_connect_error(&error, settings, options, target)),
+        Err(_) => Err(Failure::Transient(
+            format!(
+                "no answer within {}",
+                humantime::format_duration(settings.connect_timeout)
+            ),
+            HINT_UNREACHABLE,
+        )),
+    }
+}
+
+/// Every host failed: transient when any host's failure may pass (each host's reason named),
+/// else the first host's permanent failure.
+fn several_failed(mut failures: Vec<(String, Failure)>) -> Failure {
+    let hint = failures.iter().find_map(|(_, failure)| match failure {
+        Failure::Transient(_, hint) => Some(*hint),
+        Failure::Permanent(_) => None,
+    });
+    let Some(hint) = hint else {
+        return failures.remove(0).1;
+    };
+    let reasons = failures
+        .iter()
+        .map(|(target, failure)| match failure {
+            Failure::Transient(reason, _) => format!("{target}: {reason}"),
+            Failure::Permanent(error) => format!("{target}: {error}"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Failure::Transient(format!("no host would do ({reasons})"), hint)
 }
 
 enum Failure {
@@ -420,28 +568,88 @@ enum Failure {
     Permanent(DbError),
 }
 
-/// `connection` back when its server takes writes; a transient failure naming it when it is
-/// in recovery.
-async fn standby(mut connection: PgConnection, target: &str) -> Result<PgConnection, Failure> {
-    match sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()")
-        .fetch_one(&mut connection)
-        .await
-    {
-        Ok(false) => Ok(connection),
-        Ok(true) => {
-            let _ = connection.close().await;
-            Err(Failure::Transient(
-                format!("{target} is a standby (read-only); waiting for a primary"),
-                HINT_STANDBY,
-            ))
+/// `connection` back when it is what `settings` and `needs` ask for: not through a
+/// transaction pooler where the session must stay one ([`Pooling::Session`]), and to a server
+/// that takes writes where sluice writes. The checks run as simple queries, which leave no
+/// statement behind on a pooled server connection.
+async fn checked(
+    mut connection: PgConnection,
+    settings: &ConnectSettings,
+    options: &PgConnectOptions,
+    target: &str,
+    want: Want,
+) -> Result<Connected, Failure> {
+    let pooled = match crate::pooler::transaction_pooled(&mut connection, options, settings).await {
+        Ok(pooled) => pooled,
+        Err(reason) => {
+            return Err(Failure::Transient(
+                settings.endpoint.scrub(&reason),
+                HINT_UNREACHABLE,
+            ));
         }
-        Err(error) => Err(Failure::Transient(explain(&error), HINT_UNREACHABLE)),
+    };
+    if pooled && settings.pooling == Pooling::Session {
+        let _ = connection.close().await;
+        return Err(Failure::Permanent(DbError::TransactionPooler {
+            target: target.to_owned(),
+        }));
     }
+    if want.needs == Needs::Any && want.attrs == SessionAttrs::Any {
+        return Ok(Connected { connection, pooled });
+    }
+    let (in_recovery, read_only) = match role(&mut connection).await {
+        Ok(role) => role,
+        Err(error) => return Err(Failure::Transient(explain(&error), HINT_UNREACHABLE)),
+    };
+    let refused = if !want.attrs.accepts(in_recovery, read_only, want.first_pass) {
+        let what = if in_recovery {
+            "a standby"
+        } else if read_only {
+            "read-only"
+        } else {
+            "a primary"
+        };
+        Some(Failure::Transient(
+            format!(
+                "{target} is {what}, not what target_session_attrs={} asks for",
+                want.attrs
+            ),
+            HINT_SESSION_ATTRS,
+        ))
+    } else if want.needs == Needs::Primary && in_recovery {
+        Some(Failure::Transient(
+            format!("{target} is a standby (read-only); waiting for a primary"),
+            HINT_STANDBY,
+        ))
+    } else {
+        None
+    };
+    match refused {
+        None => Ok(Connected { connection, pooled }),
+        Some(failure) => {
+            let _ = connection.close().await;
+            Err(failure)
+        }
+    }
+}
+
+/// Whether the server is in recovery, and whether its sessions are read-only by default (as
+/// libpq's `read-write` check reads it).
+async fn role(connection: &mut PgConnection) -> Result<(bool, bool), sqlx::Error> {
+    let row = sqlx::raw_sql(
+        "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'",
+    )
+    .fetch_one(connection)
+    .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
 const HINT_STANDBY: &str = "sluice writes (its history, its lock, the batches): point the \
                             database URL at the primary, or wait for the failover to promote \
                             this server (raise --connect-wait to wait longer)";
+const HINT_SESSION_ATTRS: &str = "no host listed is what target_session_attrs asks for yet; \
+                                  in a failover one becomes it when the standby is promoted \
+                                  (raise --connect-wait to wait longer)";
 const HINT_UNREACHABLE: &str = "check that the server is running and that the host and port in \
                                 the database URL are right";
 const HINT_FULL: &str = "the server has no free connection slot (max_connections): wait for \
@@ -573,19 +781,41 @@ mod tests {
     }
 
     #[test]
-    fn a_multi_host_url_is_refused_naming_what_to_give_instead() {
+    fn a_multi_host_url_is_read_host_by_host_and_refused_for_a_pool() {
         let settings = ConnectSettings::new(
             SecretUrl::new(
-                "postgres://app:se,cret@db1:5432,db2:5432/prod?target_session_attrs=read-write",
+                "postgres://app:se,cret@db1:5432,db2:5433/prod?target_session_attrs=read-write",
             ),
             "sluice",
         );
+        let (hosts, attrs) = settings.hosts().unwrap();
+        let hosts: Vec<_> = hosts.iter().map(describe_target).collect();
+        assert_eq!(hosts, ["db1:5432", "db2:5433"]);
+        assert_eq!(attrs, SessionAttrs::ReadWrite);
+        assert_eq!(settings.target(), "db1:5432,db2:5433");
         let err = settings.options().unwrap_err().to_string();
-        assert!(err.contains("names several hosts"), "{err}");
+        assert!(err.contains("several hosts"), "{err}");
         assert!(!err.contains("se,cret"), "{err}");
         // A comma in the password is not a second host.
-        assert!(!several_hosts("postgres://app:se,cret@db1:5432/prod"));
-        assert!(several_hosts("postgresql://db1,db2/prod"));
+        let one = ConnectSettings::new(SecretUrl::new("postgres://app:se,cret@db1:5432/prod"), "s");
+        assert_eq!(one.hosts().unwrap().0.len(), 1);
+        // The key/value form, its password masked in a refusal.
+        let kv = ConnectSettings::new(
+            SecretUrl::new(
+                "host=db1,db2 port=5432 user=app password=kv-s3cret dbname=prod target_session_attrs=primary",
+            ),
+            "sluice",
+        );
+        assert_eq!(kv.target(), "db1:5432,db2:5432");
+        let bad = ConnectSettings::new(
+            SecretUrl::new("host=db1,db2 port=1,2,3 password=kv-s3cret"),
+            "sluice",
+        );
+        let err = bad.hosts().unwrap_err().to_string();
+        assert!(
+            err.contains("2 hosts but 3 ports") && !err.contains("kv-s3cret"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -598,8 +828,8 @@ mod tests {
                 "decrypt the client key",
             ),
             (
-                "postgres://u@db/x?target_session_attrs=read-write",
-                "`target_session_attrs`",
+                "postgres://u@db/x?target_session_attrs=master",
+                "`master` is not one libpq knows",
             ),
         ] {
             let settings = ConnectSettings::new(SecretUrl::new(url), "sluice");
@@ -610,6 +840,7 @@ mod tests {
         for url in [
             "postgres://u@db/x?sslmode=require&connect_timeout=5&application_name=a",
             "postgres://u@db/x?options[statement_timeout]=5s",
+            "postgres://u@db/x?sslmode=require&target_session_attrs=any",
         ] {
             ConnectSettings::new(SecretUrl::new(url), "sluice")
                 .options()

@@ -10,12 +10,14 @@ pub mod config;
 pub mod db;
 pub mod display;
 pub mod exit;
+pub mod hosts;
 pub mod ident;
 pub mod input;
 pub mod jobspec;
 pub mod lock;
 #[cfg(feature = "cli")]
 pub mod metrics;
+mod pooler;
 pub mod redact;
 pub mod retry;
 pub mod scratch;

@@ -9,6 +9,10 @@
 //! process exits, whether the tests passed or failed; a watchdog process does the same if the
 //! test process is killed.
 
+mod pooler;
+
+pub use pooler::{PoolMode, Pooler};
+
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;

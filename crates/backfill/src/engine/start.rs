@@ -67,17 +67,7 @@ pub(super) async fn start(
     if let Some(upper) = &row.upper_bound {
         // A job started by an older sluice, or rescanned, has no ranges yet.
         let lower = if rescan { None } else { row.cursor.clone() };
-        split_once(
-            conn,
-            jobs,
-            &job.name,
-            sql,
-            target,
-            upper,
-            lower,
-            job.parallel.ranges,
-        )
-        .await?;
+        split_once(conn, jobs, job, sql, target, upper, lower).await?;
     }
     if !paused {
         jobs.set_state(conn, &job.name, JobState::Running, None)
@@ -125,8 +115,9 @@ async fn register(
     sql: &JobSql,
 ) -> Result<(), BackfillError> {
     let what = format!("registering job {}", job.name);
+    // Guarded here too: through a transaction pooler the session has no guards.
     let mut tx = conn
-        .begin()
+        .begin_with(AssertSqlSafe(crate::context::begin_guarded(job)))
         .await
         .map_err(BackfillError::query(what.clone()))?;
     let upper = key_of(
@@ -167,20 +158,19 @@ async fn register(
 }
 
 /// Creates the ranges of a job that has none (one process does, under a lock).
-#[expect(clippy::too_many_arguments, reason = "the job's parts, each needed")]
 async fn split_once(
     conn: &mut PgConnection,
     jobs: &Jobs,
-    name: &str,
+    job: &Job,
     sql: &JobSql,
     target: &Target,
     upper: &[String],
     lower: Option<Vec<String>>,
-    ranges: u32,
 ) -> Result<(), BackfillError> {
+    let (name, ranges) = (job.name.as_str(), job.parallel.ranges);
     let what = format!("splitting job {name} into ranges");
     let mut tx = conn
-        .begin()
+        .begin_with(AssertSqlSafe(crate::context::begin_guarded(job)))
         .await
         .map_err(BackfillError::query(what.clone()))?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")

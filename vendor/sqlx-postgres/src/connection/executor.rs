@@ -167,6 +167,10 @@ impl PgConnection {
         metadata: Option<Arc<PgStatementMetadata>>,
         resolve_column_origin: bool,
     ) -> Result<(StatementId, Arc<PgStatementMetadata>), Error> {
+        // sluice's patch: with the statement cache disabled, no statement is named (upstream
+        // names it and never closes it, so it outlives the client on a pooled server
+        // connection and collides with the next client's `sqlx_s_1`).
+        let persistent = persistent && self.inner.cache_statement.is_enabled();
         if let Some(statement) = self.inner.cache_statement.get_mut(sql) {
             return Ok((*statement).clone());
         }
@@ -236,8 +240,26 @@ impl PgConnection {
             // patch holes created during encoding
             arguments.apply_patches(self, &metadata.parameters).await?;
 
+            // sluice's patch: the unnamed statement is parsed again in the group that binds
+            // and runs it (one Sync), so a transaction pooler (PgBouncer), which may hand each
+            // Sync group outside a transaction to another server connection, cannot bind these
+            // arguments to a statement another client parsed, or to none.
+            let reparse = if statement == StatementId::UNNAMED {
+                Some(self.resolve_types(&arguments.types).await?)
+            } else {
+                None
+            };
+
             // consume messages till `ReadyForQuery` before bind and execute
             self.wait_until_ready().await?;
+
+            if let Some(param_types) = &reparse {
+                self.inner.stream.write_msg(Parse {
+                    param_types,
+                    query: sql,
+                    statement,
+                })?;
+            }
 
             // bind to attach the arguments to the statement and create a portal
             self.inner.stream.write_msg(Bind {
