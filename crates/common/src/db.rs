@@ -57,11 +57,11 @@ pub enum DbError {
     #[error("cannot connect to PostgreSQL at {target}: {reason}")]
     Connect { target: String, reason: String },
     #[error(
-        "{target} is a connection pooler in transaction pooling mode (PgBouncer or alike): two \
-         transactions on one connection ran on different server sessions, so sluice's session \
-         lock and statements would land on connections other clients use. Nothing was run. Give \
-         sluice a URL that reaches PostgreSQL directly, or a pooler port in session pooling mode \
-         (--database-url, DATABASE_URL, or database_url in sluice.toml)"
+        "{target} is a connection pooler in transaction pooling mode (PgBouncer or alike): it runs \
+         each transaction of a client on whichever server connection is free, so sluice's \
+         session lock and prepared statements would land on connections other clients use. \
+         Nothing was run. Give sluice a URL that reaches PostgreSQL directly, or a pooler port \
+         in session pooling mode (--database-url, DATABASE_URL, or database_url in sluice.toml)"
     )]
     TransactionPooler { target: String },
 }
@@ -554,6 +554,8 @@ fn several_failed(mut failures: Vec<(String, Failure)>) -> Failure {
     let reasons = failures
         .iter()
         .map(|(target, failure)| match failure {
+            // A host's own refusal names it already.
+            Failure::Transient(reason, _) if reason.starts_with(target.as_str()) => reason.clone(),
             Failure::Transient(reason, _) => format!("{target}: {reason}"),
             Failure::Permanent(error) => format!("{target}: {error}"),
         })
