@@ -1,7 +1,8 @@
 //! `sluice import --from <tool>`: copies another tool's history into sluice's, so a team
 //! switches with one command. The files stay where they are: sluice reads sqlx's flat layout,
 //! golang-migrate's `N_name.up.sql`/`.down.sql`, diesel's `<version>_<name>/up.sql`
-//! directories and the sectioned files of dbmate, goose and sql-migrate as they are. The other
+//! directories, the sectioned files of dbmate, goose and sql-migrate, and Flyway's `V`/`U`
+//! files as they are. The other
 //! tool's table is only read: never altered, emptied or dropped (a project's own migrations may
 //! alter it, and keep doing so).
 
@@ -26,6 +27,8 @@ pub enum Tool {
     Goose,
     /// `gorp_migrations`: one row per applied file, by file name.
     SqlMigrate,
+    /// `flyway_schema_history`: a row per run (success or not), baseline, undo and delete.
+    Flyway,
 }
 
 impl Tool {
@@ -37,6 +40,7 @@ impl Tool {
             Self::Dbmate => "dbmate",
             Self::Goose => "goose",
             Self::SqlMigrate => "sql-migrate",
+            Self::Flyway => "Flyway",
         }
     }
 }
@@ -115,6 +119,12 @@ pub enum ImportError {
         versions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     )]
     Ambiguous { versions: Vec<Version> },
+    #[error(
+        "Flyway recorded migration {version} ({script}) as failed in flyway_schema_history; \
+         repair it with Flyway first (flyway repair, after fixing the schema), then import \
+         (nothing was imported)"
+    )]
+    FlywayFailed { version: String, script: String },
     #[error("reading {table}: {}", sluice_common::db::explain(.source))]
     Query {
         table: &'static str,
@@ -136,6 +146,7 @@ pub async fn read(
         Tool::Dbmate => read_dbmate(conn, files).await,
         Tool::Goose => read_goose(conn, files).await,
         Tool::SqlMigrate => read_sql_migrate(conn, files).await,
+        Tool::Flyway => read_flyway(conn, files).await,
     }
 }
 
@@ -432,4 +443,93 @@ async fn read_sql_migrate(
             Ok(Imported::at(file.version, applied_at))
         })
         .collect()
+}
+
+/// A row of `flyway_schema_history`, in the order Flyway wrote them.
+#[derive(sqlx::FromRow)]
+struct FlywayRow {
+    version: Option<String>,
+    kind: String,
+    script: String,
+    success: bool,
+    installed_on: Option<DateTime<Utc>>,
+    /// Milliseconds.
+    execution_time: i64,
+}
+
+/// Flyway appends a row per versioned migration it runs (`SQL`), its baseline (`BASELINE`:
+/// every version up to it counts as applied), undo (`UNDO_SQL`) and repair's deletions
+/// (`DELETE`); repeatable migrations have no version and are not imported (sluice does not
+/// apply them). A failed row stops the import: Flyway itself refuses to go on until repaired.
+async fn read_flyway(
+    conn: &mut PgConnection,
+    files: &[Migration],
+) -> Result<Vec<Imported>, ImportError> {
+    const TABLE: &str = "flyway_schema_history";
+    require_table(conn, "Flyway", TABLE).await?;
+    let rows: Vec<FlywayRow> = sqlx::query_as(
+        "SELECT version, type AS kind, script, success, \
+                installed_on AT TIME ZONE current_setting('TimeZone') AS installed_on, \
+                coalesce(execution_time, 0)::bigint AS execution_time \
+         FROM flyway_schema_history ORDER BY installed_rank",
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(query_failed(TABLE))?;
+    let mut applied: std::collections::BTreeMap<Version, Imported> = Default::default();
+    for row in rows {
+        if !row.success {
+            return Err(ImportError::FlywayFailed {
+                version: row.version.unwrap_or_default(),
+                script: row.script,
+            });
+        }
+        apply_flyway_row(&mut applied, row, files)?;
+    }
+    Ok(applied.into_values().collect())
+}
+
+fn apply_flyway_row(
+    applied: &mut std::collections::BTreeMap<Version, Imported>,
+    row: FlywayRow,
+    files: &[Migration],
+) -> Result<(), ImportError> {
+    let Some(text) = row.version else {
+        tracing::warn!(script = %row.script, "Flyway's repeatable migration {} is not imported: sluice does not apply repeatable migrations", row.script);
+        return Ok(());
+    };
+    let key = crate::flyway::version_key(&text).map_err(|_| ImportError::BadVersion {
+        tool: "Flyway",
+        version: text.clone(),
+    })?;
+    match row.kind.as_str() {
+        "BASELINE" => {
+            for file in files.iter().filter(|m| m.version <= key) {
+                applied.insert(file.version, Imported::at(file.version, row.installed_on));
+            }
+        }
+        "UNDO_SQL" | "DELETE" => {
+            applied.remove(&key);
+        }
+        // The schema Flyway created: not a migration.
+        "SCHEMA" => {}
+        _ => {
+            let file = files.iter().find(|m| m.version == key).ok_or_else(|| {
+                ImportError::MissingFile {
+                    tool: "Flyway",
+                    id: format!("{text} ({})", row.script),
+                    by: "version",
+                }
+            })?;
+            applied.insert(
+                file.version,
+                Imported {
+                    version: file.version,
+                    applied_at: row.installed_on,
+                    duration_ms: row.execution_time,
+                },
+            );
+        }
+    }
+    Ok(())
 }

@@ -23,6 +23,8 @@ pub enum Form {
     Diesel,
     /// One file with another tool's up and down markers.
     Sections(Layout),
+    /// Flyway's `V<version>__<description>.sql` (and `U...` undo files).
+    Flyway,
 }
 
 /// A directory layout sluice reads.
@@ -34,6 +36,7 @@ pub enum Layout {
     Dbmate,
     Goose,
     SqlMigrate,
+    Flyway,
 }
 
 /// How versions are ordered.
@@ -45,26 +48,37 @@ pub enum Order {
     /// As text, the way diesel compares its versions (dashes removed): `202305231715` after
     /// `20230522120000`, where numbers would put it first.
     Text,
+    /// Flyway's versions part by part, which their keys do as numbers ([`crate::flyway`]).
+    Flyway,
 }
 
 impl Order {
     pub fn cmp(self, a: Version, b: Version) -> Ordering {
         match self {
-            Self::Numeric => a.cmp(&b),
+            Self::Numeric | Self::Flyway => a.cmp(&b),
             // Versions are digits without their leading zeros; diesel's `00000000000000` initial
             // setup is 0, which sorts first either way.
             Self::Text => a.to_string().cmp(&b.to_string()),
         }
     }
+
+    /// A version as messages show one whose file is gone: Flyway's as written (`1.1`).
+    pub fn show(self, version: Version) -> String {
+        match self {
+            Self::Flyway => crate::flyway::show_key(version),
+            Self::Numeric | Self::Text => version.to_string(),
+        }
+    }
 }
 
-const NAMES: [(&str, Layout); 6] = [
+const NAMES: [(&str, Layout); 7] = [
     ("sqlx", Layout::Flat),
     ("golang-migrate", Layout::Flat),
     ("diesel", Layout::Diesel),
     ("dbmate", Layout::Dbmate),
     ("goose", Layout::Goose),
     ("sql-migrate", Layout::SqlMigrate),
+    ("flyway", Layout::Flyway),
 ];
 
 impl Layout {
@@ -79,6 +93,7 @@ impl Layout {
     pub fn order(self) -> Order {
         match self {
             Self::Diesel => Order::Text,
+            Self::Flyway => Order::Flyway,
             _ => Order::Numeric,
         }
     }
@@ -91,6 +106,10 @@ impl Layout {
             Self::Dbmate => "a dbmate directory (-- migrate:up / -- migrate:down sections)",
             Self::Goose => "a goose directory (-- +goose Up / Down sections)",
             Self::SqlMigrate => "a sql-migrate directory (-- +migrate Up / Down sections)",
+            Self::Flyway => {
+                "a Flyway directory (V<version>__<description>.sql, U<version>__ undo files, \
+                 versions compared part by part)"
+            }
         }
     }
 
@@ -101,6 +120,7 @@ impl Layout {
             Self::Dbmate => "dbmate",
             Self::Goose => "goose",
             Self::SqlMigrate => "sql-migrate",
+            Self::Flyway => "Flyway",
         }
     }
 }
@@ -144,6 +164,7 @@ impl Form {
             Self::Flat => None,
             Self::Diesel => Some(Layout::Diesel),
             Self::Sections(layout) => Some(layout),
+            Self::Flyway => Some(Layout::Flyway),
         }
     }
 }
@@ -159,10 +180,11 @@ pub fn detect(migrations: &[Migration], choice: Choice) -> Result<Layout, Source
             None => flat.push(migration),
         }
     }
-    // Flat files are read in every layout but diesel's.
-    let diesel =
-        by_layout.contains_key(&Layout::Diesel) || choice == Choice::Forced(Layout::Diesel);
-    if diesel && !flat.is_empty() {
+    // Flat files are read in every layout but diesel's and Flyway's, whose tools ignore them.
+    let strict = [Layout::Diesel, Layout::Flyway]
+        .iter()
+        .any(|l| by_layout.contains_key(l) || choice == Choice::Forced(*l));
+    if strict && !flat.is_empty() {
         by_layout.insert(Layout::Flat, flat);
     }
     match choice {
@@ -293,7 +315,12 @@ mod tests {
             Ok(Choice::Forced(Layout::Flat))
         );
         assert_eq!("goose".parse::<Choice>(), Ok(Choice::Forced(Layout::Goose)));
-        let wrong = "flyway".parse::<Choice>().unwrap_err();
+        assert_eq!(
+            "flyway".parse::<Choice>(),
+            Ok(Choice::Forced(Layout::Flyway))
+        );
+        let wrong = "liquibase".parse::<Choice>().unwrap_err();
         assert!(wrong.contains("expected auto, sqlx"), "{wrong}");
+        assert!(wrong.contains("flyway"), "{wrong}");
     }
 }

@@ -12,6 +12,7 @@ pub mod drift;
 pub mod dryrun;
 pub mod error;
 pub mod event;
+pub mod flyway;
 pub mod guard;
 pub mod history;
 pub mod import;

@@ -51,13 +51,15 @@ pub struct Entry<'a> {
     pub file: Option<&'a Migration>,
     pub applied: Option<&'a Applied>,
     pub partial: Option<&'a Partial>,
+    /// How the layout writes the version (Flyway's `1.1` for its key).
+    pub shown_version: String,
 }
 
 impl Entry<'_> {
     pub fn id(&self) -> String {
         match self.file {
             Some(file) => file.id(),
-            None => format!("{}_{}", self.version, self.name),
+            None => format!("{}_{}", self.shown_version, self.name),
         }
     }
 }
@@ -107,6 +109,7 @@ pub fn status<'a>(
                 file,
                 applied,
                 partial,
+                shown_version: order.show(version),
             }
         })
         .collect()

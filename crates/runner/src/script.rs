@@ -143,6 +143,14 @@ impl Script {
         })
     }
 
+    /// The same file run statement by statement outside a transaction, as Flyway runs a file
+    /// that holds a statement PostgreSQL refuses inside one (`CREATE INDEX CONCURRENTLY`).
+    pub fn outside_a_transaction(mut self) -> Self {
+        self.directives.no_transaction = true;
+        self.analysis = OnceLock::new();
+        self
+    }
+
     /// Splits the file into statements and checks them (every file must parse). Cached.
     pub fn analyse(&self) -> Result<(), ScriptError> {
         self.analysis().as_ref().map(drop).map_err(Clone::clone)

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use sluice_common::input;
 
+use crate::flyway;
 use crate::layout::{self, Choice, Form, Layout};
 use crate::script::{Script, ScriptError};
 use crate::sections;
@@ -70,6 +71,8 @@ pub struct FileName {
     pub version_text: String,
     pub name: String,
     pub direction: Direction,
+    /// Flat, or Flyway's `V`/`U` files.
+    pub form: Form,
 }
 
 const EXPECTED_NAME: &str = "expected <version>_<name>.sql, <version>_<name>.up.sql or \
@@ -81,6 +84,9 @@ pub fn parse_file_name(file_name: &str) -> Result<Option<FileName>, String> {
     let Some(stem) = file_name.strip_suffix(".sql") else {
         return Ok(None);
     };
+    if let Some(flyway) = parse_flyway_name(file_name)? {
+        return Ok(Some(flyway));
+    }
     let (stem, direction) = if let Some(s) = stem.strip_suffix(".up") {
         (s, Direction::Up)
     } else if let Some(s) = stem.strip_suffix(".down") {
@@ -108,6 +114,75 @@ pub fn parse_file_name(file_name: &str) -> Result<Option<FileName>, String> {
         version_text: version_text.to_owned(),
         name: name.to_owned(),
         direction,
+        form: Form::Flat,
+    }))
+}
+
+/// Flyway's callbacks: SQL files named after the event they run at, not migrations.
+const FLYWAY_CALLBACKS: &[&str] = &[
+    "beforeMigrate",
+    "beforeEachMigrate",
+    "beforeEachMigrateStatement",
+    "afterEachMigrateStatement",
+    "afterEachMigrateStatementError",
+    "afterEachMigrate",
+    "afterEachMigrateError",
+    "afterMigrate",
+    "afterMigrateApplied",
+    "afterVersioned",
+    "afterMigrateError",
+    "beforeClean",
+    "afterClean",
+    "beforeValidate",
+    "afterValidate",
+    "beforeBaseline",
+    "afterBaseline",
+    "beforeRepair",
+    "afterRepair",
+    "beforeInfo",
+    "afterInfo",
+    "beforeUndo",
+    "afterUndo",
+    "beforeConnect",
+    "afterConnect",
+];
+
+/// A Flyway file name: `V<version>__<description>.sql` (up), `U<version>__...` (its down).
+/// Repeatable migrations and callbacks are refused by name: sluice does not run them yet, and
+/// skipping them silently would leave the schema short of what Flyway gives.
+fn parse_flyway_name(file_name: &str) -> Result<Option<FileName>, String> {
+    let stem = file_name.strip_suffix(".sql").unwrap_or(file_name);
+    let event = stem.split_once("__").map_or(stem, |(event, _)| event);
+    if FLYWAY_CALLBACKS.contains(&event) {
+        return Err(format!(
+            "{file_name}: a Flyway callback (run at `{event}`), which sluice does not run; move \
+             what it does into a migration, or out of the directory"
+        ));
+    }
+    let (version, description, direction) = match flyway::parse_name(file_name) {
+        None => return Ok(None),
+        Some(flyway::Name::Repeatable { .. }) => {
+            return Err(format!(
+                "{file_name}: a Flyway repeatable migration (R__), which sluice does not apply \
+                 yet; nothing was run (apply it with Flyway, or make it a versioned V file)"
+            ));
+        }
+        Some(flyway::Name::Versioned {
+            version,
+            description,
+        }) => (version, description, Direction::Up),
+        Some(flyway::Name::Undo {
+            version,
+            description,
+        }) => (version, description, Direction::Down),
+    };
+    let key = flyway::version_key(version).map_err(|problem| format!("{file_name}: {problem}"))?;
+    Ok(Some(FileName {
+        version: key,
+        version_text: version.to_owned(),
+        name: description.to_owned(),
+        direction,
+        form: Form::Flyway,
     }))
 }
 
@@ -176,6 +251,7 @@ fn parse_directory(
             version_text: version_text.to_owned(),
             name: name.to_owned(),
             direction,
+            form: Form::Diesel,
         },
         path: dir.join(file),
         text: text.to_owned(),
@@ -386,11 +462,11 @@ fn assemble(root: &Path, files: &[SourceFile<'_>], problems: &mut Vec<String>) -
     for file in top {
         match parse_file_name(file.path) {
             Ok(Some(name)) => found.push(Found {
+                form: name.form,
                 name,
                 path: root.join(file.path),
                 text: file.text.to_owned(),
                 metadata: None,
-                form: Form::Flat,
             }),
             Ok(None) => {}
             Err(problem) => problems.push(format!("{}: {}", root.display(), problem)),
@@ -487,6 +563,13 @@ fn build(up: Found, down: Option<Found>, problems: &mut Vec<String>) -> Option<M
         Some(found) => Some(parse_script(found, problems)?),
         None => None,
     };
+    if up.form == Form::Flyway {
+        up_script = as_flyway_runs(up_script, problems)?;
+        down_script = match down_script {
+            Some(script) => Some(as_flyway_runs(script, problems)?),
+            None => None,
+        };
+    }
     match diesel_runs_outside_a_transaction(up.metadata.as_ref()) {
         Ok(true) => {
             up_script.directives.no_transaction = true;
@@ -507,6 +590,28 @@ fn build(up: Found, down: Option<Found>, problems: &mut Vec<String>) -> Option<M
         up: up_script,
         down: down_script,
         form: up.form,
+    })
+}
+
+/// A Flyway file as Flyway runs it: refused when it holds a `${placeholder}` (Flyway replaces
+/// them from its configuration, sluice does not), and run statement by statement outside a
+/// transaction when it holds a statement PostgreSQL refuses inside one, as Flyway does.
+fn as_flyway_runs(script: Script, problems: &mut Vec<String>) -> Option<Script> {
+    if let Some((line, placeholder)) = flyway::placeholder(&script.sql) {
+        problems.push(format!(
+            "{}:{line}: the Flyway placeholder {placeholder}, which sluice does not replace; \
+             write its value in the file (nothing was run)",
+            script.path.display()
+        ));
+        return None;
+    }
+    let outside = script
+        .statements()
+        .is_some_and(|s| s.len() > 1 && s.iter().any(|statement| statement.outside_only));
+    Some(if outside {
+        script.outside_a_transaction()
+    } else {
+        script
     })
 }
 

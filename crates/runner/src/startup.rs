@@ -74,6 +74,7 @@ mod tests {
             file: None,
             applied: None,
             partial: None,
+            shown_version: version.to_string(),
         }
     }
 

@@ -620,3 +620,122 @@ async fn import_from_sql_migrate_matches_files_by_name() {
     assert_eq!(applied_at, "2024-05-01 10:00");
     assert_eq!(rows_of(&project, "gorp_migrations").await, 1);
 }
+
+/// Flyway's own history table, as Flyway 9 and 10 create it.
+const FLYWAY_HISTORY: &str = "CREATE TABLE flyway_schema_history (
+    installed_rank integer PRIMARY KEY, version varchar(50), description varchar(200) NOT NULL,
+    type varchar(20) NOT NULL, script varchar(1000) NOT NULL, checksum integer,
+    installed_by varchar(100) NOT NULL, installed_on timestamp NOT NULL DEFAULT now(),
+    execution_time integer NOT NULL, success boolean NOT NULL)";
+
+#[tokio::test]
+async fn import_from_flyway_reads_successful_rows_and_its_baseline() {
+    let project = Project::new().await;
+    for (name, sql) in [
+        (
+            "V1__users.sql",
+            "CREATE TABLE users (id bigint PRIMARY KEY);\n",
+        ),
+        (
+            "V1.1__orders.sql",
+            "CREATE TABLE orders (id bigint PRIMARY KEY);\n",
+        ),
+        (
+            "V1.2__undone.sql",
+            "CREATE TABLE undone (id bigint PRIMARY KEY);\n",
+        ),
+        (
+            "V2__items.sql",
+            "CREATE TABLE items (id bigint PRIMARY KEY);\n",
+        ),
+    ] {
+        project.write(name, sql);
+    }
+    // Flyway baselined at 1, ran 1.1 and 1.2, then undid 1.2.
+    project
+        .db
+        .exec(&format!(
+            "{FLYWAY_HISTORY};
+             INSERT INTO flyway_schema_history VALUES
+               (1, '1', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', NULL, 'app', now(), 0, true),
+               (2, '1.1', 'orders', 'SQL', 'V1.1__orders.sql', 12, 'app', now(), 41, true),
+               (3, '1.2', 'undone', 'SQL', 'V1.2__undone.sql', 13, 'app', now(), 5, true),
+               (4, '1.2', 'undone', 'UNDO_SQL', 'U1.2__undone.sql', 14, 'app', now(), 3, true);
+             CREATE TABLE users (id bigint PRIMARY KEY); CREATE TABLE orders (id bigint PRIMARY KEY);"
+        ))
+        .await;
+    let import = project.run(&["import", "--from", "flyway"]);
+    import.expect_code(exit::OK);
+    let out = import.stdout();
+    assert!(
+        out.contains("imported 1_users") && out.contains("imported 1.1_orders"),
+        "{out}"
+    );
+    assert!(out.contains("imported 2 migration(s)"), "{out}");
+    project.run(&["up", "--skip-lint"]).expect_code(exit::OK);
+    let status = project.run(&["status"]);
+    status.expect_code(exit::OK);
+    assert_eq!(rows_of(&project, "sluice.migrations").await, 4);
+    assert_eq!(
+        rows_of(&project, "flyway_schema_history").await,
+        4,
+        "Flyway's table only read"
+    );
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM pg_class WHERE relname IN ('undone', 'items')")
+            .await,
+        2,
+        "up ran what Flyway had not left applied"
+    );
+}
+
+#[tokio::test]
+async fn import_from_flyway_refuses_a_failed_migration_and_a_missing_file() {
+    let project = Project::new().await;
+    project.write(
+        "V1__users.sql",
+        "CREATE TABLE users (id bigint PRIMARY KEY);\n",
+    );
+    project
+        .db
+        .exec(&format!(
+            "{FLYWAY_HISTORY};
+             INSERT INTO flyway_schema_history VALUES
+               (1, '1', 'users', 'SQL', 'V1__users.sql', 1, 'app', now(), 4, true),
+               (2, '1.5', 'broken', 'SQL', 'V1.5__broken.sql', 2, 'app', now(), 4, false);"
+        ))
+        .await;
+    let failed = project.run(&["import", "--from", "flyway"]);
+    failed.expect_code(exit::HISTORY_DRIFT);
+    assert!(
+        failed
+            .stderr()
+            .contains("migration 1.5 (V1.5__broken.sql) as failed")
+            && failed.stderr().contains("flyway repair"),
+        "{}",
+        failed.stderr()
+    );
+    project
+        .db
+        .exec(
+            "DELETE FROM flyway_schema_history WHERE NOT success;
+               INSERT INTO flyway_schema_history VALUES
+                 (3, '3', 'gone', 'SQL', 'V3__gone.sql', 3, 'app', now(), 4, true)",
+        )
+        .await;
+    let missing = project.run(&["import", "--from", "flyway"]);
+    missing.expect_code(exit::HISTORY_DRIFT);
+    assert!(
+        missing.stderr().contains("3 (V3__gone.sql)")
+            && missing.stderr().contains("nothing was imported"),
+        "{}",
+        missing.stderr()
+    );
+    assert_eq!(
+        rows_of(&project, "sluice.migrations").await,
+        0,
+        "nothing imported"
+    );
+}

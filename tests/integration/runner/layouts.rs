@@ -209,7 +209,7 @@ async fn a_forced_layout_is_shown_checked_and_named_when_wrong() {
     );
     std::fs::write(
         project.path().join("sluice.toml"),
-        "[runner]\nlayout = \"flyway\"\n",
+        "[runner]\nlayout = \"liquibase\"\n",
     )
     .unwrap();
     let wrong = project.run(&["validate"]);

@@ -1,7 +1,8 @@
-//! Directories as sqlx, golang-migrate, diesel, dbmate, goose and sql-migrate users write them
-//! (written here, modelled on their patterns), applied unedited by `sluice up` to an empty database and compared with what
-//! each tool's own rule gives: the same files run on another database the way the tool runs
-//! them. Where downs exist, a full `down` and `up` again gives the same schema once more.
+//! Directories as sqlx, golang-migrate, diesel, dbmate, goose, sql-migrate and Flyway users
+//! write them (written here, modelled on their patterns), applied unedited by `sluice up` to an
+//! empty database and compared with what each tool's own rule gives: the same files run on
+//! another database the way the tool runs them. Where downs exist, a full `down` and `up` again
+//! gives the same schema once more.
 
 use sluice_common::exit;
 use sluice_tests::{Project, TestDb, catalog};
@@ -366,4 +367,186 @@ async fn a_sql_migrate_directory_gives_the_schema_sql_migrate_gives() {
         },
     ];
     sectioned_directory_matches_its_tool(&files, "sql-migrate").await;
+}
+
+/// A Flyway directory: dotted and underscored versions ordered part by part (1.2 before 1.10,
+/// 2 before 10, which text order would swap and fail on), a file with a statement PostgreSQL
+/// refuses inside a transaction run outside one as Flyway runs it, `U` files as downs, and
+/// files that are not SQL left alone.
+#[tokio::test]
+async fn a_flyway_directory_gives_the_schema_flyway_gives() {
+    let project = Project::new().await;
+    let files = [
+        (
+            "V1__create_users.sql",
+            "CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL);\n",
+        ),
+        (
+            "V1.1__add_name.sql",
+            "ALTER TABLE users ADD COLUMN name text;\n",
+        ),
+        (
+            "V1_2__orders.sql",
+            "CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint REFERENCES users (id));\n",
+        ),
+        (
+            "V1.10__index_orders.sql",
+            "CREATE INDEX CONCURRENTLY orders_user ON orders (user_id);\n",
+        ),
+        (
+            "V2__audit.sql",
+            "CREATE TABLE audit (id bigint, at timestamptz);\nCREATE INDEX CONCURRENTLY audit_at ON audit (at);\n",
+        ),
+        (
+            "V10__audit_who.sql",
+            "ALTER TABLE audit ADD COLUMN who text;\n",
+        ),
+    ];
+    for (name, sql) in files {
+        project.write(name, sql);
+    }
+    project.write("U10__audit_who.sql", "ALTER TABLE audit DROP COLUMN who;\n");
+    project.write(
+        "U2__audit.sql",
+        "DROP INDEX CONCURRENTLY audit_at;\nDROP TABLE audit;\n",
+    );
+    project.write("flyway.conf", "flyway.locations=filesystem:migrations\n");
+    project.write("README.md", "Migrations run by Flyway in CI.\n");
+
+    let validate = project.run(&["validate"]);
+    validate.expect_code(exit::OK);
+    assert!(
+        validate.stdout().contains("read as a Flyway directory"),
+        "{}",
+        validate.stdout()
+    );
+    project.run(&["up", "--skip-lint"]).expect_code(exit::OK);
+    // Flyway runs each file in a transaction, or statement by statement when one of its
+    // statements cannot run inside one.
+    let expected = tools_schema(&[
+        (files[0].1, Rule::InTransaction),
+        (files[1].1, Rule::InTransaction),
+        (files[2].1, Rule::InTransaction),
+        (files[3].1, Rule::AsItIs),
+        (
+            "CREATE TABLE audit (id bigint, at timestamptz)",
+            Rule::AsItIs,
+        ),
+        (
+            "CREATE INDEX CONCURRENTLY audit_at ON audit (at)",
+            Rule::AsItIs,
+        ),
+        (files[5].1, Rule::InTransaction),
+    ])
+    .await;
+    assert_eq!(sluice_schema(&project).await, expected);
+    let status = project.run(&["status"]);
+    status.expect_code(exit::OK);
+    // Versions as written, in Flyway's order.
+    let versions: Vec<String> = status
+        .stdout()
+        .lines()
+        .skip(1)
+        .take_while(|line| !line.is_empty())
+        .map(|line| {
+            line.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        ["1", "1.1", "1_2", "1.10", "2", "10"],
+        "{}",
+        status.stdout()
+    );
+
+    // The U files revert, newest first; up again gives the same schema.
+    project
+        .run(&["down", "--steps", "2", "--skip-lint"])
+        .expect_code(exit::OK);
+    let mut conn = project.db.connect().await;
+    let audit: bool = sqlx::query_scalar("SELECT to_regclass('audit') IS NOT NULL")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(!audit, "U2 dropped the audit table");
+    project.run(&["up", "--skip-lint"]).expect_code(exit::OK);
+    assert_eq!(sluice_schema(&project).await, expected);
+
+    // A new migration is written as Flyway names them, after the newest version.
+    let new = project.run(&["new", "audit_source", "--reversible"]);
+    new.expect_code(exit::OK);
+    for file in ["V11__audit_source.sql", "U11__audit_source.sql"] {
+        assert!(
+            project.migrations().join(file).is_file(),
+            "{}",
+            new.stdout()
+        );
+    }
+    // A flat file beside Flyway's would be read by neither tool's rules alone.
+    project.write("12_flat.sql", "SELECT 1;\n");
+    let mixed = project.run(&["validate"]);
+    mixed.expect_code(exit::INVALID_INPUT);
+    assert!(
+        mixed.stderr().contains("Flyway files:") && mixed.stderr().contains("12_flat.sql"),
+        "{}",
+        mixed.stderr()
+    );
+}
+
+/// What Flyway does that sluice does not is refused by file name, before anything runs.
+#[tokio::test]
+async fn flyway_files_sluice_cannot_run_as_flyway_does_are_refused_by_name() {
+    for (file, sql, says) in [
+        (
+            "V1__grants.sql",
+            "CREATE TABLE t (id int);\nGRANT SELECT ON t TO ${reader};\n",
+            "V1__grants.sql:2: the Flyway placeholder ${reader}",
+        ),
+        (
+            "R__views.sql",
+            "CREATE VIEW v AS SELECT 1;\n",
+            "R__views.sql: a Flyway repeatable migration",
+        ),
+        (
+            "afterMigrate.sql",
+            "ANALYZE;\n",
+            "afterMigrate.sql: a Flyway callback",
+        ),
+        (
+            "V20240131120000.1__long.sql",
+            "SELECT 1;\n",
+            "`20240131120000.1` is too long",
+        ),
+    ] {
+        let project = Project::new().await;
+        project.write("V0_1__first.sql", "CREATE TABLE first (id int);\n");
+        project.write(file, sql);
+        for command in [&["validate"][..], &["up", "--skip-lint"]] {
+            let run = project.run(command);
+            run.expect_code(exit::INVALID_INPUT);
+            assert!(run.stderr().contains(says), "{command:?}: {}", run.stderr());
+        }
+        assert_eq!(
+            project
+                .db
+                .scalar("SELECT count(*) FROM pg_class WHERE relname = 'first'")
+                .await,
+            0,
+            "nothing ran"
+        );
+    }
+    // `1` and `1.0` are one version to Flyway.
+    let project = Project::new().await;
+    project.write("V1__a.sql", "SELECT 1;\n");
+    project.write("V1.0__b.sql", "SELECT 1;\n");
+    let run = project.run(&["validate"]);
+    run.expect_code(exit::INVALID_INPUT);
+    assert!(
+        run.stderr().contains("several migrations have version"),
+        "{}",
+        run.stderr()
+    );
 }

@@ -257,6 +257,8 @@ enum ImportFrom {
     Goose,
     /// `gorp_migrations` (applied files by name).
     SqlMigrate,
+    /// `flyway_schema_history` (successful rows; a failed one is refused; a baseline counts).
+    Flyway,
 }
 
 fn non_empty(text: &str) -> Result<String, String> {
@@ -528,6 +530,7 @@ async fn run_against_database(
                 ImportFrom::Dbmate => sluice_runner::import::Tool::Dbmate,
                 ImportFrom::Goose => sluice_runner::import::Tool::Goose,
                 ImportFrom::SqlMigrate => sluice_runner::import::Tool::SqlMigrate,
+                ImportFrom::Flyway => sluice_runner::import::Tool::Flyway,
             };
             let report = migrator.import(tool, shutdown).await?;
             for done in &report.migrations {

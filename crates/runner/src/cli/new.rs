@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use sluice_common::exit;
 use sluice_common::ident::{Ident, QualifiedName};
 use sluice_common::outln;
+use sluice_runner::flyway;
 use sluice_runner::layout::{Choice, Layout};
 use sluice_runner::scaffold::{self, Change, Pattern};
 use sluice_runner::source;
@@ -125,6 +126,21 @@ pub fn create(dir: &Path, name: &str, reversible: bool, choice: Choice) -> anyho
                 ),
             ]
         }
+        Layout::Flyway => {
+            let newest = loaded.and_then(|l| l.migrations.last().map(|m| m.version_text.clone()));
+            let version = flyway_version(now, newest.as_deref());
+            let mut files = vec![(
+                dir.join(format!("V{version}__{name}.sql")),
+                format!("-- {name}\n"),
+            )];
+            if reversible {
+                files.push((
+                    dir.join(format!("U{version}__{name}.sql")),
+                    format!("-- Reverts {name}: undo exactly what V{version}__{name}.sql does.\n"),
+                ));
+            }
+            files
+        }
         Layout::Dbmate | Layout::Goose | Layout::SqlMigrate => {
             let version = next_version(dir, now, 1)?;
             vec![(
@@ -174,6 +190,27 @@ fn diesel_version(now: chrono::DateTime<chrono::Utc>, newest: Option<i64>) -> St
     match newest {
         Some(newest) if newest.to_string() >= stamp => (newest + 1).to_string(),
         _ => now.format("%Y-%m-%d-%H%M%S").to_string(),
+    }
+}
+
+/// The next Flyway version after `newest`: the next number where versions are plain numbers
+/// (`7` → `8`), else a UTC timestamp, or, when that would not come after `newest` (a version
+/// from the future), `newest`'s first part plus one.
+fn flyway_version(now: chrono::DateTime<chrono::Utc>, newest: Option<&str>) -> String {
+    let stamp = now.format("%Y%m%d%H%M%S").to_string();
+    let Some(newest) = newest else {
+        return stamp;
+    };
+    let first: Option<u64> = newest.split(['.', '_']).next().and_then(|p| p.parse().ok());
+    let plain = newest.len() < 14 && newest.bytes().all(|b| b.is_ascii_digit());
+    match (first, plain) {
+        (Some(n), true) => (n + 1).to_string(),
+        (Some(n), false)
+            if flyway::version_key(&stamp).ok() <= flyway::version_key(newest).ok() =>
+        {
+            (n + 1).to_string()
+        }
+        _ => stamp,
     }
 }
 
