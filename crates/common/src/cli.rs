@@ -18,8 +18,10 @@ use crate::shutdown::Shutdown;
 /// file.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
-    /// PostgreSQL URL, e.g. postgres://app@db:5432/prod?sslmode=require. Prefer the
-    /// environment variable: a flag is visible in the process list.
+    /// PostgreSQL URL, e.g. postgres://app@db:5432/prod?sslmode=require; several hosts with
+    /// target_session_attrs (postgres://app@a:5432,b:5432/prod?target_session_attrs=read-write)
+    /// or libpq's key/value form are read as libpq reads them. Prefer the environment variable:
+    /// a flag is visible in the process list.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
 
