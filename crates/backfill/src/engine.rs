@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 use sluice_common::shutdown::Shutdown;
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::sync::{mpsc, watch};
 
 use crate::catalog::{self, Target};
@@ -127,7 +127,8 @@ pub async fn run(
     if row.control == Control::Pause {
         return Ok(Outcome::Paused);
     }
-    let integer_min = integer_min(&mut conn, &target, &sql, row.upper_bound.as_deref()).await?;
+    let integer_min =
+        integer_min(&mut conn, job, &target, &sql, row.upper_bound.as_deref()).await?;
     let workers = workers_with_room(&mut conn, job, options.workers.max(1)).await;
     let started = format!(
         "{workers} worker(s) on {}, {} of {} range(s) done before{}{}",
@@ -361,6 +362,7 @@ fn say_limits(ctx: &Context<'_>) {
 /// The smallest key of a single integer key, for arithmetic stepping (`None` otherwise).
 async fn integer_min(
     conn: &mut PgConnection,
+    job: &Job,
     target: &Target,
     sql: &JobSql,
     upper: Option<&[String]>,
@@ -369,12 +371,21 @@ async fn integer_min(
     if !integer || upper.is_none() {
         return Ok(None);
     }
+    // Guarded here too: through a transaction pooler the session has no guards, and the
+    // table's lock may be held.
+    let mut tx = conn
+        .begin_with(AssertSqlSafe(crate::context::begin_guarded(job)))
+        .await
+        .map_err(BackfillError::query("reading the smallest key"))?;
     let min = key_of(
         sqlx::query(AssertSqlSafe(sql.min_key.clone()))
-            .fetch_optional(&mut *conn)
+            .fetch_optional(&mut *tx)
             .await,
         "reading the smallest key",
     )?;
+    tx.commit()
+        .await
+        .map_err(BackfillError::query("reading the smallest key"))?;
     Ok(min
         .as_deref()
         .and_then(|m| m.first())
