@@ -18,8 +18,8 @@ use sqlx::{ConnectOptions, Connection, PgConnection, Row};
 
 use crate::db::{ConnectSettings, explain};
 
-/// Whether `first` (just opened with `options`) goes through a transaction pooler: its backend
-/// over three statements, and a second client's between them. `Err` names why the check could
+/// Whether `first` (just opened with `options`) goes through a transaction pooler: the backends
+/// of its statements and of a second client's between them ([`PROBES`]). `Err` names why the check could
 /// not be made (the second connection failed), which may pass by itself.
 ///
 /// A target is checked once by this process.
@@ -64,17 +64,40 @@ pub(crate) async fn transaction_pooled(
     Ok(pooled)
 }
 
-/// The backend of the first client, twice, the second client's, then the first's again.
+/// Which client runs each probe: the first twice, then the two in turn. Under contention from
+/// other clients a transaction pooler may happen to hand one probe the same backend again; over
+/// eight it gives itself away unless the pool's timing repeats exactly each time.
+const PROBES: [Client; 8] = [
+    Client::First,
+    Client::First,
+    Client::Second,
+    Client::First,
+    Client::Second,
+    Client::First,
+    Client::Second,
+    Client::First,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    First,
+    Second,
+}
+
+/// The backend each probe of [`PROBES`] ran on.
 async fn backends(
     first: &mut PgConnection,
     second: &mut PgConnection,
-) -> Result<[i32; 4], sqlx::Error> {
-    Ok([
-        backend(first).await?,
-        backend(first).await?,
-        backend(second).await?,
-        backend(first).await?,
-    ])
+) -> Result<Vec<(Client, i32)>, sqlx::Error> {
+    let mut seen = Vec::with_capacity(PROBES.len());
+    for client in PROBES {
+        let conn = match client {
+            Client::First => &mut *first,
+            Client::Second => &mut *second,
+        };
+        seen.push((client, backend(conn).await?));
+    }
+    Ok(seen)
 }
 
 /// Each statement on its own (autocommit) as a simple query: no statement is left behind.
@@ -86,8 +109,21 @@ async fn backend(conn: &mut PgConnection) -> Result<i32, sqlx::Error> {
 }
 
 /// A session's backend never changes, and two sessions never share one.
-fn shared_or_moved([first, again, other, last]: &[i32; 4]) -> bool {
-    first != again || first != last || first == other
+fn shared_or_moved(seen: &[(Client, i32)]) -> bool {
+    let of = |client: Client| {
+        seen.iter()
+            .filter(move |(c, _)| *c == client)
+            .map(|(_, pid)| *pid)
+    };
+    let one = |client: Client| {
+        let mut pids = of(client);
+        let first = pids.next();
+        first.filter(|pid| pids.all(|other| other == *pid))
+    };
+    match (one(Client::First), one(Client::Second)) {
+        (Some(first), Some(second)) => first == second,
+        _ => true,
+    }
 }
 
 fn checked_targets() -> &'static Mutex<HashMap<String, bool>> {
@@ -97,19 +133,36 @@ fn checked_targets() -> &'static Mutex<HashMap<String, bool>> {
 
 #[cfg(test)]
 mod tests {
-    use super::shared_or_moved;
+    use super::{Client, PROBES, shared_or_moved};
+
+    fn seen(first: &[i32], second: &[i32]) -> Vec<(Client, i32)> {
+        let (mut a, mut b) = (first.iter(), second.iter());
+        PROBES
+            .iter()
+            .map(|client| {
+                let pid = match client {
+                    Client::First => a.next(),
+                    Client::Second => b.next(),
+                };
+                (*client, *pid.expect("a pid per probe"))
+            })
+            .collect()
+    }
 
     #[test]
     fn one_backend_per_session_is_a_session() {
-        assert!(!shared_or_moved(&[10, 10, 11, 10]));
+        assert!(!shared_or_moved(&seen(&[10; 5], &[11; 3])));
     }
 
     #[test]
     fn a_backend_shared_or_changed_is_a_transaction_pooler() {
         // PgBouncer's default: the second client gets the server connection freed last.
-        assert!(shared_or_moved(&[10, 10, 10, 10]));
+        assert!(shared_or_moved(&seen(&[10; 5], &[10; 3])));
         // server_round_robin: the same client gets the next one.
-        assert!(shared_or_moved(&[10, 11, 12, 10]));
-        assert!(shared_or_moved(&[10, 10, 11, 11]));
+        assert!(shared_or_moved(&seen(&[10, 11, 12, 10, 11], &[12, 10, 11])));
+        // Contention moved the first client once, late.
+        assert!(shared_or_moved(&seen(&[10, 10, 10, 10, 12], &[11; 3])));
+        // The second client moved.
+        assert!(shared_or_moved(&seen(&[10; 5], &[11, 12, 11])));
     }
 }
