@@ -478,7 +478,7 @@ pub async fn pool(settings: &ConnectSettings, max_connections: u32) -> Result<Pg
 
 /// One try of each host in order (two passes for `prefer-standby`: standbys first): the first
 /// session that is what `attrs` and `needs` ask for. With several hosts, the chosen one is
-/// logged, and a failure names every host's reason.
+/// logged (at info when another was passed over), and a failure names every host's reason.
 async fn try_hosts(
     settings: &ConnectSettings,
     hosts: &[PgConnectOptions],
@@ -501,7 +501,11 @@ async fn try_hosts(
             };
             match try_host(settings, options, &target, want).await {
                 Ok(connected) => {
-                    if hosts.len() > 1 {
+                    // Worth an operator's eye when another host was passed over (a
+                    // failover); every connection to the first one is routine.
+                    if hosts.len() > 1 && failures.is_empty() {
+                        tracing::debug!(host = %target, target_session_attrs = %attrs, "connected to {target}");
+                    } else if hosts.len() > 1 {
                         tracing::info!(host = %target, target_session_attrs = %attrs, "connected to {target}");
                     }
                     return Ok(connected);
