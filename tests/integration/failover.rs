@@ -68,12 +68,12 @@ async fn a_backfill_on_a_multi_host_url_rides_out_a_failover_exactly_once() {
     );
     let stderr = run.stderr();
     assert!(
-        stderr.contains(&format!("connected to {}", port_of(&standby.admin_url()))),
+        stderr.contains(&format!("connected to {}", standby.address())),
         "the backfill logged the host it chose after the failover: {stderr}"
     );
     assert!(!stderr.contains("throwaway-pw"), "password shown: {stderr}");
 
-    let mut new_primary = PgConnection::connect(&standby_url(&project, &primary, &standby))
+    let mut new_primary = PgConnection::connect(&standby.url_from(&project.db.url, &primary))
         .await
         .unwrap();
     let counts: Vec<(i32, i64)> = sqlx::query_as("SELECT n, count(*) FROM t GROUP BY n ORDER BY n")
@@ -142,29 +142,9 @@ async fn promote(standby: &PrivateServer) {
     assert!(promoted, "the standby was promoted");
 }
 
-/// `127.0.0.1:<port>` of a server's URL.
-fn port_of(url: &str) -> String {
-    let port = url.rsplit_once(':').unwrap().1.split('/').next().unwrap();
-    format!("127.0.0.1:{port}")
-}
-
-fn standby_url(project: &Project, primary: &PrivateServer, standby: &PrivateServer) -> String {
-    project.db.url.replace(
-        &port_of(&primary.admin_url()),
-        &port_of(&standby.admin_url()),
-    )
-}
-
 /// The project's database on both servers, the primary first.
 fn multi_host_url(project: &Project, primary: &PrivateServer, standby: &PrivateServer) -> String {
-    let both = format!(
-        "{},{}",
-        port_of(&primary.admin_url()),
-        port_of(&standby.admin_url())
-    );
-    let url = project
-        .db
-        .url
-        .replace(&port_of(&primary.admin_url()), &both);
+    let both = format!("{},{}", primary.address(), standby.address());
+    let url = project.db.url.replacen(&primary.address(), &both, 1);
     format!("{url}?target_session_attrs=read-write")
 }

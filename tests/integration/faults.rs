@@ -348,10 +348,7 @@ async fn a_standby_is_named_and_waited_out() {
         .exec("INSERT INTO t (id) SELECT generate_series(1, 500); CHECKPOINT;")
         .await;
     let standby = primary.start_standby().unwrap();
-    let standby_url = project.db.url.replace(
-        &port_of(&primary.admin_url()),
-        &port_of(&standby.admin_url()),
-    );
+    let standby_url = standby.url_from(&project.db.url, &primary);
     let on_standby = |args: &[&str]| {
         sluice_tests::Run(
             project
@@ -421,10 +418,4 @@ async fn a_standby_is_named_and_waited_out() {
         .await
         .unwrap();
     assert_eq!(applied, 2);
-}
-
-/// `:5433/` of a URL.
-fn port_of(url: &str) -> String {
-    let port = url.rsplit_once(':').unwrap().1.split('/').next().unwrap();
-    format!(":{port}/")
 }

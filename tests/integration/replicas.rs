@@ -67,14 +67,7 @@ async fn primary_and_fresh_standby() -> (PrivateServer, PrivateServer, Project) 
 
 /// The project's database on the standby.
 fn standby_url(project: &Project, primary: &PrivateServer, standby: &PrivateServer) -> String {
-    let port = |url: &str| {
-        let port = url.rsplit_once(':').unwrap().1.split('/').next().unwrap();
-        format!(":{port}/")
-    };
-    project
-        .db
-        .url
-        .replace(&port(&primary.admin_url()), &port(&standby.admin_url()))
+    standby.url_from(&project.db.url, primary)
 }
 
 async fn on_standby(standby: &PrivateServer, sql: &str) {

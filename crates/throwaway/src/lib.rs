@@ -125,6 +125,16 @@ impl PrivateServer {
         self.cluster().admin_url()
     }
 
+    /// `127.0.0.1:<port>`: where it listens.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.cluster().port)
+    }
+
+    /// `url`, a URL on `other` (this server's primary or standby), pointed at this server.
+    pub fn url_from(&self, url: &str, other: &PrivateServer) -> String {
+        url.replacen(&other.address(), &self.address(), 1)
+    }
+
     /// A streaming standby of this server (`pg_basebackup -R`), read-only until promoted
     /// (`SELECT pg_promote()` on it). Stopped and removed when dropped, like this one.
     pub fn start_standby(&self) -> Result<Self, String> {
