@@ -219,7 +219,7 @@ impl Migrator {
                 .into_iter()
                 .map(|done| {
                     let id = MigrationId {
-                        version: done.version,
+                        version: done.version.unwrap_or(0),
                         id: done.id,
                     };
                     (id, Duration::from_millis(done.duration_ms))

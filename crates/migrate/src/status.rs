@@ -13,6 +13,7 @@ use crate::Error;
 /// One migration, as messages name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationId {
+    /// 0 for a repeatable migration (Flyway's `R__<description>.sql`), which has no version.
     pub version: i64,
     /// `<version>_<name>` as in the file name: `20260101120000_create_users`.
     pub id: String,

@@ -16,6 +16,7 @@ use crate::event::{Direction, Event};
 use crate::guard::{Blocker, Guards, Timeouts, blockers_of, set_timeouts_sql};
 use crate::history::{Action, History, Record, Who};
 use crate::index::drop_invalid_index;
+use crate::repeatable::Repeatable;
 use crate::script::{Script, Statement, prefix_checksum};
 use crate::source::Migration;
 
@@ -74,6 +75,7 @@ impl std::fmt::Display for Failure {
         let verb = match self.direction {
             Direction::Up => "migration",
             Direction::Down => "revert of migration",
+            Direction::Repeat => "repeatable migration",
         };
         write!(f, "{verb} {} failed in {}", self.id, self.path.display())?;
         if let Some(line) = self.line {
@@ -158,6 +160,16 @@ impl Session<'_> {
         self.run_script(migration, Direction::Down, 0, events).await
     }
 
+    /// Applies a repeatable migration (again), recording it by description.
+    pub async fn apply_repeatable(
+        &mut self,
+        repeatable: &Repeatable,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Duration, ApplyError> {
+        self.run_script(repeatable.as_migration(), Direction::Repeat, 0, events)
+            .await
+    }
+
     /// Runs the up or down script of `migration` from a clean session, in its transaction
     /// mode, reporting its start and end.
     async fn run_script(
@@ -168,7 +180,7 @@ impl Session<'_> {
         events: &mut dyn FnMut(Event),
     ) -> Result<Duration, ApplyError> {
         let script = match direction {
-            Direction::Up => &migration.up,
+            Direction::Up | Direction::Repeat => &migration.up,
             Direction::Down => migration
                 .down
                 .as_ref()
@@ -268,6 +280,7 @@ impl Session<'_> {
         match direction {
             Direction::Up => self.history.record_applied(&mut tx, record).await?,
             Direction::Down => self.history.record_reverted(&mut tx, record).await?,
+            Direction::Repeat => self.history.record_repeatable(&mut tx, record).await?,
         }
         tx.commit().await?;
         Ok(())
@@ -373,6 +386,7 @@ impl Session<'_> {
         self.on_lock_connection(migration, async |conn| match direction {
             Direction::Up => history.record_applied(conn, record).await,
             Direction::Down => history.record_reverted(conn, record).await,
+            Direction::Repeat => history.record_repeatable(conn, record).await,
         })
         .await?;
         Ok(started.elapsed())
@@ -431,6 +445,10 @@ impl Session<'_> {
             Direction::Down => format!(
                 "{committed} of {total} statements of the down file ran{rolled_back}; the \
                  migration is still recorded as applied"
+            ),
+            Direction::Repeat => format!(
+                "{committed} of {total} statements ran{rolled_back}; it is not recorded as \
+                 applied, so the next `sluice up` runs it again from its first statement"
             ),
         }
     }
@@ -678,7 +696,7 @@ impl Session<'_> {
         };
         let record = record(migration, script, self.who, elapsed_ms(started));
         let action = match direction {
-            Direction::Up => Action::Apply,
+            Direction::Up | Direction::Repeat => Action::Apply,
             Direction::Down => Action::Revert,
         };
         let detail = failure.to_string();

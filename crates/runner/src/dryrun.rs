@@ -31,6 +31,19 @@ pub fn render(
             migration.version,
             history.audit_table()
         ),
+        Direction::Repeat => format!(
+            "INSERT INTO {} (description, checksum, ...) VALUES ('{}', '{}', ...) ON CONFLICT (description) DO UPDATE ...; -- and an audit row in {}",
+            history.repeatables_table(),
+            migration.name.replace('\'', "''"),
+            migration.up.checksum,
+            history.audit_table()
+        ),
+    };
+    let progress = if direction == Direction::Up {
+        "progress recorded (on the lock's connection) after each statement outside a BEGIN \
+         ... COMMIT block of the file, and after each such block"
+    } else {
+        "history written (on the lock's connection) after the last statement"
     };
     let statements: Vec<String> = match script.statements() {
         Some(statements) => statements
@@ -43,8 +56,7 @@ pub fn render(
     let mut out = Vec::new();
     if !script.mode().is_atomic() {
         out.push(format!(
-            "-- {} ({}): {}; progress recorded (on the lock's connection) after each statement \
-             outside a BEGIN ... COMMIT block of the file, and after each such block",
+            "-- {} ({}): {}; {progress}",
             migration.id(),
             script.path.display(),
             script.mode().describe()

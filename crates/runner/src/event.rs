@@ -12,7 +12,8 @@ use crate::source::Version;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Done {
     pub id: String,
-    pub version: Version,
+    /// `None` for a repeatable migration (Flyway's `R__`), which has no version.
+    pub version: Option<Version>,
     pub duration_ms: u64,
 }
 
@@ -81,4 +82,6 @@ pub enum Event {
 pub enum Direction {
     Up,
     Down,
+    /// A repeatable migration applied (again): recorded by description, never by version.
+    Repeat,
 }

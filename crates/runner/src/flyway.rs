@@ -138,9 +138,32 @@ pub fn placeholder(sql: &str) -> Option<(usize, &str)> {
     })
 }
 
+/// The checksum Flyway records for a file's text: CRC32 of its lines' UTF-8 bytes with the
+/// line ends left out (so LF and CRLF files agree) and a leading byte-order mark dropped, as a
+/// signed 32-bit number (Java's `int`).
+pub fn checksum(text: &str) -> i32 {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut crc = crc32fast::Hasher::new();
+    for line in text.split(['\n', '\r']) {
+        crc.update(line.as_bytes());
+    }
+    i32::from_ne_bytes(crc.finalize().to_ne_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checksums_are_flyways_crc32_of_the_lines_without_their_ends() {
+        // CRC32("abc") = 0x352441c2, whatever ends the lines.
+        assert_eq!(checksum("abc"), 0x3524_41c2);
+        assert_eq!(checksum("a\nb\r\nc\n"), 0x3524_41c2);
+        assert_eq!(checksum("\u{feff}a\rbc"), 0x3524_41c2);
+        // CRC32("123456789") = 0xcbf43926, past i32::MAX: negative, as Java stores it.
+        assert_eq!(checksum("1234\n56789"), -0x340b_c6da);
+        assert_eq!(checksum(""), 0);
+    }
 
     #[test]
     fn names_are_taken_apart_as_flyway_reads_them() {

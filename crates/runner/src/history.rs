@@ -5,6 +5,11 @@
 //!   so a failed or interrupted one resumes at the statement that did not finish.
 //! - `audit`: append-only (a trigger refuses UPDATE and DELETE): every apply, revert and
 //!   failure, with the database role, client address, program and actor.
+//! - `repeatables`: Flyway's repeatable migrations, one row per description ([`repeatables`]).
+
+mod repeatables;
+
+pub use repeatables::AppliedRepeatable;
 
 use crate::source::Migration;
 use chrono::{DateTime, Utc};
@@ -104,6 +109,7 @@ pub struct History {
     migrations: String,
     progress: String,
     audit: String,
+    repeatables: String,
 }
 
 impl History {
@@ -119,6 +125,7 @@ impl History {
             migrations: table("migrations"),
             progress: table("migration_progress"),
             audit: table("audit"),
+            repeatables: table("repeatables"),
             schema,
         }
     }
@@ -148,10 +155,11 @@ impl History {
         .await
     }
 
-    /// Creates the schema and tables if they are missing. Call under the runner lock.
+    /// Creates the schema and tables if they are missing (a schema from before a table was
+    /// added gets it). Call under the runner lock.
     pub async fn ensure(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         self.warn_if_role_shadows_schema(conn).await?;
-        if self.exists(conn).await? {
+        if self.exists(conn).await? && self.repeatables_exist(conn).await? {
             return Ok(());
         }
         // CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema is
@@ -204,6 +212,7 @@ impl History {
             String::new()
         };
         let (migrations, progress, audit) = (&self.migrations, &self.progress, &self.audit);
+        let repeatables = self.repeatables_ddl();
         let audit_literal = quote_literal(audit);
         format!(
             "BEGIN;
@@ -231,6 +240,7 @@ CREATE TABLE IF NOT EXISTS {progress} (
     updated_at timestamptz NOT NULL DEFAULT now(),
     last_error text
 );
+{repeatables}
 CREATE TABLE IF NOT EXISTS {audit} (
     id bigserial PRIMARY KEY,
     at timestamptz NOT NULL DEFAULT clock_timestamp(),

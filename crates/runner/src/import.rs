@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha384};
 use sqlx::PgConnection;
 
+use crate::repeatable::Repeatable;
 use crate::source::{Migration, Version};
 
 /// Tools whose history sluice imports.
@@ -459,8 +460,8 @@ struct FlywayRow {
 
 /// Flyway appends a row per versioned migration it runs (`SQL`), its baseline (`BASELINE`:
 /// every version up to it counts as applied), undo (`UNDO_SQL`) and repair's deletions
-/// (`DELETE`); repeatable migrations have no version and are not imported (sluice does not
-/// apply them). A failed row stops the import: Flyway itself refuses to go on until repaired.
+/// (`DELETE`); repeatable migrations have no version ([`read_flyway_repeatables`]). A failed
+/// row stops the import: Flyway itself refuses to go on until repaired.
 async fn read_flyway(
     conn: &mut PgConnection,
     files: &[Migration],
@@ -494,8 +495,8 @@ fn apply_flyway_row(
     row: FlywayRow,
     files: &[Migration],
 ) -> Result<(), ImportError> {
+    // A repeatable migration's row: read by `read_flyway_repeatables`.
     let Some(text) = row.version else {
-        tracing::warn!(script = %row.script, "Flyway's repeatable migration {} is not imported: sluice does not apply repeatable migrations", row.script);
         return Ok(());
     };
     let key = crate::flyway::version_key(&text).map_err(|_| ImportError::BadVersion {
@@ -532,4 +533,61 @@ fn apply_flyway_row(
         }
     }
     Ok(())
+}
+
+/// The newest successful run of a repeatable migration in `flyway_schema_history`: script,
+/// checksum, when, how long (ms).
+type FlywayRepeatableRow = (String, Option<i32>, Option<DateTime<Utc>>, i64);
+
+/// A repeatable migration Flyway applied as the file is now.
+#[derive(Debug, Clone)]
+pub struct ImportedRepeatable<'a> {
+    pub file: &'a Repeatable,
+    pub applied_at: Option<DateTime<Utc>>,
+    pub duration_ms: i64,
+}
+
+/// The repeatable migrations whose newest successful run in `flyway_schema_history` has the
+/// checksum of the file as it is now. One whose file changed since is not imported: the next
+/// `sluice up` applies it, as Flyway's next `migrate` would.
+pub async fn read_flyway_repeatables<'a>(
+    conn: &mut PgConnection,
+    files: &'a [Repeatable],
+) -> Result<Vec<ImportedRepeatable<'a>>, ImportError> {
+    const TABLE: &str = "flyway_schema_history";
+    let rows: Vec<FlywayRepeatableRow> = sqlx::query_as(
+        "SELECT DISTINCT ON (script) script, checksum, \
+                installed_on AT TIME ZONE current_setting('TimeZone'), \
+                coalesce(execution_time, 0)::bigint \
+         FROM flyway_schema_history \
+         WHERE version IS NULL AND success AND type = 'SQL' \
+         ORDER BY script, installed_rank DESC",
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(query_failed(TABLE))?;
+    let mut imported = Vec::new();
+    for (script, checksum, applied_at, duration_ms) in rows {
+        // Flyway names the file relative to its location: `R__views.sql`, `views/R__v.sql`.
+        let name = script.rsplit('/').next().unwrap_or(&script);
+        let Some(file) = files.iter().find(|f| {
+            f.script()
+                .path
+                .file_name()
+                .is_some_and(|file_name| *file_name == *name)
+        }) else {
+            tracing::warn!(script = %script, "Flyway applied the repeatable migration {script}, which is not in the directory: not imported");
+            continue;
+        };
+        if checksum == Some(file.flyway_checksum()) {
+            imported.push(ImportedRepeatable {
+                file,
+                applied_at,
+                duration_ms,
+            });
+        } else {
+            tracing::warn!(script = %script, "{} changed since Flyway applied it: not imported, so the next `sluice up` applies it again", file.id());
+        }
+    }
+    Ok(imported)
 }

@@ -171,7 +171,10 @@ impl Form {
 
 /// The layout of `migrations`: the one their forms agree on (flat files alone: sqlx /
 /// golang-migrate), or what `choice` forces. Mixed layouts are refused with the files named.
-pub fn detect(migrations: &[Migration], choice: Choice) -> Result<Layout, SourceError> {
+pub fn detect<'m>(
+    migrations: impl IntoIterator<Item = &'m Migration>,
+    choice: Choice,
+) -> Result<Layout, SourceError> {
     let mut by_layout: BTreeMap<Layout, Vec<&Migration>> = BTreeMap::new();
     let mut flat: Vec<&Migration> = Vec::new();
     for migration in migrations {

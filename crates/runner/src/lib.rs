@@ -23,6 +23,7 @@ pub mod lint;
 pub mod migrator;
 pub mod plan;
 pub mod reach;
+pub mod repeatable;
 pub mod roundtrip;
 pub mod rules;
 pub mod scaffold;

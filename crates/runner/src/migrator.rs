@@ -26,12 +26,13 @@ use crate::dryrun;
 use crate::error::RunnerError;
 use crate::event::{Direction, Event};
 use crate::guard::Guards;
-use crate::history::{Applied, History, Partial, Record, Who};
+use crate::history::{Applied, AppliedRepeatable, History, Partial, Record, Who};
 use crate::import::{self, Tool};
 use crate::layout::{Choice, Layout};
 #[cfg(feature = "lint")]
 use crate::lint::{self, Finding};
 use crate::plan::{self, Allow, DownTarget, Entry, PlanError, UpStep};
+use crate::repeatable::{self, Repeatable};
 use crate::rules::LintSettings;
 #[cfg(feature = "lint")]
 use crate::source::SourceError;
@@ -84,6 +85,7 @@ pub struct Migrator {
     history: History,
     layout: Layout,
     files: Vec<Migration>,
+    repeatables: Vec<Repeatable>,
 }
 
 /// History as read from the database (empty when sluice's tables do not exist yet).
@@ -91,6 +93,8 @@ pub struct Migrator {
 pub struct Recorded {
     pub applied: Vec<Applied>,
     pub partial: Vec<Partial>,
+    /// Flyway's repeatable migrations as last applied.
+    pub repeatables: Vec<AppliedRepeatable>,
     /// The closed backfill gates of each not-yet-applied migration, by version (none: open).
     pub blocked: BTreeMap<Version, Vec<ClosedGate>>,
 }
@@ -109,6 +113,7 @@ impl Migrator {
             settings,
             layout: loaded.layout,
             files: loaded.migrations,
+            repeatables: loaded.repeatables,
         }
     }
 
@@ -119,6 +124,11 @@ impl Migrator {
 
     pub fn files(&self) -> &[Migration] {
         &self.files
+    }
+
+    /// Flyway's repeatable migrations (`R__`), in the order they are applied.
+    pub fn repeatables(&self) -> &[Repeatable] {
+        &self.repeatables
     }
 
     pub fn settings(&self) -> &RunnerSettings {
@@ -182,6 +192,11 @@ impl Migrator {
         }
         Ok(Recorded {
             blocked: BTreeMap::new(),
+            repeatables: self
+                .history
+                .repeatables(conn)
+                .await
+                .map_err(RunnerError::query("reading applied repeatable migrations"))?,
             applied: self
                 .history
                 .applied(conn)
@@ -212,15 +227,17 @@ impl Migrator {
                 self.layout.order(),
             );
             let steps = plan::plan_up(&entries, target, self.settings.allow)?;
-            source::analyse(steps.iter().map(|s| &s.migration.up))?;
-            self.lint_gate(steps.iter().map(|s| s.migration), None)
+            let repeats = self.repeats_after(&entries, &steps, &recorded)?;
+            let work = up_work(&steps, &repeats);
+            source::analyse(work.iter().map(|w| &w.migration().up))?;
+            self.lint_gate(work.iter().map(Work::migration), None)
                 .await?;
             // A dry run shows what would run before the first closed gate, then says why it
             // would stop there.
             let gated = steps
                 .iter()
                 .position(|s| recorded.blocked.contains_key(&s.migration.version));
-            let report = self.render_up(&steps[..gated.unwrap_or(steps.len())], events);
+            let report = self.render(&work[..gated.unwrap_or(work.len())], events);
             if let Some(at) = gated {
                 let migration = steps[at].migration;
                 return Err(RunnerError::Blocked {
@@ -256,7 +273,8 @@ impl Migrator {
             let steps =
                 plan::plan_down(&entries, target, self.settings.allow, self.layout.order())?;
             source::analyse(steps.iter().filter_map(|m| m.down.as_ref()))?;
-            return Ok(self.render_down(&steps, events));
+            let work: Vec<Work<'_>> = steps.into_iter().map(Work::Revert).collect();
+            return Ok(self.render(&work, events));
         }
         self.with_lock(shutdown, events, async |lock, events| {
             self.down_locked(lock, target, shutdown, events).await
@@ -305,6 +323,25 @@ impl Migrator {
         Ok(report)
     }
 
+    /// The repeatable migrations an `up` applies after `steps`: those new or changed since
+    /// they were applied, and only when `steps` leaves no versioned migration pending (a
+    /// repeatable migration is written against the newest schema, not one on the way to it).
+    fn repeats_after(
+        &self,
+        entries: &[Entry<'_>],
+        steps: &[UpStep<'_>],
+        recorded: &Recorded,
+    ) -> Result<Vec<&Repeatable>, RunnerError> {
+        let every = plan::plan_up(entries, None, self.settings.allow)?;
+        if every.len() != steps.len() {
+            return Ok(Vec::new());
+        }
+        Ok(repeatable::pending(
+            &self.repeatables,
+            &recorded.repeatables,
+        ))
+    }
+
     /// Copies the history of `tool` into sluice's (versions sluice already has are kept).
     pub async fn import(&self, tool: Tool, shutdown: &Shutdown) -> Result<Report, RunnerError> {
         self.with_lock(shutdown, &mut |_| {}, async |lock, _| {
@@ -338,7 +375,41 @@ impl Migrator {
                 Duration::from_millis(u64::try_from(item.duration_ms).unwrap_or(0)),
             ));
         }
+        if tool == Tool::Flyway {
+            self.import_flyway_repeatables(conn, &recorded, &mut report)
+                .await?;
+        }
         Ok(report)
+    }
+
+    /// Flyway's repeatable migrations applied as their files are now (and not already
+    /// recorded so by sluice).
+    async fn import_flyway_repeatables(
+        &self,
+        conn: &mut PgConnection,
+        recorded: &Recorded,
+        report: &mut Report,
+    ) -> Result<(), RunnerError> {
+        let pending = repeatable::pending(&self.repeatables, &recorded.repeatables);
+        let imported = import::read_flyway_repeatables(conn, &self.repeatables).await?;
+        for item in imported
+            .iter()
+            .filter(|i| pending.iter().any(|p| std::ptr::eq(*p, i.file)))
+        {
+            let migration = item.file.as_migration();
+            let record = Record::new(migration, &self.settings.who, item.duration_ms);
+            self.history
+                .record_imported_repeatable(conn, record, item.applied_at, Tool::Flyway.name())
+                .await
+                .map_err(RunnerError::query(format!("importing {}", item.file.id())))?;
+            let mut done = done(
+                migration,
+                Duration::from_millis(u64::try_from(item.duration_ms).unwrap_or(0)),
+            );
+            done.version = None;
+            report.migrations.push(done);
+        }
+        Ok(())
     }
 
     /// Accepts the edited file of applied migration `version`, with a reason (audited).
@@ -446,24 +517,24 @@ impl Migrator {
             self.layout.order(),
         );
         let steps = plan::plan_up(&entries, target, self.settings.allow)?;
+        let repeats = self.repeats_after(&entries, &steps, &recorded)?;
+        let work = up_work(&steps, &repeats);
         // Every file about to run is checked before the first one runs.
-        source::analyse(steps.iter().map(|s| &s.migration.up))?;
-        self.lint_gate(steps.iter().map(|s| s.migration), Some(lock.connection()))
+        source::analyse(work.iter().map(|w| &w.migration().up))?;
+        self.lint_gate(work.iter().map(Work::migration), Some(lock.connection()))
             .await?;
-        for step in steps.iter().filter(|s| s.migration.up.is_empty()) {
+        for migration in work.iter().map(Work::migration).filter(|m| m.up.is_empty()) {
             tracing::warn!(
-                migration = %step.migration.id(),
+                migration = %migration.id(),
                 "{} holds no statement (empty, or only comments); it will be recorded as applied \
                  with nothing run",
-                step.migration.up.path.display()
+                migration.up.path.display()
             );
         }
-        if !steps.is_empty() {
+        if !work.is_empty() {
             self.back_up(lock.connection()).await?;
         }
-        let report = self
-            .run_steps(lock, &steps, Direction::Up, shutdown, events)
-            .await?;
+        let report = self.run_work(lock, &work, shutdown, events).await?;
         self.post_apply(lock.connection(), report, events).await
     }
 
@@ -487,41 +558,33 @@ impl Migrator {
         if !steps.is_empty() {
             self.back_up(lock.connection()).await?;
         }
-        let steps: Vec<UpStep<'_>> = steps
-            .into_iter()
-            .map(|migration| UpStep {
-                migration,
-                resume_at: 0,
-            })
-            .collect();
-        self.run_steps(lock, &steps, Direction::Down, shutdown, events)
-            .await
+        let work: Vec<Work<'_>> = steps.into_iter().map(Work::Revert).collect();
+        self.run_work(lock, &work, shutdown, events).await
     }
 
-    /// Applies (or reverts) `steps` one at a time on a migration connection of their own,
-    /// stopping between two at a shutdown request or, going up, at a closed backfill gate.
-    async fn run_steps(
+    /// Runs `work` one file at a time on a migration connection of its own, stopping between
+    /// two at a shutdown request or, going up, at a closed backfill gate.
+    async fn run_work(
         &self,
         lock: &mut AdvisoryLock,
-        steps: &[UpStep<'_>],
-        direction: Direction,
+        work: &[Work<'_>],
         shutdown: &Shutdown,
         events: &mut dyn FnMut(Event),
     ) -> Result<Report, RunnerError> {
         let mut report = Report::default();
-        if steps.is_empty() {
+        if work.is_empty() {
             return Ok(report);
         }
         let mut session = self.session(lock, shutdown).await?;
-        for step in steps {
-            let migration = step.migration;
+        for item in work {
+            let migration = item.migration();
             if shutdown.is_requested() {
                 return Err(RunnerError::Interrupted {
                     next: migration.id(),
                     done: ids(&report),
                 });
             }
-            if direction == Direction::Up {
+            if let Work::Apply(_) = item {
                 let closed = self.closed_gates(&mut session.conn, migration).await?;
                 if !closed.is_empty() {
                     return Err(RunnerError::Blocked {
@@ -531,12 +594,13 @@ impl Migrator {
                     });
                 }
             }
-            let outcome = match direction {
-                Direction::Up => session.apply(migration, step.resume_at, events).await,
-                Direction::Down => session.revert(migration, events).await,
+            let outcome = match item {
+                Work::Apply(step) => session.apply(migration, step.resume_at, events).await,
+                Work::Revert(_) => session.revert(migration, events).await,
+                Work::Repeat(repeatable) => session.apply_repeatable(repeatable, events).await,
             };
             match outcome {
-                Ok(duration) => report.migrations.push(done(migration, duration)),
+                Ok(duration) => report.migrations.push(item.done(duration)),
                 Err(source) => {
                     return Err(RunnerError::Apply {
                         source,
@@ -673,59 +737,85 @@ impl Migrator {
         })
     }
 
-    fn render_up(&self, steps: &[UpStep<'_>], events: &mut dyn FnMut(Event)) -> Report {
-        for step in steps {
-            let script = &step.migration.up;
-            let timeouts = self.settings.guards.timeouts(&script.directives, 0);
-            events(Event::Planned {
-                id: step.migration.id(),
-                direction: Direction::Up,
-                sql: dryrun::render(
-                    step.migration,
-                    script,
-                    Direction::Up,
-                    timeouts,
-                    &self.history,
-                    step.resume_at,
-                ),
-            });
-        }
-        Report {
-            dry_run: true,
-            migrations: steps
-                .iter()
-                .map(|s| done(s.migration, Duration::ZERO))
-                .collect(),
-            checks: Vec::new(),
-        }
-    }
-
-    fn render_down(&self, steps: &[&Migration], events: &mut dyn FnMut(Event)) -> Report {
-        for migration in steps {
-            let script = migration
-                .down
-                .as_ref()
-                .expect("planned reverts have down files");
+    /// The dry run of `work`: the exact SQL of each file, as [`Event::Planned`].
+    fn render(&self, work: &[Work<'_>], events: &mut dyn FnMut(Event)) -> Report {
+        for item in work {
+            let (migration, direction) = (item.migration(), item.direction());
+            let script = match item {
+                Work::Revert(_) => migration
+                    .down
+                    .as_ref()
+                    .expect("planned reverts have down files"),
+                Work::Apply(_) | Work::Repeat(_) => &migration.up,
+            };
+            let resume_at = match item {
+                Work::Apply(step) => step.resume_at,
+                Work::Revert(_) | Work::Repeat(_) => 0,
+            };
             let timeouts = self.settings.guards.timeouts(&script.directives, 0);
             events(Event::Planned {
                 id: migration.id(),
-                direction: Direction::Down,
+                direction,
                 sql: dryrun::render(
                     migration,
                     script,
-                    Direction::Down,
+                    direction,
                     timeouts,
                     &self.history,
-                    0,
+                    resume_at,
                 ),
             });
         }
         Report {
             dry_run: true,
-            migrations: steps.iter().map(|m| done(m, Duration::ZERO)).collect(),
+            migrations: work.iter().map(|w| w.done(Duration::ZERO)).collect(),
             checks: Vec::new(),
         }
     }
+}
+
+/// One file a run applies, reverts or applies again.
+#[derive(Debug, Clone, Copy)]
+enum Work<'m> {
+    Apply(UpStep<'m>),
+    Revert(&'m Migration),
+    Repeat(&'m Repeatable),
+}
+
+impl<'m> Work<'m> {
+    fn migration(&self) -> &'m Migration {
+        match self {
+            Self::Apply(step) => step.migration,
+            Self::Revert(migration) => migration,
+            Self::Repeat(repeatable) => repeatable.as_migration(),
+        }
+    }
+
+    fn direction(&self) -> Direction {
+        match self {
+            Self::Apply(_) => Direction::Up,
+            Self::Revert(_) => Direction::Down,
+            Self::Repeat(_) => Direction::Repeat,
+        }
+    }
+
+    fn done(&self, duration: Duration) -> Done {
+        let mut done = done(self.migration(), duration);
+        if let Self::Repeat(_) = self {
+            done.version = None;
+        }
+        done
+    }
+}
+
+/// An `up`: the versioned steps, then the repeatable migrations.
+fn up_work<'m>(steps: &[UpStep<'m>], repeats: &[&'m Repeatable]) -> Vec<Work<'m>> {
+    steps
+        .iter()
+        .copied()
+        .map(Work::Apply)
+        .chain(repeats.iter().copied().map(Work::Repeat))
+        .collect()
 }
 
 /// Releases the runner lock; a failure to unlock still closes the connection, which frees it.
@@ -738,7 +828,7 @@ async fn release(lock: AdvisoryLock) {
 fn done(migration: &Migration, duration: Duration) -> Done {
     Done {
         id: migration.id(),
-        version: migration.version,
+        version: Some(migration.version),
         duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
     }
 }

@@ -15,6 +15,7 @@ use sluice_common::input;
 
 use crate::flyway;
 use crate::layout::{self, Choice, Form, Layout};
+use crate::repeatable::{self, Repeatable};
 use crate::script::{Script, ScriptError};
 use crate::sections;
 
@@ -39,6 +40,8 @@ pub struct Migration {
 pub struct Loaded {
     pub layout: Layout,
     pub migrations: Vec<Migration>,
+    /// Flyway's repeatable migrations (`R__`), in the order they are applied.
+    pub repeatables: Vec<Repeatable>,
 }
 
 impl Migration {
@@ -46,6 +49,32 @@ impl Migration {
     pub fn id(&self) -> String {
         format!("{}_{}", self.version_text, self.name)
     }
+}
+
+/// The version a user means by `text` (`up --to`, `down --to`, `baseline`, `repair`): a
+/// file's version as written (`0002`, `1.1`, `2024-01-31-120000`) or its whole id
+/// (`0002_add_email`); else the number it stands for in `layout` (Flyway's `1.10`, diesel's
+/// dashes left out). `None` when it is no version at all.
+pub fn version_named(files: &[Migration], layout: Layout, text: &str) -> Option<Version> {
+    if let Some(file) = files
+        .iter()
+        .find(|m| m.version_text == text || m.id() == text)
+    {
+        return Some(file.version);
+    }
+    if layout == Layout::Flyway {
+        let text = text.strip_prefix('V').unwrap_or(text);
+        return flyway::version_key(text).ok();
+    }
+    // diesel's versions carry dashes (2024-01-31-120000) that are not part of the number.
+    let digits: String = text
+        .split('_')
+        .next()
+        .unwrap_or(text)
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
+    digits.parse().ok()
 }
 
 /// Everything wrong with a directory, one problem per line, each naming its file.
@@ -148,8 +177,9 @@ const FLYWAY_CALLBACKS: &[&str] = &[
 ];
 
 /// A Flyway file name: `V<version>__<description>.sql` (up), `U<version>__...` (its down).
-/// Repeatable migrations and callbacks are refused by name: sluice does not run them yet, and
-/// skipping them silently would leave the schema short of what Flyway gives.
+/// Callbacks are refused by name: sluice does not run them, and skipping them silently would
+/// leave the schema short of what Flyway gives. Repeatable migrations (`R__`) are not
+/// versioned files ([`repeatable_file`]): `Ok(None)` here.
 fn parse_flyway_name(file_name: &str) -> Result<Option<FileName>, String> {
     let stem = file_name.strip_suffix(".sql").unwrap_or(file_name);
     let event = stem.split_once("__").map_or(stem, |(event, _)| event);
@@ -160,13 +190,7 @@ fn parse_flyway_name(file_name: &str) -> Result<Option<FileName>, String> {
         ));
     }
     let (version, description, direction) = match flyway::parse_name(file_name) {
-        None => return Ok(None),
-        Some(flyway::Name::Repeatable { .. }) => {
-            return Err(format!(
-                "{file_name}: a Flyway repeatable migration (R__), which sluice does not apply \
-                 yet; nothing was run (apply it with Flyway, or make it a versioned V file)"
-            ));
-        }
+        None | Some(flyway::Name::Repeatable { .. }) => return Ok(None),
         Some(flyway::Name::Versioned {
             version,
             description,
@@ -322,7 +346,8 @@ pub fn load_checked(dir: &Path, choice: Choice) -> Result<Loaded, SourceError> {
         loaded
             .migrations
             .iter()
-            .flat_map(|m| std::iter::once(&m.up).chain(&m.down)),
+            .flat_map(|m| std::iter::once(&m.up).chain(&m.down))
+            .chain(loaded.repeatables.iter().map(Repeatable::script)),
     )?;
     Ok(loaded)
 }
@@ -349,8 +374,8 @@ pub fn load(dir: &Path, choice: Choice) -> Result<Loaded, SourceError> {
         .iter()
         .map(|(path, text)| SourceFile { path, text })
         .collect();
-    let migrations = assemble(dir, &files, &mut problems);
-    finish(migrations, problems, choice)
+    let (migrations, repeatables) = assemble(dir, &files, &mut problems);
+    finish(migrations, repeatables, problems, choice)
 }
 
 /// Loads migrations from files that were read elsewhere, e.g. embedded into a binary at
@@ -363,21 +388,31 @@ pub fn load_files(
 ) -> Result<Loaded, SourceError> {
     let files: Vec<SourceFile<'_>> = files.iter().copied().filter(|f| is_read(f.path)).collect();
     let mut problems = Vec::new();
-    let migrations = assemble(root, &files, &mut problems);
-    finish(migrations, problems, choice)
+    let (migrations, repeatables) = assemble(root, &files, &mut problems);
+    finish(migrations, repeatables, problems, choice)
 }
 
 fn finish(
     mut migrations: Vec<Migration>,
+    mut repeatables: Vec<Repeatable>,
     problems: Vec<String>,
     choice: Choice,
 ) -> Result<Loaded, SourceError> {
     if !problems.is_empty() {
         return Err(SourceError { problems });
     }
-    let layout = layout::detect(&migrations, choice)?;
+    // A repeatable file is Flyway's: beside another tool's files it makes the directory mixed.
+    let every_file = migrations
+        .iter()
+        .chain(repeatables.iter().map(Repeatable::as_migration));
+    let layout = layout::detect(every_file, choice)?;
     layout::sort(&mut migrations, layout.order());
-    Ok(Loaded { layout, migrations })
+    repeatable::sort(&mut repeatables);
+    Ok(Loaded {
+        layout,
+        migrations,
+        repeatables,
+    })
 }
 
 /// Files read from disk: relative path and text.
@@ -439,8 +474,13 @@ fn foreign_non_sql(dir: &Path, path: &Path, text: &str) -> Option<String> {
     ))
 }
 
-/// Takes every file's name apart, pairs up and down files by version and parses them.
-fn assemble(root: &Path, files: &[SourceFile<'_>], problems: &mut Vec<String>) -> Vec<Migration> {
+/// Takes every file's name apart, pairs up and down files by version and parses them; the
+/// repeatable ones on their own.
+fn assemble(
+    root: &Path,
+    files: &[SourceFile<'_>],
+    problems: &mut Vec<String>,
+) -> (Vec<Migration>, Vec<Repeatable>) {
     let mut top: Vec<&SourceFile<'_>> = Vec::new();
     let mut dirs: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
     for file in files {
@@ -459,7 +499,13 @@ fn assemble(root: &Path, files: &[SourceFile<'_>], problems: &mut Vec<String>) -
             Err(problem) => problems.push(format!("{}: {}", root.display(), problem)),
         }
     }
+    let mut repeatables = Vec::new();
     for file in top {
+        if let Some(flyway::Name::Repeatable { description }) = flyway::parse_name(file.path) {
+            let path = root.join(file.path);
+            repeatables.extend(repeatable_file(&path, description, file.text, problems));
+            continue;
+        }
         match parse_file_name(file.path) {
             Ok(Some(name)) => found.push(Found {
                 form: name.form,
@@ -473,7 +519,21 @@ fn assemble(root: &Path, files: &[SourceFile<'_>], problems: &mut Vec<String>) -
         }
     }
     found.sort_by(|a, b| a.path.cmp(&b.path));
-    pair_and_build(found, problems)
+    (pair_and_build(found, problems), repeatables)
+}
+
+/// A repeatable migration `R__<description>.sql`, read as Flyway runs it.
+fn repeatable_file(
+    path: &Path,
+    description: &str,
+    text: &str,
+    problems: &mut Vec<String>,
+) -> Option<Repeatable> {
+    let script = Script::parse(path, text)
+        .map_err(|e: ScriptError| problems.push(e.to_string()))
+        .ok()?;
+    let script = as_flyway_runs(script, problems)?;
+    Some(Repeatable::new(description, script, flyway::checksum(text)))
 }
 
 /// Pairs up and down files by version and parses them.
@@ -1036,5 +1096,31 @@ mod tests {
         let err = load(Path::new("/nonexistent/migrations"), Choice::Auto).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/migrations"));
         assert!(err.to_string().contains("sluice new"));
+    }
+
+    #[test]
+    fn a_version_is_named_as_written_or_as_its_layout_numbers_it() {
+        let files = |names: &[&str]| -> Loaded {
+            let sources: Vec<SourceFile<'_>> = names
+                .iter()
+                .map(|path| SourceFile {
+                    path,
+                    text: "SELECT 1;",
+                })
+                .collect();
+            load_files(Path::new("m"), &sources, Choice::Auto).expect("loads")
+        };
+        let flyway = files(&["V1__a.sql", "V1.1__b.sql", "V1.10__c.sql", "R__views.sql"]);
+        let named =
+            |loaded: &Loaded, text: &str| version_named(&loaded.migrations, loaded.layout, text);
+        assert_eq!(flyway.repeatables.len(), 1);
+        assert_eq!(named(&flyway, "1.10"), Some(flyway.migrations[2].version));
+        assert_eq!(named(&flyway, "V1.1"), Some(flyway.migrations[1].version));
+        assert_eq!(named(&flyway, "1.1_b"), Some(flyway.migrations[1].version));
+        assert_ne!(named(&flyway, "1.1"), named(&flyway, "11"));
+        let flat = files(&["0002_add_email.sql"]);
+        assert_eq!(named(&flat, "2"), Some(2));
+        assert_eq!(named(&flat, "0002_add_email"), Some(2));
+        assert_eq!(named(&flat, "two"), None);
     }
 }

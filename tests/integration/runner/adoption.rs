@@ -739,3 +739,69 @@ async fn import_from_flyway_refuses_a_failed_migration_and_a_missing_file() {
         "nothing imported"
     );
 }
+
+/// Flyway's repeatable migrations: the newest successful run of each is imported when it
+/// ran the file as it is now (Flyway's CRC32 of its lines); a file changed since is left for
+/// the next `up`, as Flyway's next `migrate` would apply it.
+#[tokio::test]
+async fn import_from_flyway_takes_repeatables_flyway_applied_as_they_are_now() {
+    let project = Project::new().await;
+    let views = "CREATE OR REPLACE VIEW user_ids AS SELECT id FROM users;\r\n";
+    let counts = "CREATE OR REPLACE FUNCTION user_count() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM users $$;\n";
+    project.write(
+        "V1__users.sql",
+        "CREATE TABLE users (id bigint PRIMARY KEY);\n",
+    );
+    project.write("R__views.sql", views);
+    project.write("R__counts.sql", counts);
+    let crc = sluice_runner::flyway::checksum;
+    // views: applied twice, the newest run as the file is now (CRLF and all); counts: applied
+    // as an older text.
+    project
+        .db
+        .exec(&format!(
+            "{FLYWAY_HISTORY};
+             INSERT INTO flyway_schema_history VALUES
+               (1, '1', 'users', 'SQL', 'V1__users.sql', 1, 'app', now(), 4, true),
+               (2, NULL, 'views', 'SQL', 'R__views.sql', 99, 'app', now(), 2, true),
+               (3, NULL, 'counts', 'SQL', 'R__counts.sql', {}, 'app', now(), 2, true),
+               (4, NULL, 'views', 'SQL', 'R__views.sql', {}, 'app', now(), 3, true);
+             CREATE TABLE users (id bigint PRIMARY KEY);
+             CREATE VIEW user_ids AS SELECT id FROM users;",
+            crc("SELECT 1;"),
+            crc(views)
+        ))
+        .await;
+    let import = project.run(&["import", "--from", "flyway"]);
+    import.expect_code(exit::OK);
+    let out = import.stdout();
+    assert!(
+        out.contains("imported 1_users") && out.contains("imported R__views"),
+        "{out}"
+    );
+    assert!(!out.contains("R__counts"), "{out}");
+    assert!(
+        import
+            .stderr()
+            .contains("R__counts changed since Flyway applied it"),
+        "{}",
+        import.stderr()
+    );
+    let up = project.run(&["up", "--skip-lint"]);
+    up.expect_code(exit::OK);
+    assert!(
+        up.stdout().contains("applied R__counts") && !up.stdout().contains("R__views"),
+        "{}",
+        up.stdout()
+    );
+    assert_eq!(
+        project
+            .db
+            .scalar(
+                "SELECT count(*) FROM sluice.audit WHERE action = 'import' AND name = 'R__views'"
+            )
+            .await,
+        1
+    );
+    project.run(&["check"]).expect_code(exit::OK);
+}

@@ -496,6 +496,192 @@ async fn a_flyway_directory_gives_the_schema_flyway_gives() {
     );
 }
 
+/// Flyway's repeatable migrations: applied after every versioned one, in description order,
+/// again whenever the file changes and never otherwise, not while a versioned migration is
+/// left pending, and not recorded when they fail.
+#[tokio::test]
+async fn flyway_repeatable_migrations_run_last_and_again_when_they_change() {
+    let project = Project::new().await;
+    project.write(
+        "V1__users.sql",
+        "CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL);\n",
+    );
+    project.write("V2__name.sql", "ALTER TABLE users ADD COLUMN name text;\n");
+    // Written against V2's schema: it fails if it runs before V2.
+    project.write(
+        "R__views.sql",
+        "CREATE OR REPLACE VIEW user_names AS SELECT id, name FROM users;\n",
+    );
+    project.write(
+        "R__b_counts.sql",
+        "CREATE OR REPLACE FUNCTION user_count() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM users $$;\n",
+    );
+    let validate = project.run(&["validate"]);
+    validate.expect_code(exit::OK);
+    assert!(
+        validate
+            .stdout()
+            .contains("2 repeatable migration(s) are valid (R__b_counts, R__views)"),
+        "{}",
+        validate.stdout()
+    );
+    let up = project.run(&["up"]);
+    up.expect_code(exit::OK);
+    let out = up.stdout();
+    let at = |id: &str| {
+        out.find(&format!("applied {id} "))
+            .unwrap_or_else(|| panic!("{id} applied: {out}"))
+    };
+    assert!(
+        at("2_name") < at("R__b_counts") && at("R__b_counts") < at("R__views"),
+        "{out}"
+    );
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.repeatables")
+            .await,
+        2
+    );
+    let applied_at = "SELECT (extract(epoch FROM applied_at) * 1e6)::bigint \
+                      FROM sluice.repeatables WHERE description = 'views'";
+    let first = project.db.scalar(applied_at).await;
+
+    // Unchanged files are not applied again.
+    let again = project.run(&["up"]);
+    again.expect_code(exit::OK);
+    assert!(
+        again.stdout().contains("nothing to do"),
+        "{}",
+        again.stdout()
+    );
+    assert_eq!(project.db.scalar(applied_at).await, first);
+    project.run(&["check"]).expect_code(exit::OK);
+
+    // An edited one is: status and check say so, the dry run shows only it, `up` applies it.
+    project.write(
+        "R__views.sql",
+        "CREATE OR REPLACE VIEW user_names AS SELECT id, name, email FROM users;\n",
+    );
+    let status = project.run(&["status"]);
+    status.expect_code(exit::OK);
+    let line = status
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("R__views"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(line.contains("changed"), "{}", status.stdout());
+    let check = project.run(&["check"]);
+    check.expect_code(exit::PENDING);
+    assert!(
+        check
+            .stdout()
+            .contains("R__views: repeatable, changed since it was applied"),
+        "{}",
+        check.stdout()
+    );
+    let dry = project.run(&["up", "--dry-run"]);
+    dry.expect_code(exit::OK);
+    assert!(
+        dry.stdout().contains("SELECT id, name, email FROM users")
+            && !dry.stdout().contains("user_count")
+            && dry.stdout().contains("1 migration(s) would be applied"),
+        "{}",
+        dry.stdout()
+    );
+    project.run(&["up"]).expect_code(exit::OK);
+    assert_eq!(
+        project
+            .db
+            .scalar(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'user_names'"
+            )
+            .await,
+        3
+    );
+    assert_eq!(
+        project
+            .db
+            .scalar(
+                "SELECT count(*) FROM sluice.audit WHERE action = 'apply' AND name = 'R__views'"
+            )
+            .await,
+        2
+    );
+
+    // Not while a versioned migration is left pending: the view would meet an older schema.
+    project.write(
+        "V3__phone.sql",
+        "ALTER TABLE users ADD COLUMN phone text;\n",
+    );
+    project.write(
+        "R__views.sql",
+        "CREATE OR REPLACE VIEW user_names AS SELECT id, name, email, phone FROM users;\n",
+    );
+    let short = project.run(&["up", "--to", "2"]);
+    short.expect_code(exit::OK);
+    assert!(
+        short.stdout().contains("nothing to do"),
+        "{}",
+        short.stdout()
+    );
+    let up = project.run(&["up"]);
+    up.expect_code(exit::OK);
+    assert!(
+        up.stdout().find("applied 3_phone") < up.stdout().find("applied R__views"),
+        "{}",
+        up.stdout()
+    );
+
+    // A failing one is rolled back and not recorded; fixed, it is applied.
+    project.write(
+        "R__c_broken.sql",
+        "CREATE VIEW broken AS SELECT * FROM nowhere;\n",
+    );
+    let failed = project.run(&["up"]);
+    failed.expect_code(exit::FAILED);
+    assert!(
+        failed
+            .stderr()
+            .contains("repeatable migration R__c_broken failed"),
+        "{}",
+        failed.stderr()
+    );
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.repeatables")
+            .await,
+        2
+    );
+    project.write(
+        "R__c_broken.sql",
+        "CREATE OR REPLACE VIEW broken AS SELECT 1 AS one;\n",
+    );
+    project.run(&["up"]).expect_code(exit::OK);
+    assert_eq!(
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.repeatables")
+            .await,
+        3
+    );
+    // `down` reverts versioned migrations only.
+    project.write(
+        "U3__phone.sql",
+        "ALTER TABLE users DROP COLUMN phone CASCADE;\n",
+    );
+    let down = project.run(&["down"]);
+    down.expect_code(exit::OK);
+    assert!(
+        down.stdout().contains("reverted 3_phone"),
+        "{}",
+        down.stdout()
+    );
+    assert!(!down.stdout().contains("R__"), "{}", down.stdout());
+}
+
 /// What Flyway does that sluice does not is refused by file name, before anything runs.
 #[tokio::test]
 async fn flyway_files_sluice_cannot_run_as_flyway_does_are_refused_by_name() {
@@ -504,11 +690,6 @@ async fn flyway_files_sluice_cannot_run_as_flyway_does_are_refused_by_name() {
             "V1__grants.sql",
             "CREATE TABLE t (id int);\nGRANT SELECT ON t TO ${reader};\n",
             "V1__grants.sql:2: the Flyway placeholder ${reader}",
-        ),
-        (
-            "R__views.sql",
-            "CREATE VIEW v AS SELECT 1;\n",
-            "R__views.sql: a Flyway repeatable migration",
         ),
         (
             "afterMigrate.sql",

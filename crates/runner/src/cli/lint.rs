@@ -81,10 +81,12 @@ pub fn run(
 fn scripts(dir: &Path, layout: Choice, files: &[PathBuf]) -> Result<Vec<Script>, RunnerError> {
     if files.is_empty() {
         let loaded = source::load_checked(dir, layout)?;
+        let repeatables = loaded.repeatables.iter().map(|r| r.script().clone());
         return Ok(loaded
             .migrations
-            .into_iter()
-            .flat_map(|m| std::iter::once(m.up).chain(m.down))
+            .iter()
+            .flat_map(|m| std::iter::once(m.up.clone()).chain(m.down.clone()))
+            .chain(repeatables)
             .collect());
     }
     let mut problems = Vec::new();

@@ -109,5 +109,6 @@ fn direction_label(direction: Direction) -> &'static str {
     match direction {
         Direction::Up => "up",
         Direction::Down => "down",
+        Direction::Repeat => "repeat",
     }
 }

@@ -6,6 +6,7 @@ mod lint;
 mod metrics;
 mod new;
 mod render;
+mod repeatables;
 mod roundtrip;
 mod scratch;
 mod settings;
@@ -430,7 +431,10 @@ async fn run_against_database(
             trace_options,
             ..
         } => {
-            let target = to.as_deref().map(parse_version).transpose()?;
+            let target = to
+                .as_deref()
+                .map(|v| parse_version(migrator, v))
+                .transpose()?;
             let mut renderer = Renderer::new(json, dry_run);
             let result = migrator
                 .up(target, dry_run, shutdown, &mut |e| {
@@ -478,7 +482,7 @@ async fn run_against_database(
             json,
         } => {
             let target = match to {
-                Some(v) => DownTarget::To(parse_version(&v)?),
+                Some(v) => DownTarget::To(parse_version(migrator, &v)?),
                 None => DownTarget::Steps(steps.unwrap_or(1)),
             };
             let mut renderer = Renderer::new(json, dry_run);
@@ -494,12 +498,12 @@ async fn run_against_database(
         Command::Status { json } => {
             let recorded = migrator.recorded().await?;
             let entries = migrator.status(&recorded);
-            render::status(migrator, &entries, &recorded.blocked, json)?;
+            render::status(migrator, &entries, &recorded, json)?;
             Ok(exit::OK)
         }
         Command::Baseline { version } => {
             let report = migrator
-                .baseline(parse_version(&version)?, shutdown, &mut |_| {})
+                .baseline(parse_version(migrator, &version)?, shutdown, &mut |_| {})
                 .await?;
             for done in &report.migrations {
                 outln!("recorded as applied (not run): {}", done.id);
@@ -515,7 +519,11 @@ async fn run_against_database(
             reason,
         } => {
             let (old, new) = migrator
-                .repair(parse_version(&accept_checksum)?, &reason, shutdown)
+                .repair(
+                    parse_version(migrator, &accept_checksum)?,
+                    &reason,
+                    shutdown,
+                )
                 .await?;
             outln!(
                 "accepted the edited file of migration {accept_checksum}: checksum {old} -> {new} (audited)"
@@ -548,9 +556,9 @@ async fn run_against_database(
             let entries = migrator.status(&recorded);
             metrics.check(&entries);
             if startup {
-                return Ok(render::check_startup(&entries, &recorded.blocked));
+                return Ok(render::check_startup(migrator, &entries, &recorded));
             }
-            Ok(render::check(&entries, &recorded.blocked))
+            Ok(render::check(migrator, &entries, &recorded))
         }
         Command::New { .. }
         | Command::Validate { .. }
@@ -605,21 +613,26 @@ fn validate(dir: &std::path::Path, layout: Choice, since: Option<&str>) -> anyho
             last.id(),
             loaded.layout.describe()
         ),
-        _ => outln!("{} holds no migrations", dir.display()),
+        _ if loaded.repeatables.is_empty() => outln!("{} holds no migrations", dir.display()),
+        _ => {}
+    }
+    if !loaded.repeatables.is_empty() {
+        outln!(
+            "{} repeatable migration(s) are valid ({}), applied after the versioned ones",
+            loaded.repeatables.len(),
+            loaded
+                .repeatables
+                .iter()
+                .map(|r| r.id())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     Ok(exit::OK)
 }
 
-fn parse_version(text: &str) -> anyhow::Result<source::Version> {
-    // diesel's versions carry dashes (2024-01-31-120000) that are not part of the number.
-    let digits: String = text
-        .split('_')
-        .next()
-        .unwrap_or(text)
-        .chars()
-        .filter(|c| *c != '-')
-        .collect();
-    digits.parse().map_err(|_| {
+fn parse_version(migrator: &Migrator, text: &str) -> anyhow::Result<source::Version> {
+    source::version_named(migrator.files(), migrator.layout(), text).ok_or_else(|| {
         anyhow::Error::new(RunnerError::Plan(plan::PlanError::UnknownTarget(
             text.to_owned(),
         )))

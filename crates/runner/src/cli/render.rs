@@ -8,8 +8,9 @@ use sluice_common::exit;
 use sluice_common::{errln, outln};
 use sluice_runner::error::RunnerError;
 use sluice_runner::event::{Direction, Event};
-use sluice_runner::migrator::{Migrator, Report};
+use sluice_runner::migrator::{Migrator, Recorded, Report};
 use sluice_runner::plan::{Entry, State};
+use sluice_runner::repeatable;
 
 /// Renders one `up` or `down` run.
 #[derive(Debug)]
@@ -154,7 +155,7 @@ impl Renderer {
 
 fn verb(direction: Direction) -> &'static str {
     match direction {
-        Direction::Up => "applied",
+        Direction::Up | Direction::Repeat => "applied",
         Direction::Down => "reverted",
     }
 }
@@ -174,9 +175,11 @@ pub fn human(duration: Duration) -> String {
 pub fn status(
     migrator: &Migrator,
     entries: &[Entry<'_>],
-    blocked: &Blocked,
+    recorded: &Recorded,
     json: bool,
 ) -> anyhow::Result<()> {
+    let blocked = &recorded.blocked;
+    let repeatables = repeatable::status(migrator.repeatables(), &recorded.repeatables);
     if json {
         let rows: Vec<serde_json::Value> =
             entries.iter().map(|e| status_json(e, blocked)).collect();
@@ -185,6 +188,7 @@ pub fn status(
             "layout": migrator.layout().to_string(),
             "migrations": rows,
             "summary": summary_counts(entries),
+            "repeatables": super::repeatables::json(&repeatables),
         });
         outln!("{document}");
         return Ok(());
@@ -214,7 +218,7 @@ pub fn status(
             state,
             applied
                 .and_then(|a| a.applied_at)
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .map(human_time)
                 .unwrap_or_default(),
             applied
                 .map(|a| human(Duration::from_millis(
@@ -244,12 +248,18 @@ pub fn status(
             parts.join(", ")
         }
     );
+    super::repeatables::print(&repeatables);
     outln!(
         "{} read as {}",
         migrator.settings().migrations_dir.display(),
         migrator.layout().describe()
     );
     Ok(())
+}
+
+/// A moment as `status` shows it.
+pub fn human_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
 fn applied_by(applied: &sluice_runner::history::Applied) -> String {
@@ -318,7 +328,8 @@ fn summary_counts(entries: &[Entry<'_>]) -> serde_json::Value {
 }
 
 /// `sluice check`: prints problems and returns the exit code.
-pub fn check(entries: &[Entry<'_>], blocked: &Blocked) -> u8 {
+pub fn check(migrator: &Migrator, entries: &[Entry<'_>], recorded: &Recorded) -> u8 {
+    let blocked = &recorded.blocked;
     let drift: Vec<&Entry<'_>> = entries
         .iter()
         .filter(|e| {
@@ -345,11 +356,10 @@ pub fn check(entries: &[Entry<'_>], blocked: &Blocked) -> u8 {
         );
         return exit::HISTORY_DRIFT;
     }
-    if !pending.is_empty() {
-        errln!(
-            "sluice: {} migration(s) pending; run `sluice up`",
-            pending.len()
-        );
+    let repeats = repeatable::status(migrator.repeatables(), &recorded.repeatables);
+    let pending = pending.len() + super::repeatables::check(&repeats);
+    if pending > 0 {
+        errln!("sluice: {pending} migration(s) pending; run `sluice up`");
         return exit::PENDING;
     }
     let applied = entries.iter().filter(|e| e.state == State::Applied).count();
@@ -358,7 +368,8 @@ pub fn check(entries: &[Entry<'_>], blocked: &Blocked) -> u8 {
 }
 
 /// `sluice check --startup`: what an application start-up would make of the database.
-pub fn check_startup(entries: &[Entry<'_>], blocked: &Blocked) -> u8 {
+pub fn check_startup(migrator: &Migrator, entries: &[Entry<'_>], recorded: &Recorded) -> u8 {
+    let blocked = &recorded.blocked;
     let view = sluice_runner::startup::view(entries, blocked);
     let show = |entry: &Entry<'_>, what: &str| {
         outln!("{}: {what}", entry.id());
@@ -388,7 +399,9 @@ pub fn check_startup(entries: &[Entry<'_>], blocked: &Blocked) -> u8 {
         );
         return exit::HISTORY_DRIFT;
     }
-    let blocking = view.pending.len() + view.behind_gate.len();
+    let repeats = repeatable::status(migrator.repeatables(), &recorded.repeatables);
+    let blocking =
+        view.pending.len() + view.behind_gate.len() + super::repeatables::check(&repeats);
     if blocking > 0 {
         errln!(
             "sluice: {blocking} migration(s) pending; run `sluice up`{}",
