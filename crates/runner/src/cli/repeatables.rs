@@ -29,15 +29,10 @@ pub fn print(lines: &[Line<'_>]) {
     if lines.is_empty() {
         return;
     }
-    outln!(
-        "\n{:<49} {:<13} {:<24}",
-        "REPEATABLE",
-        "STATE",
-        "APPLIED AT"
-    );
+    outln!("\n{:<49} {:<13} APPLIED AT", "REPEATABLE", "STATE");
     for line in lines {
         outln!(
-            "{:<49} {:<13} {:<24}",
+            "{:<49} {:<13} {}",
             format!("R__{}", line.description),
             label(line.state),
             applied_at(line.state).map(human_time).unwrap_or_default()
