@@ -14,5 +14,6 @@ mod lint;
 mod manifests;
 mod poolers;
 mod replicas;
+mod restarts_at_start;
 mod retry;
 mod runner;

@@ -111,9 +111,15 @@ pub async fn inspect(conn: &mut PgConnection, job: &Job) -> Result<Target, Catal
     };
     let copy = match &job.action {
         Action::Copy(spec) => Some(copy_target::inspect(conn, &job.table, spec).await.map_err(
-            |message| CatalogError::Copy {
-                job: job.name.clone(),
-                message,
+            |problem| match problem {
+                copy_target::CopyProblem::Invalid(message) => CatalogError::Copy {
+                    job: job.name.clone(),
+                    message,
+                },
+                copy_target::CopyProblem::Query(error) => CatalogError::Query {
+                    table: spec.into.to_string(),
+                    error,
+                },
             },
         )?),
         _ => None,

@@ -141,7 +141,7 @@ pub async fn inspect(
     conn: &mut PgConnection,
     source: &QualifiedName,
     spec: &CopySpec,
-) -> Result<CopyTarget, String> {
+) -> Result<CopyTarget, CopyProblem> {
     let exists: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))",
@@ -150,13 +150,13 @@ pub async fn inspect(
     .bind(spec.into.name.as_str())
     .fetch_one(&mut *conn)
     .await
-    .map_err(|e| sluice_common::db::explain(&e))?;
+    .map_err(CopyProblem::Query)?;
     if !exists {
-        return Err(format!(
+        return Err(CopyProblem::Invalid(format!(
             "`into`: table {} does not exist (or this role cannot see it); create it in the \
              expand migration first",
             spec.into
-        ));
+        )));
     }
     let source_columns: Vec<String> = sqlx::query_scalar(
         "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) \
@@ -165,7 +165,7 @@ pub async fn inspect(
     .bind(source.to_string())
     .fetch_all(&mut *conn)
     .await
-    .map_err(|e| sluice_common::db::explain(&e))?;
+    .map_err(CopyProblem::Query)?;
     let target_columns: Vec<TargetColumn> = sqlx::query_as(
         "SELECT attname::text AS name, format_type(atttypid, atttypmod) AS type_name, \
                 attgenerated <> '' AS generated, attidentity = 'a' AS identity_always \
@@ -175,7 +175,7 @@ pub async fn inspect(
     .bind(spec.into.to_string())
     .fetch_all(&mut *conn)
     .await
-    .map_err(|e| sluice_common::db::explain(&e))?;
+    .map_err(CopyProblem::Query)?;
     // Valid, non-partial unique indexes on plain columns, the primary key first.
     let unique_keys: Vec<Vec<String>> = sqlx::query_scalar(
         "SELECT array_agg(a.attname::text ORDER BY k.ord) \
@@ -189,8 +189,17 @@ pub async fn inspect(
     .bind(spec.into.to_string())
     .fetch_all(&mut *conn)
     .await
-    .map_err(|e| sluice_common::db::explain(&e))?;
-    resolve(spec, &source_columns, &target_columns, &unique_keys)
+    .map_err(CopyProblem::Query)?;
+    resolve(spec, &source_columns, &target_columns, &unique_keys).map_err(CopyProblem::Invalid)
+}
+
+/// Why a copy's target cannot be used.
+#[derive(Debug)]
+pub enum CopyProblem {
+    /// The spec and the target table do not fit: the operator's to fix.
+    Invalid(String),
+    /// Reading the catalog failed.
+    Query(sqlx::Error),
 }
 
 #[cfg(test)]

@@ -9,10 +9,10 @@ use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 use sluice_common::shutdown::Shutdown;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::PgConnection;
 use tokio::sync::{mpsc, watch};
 
-use crate::catalog::{self, Target};
+use crate::catalog::Target;
 pub use crate::context::EngineSettings;
 use crate::context::{
     Context, bind_all, guarded_connection, parse_integer, ride_out, spec_path, texts,
@@ -22,25 +22,23 @@ use crate::event::Event;
 use crate::job::Job;
 use crate::job::LoadSettings;
 use crate::keyspace::KeySpace;
-use crate::lifecycle::{Control, WorkerEnd};
+use crate::lifecycle::WorkerEnd;
 use crate::load::{self, Signal};
 use crate::pace::PaceMode;
-use crate::preflight;
 use crate::probe;
-use crate::sql::JobSql;
 use crate::state::Jobs;
-use crate::stepping::is_integer_type;
 use crate::throttle::Throttle;
 use crate::window::Limits;
 use crate::worker;
 
+mod begin;
 mod finish;
 mod pulse;
 mod start;
 
+use begin::{Begin, Begun, begin_riding_out};
 use finish::finish;
 use pulse::{Totals, pulse};
-use start::{key_of, start};
 
 /// Choices of one `run`.
 #[derive(Debug, Clone)]
@@ -111,41 +109,18 @@ pub async fn run(
     };
     job.refuse_schema(&settings.schema)?;
     let jobs = Jobs::new(settings.schema.clone());
-    let mut conn = guarded_connection(settings, job).await?;
-    jobs.ensure(&mut conn)
-        .await
-        .map_err(BackfillError::query(format!("creating {}", jobs.table())))?;
-    let target = catalog::inspect(&mut conn, job).await?;
-    let sql = JobSql::new(job, &target, jobs.table(), jobs.ranges().table());
-    preflight::check_statement(&mut conn, job, &sql, &spec_path(job)).await?;
-    preflight::check_row_security(&mut conn, job, &target).await?;
-    preflight::check_throttle_query(&mut conn, job, &spec_path(job)).await?;
-    preflight::check_replicas(&settings.connect, job, &options.replica_urls).await?;
-    let Some(row) = start(&mut conn, &jobs, job, &target, &sql, options).await? else {
-        return Ok(Outcome::AlreadyCompleted);
+    let Begun {
+        mut conn,
+        target,
+        sql,
+        row,
+        integer_min,
+        workers,
+    } = match begin_riding_out(settings, &jobs, job, options, shutdown).await? {
+        Begin::AlreadyCompleted => return Ok(Outcome::AlreadyCompleted),
+        Begin::Paused => return Ok(Outcome::Paused),
+        Begin::Ready(begun) => *begun,
     };
-    if row.control == Control::Pause {
-        return Ok(Outcome::Paused);
-    }
-    let integer_min =
-        integer_min(&mut conn, job, &target, &sql, row.upper_bound.as_deref()).await?;
-    let workers = workers_with_room(&mut conn, job, options.workers.max(1)).await;
-    let started = format!(
-        "{workers} worker(s) on {}, {} of {} range(s) done before{}{}",
-        process_name(),
-        row.ranges_done,
-        row.ranges,
-        if options.accept_spec_change {
-            ", --accept-spec-change"
-        } else {
-            ""
-        },
-        if options.rescan { ", --rescan" } else { "" },
-    );
-    jobs.audit()
-        .record(&mut conn, &job.name, "run-start", &started, &settings.who)
-        .await
-        .map_err(BackfillError::query("auditing the run's start"))?;
     events(Event::Started {
         job: job.name.clone(),
         resumed: row.batches > 0,
@@ -359,39 +334,6 @@ fn say_limits(ctx: &Context<'_>) {
     }
 }
 
-/// The smallest key of a single integer key, for arithmetic stepping (`None` otherwise).
-async fn integer_min(
-    conn: &mut PgConnection,
-    job: &Job,
-    target: &Target,
-    sql: &JobSql,
-    upper: Option<&[String]>,
-) -> Result<Option<i64>, BackfillError> {
-    let integer = target.key.len() == 1 && is_integer_type(&target.key[0].type_name);
-    if !integer || upper.is_none() {
-        return Ok(None);
-    }
-    // Guarded here too: through a transaction pooler the session has no guards, and the
-    // table's lock may be held.
-    let mut tx = conn
-        .begin_with(AssertSqlSafe(crate::context::begin_guarded(job)))
-        .await
-        .map_err(BackfillError::query("reading the smallest key"))?;
-    let min = key_of(
-        sqlx::query(AssertSqlSafe(sql.min_key.clone()))
-            .fetch_optional(&mut *tx)
-            .await,
-        "reading the smallest key",
-    )?;
-    tx.commit()
-        .await
-        .map_err(BackfillError::query("reading the smallest key"))?;
-    Ok(min
-        .as_deref()
-        .and_then(|m| m.first())
-        .and_then(|m| m.parse().ok()))
-}
-
 /// How ranges of this key can be halved (single integer or uuid keys); `None` otherwise,
 /// and for uuids when the table's size is unknown (never analysed).
 fn key_space(
@@ -421,36 +363,6 @@ fn keys_per_row(min: Option<i64>, upper: Option<&[String]>, estimated_rows: i64)
         }
         _ => 1.0,
     }
-}
-
-/// How many of the `asked` workers to start: each needs a connection of its own, and the
-/// application needs its connections more than the backfill does, so a process takes at
-/// most half of the server's free connection slots (and always one worker).
-async fn workers_with_room(conn: &mut PgConnection, job: &Job, asked: usize) -> usize {
-    let free: Result<i64, sqlx::Error> = sqlx::query_scalar(
-        "SELECT current_setting('max_connections')::int
-                - current_setting('superuser_reserved_connections')::int
-                - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0)
-                - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
-    )
-    .fetch_one(conn)
-    .await;
-    let Ok(free) = free else {
-        return asked;
-    };
-    // The load monitor's and the probe's connections come first.
-    let room = usize::try_from((free - 2) / 2).unwrap_or(0).max(1);
-    if asked > room {
-        tracing::warn!(
-            job = %job.name,
-            asked,
-            starting = room,
-            free_connection_slots = free,
-            "{asked} workers asked for, but the server has {free} free connection slot(s): \
-             starting {room} (at most half of them, so the application keeps its connections)"
-        );
-    }
-    asked.min(room)
 }
 
 /// This machine's name (the pod's name on Kubernetes), for lease owners.

@@ -3,8 +3,39 @@
 use sluice_common::db::DbError;
 use sluice_common::exit;
 
+use sluice_common::db::query_exit_code;
+use sluice_common::retry::classify;
+
 use crate::catalog::CatalogError;
 use crate::job::JobError;
+
+/// Why a replica's lag cannot be read.
+#[derive(Debug)]
+pub enum ReplicaProblem {
+    Connect(DbError),
+    Query(sqlx::Error),
+}
+
+impl ReplicaProblem {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Self::Connect(error) => error.exit_code(),
+            // A lost replica is the database's; a refused query (no permission) is the
+            // operator's to fix.
+            Self::Query(error) if classify(error).is_some() => exit::DATABASE_UNAVAILABLE,
+            Self::Query(_) => exit::INVALID_INPUT,
+        }
+    }
+}
+
+impl std::fmt::Display for ReplicaProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(error) => write!(f, "{error}"),
+            Self::Query(error) => f.write_str(&sluice_common::db::explain(error)),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackfillError {
@@ -100,7 +131,7 @@ pub enum BackfillError {
     Replica {
         job: String,
         url: String,
-        problem: String,
+        problem: Box<ReplicaProblem>,
     },
     #[error(
         "job {job} was started on table {was}; its spec now names table {now}. A job's table \
@@ -129,22 +160,34 @@ pub enum BackfillError {
 impl BackfillError {
     pub fn exit_code(&self) -> u8 {
         match self {
+            Self::Catalog(CatalogError::Query { error, .. }) => query_exit_code(error),
             Self::Job(_)
             | Self::Catalog(_)
             | Self::SpecChanged { .. }
             | Self::ThrottleQuery { .. }
             | Self::Statement { .. }
             | Self::RowSecurity { .. }
-            | Self::Replica { .. }
             | Self::IdentityChanged { .. } => exit::INVALID_INPUT,
+            Self::Replica { problem, .. } => problem.exit_code(),
             Self::Db(e) => e.exit_code(),
             Self::Cancelled { .. } => exit::BLOCKED,
             Self::Busy { .. } => exit::LOCK_HELD,
             Self::UnknownJob(_) => exit::USAGE,
-            Self::BatchFailed { .. }
-            | Self::Unverified { .. }
-            | Self::NullKeys { .. }
-            | Self::Query { .. } => exit::FAILED,
+            Self::BatchFailed { .. } | Self::Unverified { .. } | Self::NullKeys { .. } => {
+                exit::FAILED
+            }
+            Self::Query { error, .. } => query_exit_code(error),
+        }
+    }
+
+    /// Whether the database went away (a restart, a failover, a lost connection) or a lock
+    /// or a timeout got in the way: what passes by itself, so the step is worth another try.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Query { error, .. } | Self::Catalog(CatalogError::Query { error, .. }) => {
+                classify(error).is_some()
+            }
+            _ => false,
         }
     }
 

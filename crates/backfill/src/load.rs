@@ -209,20 +209,41 @@ async fn check(
 pub async fn try_throttle_query(
     conn: &mut PgConnection,
     query: &str,
-) -> Result<Option<bool>, String> {
+) -> Result<Option<bool>, ThrottleProblem> {
     let mut tx = conn
         .begin_with("BEGIN READ ONLY")
         .await
-        .map_err(|e| db::explain(&e))?;
+        .map_err(ThrottleProblem::Query)?;
     let rows = db::first_rows(&mut tx, query, 2).await;
     let _ = tx.rollback().await;
-    match rows?.as_slice() {
-        [row] if row.len() == 1 => row
-            .try_get::<Option<bool>, _>(0)
-            .map_err(|_| "its column is not a boolean".to_owned()),
-        [row] => Err(format!("it returned {} columns", row.len())),
-        [] => Err("it returned no rows".to_owned()),
-        _ => Err("it returned more than one row".to_owned()),
+    let answer = |problem: String| Err(ThrottleProblem::Answer(problem));
+    match rows.map_err(ThrottleProblem::Query)?.as_slice() {
+        [row] if row.len() == 1 => match row.try_get::<Option<bool>, _>(0) {
+            Ok(up) => Ok(up),
+            Err(_) => answer("its column is not a boolean".to_owned()),
+        },
+        [row] => answer(format!("it returned {} columns", row.len())),
+        [] => answer("it returned no rows".to_owned()),
+        _ => answer("it returned more than one row".to_owned()),
+    }
+}
+
+/// Why a throttle_query gave no answer.
+#[derive(Debug)]
+pub enum ThrottleProblem {
+    /// The server refused or lost it: the query's own fault (a syntax error, a missing
+    /// table) or the database's (a restart), as [`sluice_common::retry::classify`] tells.
+    Query(sqlx::Error),
+    /// It ran, and its answer is not one row with one boolean.
+    Answer(String),
+}
+
+impl std::fmt::Display for ThrottleProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Query(error) => f.write_str(&db::explain(error)),
+            Self::Answer(problem) => f.write_str(problem),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use sluice_common::retry::classify;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::catalog::Target;
-use crate::error::BackfillError;
+use crate::error::{BackfillError, ReplicaProblem};
 use crate::job::Job;
 use crate::load;
 use crate::sql::JobSql;
@@ -35,7 +35,7 @@ pub async fn check_statement(
     let mut tx = conn
         .begin_with(AssertSqlSafe(crate::context::begin_guarded(job)))
         .await
-        .map_err(|e| invalid(db::explain(&e)))?;
+        .map_err(BackfillError::query("checking the batch statement"))?;
     let explain = job.key.iter().fold(
         sqlx::query(AssertSqlSafe(format!("EXPLAIN {}", sql.batch))),
         |q, _| q.bind(None::<String>),
@@ -100,14 +100,21 @@ pub async fn check_throttle_query(
     let Some(query) = &job.load.throttle_query else {
         return Ok(());
     };
-    load::try_throttle_query(conn, query)
-        .await
-        .map(drop)
-        .map_err(|problem| BackfillError::ThrottleQuery {
+    match load::try_throttle_query(conn, query).await {
+        Ok(_) => Ok(()),
+        // The database went away, not the query: the start is tried again.
+        Err(load::ThrottleProblem::Query(error)) if classify(&error).is_some() => {
+            Err(BackfillError::Query {
+                what: "trying the throttle_query".to_owned(),
+                error,
+            })
+        }
+        Err(problem) => Err(BackfillError::ThrottleQuery {
             job: job.name.clone(),
-            problem,
+            problem: problem.to_string(),
             spec: spec.to_owned(),
-        })
+        }),
+    }
 }
 
 /// Every replica answers its lag query. Replicas without `max_replication_lag` are not
@@ -137,17 +144,17 @@ pub async fn check_replicas(
             connect_timeout: connect.connect_timeout.min(Duration::from_secs(10)),
             ..connect.clone()
         };
-        let unusable = |problem: String| BackfillError::Replica {
+        let unusable = |problem: ReplicaProblem| BackfillError::Replica {
             job: job.name.clone(),
             url: url.redacted(),
-            problem,
+            problem: Box::new(problem),
         };
         let mut conn = crate::context::connect(&settings)
             .await
-            .map_err(|e| unusable(e.to_string()))?;
+            .map_err(|e| unusable(ReplicaProblem::Connect(e)))?;
         let lag = load::read_replica_lag(&mut conn).await;
         let _ = conn.close().await;
-        lag.map_err(|e| unusable(db::explain(&e)))?;
+        lag.map_err(|e| unusable(ReplicaProblem::Query(e)))?;
     }
     Ok(())
 }

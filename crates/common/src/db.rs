@@ -71,7 +71,10 @@ impl DbError {
         match self {
             Self::MissingUrl => crate::exit::USAGE,
             Self::InvalidUrl { .. } | Self::TransactionPooler { .. } => crate::exit::INVALID_INPUT,
-            _ => crate::exit::DATABASE_UNAVAILABLE,
+            Self::Unreachable { .. }
+            | Self::LoginRefused { .. }
+            | Self::UnknownDatabase { .. }
+            | Self::Connect { .. } => crate::exit::DATABASE_UNAVAILABLE,
         }
     }
 }
@@ -720,16 +723,26 @@ pub async fn first_rows(
     conn: &mut PgConnection,
     query: &str,
     limit: usize,
-) -> Result<Vec<sqlx::postgres::PgRow>, String> {
+) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
     let mut stream = sqlx::query(sqlx::AssertSqlSafe(query.to_owned())).fetch(conn);
     let mut rows = Vec::new();
     while rows.len() < limit {
-        match stream.try_next().await.map_err(|e| explain(&e))? {
+        match stream.try_next().await? {
             Some(row) => rows.push(row),
             None => break,
         }
     }
     Ok(rows)
+}
+
+/// The exit code of a query that failed for good: the database unavailable (4) when it went
+/// away, else a failure (1); never bad input (3), which a Job's `podFailurePolicy` would not
+/// retry.
+pub fn query_exit_code(error: &sqlx::Error) -> u8 {
+    match crate::retry::classify(error) {
+        Some(crate::retry::Transient::ConnectionLost) => crate::exit::DATABASE_UNAVAILABLE,
+        _ => crate::exit::FAILED,
+    }
 }
 
 /// Rolls back the transaction a failed statement left aborted on `conn`, if it did (a

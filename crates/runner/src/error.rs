@@ -88,7 +88,7 @@ impl RunnerError {
                 LockError::Held { .. } | LockError::Lost { .. } => exit::LOCK_HELD,
                 LockError::Query { .. } => exit::FAILED,
             },
-            Self::Query { .. } => exit::FAILED,
+            Self::Query { source, .. } => sluice_common::db::query_exit_code(source),
             Self::NotApplied { .. } => exit::USAGE,
             Self::Backup(_) => exit::FAILED,
             // A failed read of the other tool's table is not a disagreement of histories.

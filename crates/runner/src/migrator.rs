@@ -12,6 +12,7 @@ use std::time::Duration;
 use sluice_common::db::{self, ConnectSettings};
 use sluice_common::ident::Ident;
 use sluice_common::lock::{AdvisoryLock, DEFAULT_POLL_INTERVAL, LockRequest, lock_key};
+use sluice_common::retry::{Transient, classify};
 use sluice_common::shutdown::Shutdown;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,6 +41,12 @@ use crate::source::{self, Loaded, Migration, Version};
 use crate::verify::Outcome;
 
 pub use self::post_apply::PostApply;
+
+/// Backoff between reads of history while the database is away.
+const PREPARE_BACKOFF: sluice_common::retry::Backoff = sluice_common::retry::Backoff {
+    initial: Duration::from_millis(200),
+    max: Duration::from_secs(5),
+};
 
 /// Default wait for another runner's lock.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5 * 60);
@@ -294,7 +301,9 @@ impl Migrator {
             return Err(PlanError::UnknownTarget(version.to_string()).into());
         }
         self.with_lock(shutdown, events, async |lock, _| {
-            self.baseline_locked(lock.connection(), version).await
+            let recorded = self.prepare(lock).await?;
+            self.baseline_locked(lock.connection(), version, &recorded)
+                .await
         })
         .await
     }
@@ -303,8 +312,8 @@ impl Migrator {
         &self,
         conn: &mut PgConnection,
         version: Version,
+        recorded: &Recorded,
     ) -> Result<Report, RunnerError> {
-        let recorded = self.prepare(conn).await?;
         let applied: BTreeSet<Version> = recorded.applied.iter().map(|a| a.version).collect();
         let mut report = Report::default();
         for migration in self.files.iter().filter(|m| {
@@ -345,7 +354,8 @@ impl Migrator {
     /// Copies the history of `tool` into sluice's (versions sluice already has are kept).
     pub async fn import(&self, tool: Tool, shutdown: &Shutdown) -> Result<Report, RunnerError> {
         self.with_lock(shutdown, &mut |_| {}, async |lock, _| {
-            self.import_locked(lock.connection(), tool).await
+            let recorded = self.prepare(lock).await?;
+            self.import_locked(lock.connection(), tool, &recorded).await
         })
         .await
     }
@@ -354,8 +364,8 @@ impl Migrator {
         &self,
         conn: &mut PgConnection,
         tool: Tool,
+        recorded: &Recorded,
     ) -> Result<Report, RunnerError> {
-        let recorded = self.prepare(conn).await?;
         let known: BTreeSet<Version> = recorded.applied.iter().map(|a| a.version).collect();
         let imported = import::read(conn, tool, &self.files).await?;
         let mut report = Report::default();
@@ -376,7 +386,7 @@ impl Migrator {
             ));
         }
         if tool == Tool::Flyway {
-            self.import_flyway_repeatables(conn, &recorded, &mut report)
+            self.import_flyway_repeatables(conn, recorded, &mut report)
                 .await?;
         }
         Ok(report)
@@ -426,8 +436,8 @@ impl Migrator {
             .find(|m| m.version == version)
             .ok_or_else(|| RunnerError::Plan(PlanError::UnknownTarget(version.to_string())))?;
         self.with_lock(shutdown, &mut |_| {}, async |lock, _| {
+            self.prepare(lock).await?;
             let conn = lock.connection();
-            self.prepare(conn).await?;
             let old = self
                 .history
                 .accept_checksum(
@@ -509,7 +519,7 @@ impl Migrator {
         shutdown: &Shutdown,
         events: &mut dyn FnMut(Event),
     ) -> Result<Report, RunnerError> {
-        let recorded = self.prepare(lock.connection()).await?;
+        let recorded = self.prepare(lock).await?;
         let entries = plan::status(
             &self.files,
             &recorded.applied,
@@ -545,7 +555,7 @@ impl Migrator {
         shutdown: &Shutdown,
         events: &mut dyn FnMut(Event),
     ) -> Result<Report, RunnerError> {
-        let recorded = self.prepare(lock.connection()).await?;
+        let recorded = self.prepare(lock).await?;
         let entries = plan::status(
             &self.files,
             &recorded.applied,
@@ -707,8 +717,39 @@ impl Migrator {
         Ok(())
     }
 
-    /// Creates sluice's tables if needed and reads history (under the lock).
-    async fn prepare(&self, conn: &mut PgConnection) -> Result<Recorded, RunnerError> {
+    /// Creates sluice's tables if needed and reads history, under the lock. A database that
+    /// goes away meanwhile (a restart, a failover) is waited for, for as long as connecting
+    /// waits (`connect_wait`), and the lock taken again on a new connection before reading
+    /// once more: nothing has been changed yet.
+    async fn prepare(&self, lock: &mut AdvisoryLock) -> Result<Recorded, RunnerError> {
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            let error = match self.prepare_once(lock.connection()).await {
+                Ok(recorded) => return Ok(recorded),
+                Err(error) => error,
+            };
+            let lost = matches!(&error, RunnerError::Query { source, .. }
+                if classify(source) == Some(Transient::ConnectionLost));
+            if !lost || started.elapsed() >= self.settings.connect.wait {
+                return Err(error);
+            }
+            let delay = PREPARE_BACKOFF.delay(attempt);
+            tracing::warn!(
+                "{error}; the database went away: reading again in {}ms",
+                delay.as_millis()
+            );
+            tokio::time::sleep(delay).await;
+            if !lock.is_held().await {
+                let conn = db::connect_primary(&self.settings.connect).await?;
+                lock.retake(conn).await?;
+                tracing::warn!("the migration lock was taken again on a new connection");
+            }
+            attempt += 1;
+        }
+    }
+
+    async fn prepare_once(&self, conn: &mut PgConnection) -> Result<Recorded, RunnerError> {
         self.history
             .ensure(conn)
             .await

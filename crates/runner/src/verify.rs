@@ -106,7 +106,7 @@ async fn evaluate(
         .map_err(|e| sluice_common::db::explain(&e))?;
     let rows = sluice_common::db::first_rows(&mut transaction, &check.sql, 2).await;
     let _ = transaction.rollback().await;
-    judge(rows?)
+    judge(rows.map_err(|e| sluice_common::db::explain(&e))?)
 }
 
 fn judge(rows: Vec<sqlx::postgres::PgRow>) -> Result<(), String> {
