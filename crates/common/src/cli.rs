@@ -250,19 +250,6 @@ pub fn render_config_rows(file_path: Option<&std::path::Path>, rows: &[ConfigRow
     out
 }
 
-/// The exit code for an error from the shared layer, if it is one.
-pub fn common_exit_code(error: &(dyn std::error::Error + 'static)) -> Option<u8> {
-    if let Some(e) = error.downcast_ref::<ConfigError>() {
-        return Some(e.exit_code());
-    }
-    if let Some(e) = error.downcast_ref::<crate::metrics::MetricsError>() {
-        return Some(e.exit_code());
-    }
-    error
-        .downcast_ref::<crate::db::DbError>()
-        .map(crate::db::DbError::exit_code)
-}
-
 /// Both programs' `main`: parses the command line of `C` (its `--help` ending with the exit
 /// codes), runs `run` on it and turns the outcome into the process's exit code.
 pub fn main<C, E>(
@@ -272,7 +259,7 @@ pub fn main<C, E>(
 ) -> std::process::ExitCode
 where
     C: clap::CommandFactory + clap::FromArgMatches,
-    E: std::ops::Deref<Target = dyn std::error::Error + Send + Sync + 'static>,
+    E: std::error::Error + 'static,
 {
     let matches = C::command()
         .after_long_help(exit_codes_help())
@@ -292,7 +279,7 @@ pub fn run_to_exit<E>(
     exit_code_of: impl Fn(&E) -> u8,
 ) -> std::process::ExitCode
 where
-    E: std::ops::Deref<Target = dyn std::error::Error + Send + Sync + 'static>,
+    E: std::error::Error + 'static,
 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -307,7 +294,7 @@ where
     match runtime.block_on(work) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(error) => {
-            crate::errln!("{program}: error: {}", error_chain(&*error));
+            crate::errln!("{program}: error: {}", error_chain(&error));
             std::process::ExitCode::from(exit_code_of(&error))
         }
     }

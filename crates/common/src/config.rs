@@ -183,7 +183,9 @@ impl ConfigError {
                 origin: Origin::Flag | Origin::Env,
                 ..
             } => crate::exit::USAGE,
-            _ => crate::exit::INVALID_INPUT,
+            Self::Ident { .. } | Self::Value { .. } | Self::Read { .. } | Self::Parse { .. } => {
+                crate::exit::INVALID_INPUT
+            }
         }
     }
 }

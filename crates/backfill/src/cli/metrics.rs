@@ -25,7 +25,7 @@ impl Metrics {
         job: &str,
         addr: Option<SocketAddr>,
         file: Option<PathBuf>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, sluice_common::metrics::MetricsError> {
         Ok(Self {
             exporter: Exporter::install(addr, file)?,
             job: job.to_owned(),

@@ -1,6 +1,7 @@
 //! Command-line interface of `sluice-backfill`: parses arguments, resolves settings, runs one
 //! command of the engine, renders its events and maps the result to an exit code.
 
+mod error;
 mod metrics;
 mod render;
 
@@ -12,19 +13,21 @@ use clap::{Parser, Subcommand};
 use sluice_backfill::audit::Who;
 use sluice_backfill::engine::{self, EngineSettings, Outcome, RunOptions};
 use sluice_backfill::error::BackfillError;
-use sluice_backfill::job::{Job, JobError, Overrides};
+use sluice_backfill::job::{Job, Overrides};
 use sluice_backfill::lifecycle::Request;
 use sluice_backfill::pace::PaceMode;
 use sluice_backfill::{ops, plan, window};
 use sluice_common::cli::ConfigRow;
 use sluice_common::cli::{
-    GlobalArgs, Startup, common_config_rows, common_exit_code, render_config_rows, with_origin,
+    GlobalArgs, Startup, common_config_rows, render_config_rows, with_origin,
 };
 use sluice_common::config::{Origin, layered, parse_bytes, parse_duration, parse_pg_timeout};
 use sluice_common::db::ConnectSettings;
 use sluice_common::exit;
 use sluice_common::redact::{SecretUrl, register_secrets, split_url_list};
 use sluice_common::{errln, out, outln};
+
+use self::error::CliError;
 
 const PROGRAM: &str = "sluice-backfill";
 /// Default directory of job specs.
@@ -195,14 +198,14 @@ impl RunArgs {
             .collect()
     }
 
-    fn limits(&self) -> anyhow::Result<window::Limits> {
+    fn limits(&self) -> Result<window::Limits, CliError> {
         let tz = self.time_zone.unwrap_or(chrono_tz::UTC);
         let until = self
             .until
             .as_deref()
             .map(|text| window::parse_until(text, tz, chrono::Utc::now()))
             .transpose()
-            .map_err(|e| anyhow::Error::new(UsageError(format!("--until {e}"))))?;
+            .map_err(|e| CliError::Usage(format!("--until {e}")))?;
         Ok(window::Limits {
             window: self.window,
             time_zone: self.time_zone,
@@ -211,11 +214,6 @@ impl RunArgs {
         })
     }
 }
-
-/// A flag whose value is wrong (exit 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct UsageError(String);
 
 /// Flags that override a job spec's pacing and guards.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -294,7 +292,7 @@ pub fn main() -> ExitCode {
     sluice_common::cli::main::<Cli, _>(PROGRAM, run, exit_code_of)
 }
 
-async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
+async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<u8, CliError> {
     if let Command::Run { run, .. } = &cli.command {
         run.replica_urls()
             .iter()
@@ -404,7 +402,7 @@ async fn run_job(
     options: &RunOptions,
     startup: &Startup,
     metrics: &metrics::Metrics,
-) -> anyhow::Result<u8> {
+) -> Result<u8, CliError> {
     let mut renderer = render::Progress::new(job);
     let outcome = engine::run(settings, job, options, &startup.shutdown, &mut |e| {
         metrics.event(&e);
@@ -434,7 +432,7 @@ async fn wait_for(
     name: &str,
     timeout: Option<Duration>,
     shutdown: &sluice_common::shutdown::Shutdown,
-) -> anyhow::Result<u8> {
+) -> Result<u8, CliError> {
     let started = std::time::Instant::now();
     let mut said = String::new();
     loop {
@@ -465,7 +463,7 @@ async fn wait_for(
     }
 }
 
-async fn request(settings: &EngineSettings, name: &str, request: Request) -> anyhow::Result<u8> {
+async fn request(settings: &EngineSettings, name: &str, request: Request) -> Result<u8, CliError> {
     let says = ops::request(settings, name, request).await?;
     outln!("job {name}: {says}");
     Ok(exit::OK)
@@ -481,15 +479,6 @@ fn spec_path(jobs_dir: &Path, spec: &str) -> PathBuf {
     }
 }
 
-fn exit_code_of(error: &anyhow::Error) -> u8 {
-    error
-        .chain()
-        .find_map(|e| {
-            e.downcast_ref::<BackfillError>()
-                .map(BackfillError::exit_code)
-                .or_else(|| e.downcast_ref::<JobError>().map(|_| exit::INVALID_INPUT))
-                .or_else(|| e.downcast_ref::<UsageError>().map(|_| exit::USAGE))
-                .or_else(|| common_exit_code(e))
-        })
-        .unwrap_or(exit::FAILED)
+fn exit_code_of(error: &CliError) -> u8 {
+    error.exit_code()
 }

@@ -1,6 +1,7 @@
 //! `sluice lint`: findings as `file:line:col rule: message` for people, JSON, or GitHub
 //! workflow annotations.
 
+use super::error::CliError;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -33,7 +34,7 @@ pub fn run(
     files: &[PathBuf],
     ask: Ask,
     settings: &LintSettings,
-) -> anyhow::Result<u8> {
+) -> Result<u8, CliError> {
     if ask.rules {
         print_rules();
         return Ok(exit::OK);
@@ -46,7 +47,7 @@ pub fn run(
             .flat_map(|s| lint::lint(s, settings))
             .collect();
         let baseline = Baseline::of(dir, &scripts, &all);
-        let path = baseline.write(dir).map_err(anyhow::Error::msg)?;
+        let path = baseline.write(dir).map_err(CliError::Write)?;
         outln!(
             "{}: {} file(s) with findings accepted; commit it. New files, and edits of these, are linted as usual.",
             path.display(),
@@ -54,8 +55,10 @@ pub fn run(
         );
         return Ok(exit::OK);
     }
-    let baseline = Baseline::load(dir).map_err(|problem| SourceError {
-        problems: vec![problem],
+    let baseline = Baseline::load(dir).map_err(|problem| {
+        RunnerError::from(SourceError {
+            problems: vec![problem],
+        })
     })?;
     for script in &scripts {
         let mut found = lint::lint(script, settings);

@@ -3,6 +3,7 @@
 //! running now (written when it starts, so "running for more than 5 minutes" can alert);
 //! pending migrations (`check`) and schema drift (`drift`).
 
+use super::error::CliError;
 use std::path::PathBuf;
 
 use metrics::{counter, gauge, histogram};
@@ -17,7 +18,7 @@ pub struct RunMetrics {
 }
 
 impl RunMetrics {
-    pub fn start(file: Option<PathBuf>) -> anyhow::Result<Self> {
+    pub fn start(file: Option<PathBuf>) -> Result<Self, CliError> {
         Ok(Self {
             exporter: Exporter::install(None, file)?,
         })

@@ -2,6 +2,7 @@
 //! of the engine, renders its events and maps the result to an exit code.
 
 mod drift;
+mod error;
 mod lint;
 mod metrics;
 mod new;
@@ -15,7 +16,7 @@ mod trace;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sluice_common::cli::{GlobalArgs, common_exit_code, render_config_rows};
+use sluice_common::cli::{GlobalArgs, render_config_rows};
 use sluice_common::exit;
 use sluice_common::redact::SecretUrl;
 use sluice_common::{errln, out, outln};
@@ -26,6 +27,7 @@ use sluice_runner::plan::{self, DownTarget};
 use sluice_runner::scratch::ScratchServer;
 use sluice_runner::source;
 
+use self::error::CliError;
 use self::render::Renderer;
 use self::settings::RunnerArgs;
 
@@ -276,7 +278,7 @@ pub fn main() -> ExitCode {
 
 /// Runs the command; with `--json`, an error that stops it before its own document is
 /// written (no database URL, an invalid setting) still comes out as one JSON document.
-async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
+async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<u8, CliError> {
     let json = cli.command.json_name();
     match (run_command(cli, matches).await, json) {
         (Err(error), Some(command)) => {
@@ -285,7 +287,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
                 "command": command,
                 "ok": false,
                 "error": {
-                    "message": sluice_common::cli::error_chain(&*error),
+                    "message": sluice_common::cli::error_chain(&error),
                     "exit_code": code,
                 },
             });
@@ -312,7 +314,7 @@ impl Command {
     }
 }
 
-async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
+async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> Result<u8, CliError> {
     let startup = sluice_common::cli::start(&cli.global, matches, PROGRAM)?;
     let resolved = settings::resolve(&cli.runner, matches, &startup)?;
     match cli.command {
@@ -382,7 +384,7 @@ async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<u8>
             &metrics::RunMetrics::start(cli.runner.metrics_file.clone())?,
         )
         .await
-        .map_err(anyhow::Error::from),
+        .map_err(CliError::from),
         command => {
             let mut runner = resolved.into_runner(&startup)?;
             if let Command::Up { post_apply, .. } = &command {
@@ -408,7 +410,7 @@ async fn run_against_database(
     startup: &sluice_common::cli::Startup,
     metrics: &metrics::RunMetrics,
     max_runtime: Option<std::time::Duration>,
-) -> anyhow::Result<u8> {
+) -> Result<u8, CliError> {
     let shutdown = &startup.shutdown;
     if let Some(limit) = max_runtime {
         let deadline = shutdown.clone();
@@ -571,7 +573,7 @@ async fn run_against_database(
     }
 }
 
-fn validate(dir: &std::path::Path, layout: Choice, since: Option<&str>) -> anyhow::Result<u8> {
+fn validate(dir: &std::path::Path, layout: Choice, since: Option<&str>) -> Result<u8, CliError> {
     let loaded = source::load_checked(dir, layout).map_err(RunnerError::from)?;
     let migrations = &loaded.migrations;
     // An empty down section is how dbmate, goose and sql-migrate files say "nothing to
@@ -631,37 +633,14 @@ fn validate(dir: &std::path::Path, layout: Choice, since: Option<&str>) -> anyho
     Ok(exit::OK)
 }
 
-fn parse_version(migrator: &Migrator, text: &str) -> anyhow::Result<source::Version> {
+fn parse_version(migrator: &Migrator, text: &str) -> Result<source::Version, CliError> {
     source::version_named(migrator.files(), migrator.layout(), text).ok_or_else(|| {
-        anyhow::Error::new(RunnerError::Plan(plan::PlanError::UnknownTarget(
+        CliError::Runner(RunnerError::Plan(plan::PlanError::UnknownTarget(
             text.to_owned(),
         )))
     })
 }
 
-fn exit_code_of(error: &anyhow::Error) -> u8 {
-    error
-        .chain()
-        .find_map(|e| {
-            e.downcast_ref::<RunnerError>()
-                .map(RunnerError::exit_code)
-                .or_else(|| common_exit_code(e))
-                .or_else(|| {
-                    e.downcast_ref::<new::NewError>()
-                        .map(new::NewError::exit_code)
-                })
-                .or_else(|| {
-                    e.downcast_ref::<sluice_runner::since::SinceError>()
-                        .map(|_| exit::USAGE)
-                })
-                .or_else(|| {
-                    e.downcast_ref::<sluice_runner::drift::DriftError>()
-                        .map(sluice_runner::drift::DriftError::exit_code)
-                })
-                .or_else(|| {
-                    e.downcast_ref::<sluice_runner::scratch::ScratchError>()
-                        .map(sluice_runner::scratch::ScratchError::exit_code)
-                })
-        })
-        .unwrap_or(exit::FAILED)
+fn exit_code_of(error: &CliError) -> u8 {
+    error.exit_code()
 }

@@ -1,6 +1,7 @@
 //! `sluice new`: a new, correctly named migration file with a header that documents the
 //! directives.
 
+use super::error::CliError;
 use std::path::{Path, PathBuf};
 
 use sluice_common::exit;
@@ -96,7 +97,7 @@ impl NewError {
     }
 }
 
-pub fn create(dir: &Path, name: &str, reversible: bool, choice: Choice) -> anyhow::Result<u8> {
+pub fn create(dir: &Path, name: &str, reversible: bool, choice: Choice) -> Result<u8, CliError> {
     if !is_snake_case(name) {
         return Err(NewError::Name(name.to_owned()).into());
     }
@@ -245,7 +246,7 @@ pub fn scaffold(
     jobs_dir: &Path,
     name: &str,
     args: &ScaffoldArgs,
-) -> anyhow::Result<u8> {
+) -> Result<u8, CliError> {
     let change = change(name, args)?;
     let files = scaffold::render(&change).map_err(|e| NewError::Scaffold(e.to_string()))?;
     let version = next_version(dir, chrono::Utc::now(), 2)?;

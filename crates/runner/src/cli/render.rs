@@ -1,6 +1,7 @@
 //! Turning engine events and reports into output: lines for people (results on stdout,
 //! progress on stderr) or one JSON document on stdout with `--json`.
 
+use super::error::CliError;
 use std::time::Duration;
 
 use serde_json::json;
@@ -177,7 +178,7 @@ pub fn status(
     entries: &[Entry<'_>],
     recorded: &Recorded,
     json: bool,
-) -> anyhow::Result<()> {
+) -> Result<(), CliError> {
     let blocked = &recorded.blocked;
     let repeatables = repeatable::status(migrator.repeatables(), &recorded.repeatables);
     if json {

@@ -1,5 +1,6 @@
 //! `sluice roundtrip`: runs the round trip on a scratch database and reports.
 
+use super::error::CliError;
 use sluice_common::exit;
 use sluice_common::shutdown::Shutdown;
 use sluice_common::{errln, outln};
@@ -12,7 +13,7 @@ pub async fn run(
     settings: RunnerSettings,
     server: &ScratchServer,
     shutdown: &Shutdown,
-) -> anyhow::Result<u8> {
+) -> Result<u8, CliError> {
     // Every file runs there, ups and downs: all of them are checked before anything runs.
     let files = Migrator::load(settings.clone())?;
     let scripts = files
@@ -36,7 +37,7 @@ pub async fn run(
     result
 }
 
-async fn check(settings: &RunnerSettings, shutdown: &Shutdown) -> anyhow::Result<u8> {
+async fn check(settings: &RunnerSettings, shutdown: &Shutdown) -> Result<u8, CliError> {
     let migrator = Migrator::load(settings.clone())?;
     let verdicts = roundtrip::roundtrip(&migrator, shutdown).await?;
     let mut failures = 0;

@@ -1,6 +1,7 @@
 //! The runner's own flags and their resolution: flag > environment > `[runner]` in
 //! `sluice.toml` > default.
 
+use super::error::CliError;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -208,7 +209,7 @@ pub fn resolve(
     args: &RunnerArgs,
     matches: &ArgMatches,
     startup: &Startup,
-) -> anyhow::Result<Resolved> {
+) -> Result<Resolved, CliError> {
     let file = &startup.file.runner;
     let pg_version = layered(
         with_origin(args.pg_version.clone(), matches, "pg_version"),

@@ -1,6 +1,7 @@
 //! `sluice trace` (and `up --dry-run --trace`): which migrations to trace, and the trace as
 //! text, JSON or GitHub annotations.
 
+use super::error::CliError;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -22,7 +23,7 @@ pub struct Ask {
     pub scratch: ScratchServer,
 }
 
-pub async fn run(migrator: &Migrator, ask: &Ask, shutdown: &Shutdown) -> anyhow::Result<u8> {
+pub async fn run(migrator: &Migrator, ask: &Ask, shutdown: &Shutdown) -> Result<u8, CliError> {
     let targets = match named(migrator, &ask.files) {
         Ok(Some(named)) => named,
         Ok(None) => pending(migrator).await?,
@@ -68,7 +69,7 @@ pub async fn run(migrator: &Migrator, ask: &Ask, shutdown: &Shutdown) -> anyhow:
 }
 
 /// The pending migrations.
-async fn pending(migrator: &Migrator) -> anyhow::Result<BTreeSet<i64>> {
+async fn pending(migrator: &Migrator) -> Result<BTreeSet<i64>, CliError> {
     let recorded = migrator.recorded().await?;
     Ok(migrator
         .status(&recorded)

@@ -1,0 +1,64 @@
+//! Every way a `sluice` command fails, each with its exit code. A new kind of failure needs a
+//! variant here before `?` compiles, and a variant needs its code before `exit_code` does:
+//! nothing falls through to exit 1 by accident.
+
+use sluice_common::config::ConfigError;
+use sluice_common::db::DbError;
+use sluice_common::exit;
+use sluice_common::metrics::MetricsError;
+use sluice_runner::drift::DriftError;
+use sluice_runner::error::RunnerError;
+use sluice_runner::scratch::ScratchError;
+use sluice_runner::since::SinceError;
+use sluice_runner::trace::TraceError;
+use sluice_runner::verify::CheckError;
+
+use super::new::NewError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    New(#[from] NewError),
+    #[error(transparent)]
+    Since(#[from] SinceError),
+    #[error(transparent)]
+    Drift(#[from] DriftError),
+    #[error(transparent)]
+    Scratch(#[from] ScratchError),
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    /// A file sluice was asked to write (`lint --write-baseline`) could not be written.
+    #[error("{0}")]
+    Write(String),
+    /// Writing JSON output failed.
+    #[error("writing the JSON output failed: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Runner(e) => e.exit_code(),
+            Self::Config(e) => e.exit_code(),
+            Self::Db(e) => e.exit_code(),
+            Self::Metrics(e) => e.exit_code(),
+            Self::New(e) => e.exit_code(),
+            Self::Since(_) => exit::USAGE,
+            Self::Drift(e) => e.exit_code(),
+            Self::Scratch(e) => e.exit_code(),
+            Self::Trace(e) => e.exit_code(),
+            Self::Check(_) => exit::INVALID_INPUT,
+            Self::Write(_) | Self::Json(_) => exit::FAILED,
+        }
+    }
+}
