@@ -412,6 +412,11 @@ async fn a_flyway_directory_gives_the_schema_flyway_gives() {
     );
     project.write("flyway.conf", "flyway.locations=filesystem:migrations\n");
     project.write("README.md", "Migrations run by Flyway in CI.\n");
+    // A repeatable migration on the versioned tables, applied after all of them.
+    let views = "CREATE OR REPLACE VIEW user_orders AS \
+                 SELECT u.id, u.name, count(o.id) AS orders \
+                 FROM users u LEFT JOIN orders o ON o.user_id = u.id GROUP BY u.id, u.name;\n";
+    project.write("R__user_orders.sql", views);
 
     let validate = project.run(&["validate"]);
     validate.expect_code(exit::OK);
@@ -437,6 +442,7 @@ async fn a_flyway_directory_gives_the_schema_flyway_gives() {
             Rule::AsItIs,
         ),
         (files[5].1, Rule::InTransaction),
+        (views, Rule::InTransaction),
     ])
     .await;
     assert_eq!(sluice_schema(&project).await, expected);
