@@ -155,6 +155,25 @@ impl Run {
             self.stdout(),
             self.stderr()
         );
+        assert_each_cause_once(&self.stderr());
         self
+    }
+}
+
+/// Every error line states each of its clauses once: a message that quotes its cause does not
+/// also return it as a source, which the chain would print again.
+pub fn assert_each_cause_once(stderr: &str) {
+    for line in stderr.lines().filter(|l| l.contains(": error: ")) {
+        let clauses: Vec<&str> = line
+            .split(": ")
+            .map(str::trim)
+            .filter(|c| c.len() >= 12)
+            .collect();
+        for (i, clause) in clauses.iter().enumerate() {
+            assert!(
+                !clauses[i + 1..].contains(clause),
+                "`{clause}` is said twice in: {line}"
+            );
+        }
     }
 }

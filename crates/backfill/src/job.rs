@@ -160,11 +160,8 @@ pub struct Job {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("{source}")]
-    Read {
-        path: PathBuf,
-        source: input::InputError,
-    },
+    #[error(transparent)]
+    Read(input::InputError),
     #[error("invalid job spec {}: {message}; nothing was recorded or run", path.display())]
     Invalid { path: PathBuf, message: String },
 }
@@ -192,12 +189,8 @@ pub struct Overrides {
 impl Job {
     /// Reads and validates a spec file; `overrides` (from flags) win over the file.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, JobError> {
-        let text = input::read_text(path, "job spec", input::MAX_SPEC_BYTES).map_err(|source| {
-            JobError::Read {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
+        let text =
+            input::read_text(path, "job spec", input::MAX_SPEC_BYTES).map_err(JobError::Read)?;
         let invalid = |message: String| JobError::Invalid {
             path: path.to_path_buf(),
             message,

@@ -300,17 +300,15 @@ where
     }
 }
 
-/// An error and its causes on one line, each cause once: a message that already quotes its
-/// cause (as many do, so that a stored or JSON error is whole) does not get it again.
+/// An error and its causes on one line, each after a colon. sluice's errors state each fact
+/// once: a message states its own, and a cause it does not quote is its `source()`; one that
+/// quotes its cause (the database's words, explained) does not also return it as a source.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(current) = cause {
-        let said = current.to_string();
-        if !said.is_empty() && !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
+        text.push_str(": ");
+        text.push_str(&current.to_string());
         cause = current.source();
     }
     text
@@ -321,23 +319,37 @@ mod tests {
     use super::*;
 
     #[derive(Debug, thiserror::Error)]
-    #[error("cannot read job spec jobs/x.toml: {source}")]
-    struct Quoting {
-        source: std::io::Error,
-    }
+    #[error("cannot read job spec jobs/x.toml")]
+    struct Read(#[source] std::io::Error);
 
     #[derive(Debug, thiserror::Error)]
     #[error("starting the run")]
-    struct Outer(#[source] Quoting);
+    struct Start(#[source] Read);
+
+    fn not_found() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no such file (os error 2)")
+    }
 
     #[test]
-    fn each_cause_is_printed_once() {
-        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file (os error 2)");
-        let text = error_chain(&Outer(Quoting { source: io() }));
+    fn each_cause_is_printed_once_after_its_effect() {
+        let text = error_chain(&Start(Read(not_found())));
         assert_eq!(
             text,
             "starting the run: cannot read job spec jobs/x.toml: no such file (os error 2)"
         );
-        assert_eq!(text.matches("os error 2").count(), 1);
+    }
+
+    #[test]
+    fn a_message_that_quotes_its_cause_is_printed_whole_and_once() {
+        let read = crate::input::InputError::Io {
+            path: "jobs/x.toml".into(),
+            what: "job spec",
+            error: not_found(),
+        };
+        let text = error_chain(&ConfigError::Read(read));
+        assert_eq!(
+            text,
+            "cannot read the job spec jobs/x.toml: no such file (os error 2)"
+        );
     }
 }

@@ -148,11 +148,8 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{source}")]
-    Read {
-        path: PathBuf,
-        source: crate::input::InputError,
-    },
+    #[error(transparent)]
+    Read(crate::input::InputError),
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid {setting} (from {origin}): {message}")]
@@ -161,12 +158,11 @@ pub enum ConfigError {
         origin: Origin,
         message: String,
     },
-    #[error("invalid {setting} (from {origin}): {source}")]
+    #[error("invalid {setting} (from {origin}): {error}")]
     Ident {
         setting: &'static str,
         origin: Origin,
-        #[source]
-        source: IdentError,
+        error: IdentError,
     },
 }
 
@@ -307,10 +303,7 @@ impl FileConfig {
             None => return Ok((Self::default(), None)),
         };
         let text = crate::input::read_text(&path, "config file", crate::input::MAX_SPEC_BYTES)
-            .map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(ConfigError::Read)?;
         let config = Self::parse(&text, &path)?;
         Ok((config, Some(path)))
     }
@@ -348,10 +341,10 @@ pub struct CommonConfig {
 impl CommonConfig {
     pub fn resolve(cli: CommonOverrides, file: &FileConfig) -> Result<Self, ConfigError> {
         let schema = layered(cli.schema, file.schema.clone(), DEFAULT_SCHEMA.to_owned());
-        let schema_ident = Ident::parse(&schema.value).map_err(|source| ConfigError::Ident {
+        let schema_ident = Ident::parse(&schema.value).map_err(|error| ConfigError::Ident {
             setting: "schema",
             origin: schema.origin,
-            source,
+            error,
         })?;
         let reserved = schema_ident.as_str().starts_with("pg_")
             || schema_ident.as_str() == "information_schema";

@@ -13,12 +13,11 @@ pub const MAX_SQL_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("cannot read the {what} {}: {source}", path.display())]
+    #[error("cannot read the {what} {}: {error}", path.display())]
     Io {
         path: PathBuf,
         what: &'static str,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "cannot read the {what} {}: it is a symlink to {}, which does not exist; fix or \
@@ -60,17 +59,17 @@ pub enum InputError {
 impl InputError {
     /// Whether the path simply does not exist (callers that look for optional files skip it).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+        matches!(self, Self::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound)
     }
 }
 
 /// Reads `path` as UTF-8 text of at most `limit` bytes; `what` names what it should be
 /// ("migration", "job spec") for the messages.
 pub fn read_text(path: &Path, what: &'static str, limit: u64) -> Result<String, InputError> {
-    let io = |source| InputError::Io {
+    let io = |error| InputError::Io {
         path: path.to_path_buf(),
         what,
-        source,
+        error,
     };
     let link = std::fs::symlink_metadata(path).map_err(io)?;
     let metadata = match std::fs::metadata(path) {

@@ -37,12 +37,8 @@ pub enum LockError {
          has finished"
     )]
     Lost { name: String, holder: HolderText },
-    #[error("advisory lock query for {name} failed: {}", crate::db::explain(.source))]
-    Query {
-        name: String,
-        #[source]
-        source: sqlx::Error,
-    },
+    #[error("advisory lock query for {name} failed: {}", crate::db::explain(.error))]
+    Query { name: String, error: sqlx::Error },
 }
 
 /// The session holding a lock, as `pg_stat_activity` shows it.
@@ -210,9 +206,9 @@ impl AdvisoryLock {
         let _ = self.connection.close().await;
         match unlocked {
             Ok(_) => Ok(()),
-            Err(source) => Err(LockError::Query {
+            Err(error) => Err(LockError::Query {
                 name: self.name,
-                source,
+                error,
             }),
         }
     }
@@ -223,9 +219,9 @@ async fn try_lock(connection: &mut PgConnection, request: &LockRequest) -> Resul
         .bind(request.key)
         .fetch_one(connection)
         .await
-        .map_err(|source| LockError::Query {
+        .map_err(|error| LockError::Query {
             name: request.name.clone(),
-            source,
+            error,
         })
 }
 

@@ -58,18 +58,17 @@ pub enum DemoError {
     Backfill(#[from] sluice_backfill::error::BackfillError),
     #[error(transparent)]
     Job(#[from] sluice_backfill::job::JobError),
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", sluice_common::db::explain(.error))]
     Sql {
         what: &'static str,
-        #[source]
-        source: sqlx::Error,
+        error: sqlx::Error,
     },
     #[error("{0}")]
     Unexpected(String),
 }
 
 fn sql(what: &'static str) -> impl FnOnce(sqlx::Error) -> DemoError {
-    move |source| DemoError::Sql { what, source }
+    move |error| DemoError::Sql { what, error }
 }
 
 /// What happened, and the checks that prove nothing was lost.

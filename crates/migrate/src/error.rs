@@ -75,10 +75,11 @@ pub enum Error {
     /// A migration failed (it was rolled back, or, run without a transaction, stopped at a
     /// recorded statement that the next run resumes from). `applied` lists the migrations this
     /// run finished before it.
-    #[error("{source}")]
+    #[error("{error}")]
     Failed {
         applied: Vec<String>,
-        source: Source,
+        /// What stopped it: the engine's error, whose message is this one's.
+        error: Source,
     },
 }
 
@@ -116,7 +117,7 @@ impl Error {
             RunnerError::Plan(plan) => Self::from_plan(plan),
             other => Self::Failed {
                 applied,
-                source: Box::new(other),
+                error: Box::new(other),
             },
         }
     }
@@ -126,7 +127,7 @@ impl Error {
     fn from_plan(plan: PlanError) -> Self {
         Self::Failed {
             applied: Vec::new(),
-            source: Box::new(plan),
+            error: Box::new(plan),
         }
     }
 

@@ -47,12 +47,8 @@ pub enum ApplyError {
     Interrupted { id: String, state: String },
     #[error(transparent)]
     Lock(Box<LockError>),
-    #[error("cannot reconnect after losing the connection during migration {id}: {source}")]
-    Reconnect {
-        id: String,
-        #[source]
-        source: Box<db::DbError>,
-    },
+    #[error("cannot reconnect after losing the connection during migration {id}: {error}")]
+    Reconnect { id: String, error: Box<db::DbError> },
 }
 
 /// A migration statement failed for good.
@@ -722,9 +718,9 @@ impl Session<'_> {
     async fn reconnect(&mut self, migration: &Migration) -> Result<(), ApplyError> {
         let (conn, pid) = open_migration_connection(self.connect)
             .await
-            .map_err(|source| ApplyError::Reconnect {
+            .map_err(|error| ApplyError::Reconnect {
                 id: migration.id(),
-                source: Box::new(source),
+                error: Box::new(error),
             })?;
         self.conn = conn;
         self.pid = pid;
@@ -742,9 +738,9 @@ impl Session<'_> {
         let conn =
             db::connect_primary(self.connect)
                 .await
-                .map_err(|source| ApplyError::Reconnect {
+                .map_err(|error| ApplyError::Reconnect {
                     id: migration.id(),
-                    source: Box::new(source),
+                    error: Box::new(error),
                 })?;
         self.lock
             .retake(conn)

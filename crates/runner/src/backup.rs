@@ -26,12 +26,8 @@ pub struct Backup {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("cannot create the backup directory {}: {source}", dir.display())]
-    Directory {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot create the backup directory {}: {error}", dir.display())]
+    Directory { dir: PathBuf, error: std::io::Error },
     #[error("{} failed, so nothing was applied: {}", .0.program, .0.message)]
     Tool(ToolFailure),
     #[error(
@@ -54,9 +50,9 @@ pub async fn take(
     connect: &ConnectSettings,
     settings: &BackupSettings,
 ) -> Result<Backup, BackupError> {
-    std::fs::create_dir_all(&settings.dir).map_err(|source| BackupError::Directory {
+    std::fs::create_dir_all(&settings.dir).map_err(|error| BackupError::Directory {
         dir: settings.dir.clone(),
-        source,
+        error,
     })?;
     let url = connect.endpoint.url().ok_or(BackupError::NoUrl)?;
     let (url, password) = without_password(url.expose());
@@ -118,10 +114,10 @@ fn new_backup_file(dir: &Path, database: &str) -> Result<PathBuf, BackupError> {
         {
             Ok(_) => return Ok(path),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
-            Err(source) => {
+            Err(error) => {
                 return Err(BackupError::Directory {
                     dir: dir.to_path_buf(),
-                    source,
+                    error,
                 });
             }
         }

@@ -29,12 +29,12 @@ pub struct DriftReport {
 #[derive(Debug, thiserror::Error)]
 pub enum DriftError {
     #[error(
-        "{source}; write it with `sluice up --dump-schema {}`",
+        "{error}; write it with `sluice up --dump-schema {}`",
         path.display()
     )]
     ReadSchemaFile {
         path: PathBuf,
-        source: sluice_common::input::InputError,
+        error: sluice_common::input::InputError,
     },
     #[error(
         "the schema file {} does not load into a scratch database: {reason}; write it again \
@@ -87,9 +87,9 @@ pub async fn drift(
                 "schema file",
                 sluice_common::input::MAX_SQL_BYTES,
             )
-            .map_err(|source| DriftError::ReadSchemaFile {
+            .map_err(|error| DriftError::ReadSchemaFile {
                 path: path.to_path_buf(),
-                source,
+                error,
             })
         })
         .transpose()?;

@@ -12,16 +12,16 @@ use crate::source::SourceError;
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error("invalid migrations:\n{0}")]
-    Source(#[from] SourceError),
+    Source(SourceError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
     Lock(Box<LockError>),
     #[error(transparent)]
     Plan(#[from] PlanError),
-    #[error("{source}")]
+    #[error("{error}")]
     Apply {
-        source: ApplyError,
+        error: ApplyError,
         /// Migrations finished in this run before the failure.
         done: Vec<Done>,
     },
@@ -55,26 +55,29 @@ pub enum RunnerError {
         failed: Vec<crate::verify::Outcome>,
         done: Vec<Done>,
     },
-    #[error("{source}")]
+    #[error("{error}")]
     Dump {
-        source: crate::schema_dump::DumpError,
+        error: crate::schema_dump::DumpError,
         done: Vec<Done>,
     },
     #[error("migration {id} is not applied, so there is no recorded checksum to repair")]
     NotApplied { id: String },
     #[error("interrupted before migration {next}; run the same command again to continue")]
     Interrupted { next: String, done: Vec<Done> },
-    #[error("{what} failed: {}", sluice_common::db::explain(.source))]
-    Query {
-        what: String,
-        #[source]
-        source: sqlx::Error,
-    },
+    #[error("{what} failed: {}", sluice_common::db::explain(.error))]
+    Query { what: String, error: sqlx::Error },
 }
 
 impl From<LockError> for RunnerError {
     fn from(error: LockError) -> Self {
         Self::Lock(Box::new(error))
+    }
+}
+
+// By hand, not `#[from]`: the message quotes the problems, so they are not also a source.
+impl From<SourceError> for RunnerError {
+    fn from(error: SourceError) -> Self {
+        Self::Source(error)
     }
 }
 
@@ -86,24 +89,26 @@ impl RunnerError {
             Self::Lock(lock) => match **lock {
                 LockError::Interrupted { .. } => exit::INTERRUPTED,
                 LockError::Held { .. } | LockError::Lost { .. } => exit::LOCK_HELD,
-                LockError::Query { .. } => exit::FAILED,
+                LockError::Query { ref error, .. } => sluice_common::db::query_exit_code(error),
             },
-            Self::Query { source, .. } => sluice_common::db::query_exit_code(source),
+            Self::Query { error, .. } => sluice_common::db::query_exit_code(error),
             Self::NotApplied { .. } => exit::USAGE,
             Self::Backup(_) => exit::FAILED,
             // A failed read of the other tool's table is not a disagreement of histories.
-            Self::Import(crate::import::ImportError::Query { .. }) => exit::FAILED,
+            Self::Import(crate::import::ImportError::Query { error, .. }) => {
+                sluice_common::db::query_exit_code(error)
+            }
             Self::Import(_) => exit::HISTORY_DRIFT,
             Self::Check(_) => exit::INVALID_INPUT,
             Self::Verification { .. } | Self::Dump { .. } => exit::FAILED,
             Self::Plan(e) => e.exit_code(),
             Self::Apply {
-                source: ApplyError::Interrupted { .. },
+                error: ApplyError::Interrupted { .. },
                 ..
             }
             | Self::Interrupted { .. } => exit::INTERRUPTED,
             Self::Apply {
-                source: ApplyError::Lock(_),
+                error: ApplyError::Lock(_),
                 ..
             } => exit::LOCK_HELD,
             Self::Apply { .. } => exit::FAILED,
@@ -127,6 +132,6 @@ impl RunnerError {
 
     pub(crate) fn query(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
         let what = what.into();
-        move |source| Self::Query { what, source }
+        move |error| Self::Query { what, error }
     }
 }

@@ -126,11 +126,10 @@ pub enum ImportError {
          (nothing was imported)"
     )]
     FlywayFailed { version: String, script: String },
-    #[error("reading {table}: {}", sluice_common::db::explain(.source))]
+    #[error("reading {table}: {}", sluice_common::db::explain(.error))]
     Query {
         table: &'static str,
-        #[source]
-        source: sqlx::Error,
+        error: sqlx::Error,
     },
 }
 
@@ -195,7 +194,7 @@ async fn require_schema_migrations_of(
 
 /// The error of a failed read of `table`.
 fn query_failed(table: &'static str) -> impl FnOnce(sqlx::Error) -> ImportError {
-    move |source| ImportError::Query { table, source }
+    move |error| ImportError::Query { table, error }
 }
 
 /// Fails with [`ImportError::NoTable`] when `tool`'s tracking `table` is not there.

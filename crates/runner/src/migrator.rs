@@ -611,9 +611,9 @@ impl Migrator {
             };
             match outcome {
                 Ok(duration) => report.migrations.push(item.done(duration)),
-                Err(source) => {
+                Err(error) => {
                     return Err(RunnerError::Apply {
-                        source,
+                        error,
                         done: ids(&report),
                     });
                 }
@@ -729,8 +729,8 @@ impl Migrator {
                 Ok(recorded) => return Ok(recorded),
                 Err(error) => error,
             };
-            let lost = matches!(&error, RunnerError::Query { source, .. }
-                if classify(source) == Some(Transient::ConnectionLost));
+            let lost = matches!(&error, RunnerError::Query { error, .. }
+                if classify(error) == Some(Transient::ConnectionLost));
             if !lost || started.elapsed() >= self.settings.connect.wait {
                 return Err(error);
             }

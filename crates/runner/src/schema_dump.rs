@@ -28,13 +28,12 @@ pub enum DumpError {
     )]
     Tool { path: PathBuf, failure: ToolFailure },
     #[error(
-        "the migrations were applied, but {} could not be written: {source}; run `sluice up --dump-schema` again",
+        "the migrations were applied, but {} could not be written: {error}; run `sluice up --dump-schema` again",
         path.display()
     )]
     Write {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -75,9 +74,9 @@ pub async fn dump(
             failure,
         })?;
     let text = normalise(&String::from_utf8_lossy(&output));
-    write_atomically(&settings.path, &text).map_err(|source| DumpError::Write {
+    write_atomically(&settings.path, &text).map_err(|error| DumpError::Write {
         path: settings.path.clone(),
-        source,
+        error,
     })?;
     Ok(text.len() as u64)
 }

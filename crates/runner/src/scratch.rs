@@ -75,11 +75,10 @@ pub enum ScratchError {
     ReachesBeyond { refused: Vec<Refused> },
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("{what} failed: {}", db::explain(.source))]
+    #[error("{what} failed: {}", db::explain(.error))]
     Query {
         what: &'static str,
-        #[source]
-        source: sqlx::Error,
+        error: sqlx::Error,
     },
 }
 
@@ -254,9 +253,9 @@ async fn system_identifier(settings: &ConnectSettings) -> Result<i64, ScratchErr
     let id = sqlx::query_scalar("SELECT system_identifier FROM pg_control_system()")
         .fetch_one(&mut conn)
         .await
-        .map_err(|source| ScratchError::Query {
+        .map_err(|error| ScratchError::Query {
             what: "reading the cluster's system identifier",
-            source,
+            error,
         });
     let _ = conn.close().await;
     id
@@ -290,9 +289,9 @@ async fn start_own(real: &ConnectSettings) -> Result<(PrivateServer, String), Sc
     }
     .await;
     let _ = real_conn.close().await;
-    let (roles, real_version) = roles.map_err(|source| ScratchError::Query {
+    let (roles, real_version) = roles.map_err(|error| ScratchError::Query {
         what: "reading the real server's role names",
-        source,
+        error,
     })?;
     let mut conn = db::connect(&own).await?;
     let mirrored: Result<String, sqlx::Error> = async {
@@ -317,9 +316,9 @@ async fn start_own(real: &ConnectSettings) -> Result<(PrivateServer, String), Sc
     }
     .await;
     let _ = conn.close().await;
-    let own_version = mirrored.map_err(|source| ScratchError::Query {
+    let own_version = mirrored.map_err(|error| ScratchError::Query {
         what: "giving the scratch server the real server's role names",
-        source,
+        error,
     })?;
     let place = format!(
         "on a PostgreSQL {own_version} server of sluice's own, removed afterwards (the real \

@@ -100,11 +100,10 @@ pub struct ConcurrentIndex {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScriptError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Directive {
         path: PathBuf,
-        #[source]
-        source: directive::DirectiveError,
+        error: directive::DirectiveError,
     },
     #[error(
         "{}: line {line}: {message}; a no-transaction file is run statement by statement, so \
@@ -130,9 +129,9 @@ impl Script {
     /// ([`Script::analyse`]).
     pub fn parse(path: &Path, text: &str) -> Result<Self, ScriptError> {
         let sql = text.strip_prefix('\u{feff}').unwrap_or(text).to_owned();
-        let directives = directive::parse(&sql).map_err(|source| ScriptError::Directive {
+        let directives = directive::parse(&sql).map_err(|error| ScriptError::Directive {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Ok(Self {
             path: path.to_path_buf(),

@@ -17,10 +17,10 @@ pub struct Check {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error("{source}; nothing was applied")]
+    #[error("{error}; nothing was applied")]
     Read {
         path: String,
-        source: sluice_common::input::InputError,
+        error: sluice_common::input::InputError,
     },
     #[error(
         "the check {name} is empty; a check is a query returning one boolean, e.g. SELECT NOT EXISTS (...)"
@@ -41,9 +41,9 @@ impl Check {
             "check file",
             sluice_common::input::MAX_SQL_BYTES,
         )
-        .map_err(|source| CheckError::Read {
+        .map_err(|error| CheckError::Read {
             path: name.clone(),
-            source,
+            error,
         })?;
         Self::new(name, &sql)
     }

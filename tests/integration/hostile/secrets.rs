@@ -99,7 +99,10 @@ async fn replica_urls_with_commas_in_passwords_are_neither_split_nor_printed() {
     // a Job retries (exit 3 would fail it for good while a replica restarts); a URL that is
     // not one (an unencoded `/` in the password) is bad input: exit 3.
     let lists = [
-        ("postgres://u:Rep,Leak@127.0.0.1:1/x", exit::DATABASE_UNAVAILABLE),
+        (
+            "postgres://u:Rep,Leak@127.0.0.1:1/x",
+            exit::DATABASE_UNAVAILABLE,
+        ),
         (
             "postgres://u:Rep/Leak@127.0.0.1:1/x,postgres://u:Two,Leak@127.0.0.1:1/y",
             exit::INVALID_INPUT,

@@ -41,7 +41,7 @@ pub enum CliError {
     #[error("{0}")]
     Write(String),
     /// Writing JSON output failed.
-    #[error("writing the JSON output failed: {0}")]
+    #[error("writing the JSON output failed")]
     Json(#[from] serde_json::Error),
 }
 

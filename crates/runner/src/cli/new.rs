@@ -79,11 +79,10 @@ pub enum NewError {
         dir.display()
     )]
     NoVersionLeft { dir: PathBuf, newest: i64 },
-    #[error("cannot create {}: {source}", path.display())]
+    #[error("cannot create {}: {error}", path.display())]
     Write {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -151,9 +150,9 @@ pub fn create(dir: &Path, name: &str, reversible: bool, choice: Choice) -> Resul
         }
     };
     if let Some(parent) = files.first().and_then(|(path, _)| path.parent()) {
-        std::fs::create_dir_all(parent).map_err(|source| NewError::Write {
+        std::fs::create_dir_all(parent).map_err(|error| NewError::Write {
             path: parent.to_path_buf(),
-            source,
+            error,
         })?;
     }
     for (path, text) in &files {
@@ -270,9 +269,9 @@ pub fn scaffold(
     }
     for (path, text) in &targets {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| NewError::Write {
+            std::fs::create_dir_all(parent).map_err(|error| NewError::Write {
                 path: parent.to_path_buf(),
-                source,
+                error,
             })?;
         }
         write_new(path, text)?;
@@ -349,14 +348,14 @@ fn write_new(path: &Path, text: &str) -> Result<(), NewError> {
         .write(true)
         .create_new(true)
         .open(path)
-        .map_err(|source| NewError::Write {
+        .map_err(|error| NewError::Write {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
     file.write_all(text.as_bytes())
-        .map_err(|source| NewError::Write {
+        .map_err(|error| NewError::Write {
             path: path.to_path_buf(),
-            source,
+            error,
         })
 }
 

@@ -38,7 +38,7 @@ impl Migrator {
             let bytes = schema_dump::dump(&self.settings.connect, &self.settings.schema, dump)
                 .await
                 .map_err(|e| RunnerError::Dump {
-                    source: e,
+                    error: e,
                     done: ids(&report),
                 })?;
             tracing::info!(path = %dump.path.display(), bytes, "schema written");

@@ -27,12 +27,8 @@ pub enum TraceError {
     Scratch(#[from] ScratchError),
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("{what} failed: {}", db::explain(.source))]
-    Query {
-        what: String,
-        #[source]
-        source: sqlx::Error,
-    },
+    #[error("{what} failed: {}", db::explain(.error))]
+    Query { what: String, error: sqlx::Error },
     #[error(
         "migration {migration} failed on the scratch database at line {line}: {message}; nothing \
          was run on the real database"
@@ -65,7 +61,7 @@ impl TraceError {
 
 fn query(what: &str) -> impl FnOnce(sqlx::Error) -> TraceError {
     let what = what.to_owned();
-    move |source| TraceError::Query { what, source }
+    move |error| TraceError::Query { what, error }
 }
 
 /// Traces `targets` (versions, in order) among `files`: every file up to the last target is
