@@ -195,9 +195,13 @@ const RIDE_OUT_BACKOFF: sluice_common::retry::Backoff = sluice_common::retry::Ba
     max: Duration::from_secs(5),
 };
 
-/// A single integer key from its text (keys of integer columns always parse).
-pub(crate) fn parse_integer(key: &[String]) -> i64 {
-    key.first().and_then(|k| k.parse().ok()).unwrap_or_default()
+/// A single integer key from its text; `None` for anything else, which arithmetic stepping
+/// then leaves to the index (never a made-up key).
+pub(crate) fn integer_key(key: &[String]) -> Option<i64> {
+    match key {
+        [single] => single.parse().ok(),
+        _ => None,
+    }
 }
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
@@ -210,4 +214,20 @@ pub(crate) fn texts(row: &PgRow) -> Result<Vec<String>, sqlx::Error> {
     (0..row.len())
         .map(|i| row.try_get::<String, _>(i))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::integer_key;
+
+    #[test]
+    fn only_a_single_integer_key_is_a_number() {
+        let key = |parts: &[&str]| parts.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>();
+        assert_eq!(integer_key(&key(&["-42"])), Some(-42));
+        assert_eq!(integer_key(&key(&["9223372036854775807"])), Some(i64::MAX));
+        // Not 0: nothing.
+        assert_eq!(integer_key(&key(&["abc"])), None);
+        assert_eq!(integer_key(&key(&["1", "2"])), None);
+        assert_eq!(integer_key(&key(&[])), None);
+    }
 }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use crate::catalog::Target;
 pub use crate::context::EngineSettings;
 use crate::context::{
-    Context, bind_all, guarded_connection, parse_integer, ride_out, spec_path, texts,
+    Context, bind_all, guarded_connection, integer_key, ride_out, spec_path, texts,
 };
 use crate::error::BackfillError;
 use crate::event::Event;
@@ -356,7 +356,7 @@ fn key_space(
 
 /// Keys per row of an integer key space from the planner's estimate (1 when unknown).
 fn keys_per_row(min: Option<i64>, upper: Option<&[String]>, estimated_rows: i64) -> f64 {
-    let upper = upper.map(parse_integer);
+    let upper = upper.and_then(integer_key);
     match (min, upper) {
         (Some(min), Some(upper)) if estimated_rows > 0 => {
             crate::stepping::IntegerSpan::new(min, upper, estimated_rows).keys_per_row

@@ -14,7 +14,7 @@ use sqlx::{AssertSqlSafe, PgConnection, Row};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::context::{
-    Context, begin_guarded, bind_all, guarded_connection, parse_integer, ride_out, texts,
+    Context, begin_guarded, bind_all, guarded_connection, integer_key, ride_out, texts,
 };
 use crate::error::BackfillError;
 use crate::event::{BatchDone, Event};
@@ -261,10 +261,11 @@ impl Worker<'_, '_> {
         let Ok(upper) = upper.parse::<i64>() else {
             return Stepping::Offset;
         };
-        let min = claim
-            .lower
-            .as_deref()
-            .map_or(min, |lower| parse_integer(lower).saturating_add(1));
+        let min = match claim.lower.as_deref().map(integer_key) {
+            None => min,
+            Some(Some(lower)) => lower.saturating_add(1),
+            Some(None) => return Stepping::Offset,
+        };
         Stepping::Span(IntegerSpan::with_density(min, upper, self.ctx.keys_per_row))
     }
 
@@ -367,8 +368,11 @@ impl Worker<'_, '_> {
         let batch_size = self.size;
         self.resize(took, !done.last);
         if let (Stepping::Span(span), None) = (&mut range.stepping, &self.ctx.job.where_) {
-            let before = range.cursor.as_deref().map(parse_integer);
-            span.observe(before, parse_integer(&done.cursor), done.rows_updated);
+            let before = range.cursor.as_deref().map(integer_key);
+            // A density sample needs both ends as numbers; without them there is none.
+            if let (None | Some(Some(_)), Some(after)) = (before, integer_key(&done.cursor)) {
+                span.observe(before.flatten(), after, done.rows_updated);
+            }
         }
         range.cursor = Some(done.cursor.clone());
         range.claim.cursor = Some(done.cursor.clone());
@@ -463,20 +467,26 @@ impl Worker<'_, '_> {
         range: &Range,
     ) -> Result<(Vec<String>, bool, Option<u64>), sqlx::Error> {
         let cursor = range.cursor.as_deref();
-        let (end, last) = match &range.stepping {
-            Stepping::Span(span) => {
-                let (end, last) = span.end(cursor.map(parse_integer), self.size);
+        // Arithmetic from the cursor when it is a number; a cursor that is not one (it always
+        // is, for an integer key) is left to the index, never read as 0.
+        let span = match (&range.stepping, cursor.map(integer_key)) {
+            (Stepping::Span(span), None | Some(Some(_))) => {
+                Some((span, cursor.and_then(integer_key)))
+            }
+            _ => None,
+        };
+        let (end, last) = match span {
+            Some((span, from)) => {
+                let (end, last) = span.end(from, self.size);
                 (vec![end.to_string()], last)
             }
-            Stepping::Offset => self.end_key(cursor, &range.claim.upper).await?,
+            None => self.end_key(cursor, &range.claim.upper).await?,
         };
-        let scanned = match &range.stepping {
-            Stepping::Span(_) if self.ctx.job.where_.is_none() => None,
-            Stepping::Span(span) => {
-                Some(span.rows_between(cursor.map(parse_integer), parse_integer(&end)))
-            }
-            Stepping::Offset if last => Some(self.count_range(cursor, &end).await?),
-            Stepping::Offset => Some(u64::from(self.size)),
+        let scanned = match span {
+            Some(_) if self.ctx.job.where_.is_none() => None,
+            Some((span, from)) => integer_key(&end).map(|to| span.rows_between(from, to)),
+            None if last => Some(self.count_range(cursor, &end).await?),
+            None => Some(u64::from(self.size)),
         };
         Ok((end, last, scanned))
     }
