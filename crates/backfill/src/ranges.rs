@@ -15,6 +15,15 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::keyspace::KeySpace;
 
+/// Whether a worker still owns its range after renewing its lease (or waiting): another
+/// worker takes a range whose lease ran out, and the first then leaves it without another
+/// batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeLease {
+    Kept,
+    Lost,
+}
+
 /// Range states, as stored.
 pub mod states {
     pub const PENDING: &str = "pending";
@@ -193,7 +202,7 @@ impl Ranges {
         .await
     }
 
-    /// Extends a lease; false when it is no longer `owner`'s.
+    /// Extends a lease; `Lost` when it is no longer `owner`'s.
     pub async fn renew(
         &self,
         conn: &mut PgConnection,
@@ -201,7 +210,7 @@ impl Ranges {
         range_no: i32,
         owner: &str,
         lease: Duration,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<RangeLease, sqlx::Error> {
         let renewed = sqlx::query(AssertSqlSafe(format!(
             "UPDATE {} SET lease_until = now() + $4 * interval '1 millisecond'
              WHERE job = $1 AND range_no = $2 AND owner = $3",
@@ -213,7 +222,11 @@ impl Ranges {
         .bind(millis(lease))
         .execute(conn)
         .await?;
-        Ok(renewed.rows_affected() == 1)
+        Ok(if renewed.rows_affected() == 1 {
+            RangeLease::Kept
+        } else {
+            RangeLease::Lost
+        })
     }
 
     /// Gives up `owner`'s leases so that the next worker need not wait for them to expire;

@@ -19,7 +19,7 @@ use crate::context::{
 use crate::error::BackfillError;
 use crate::event::{BatchDone, Event};
 use crate::lifecycle::{Control, JobState, WorkerEnd};
-use crate::ranges::Claim;
+use crate::ranges::{Claim, RangeLease};
 use crate::sizing;
 use crate::sql::{LeaseOf, Progress};
 use crate::stepping::IntegerSpan;
@@ -313,7 +313,7 @@ impl Worker<'_, '_> {
             if let Some(end) = self.should_stop() {
                 return Ok(RangeEnd::Stop(end));
             }
-            if !self.before_batch(&range).await? {
+            if self.before_batch(&range).await? == RangeLease::Lost {
                 return Ok(RangeEnd::LeaseLost);
             }
             // A stop that came during the wait (a deadline, a signal, another worker's
@@ -332,7 +332,7 @@ impl Worker<'_, '_> {
                     if let Some(end) = self.committed(&mut range, done, took).await? {
                         return Ok(end);
                     }
-                    if !self.rest(&range, took).await? {
+                    if self.rest(&range, took).await? == RangeLease::Lost {
                         return Ok(RangeEnd::LeaseLost);
                     }
                 }
@@ -403,13 +403,13 @@ impl Worker<'_, '_> {
         Ok(None)
     }
 
-    /// Extends the lease when a third of it has passed; false when it is no longer ours.
-    async fn keep_lease(&mut self, range: &Range) -> Result<bool, BackfillError> {
+    /// Extends the lease when a third of it has passed.
+    async fn keep_lease(&mut self, range: &Range) -> Result<RangeLease, BackfillError> {
         if self.renewed.elapsed() < self.ctx.lease / 3 {
-            return Ok(true);
+            return Ok(RangeLease::Kept);
         }
         let (ctx, owner, range_no) = (self.ctx, self.owner.clone(), range.claim.range_no);
-        let kept = self
+        let lease = self
             .keep("renewing a range lease", async |conn| {
                 ctx.jobs
                     .ranges()
@@ -418,7 +418,7 @@ impl Worker<'_, '_> {
             })
             .await?;
         self.renewed = Instant::now();
-        Ok(kept)
+        Ok(lease)
     }
 
     /// One batch: its UPDATE and the range's progress commit in one transaction, sent in two

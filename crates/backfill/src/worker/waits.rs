@@ -12,6 +12,7 @@ use crate::error::BackfillError;
 use crate::event::Event;
 use crate::load::Signal;
 use crate::pace::{self, PaceState};
+use crate::ranges::RangeLease;
 use crate::sizing;
 use crate::throttle::{Reason, Throttle};
 
@@ -38,10 +39,13 @@ impl Default for Held {
 
 impl Worker<'_, '_> {
     /// Waits for the job's rate budget, any load signal and a quiet window, keeping the lease
-    /// alive; false when the lease was lost meanwhile.
-    pub(super) async fn before_batch(&mut self, range: &Range) -> Result<bool, BackfillError> {
-        if !self.wait_for_rate(range).await? {
-            return Ok(false);
+    /// alive meanwhile (or saying it was lost).
+    pub(super) async fn before_batch(
+        &mut self,
+        range: &Range,
+    ) -> Result<RangeLease, BackfillError> {
+        if self.wait_for_rate(range).await? == RangeLease::Lost {
+            return Ok(RangeLease::Lost);
         }
         let mut load = self.ctx.load.clone();
         // One signal after another: each wait is told and counted under its own reason.
@@ -53,8 +57,8 @@ impl Worker<'_, '_> {
             }
             self.wait_out(signal, &mut load, range).await?;
         }
-        if !self.wait_for_quiet_window(range).await? {
-            return Ok(false);
+        if self.wait_for_quiet_window(range).await? == RangeLease::Lost {
+            return Ok(RangeLease::Lost);
         }
         self.record_held(false).await;
         self.keep_lease(range).await
@@ -85,19 +89,19 @@ impl Worker<'_, '_> {
     }
 
     /// While sharing the server: rests after a batch that took `took`, so that the process's
-    /// workers are at work the pace's duty of the time; false when the lease was lost.
+    /// workers are at work the pace's duty of the time.
     pub(super) async fn rest(
         &mut self,
         range: &Range,
         took: Duration,
-    ) -> Result<bool, BackfillError> {
+    ) -> Result<RangeLease, BackfillError> {
         let pace = *self.ctx.pace.pace.borrow();
         match pace.duty {
             Some(duty) if duty < 1.0 && pace.state != PaceState::Starting => {
                 let rest = pace::rest_after(took, duty, self.ctx.workers).min(LONGEST_REST);
                 self.wait(Reason::Pace, rest, range).await
             }
-            _ => Ok(true),
+            _ => Ok(RangeLease::Kept),
         }
     }
 
@@ -108,11 +112,10 @@ impl Worker<'_, '_> {
     }
 
     /// Under a rate: caps the batch at a tenth of a second of it and waits for its rows in
-    /// the job's budget (shared, through the database, by every process); false when the
-    /// lease was lost.
-    async fn wait_for_rate(&mut self, range: &Range) -> Result<bool, BackfillError> {
+    /// the job's budget (shared, through the database, by every process).
+    async fn wait_for_rate(&mut self, range: &Range) -> Result<RangeLease, BackfillError> {
         let Some((rate, reason)) = self.rate() else {
-            return Ok(true);
+            return Ok(RangeLease::Kept);
         };
         self.size = self.size.min(Throttle::batch_cap(rate));
         let (ctx, rows) = (self.ctx, self.size);
@@ -124,12 +127,11 @@ impl Worker<'_, '_> {
         self.wait(reason, wait, range).await
     }
 
-    /// While the pace holds the workers (a quiet window), waits; false when the lease was
-    /// lost meanwhile.
-    async fn wait_for_quiet_window(&mut self, range: &Range) -> Result<bool, BackfillError> {
+    /// While the pace holds the workers (a quiet window), waits.
+    async fn wait_for_quiet_window(&mut self, range: &Range) -> Result<RangeLease, BackfillError> {
         let mut pace = self.ctx.pace.pace.clone();
         if !pace.borrow_and_update().holds() {
-            return Ok(true);
+            return Ok(RangeLease::Kept);
         }
         let started = Instant::now();
         while pace.borrow_and_update().holds() && self.should_stop().is_none() {
@@ -138,40 +140,40 @@ impl Worker<'_, '_> {
                 () = tokio::time::sleep(self.recheck()) => {}
                 () = self.ctx.shutdown.requested() => {}
             }
-            if !self.keep_lease(range).await? {
-                return Ok(false);
+            if self.keep_lease(range).await? == RangeLease::Lost {
+                return Ok(RangeLease::Lost);
             }
         }
         self.held(Reason::Measuring, started.elapsed());
-        Ok(true)
+        Ok(RangeLease::Kept)
     }
 
     /// Waits `duration` for `reason`, renewing the lease through a long wait and ending early
-    /// on a stop; false when the lease was lost.
+    /// on a stop or when the lease was lost.
     async fn wait(
         &mut self,
         reason: Reason,
         duration: Duration,
         range: &Range,
-    ) -> Result<bool, BackfillError> {
+    ) -> Result<RangeLease, BackfillError> {
         if duration.is_zero() {
-            return Ok(true);
+            return Ok(RangeLease::Kept);
         }
         let started = Instant::now();
-        let mut kept = true;
+        let mut lease = RangeLease::Kept;
         while started.elapsed() < duration && self.should_stop().is_none() {
             let left = duration.saturating_sub(started.elapsed());
             tokio::select! {
                 () = tokio::time::sleep(left.min(self.ctx.lease / 3)) => {}
                 () = self.ctx.shutdown.requested() => {}
             }
-            if !self.keep_lease(range).await? {
-                kept = false;
+            lease = self.keep_lease(range).await?;
+            if lease == RangeLease::Lost {
                 break;
             }
         }
         self.held(reason, started.elapsed());
-        Ok(kept)
+        Ok(lease)
     }
 
     /// Waits while a load signal is up; the time is throttled time by that reason.
@@ -214,7 +216,7 @@ impl Worker<'_, '_> {
                 () = tokio::time::sleep(self.recheck()) => {}
                 () = self.ctx.shutdown.requested() => {}
             }
-            if !self.keep_lease(range).await? {
+            if self.keep_lease(range).await? == RangeLease::Lost {
                 break;
             }
         }
