@@ -239,34 +239,25 @@ impl Jobs {
 
     /// Records a new job with the key bounds captured at its first start; false when another
     /// worker registered it first (its transaction is waited for).
-    #[expect(clippy::too_many_arguments, reason = "one column each")]
     pub async fn register(
         &self,
         conn: &mut PgConnection,
-        name: &str,
-        action: &str,
-        table_name: &str,
-        key_columns: &[String],
-        spec_checksum: &str,
-        spec_path: Option<&str>,
-        upper_bound: Option<&[String]>,
-        batch_size: u32,
-        estimated_rows: i64,
+        job: &NewJob<'_>,
     ) -> Result<bool, sqlx::Error> {
         let inserted = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {} (name, table_name, key_columns, spec_checksum, spec_path, state, upper_bound, batch_size, estimated_rows, action)
              VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING",
             self.table
         )))
-        .bind(name)
-        .bind(table_name)
-        .bind(key_columns)
-        .bind(spec_checksum)
-        .bind(spec_path)
-        .bind(upper_bound)
-        .bind(i32::try_from(batch_size).unwrap_or(i32::MAX))
-        .bind(estimated_rows)
-        .bind(action)
+        .bind(job.name)
+        .bind(job.table_name)
+        .bind(job.key_columns)
+        .bind(job.spec_checksum)
+        .bind(job.spec_path)
+        .bind(job.upper_bound)
+        .bind(i32::try_from(job.batch_size).unwrap_or(i32::MAX))
+        .bind(job.estimated_rows)
+        .bind(job.action)
         .execute(conn)
         .await?;
         Ok(inserted.rows_affected() == 1)
@@ -622,4 +613,21 @@ impl Jobs {
         .await?;
         Ok(())
     }
+}
+
+/// A job's row as its first run registers it: what it is, where its keys end, and how big
+/// it looks.
+#[derive(Debug, Clone, Copy)]
+pub struct NewJob<'a> {
+    pub name: &'a str,
+    /// `update`, `delete` or `copy`.
+    pub action: &'a str,
+    pub table_name: &'a str,
+    pub key_columns: &'a [String],
+    pub spec_checksum: &'a str,
+    pub spec_path: Option<&'a str>,
+    /// The greatest key when it started; `None` for an empty table.
+    pub upper_bound: Option<&'a [String]>,
+    pub batch_size: u32,
+    pub estimated_rows: i64,
 }

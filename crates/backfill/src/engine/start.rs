@@ -12,7 +12,7 @@ use crate::job::Job;
 use crate::lifecycle::{JobState, Refusal, Start, StartFacts, StartOptions, on_start};
 use crate::split;
 use crate::sql::JobSql;
-use crate::state::{JobRow, Jobs};
+use crate::state::{JobRow, Jobs, NewJob};
 
 /// Loads the job's row, or registers the job with its key bounds and ranges; refuses a
 /// changed spec or a cancelled job. `None` when it is already complete.
@@ -132,19 +132,20 @@ async fn register(
         known if known > 0 => known,
         _ => sampled_rows(&mut tx, target).await?,
     };
+    let table_name = job.table.to_string();
+    let new_job = NewJob {
+        name: &job.name,
+        action: job.action.name(),
+        table_name: &table_name,
+        key_columns: &keys,
+        spec_checksum: &job.spec_checksum,
+        spec_path: spec_path.as_deref(),
+        upper_bound: upper.as_deref(),
+        batch_size: job.pacing.batch_size,
+        estimated_rows,
+    };
     let registered = jobs
-        .register(
-            &mut tx,
-            &job.name,
-            job.action.name(),
-            &job.table.to_string(),
-            &keys,
-            &job.spec_checksum,
-            spec_path.as_deref(),
-            upper.as_deref(),
-            job.pacing.batch_size,
-            estimated_rows,
-        )
+        .register(&mut tx, &new_job)
         .await
         .map_err(BackfillError::query(what.clone()))?;
     if registered && let Some(upper) = &upper {
