@@ -5,6 +5,7 @@
 
 mod traffic;
 
+use sluice_runner::migrator::Execution;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -186,7 +187,9 @@ pub async fn run(
     say(Step::Say(
         "3. the contract step is gated on the backfill:".into(),
     ));
-    let gate = migrator.up(None, false, shutdown, &mut |_| {}).await;
+    let gate = migrator
+        .up(None, Execution::Apply, shutdown, &mut |_| {})
+        .await;
     let (gate_held, gate_message) = match gate {
         Err(error @ RunnerError::Blocked { .. }) => (true, error.to_string()),
         Err(other) => return Err(other.into()),
@@ -303,7 +306,9 @@ async fn up(
     shutdown: &Shutdown,
     say: &mut dyn FnMut(Step),
 ) -> Result<(), DemoError> {
-    let report = migrator.up(to, false, shutdown, &mut |_| {}).await?;
+    let report = migrator
+        .up(to, Execution::Apply, shutdown, &mut |_| {})
+        .await?;
     for done in &report.migrations {
         say(Step::Say(format!(
             "   sluice up: applied {} ({}ms)",

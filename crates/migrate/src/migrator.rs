@@ -1,5 +1,6 @@
 //! The embedded migrator: apply, status, check and the start-up policy.
 
+use sluice_runner::migrator::Execution;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,7 +204,7 @@ impl Migrator {
         let engine = self.engine(db.into());
         let mut events = log_event;
         let outcome = engine
-            .up(None, false, &Shutdown::never(), &mut events)
+            .up(None, Execution::Apply, &Shutdown::never(), &mut events)
             .await;
         let applied = match outcome {
             Ok(report) => report.migrations,

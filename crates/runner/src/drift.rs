@@ -1,6 +1,7 @@
 //! `sluice drift`: the live schema against the schema its applied migrations produce on a
 //! scratch database, or against a committed schema file loaded into one.
 
+use crate::migrator::Execution;
 use std::path::{Path, PathBuf};
 
 use sluice_common::db::{self, DbError};
@@ -180,7 +181,7 @@ async fn migrated_schema(
     let migrator = Migrator::load(settings.clone())?;
     if let Some(newest) = newest {
         migrator
-            .up(Some(newest), false, shutdown, &mut |_| {})
+            .up(Some(newest), Execution::Apply, shutdown, &mut |_| {})
             .await?;
     }
     let mut conn = db::connect(migrator.connect_settings()).await?;

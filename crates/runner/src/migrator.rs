@@ -48,6 +48,14 @@ const PREPARE_BACKOFF: sluice_common::retry::Backoff = sluice_common::retry::Bac
     max: Duration::from_secs(5),
 };
 
+/// Whether `up` or `down` changes the database or only shows, statement by statement, what
+/// it would run (`--dry-run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Execution {
+    Apply,
+    DryRun,
+}
+
 /// Default wait for another runner's lock.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5 * 60);
 
@@ -221,11 +229,11 @@ impl Migrator {
     pub async fn up(
         &self,
         target: Option<Version>,
-        dry_run: bool,
+        execution: Execution,
         shutdown: &Shutdown,
         events: &mut dyn FnMut(Event),
     ) -> Result<Report, RunnerError> {
-        if dry_run {
+        if execution == Execution::DryRun {
             let recorded = self.recorded().await?;
             let entries = plan::status(
                 &self.files,
@@ -265,11 +273,11 @@ impl Migrator {
     pub async fn down(
         &self,
         target: DownTarget,
-        dry_run: bool,
+        execution: Execution,
         shutdown: &Shutdown,
         events: &mut dyn FnMut(Event),
     ) -> Result<Report, RunnerError> {
-        if dry_run {
+        if execution == Execution::DryRun {
             let recorded = self.recorded().await?;
             let entries = plan::status(
                 &self.files,

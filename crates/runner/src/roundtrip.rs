@@ -2,6 +2,7 @@
 //! reversible one revert it and apply it again, comparing catalog snapshots: the rollback test
 //! operators are told to run before production, as one command.
 
+use crate::migrator::Execution;
 use sluice_common::shutdown::Shutdown;
 
 use crate::catalog;
@@ -46,7 +47,7 @@ pub async fn roundtrip(
         let id = migration.id();
         let before = snapshot(&mut conn, &exclude).await?;
         if let Err(e) = migrator
-            .up(Some(migration.version), false, shutdown, quiet)
+            .up(Some(migration.version), Execution::Apply, shutdown, quiet)
             .await
         {
             verdicts.push((id, Verdict::UpFailed(e.to_string())));
@@ -58,7 +59,7 @@ pub async fn roundtrip(
         }
         let after = snapshot(&mut conn, &exclude).await?;
         if let Err(e) = migrator
-            .down(DownTarget::Steps(1), false, shutdown, quiet)
+            .down(DownTarget::Steps(1), Execution::Apply, shutdown, quiet)
             .await
         {
             verdicts.push((id, Verdict::DownFailed(e.to_string())));
@@ -67,7 +68,7 @@ pub async fn roundtrip(
         let reverted = snapshot(&mut conn, &exclude).await?;
         let mut down_diff = catalog::diff(&before, &reverted);
         let reapplied = migrator
-            .up(Some(migration.version), false, shutdown, quiet)
+            .up(Some(migration.version), Execution::Apply, shutdown, quiet)
             .await;
         let verdict = match reapplied {
             // The down's difference is the cause; a failing second up is its consequence.

@@ -22,7 +22,7 @@ use sluice_common::redact::SecretUrl;
 use sluice_common::{errln, out, outln};
 use sluice_runner::error::RunnerError;
 use sluice_runner::layout::{Choice, Form};
-use sluice_runner::migrator::Migrator;
+use sluice_runner::migrator::{Execution, Migrator};
 use sluice_runner::plan::{self, DownTarget};
 use sluice_runner::scratch::ScratchServer;
 use sluice_runner::source;
@@ -439,7 +439,7 @@ async fn run_against_database(
                 .transpose()?;
             let mut renderer = Renderer::new(json, dry_run);
             let result = migrator
-                .up(target, dry_run, shutdown, &mut |e| {
+                .up(target, run_mode(dry_run), shutdown, &mut |e| {
                     metrics.event(&e);
                     renderer.event(&e);
                 })
@@ -489,7 +489,7 @@ async fn run_against_database(
             };
             let mut renderer = Renderer::new(json, dry_run);
             let result = migrator
-                .down(target, dry_run, shutdown, &mut |e| {
+                .down(target, run_mode(dry_run), shutdown, &mut |e| {
                     metrics.event(&e);
                     renderer.event(&e);
                 })
@@ -639,6 +639,14 @@ fn parse_version(migrator: &Migrator, text: &str) -> Result<source::Version, Cli
             text.to_owned(),
         )))
     })
+}
+
+fn run_mode(dry_run: bool) -> Execution {
+    if dry_run {
+        Execution::DryRun
+    } else {
+        Execution::Apply
+    }
 }
 
 fn exit_code_of(error: &CliError) -> u8 {
