@@ -14,18 +14,18 @@ use tokio::sync::{mpsc, watch};
 
 use crate::catalog::Target;
 pub use crate::context::EngineSettings;
-use crate::context::{
-    Context, bind_all, guarded_connection, integer_key, ride_out, spec_path, texts,
-};
+use crate::context::{Context, spec_path};
 use crate::error::BackfillError;
 use crate::event::Event;
 use crate::job::Job;
 use crate::job::LoadSettings;
 use crate::keyspace::KeySpace;
+use crate::keytext::{bind_all, integer_key, texts};
 use crate::lifecycle::WorkerEnd;
 use crate::load::{self, Signal};
 use crate::pace::PaceMode;
 use crate::probe;
+use crate::session::{guarded_connection, ride_out};
 use crate::state::Jobs;
 use crate::throttle::Throttle;
 use crate::window::Limits;

@@ -46,7 +46,7 @@ pub async fn monitor(
     signal: &watch::Sender<Option<Signal>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut conn = crate::context::connect(connect).await.ok();
+    let mut conn = crate::session::connect(connect).await.ok();
     let mut replicas: Vec<Replica> = settings
         .replica_urls
         .iter()
@@ -115,7 +115,7 @@ async fn reconnect(connect: &ConnectSettings) -> Result<PgConnection, String> {
         connect_timeout: connect.connect_timeout.min(Duration::from_secs(2)),
         ..connect.clone()
     };
-    crate::context::connect(&once)
+    crate::session::connect(&once)
         .await
         .map_err(|e| format!("cannot connect ({e})"))
 }
@@ -420,7 +420,7 @@ impl Replica {
                 connect_timeout: Duration::from_secs(2),
                 ..ConnectSettings::new(self.url.clone(), "sluice-backfill lag")
             };
-            match crate::context::connect(&settings).await {
+            match crate::session::connect(&settings).await {
                 Ok(conn) => {
                     if self.retry_at.take().is_some() {
                         tracing::info!(

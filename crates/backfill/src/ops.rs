@@ -33,7 +33,7 @@ const RECENT_ACTIONS: i64 = 5;
 /// A connection, the jobs table, and whether it exists yet (operator commands create no
 /// tables in a database that has none).
 async fn open_jobs(settings: &EngineSettings) -> Result<(PgConnection, Jobs, bool), BackfillError> {
-    let mut conn = crate::context::connect(&settings.connect).await?;
+    let mut conn = crate::session::connect(&settings.connect).await?;
     let jobs = Jobs::new(settings.schema.clone());
     let exists = jobs
         .exists(&mut conn)

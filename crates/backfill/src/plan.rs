@@ -38,7 +38,7 @@ pub struct Plan {
 /// Plans `job` against the database. Reads only: nothing is created or written.
 pub async fn plan(settings: &EngineSettings, job: &Job) -> Result<Plan, BackfillError> {
     job.refuse_schema(&settings.schema)?;
-    let mut conn = crate::context::connect(&settings.connect).await?;
+    let mut conn = crate::session::connect(&settings.connect).await?;
     let target = catalog::inspect(&mut conn, job).await?;
     let jobs = Jobs::new(settings.schema.clone());
     let sql = JobSql::new(job, &target, jobs.table(), jobs.ranges().table());

@@ -33,7 +33,7 @@ pub async fn check_statement(
     };
     // Guarded here too: through a transaction pooler the session has no guards.
     let mut tx = conn
-        .begin_with(AssertSqlSafe(crate::context::begin_guarded(job)))
+        .begin_with(AssertSqlSafe(crate::session::begin_guarded(job)))
         .await
         .map_err(BackfillError::query("checking the batch statement"))?;
     let explain = job.key.iter().fold(
@@ -149,7 +149,7 @@ pub async fn check_replicas(
             url: url.redacted(),
             problem: Box::new(problem),
         };
-        let mut conn = crate::context::connect(&settings)
+        let mut conn = crate::session::connect(&settings)
             .await
             .map_err(|e| unusable(ReplicaProblem::Connect(e)))?;
         let lag = load::read_replica_lag(&mut conn).await;

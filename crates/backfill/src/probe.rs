@@ -212,7 +212,7 @@ async fn connect_once(connect: &ConnectSettings) -> Option<PgConnection> {
         connect_timeout: connect.connect_timeout.min(Duration::from_secs(2)),
         ..connect.clone()
     };
-    crate::context::connect(&once).await.ok()
+    crate::session::connect(&once).await.ok()
 }
 
 /// The probe stands for an application's short transaction: a lock or a slow server must not

@@ -3,8 +3,8 @@
 
 use sqlx::{AssertSqlSafe, PgConnection};
 
-use crate::context::{bind_all, texts};
 use crate::job::Job;
+use crate::keytext::{bind_all, texts};
 use crate::sql::JobSql;
 
 /// Rows in (lower, upper] still matching `where`, counted in bounded chunks so that no
@@ -22,7 +22,7 @@ pub(crate) async fn count_remaining(
     };
     // Each chunk's query is costed high enough for JIT, whose compilation (tens of ms) costs
     // more than the bounded query it speeds up. Callers run this in a transaction of its own
-    // ([`crate::context::ride_out`]), which the setting must not outlive.
+    // ([`crate::session::ride_out`]), which the setting must not outlive.
     sqlx::raw_sql("SET LOCAL jit = off")
         .execute(&mut *conn)
         .await?;

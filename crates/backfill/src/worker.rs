@@ -13,13 +13,13 @@ use sluice_common::retry::{Backoff, Transient, classify};
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::context::{
-    Context, begin_guarded, bind_all, guarded_connection, integer_key, ride_out, texts,
-};
+use crate::context::Context;
 use crate::error::BackfillError;
 use crate::event::{BatchDone, Event};
+use crate::keytext::{bind_all, integer_key, texts};
 use crate::lifecycle::{Control, JobState, WorkerEnd};
 use crate::ranges::{Claim, RangeLease};
+use crate::session::{begin_guarded, guarded_connection, ride_out};
 use crate::sizing;
 use crate::sql::{LeaseOf, Progress};
 use crate::stepping::IntegerSpan;

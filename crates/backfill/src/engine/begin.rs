@@ -11,11 +11,12 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use super::start::{key_of, start};
 use super::{RunOptions, process_name};
 use crate::catalog::{self, Target};
-use crate::context::{EngineSettings, guarded_connection, spec_path};
+use crate::context::{EngineSettings, spec_path};
 use crate::error::BackfillError;
 use crate::job::Job;
 use crate::lifecycle::Control;
 use crate::preflight;
+use crate::session::guarded_connection;
 use crate::sql::JobSql;
 use crate::state::{JobRow, Jobs};
 use crate::stepping::is_integer_type;
@@ -144,7 +145,7 @@ async fn integer_min(
     // Guarded here too: through a transaction pooler the session has no guards, and the
     // table's lock may be held.
     let mut tx = conn
-        .begin_with(AssertSqlSafe(crate::context::begin_guarded(job)))
+        .begin_with(AssertSqlSafe(crate::session::begin_guarded(job)))
         .await
         .map_err(BackfillError::query("reading the smallest key"))?;
     let min = key_of(

@@ -82,7 +82,7 @@ async fn record_failure(
             settings.attempts = 1;
             settings.wait = std::time::Duration::ZERO;
             settings.connect_timeout = LAST_TRY;
-            let mut fresh = crate::context::connect(&settings).await.ok()?;
+            let mut fresh = crate::session::connect(&settings).await.ok()?;
             jobs.fail_if_idle(&mut fresh, name, text).await.ok()
         })
         .await

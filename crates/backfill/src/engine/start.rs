@@ -117,7 +117,7 @@ async fn register(
     let what = format!("registering job {}", job.name);
     // Guarded here too: through a transaction pooler the session has no guards.
     let mut tx = conn
-        .begin_with(AssertSqlSafe(crate::context::begin_guarded(job)))
+        .begin_with(AssertSqlSafe(crate::session::begin_guarded(job)))
         .await
         .map_err(BackfillError::query(what.clone()))?;
     let upper = key_of(
@@ -171,7 +171,7 @@ async fn split_once(
     let (name, ranges) = (job.name.as_str(), job.parallel.ranges);
     let what = format!("splitting job {name} into ranges");
     let mut tx = conn
-        .begin_with(AssertSqlSafe(crate::context::begin_guarded(job)))
+        .begin_with(AssertSqlSafe(crate::session::begin_guarded(job)))
         .await
         .map_err(BackfillError::query(what.clone()))?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
