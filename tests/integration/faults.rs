@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use sluice_common::exit;
+use sluice_tests::activity::{self, Doing};
 use sluice_tests::{PrivateServer, Project, StopMode};
 
 fn private_server() -> PrivateServer {
@@ -159,31 +160,12 @@ async fn sluice_up_started_while_the_server_is_down_waits_for_it() {
     );
 }
 
-/// Sessions running `statement` on the project's database, or 0 while the server is away.
 async fn running(project: &Project, statement: &str) -> i64 {
-    let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&project.db.url).await
-    else {
-        return 0;
-    };
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND pid <> pg_backend_pid()",
-    )
-    .bind(format!("{statement}%"))
-    .fetch_one(&mut conn)
-    .await
-    .unwrap_or(0)
+    activity::sessions(&project.db.url, &format!("{statement}%"), Doing::Running).await
 }
 
-/// Waits until a session runs `statement`; fails the test after a minute.
 async fn wait_until_running(project: &Project, statement: &str) {
-    let started = Instant::now();
-    while running(project, statement).await == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{statement} never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    activity::wait_for(&project.db.url, &format!("{statement}%"), Doing::Running).await;
 }
 
 /// A restart frees the runner's advisory lock with every session: the runner takes it again

@@ -3,37 +3,13 @@
 //! its history. Each step is held by a lock of the test's own until the server restarts, so
 //! the restart lands where the test says; the run must carry on and exit 0.
 
-use std::time::{Duration, Instant};
-
 use sluice_common::exit;
+use sluice_tests::activity::{self, Doing};
 use sluice_tests::{PrivateServer, Project, StopMode};
-use sqlx::{Connection, PgConnection};
-
-/// Sessions waiting on a lock while running a statement like `pattern`, or 0 while the
-/// server is away.
-async fn waiting(project: &Project, pattern: &str) -> i64 {
-    let Ok(mut conn) = PgConnection::connect(&project.db.url).await else {
-        return 0;
-    };
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity \
-         WHERE wait_event_type = 'Lock' AND query LIKE $1 AND pid <> pg_backend_pid()",
-    )
-    .bind(pattern)
-    .fetch_one(&mut conn)
-    .await
-    .unwrap_or(0)
-}
+use sqlx::PgConnection;
 
 async fn wait_until_waiting(project: &Project, pattern: &str) {
-    let started = Instant::now();
-    while waiting(project, pattern).await == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no session ever waited while running {pattern}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    activity::wait_for(&project.db.url, pattern, Doing::WaitingOnLock).await;
 }
 
 /// Runs SQL on a session the test keeps (its locks held until the restart ends it).

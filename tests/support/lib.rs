@@ -5,8 +5,10 @@
 //! - [`TestDb`]: a fresh database per test, so tests run in parallel.
 //! - [`Project`]: a scratch project directory with its own database, and the CLI run in it.
 //! - [`catalog`]: catalog snapshots for comparing schemas.
+//! - [`activity`]: what other sessions are doing, to act at the moment a statement runs.
 //! - [`bin`]: the paths of the `sluice` and `sluice-backfill` binaries, built and current.
 
+pub mod activity;
 pub mod bin;
 pub mod catalog;
 mod project;
