@@ -12,6 +12,7 @@ use sqlx::postgres::PgPoolOptions;
 
 static GATED: Embedded = sluice_migrate::embed_migrations!("embedded/gated");
 static BEHIND: Embedded = sluice_migrate::embed_migrations!("embedded/behind");
+static FLYWAY: Embedded = sluice_migrate::embed_migrations!("embedded/flyway");
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -342,5 +343,49 @@ async fn sluice_check_startup_judges_as_an_application_start_up_does() {
             .contains("0003_notes_tags: pending behind a migration that waits for its backfill"),
         "{}",
         behind.stdout()
+    );
+}
+
+/// An application embedding a Flyway directory: a start-up check counts a repeatable migration
+/// changed since it was applied as pending, and a run applies it again.
+#[tokio::test]
+async fn an_embedded_repeatable_migration_changed_since_it_was_applied_is_pending() {
+    let project = Project::new().await;
+    // Another build applied the same table and an older text of the view.
+    project.write(
+        "V1__notes.sql",
+        include_str!("../embedded/flyway/V1__notes.sql"),
+    );
+    project.write(
+        "R__note_lengths.sql",
+        "CREATE OR REPLACE VIEW note_lengths AS SELECT id FROM notes;\n",
+    );
+    project.run(&["up"]).expect_code(exit::OK);
+
+    let pool = lazy_pool(&project.db);
+    let migrator = Migrator::new(&FLYWAY).unwrap();
+    let error = migrator.check(&pool).await.unwrap_err();
+    assert_eq!(error.exit_code(), exit::PENDING, "{error}");
+    match &error {
+        Error::Pending { pending, .. } => assert_eq!(pending, &["R__note_lengths"]),
+        other => panic!("expected Pending, got {other:?}"),
+    }
+    let report = migrator.run(&pool).await.unwrap();
+    let applied: Vec<&str> = report
+        .applied
+        .iter()
+        .map(|(id, _)| id.id.as_str())
+        .collect();
+    assert_eq!(applied, ["R__note_lengths"]);
+    migrator.check(&pool).await.unwrap();
+    assert_eq!(
+        project
+            .db
+            .scalar(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'note_lengths'"
+            )
+            .await,
+        2,
+        "the view as this build has it"
     );
 }

@@ -297,7 +297,18 @@ impl Migrator {
 
 async fn status_of(engine: &engine::Migrator) -> Result<Status, Error> {
     let recorded = engine.recorded().await.map_err(Error::from_runner)?;
-    Ok(Status::of(&engine.status(&recorded), &recorded.blocked))
+    let mut status = Status::of(&engine.status(&recorded), &recorded.blocked);
+    // Flyway's repeatable migrations, new or changed: the next run applies them, so an
+    // application that needs them (a view, a function) does not start before.
+    status.pending.extend(
+        sluice_runner::repeatable::pending(engine.repeatables(), &recorded.repeatables)
+            .into_iter()
+            .map(|r| MigrationId {
+                version: 0,
+                id: r.id(),
+            }),
+    );
+    Ok(status)
 }
 
 /// The engine's progress, as `tracing` events.
@@ -310,7 +321,7 @@ fn log_event(event: Event) {
         Event::LockAcquired => tracing::debug!("migration lock acquired"),
         Event::Started {
             id,
-            direction: Direction::Up,
+            direction: Direction::Up | Direction::Repeat,
             ..
         } => tracing::info!(migration = %id, "applying"),
         Event::Finished { id, duration, .. } => tracing::info!(
