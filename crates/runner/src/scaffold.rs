@@ -20,24 +20,51 @@ pub enum Pattern {
     CopyTable,
 }
 
-/// What the engineer asked for, validated.
+/// What the engineer asked for, validated: the change's name (its migrations' and its job's),
+/// the table and its unique key, and what the pattern needs.
 #[derive(Debug, Clone)]
 pub struct Change {
-    pub pattern: Pattern,
-    /// Migration and job name.
     pub name: String,
     pub table: QualifiedName,
-    /// The column patterns' column and its (new) type.
-    pub column: Option<Ident>,
-    pub type_name: Option<String>,
-    /// RenameColumn: the new name.
-    pub to: Option<Ident>,
-    /// CopyTable: the new table.
-    pub into: Option<QualifiedName>,
-    /// AddColumn: the value; ChangeType: the conversion.
-    pub expression: Option<String>,
     /// The table's unique key, for the backfill.
     pub key: Vec<Ident>,
+    pub edit: Edit,
+}
+
+/// Each pattern with what it takes (`None`: not given, which `render` names).
+#[derive(Debug, Clone)]
+pub enum Edit {
+    /// A new column and its value, written in terms of the row.
+    AddColumn {
+        column: Ident,
+        type_name: String,
+        expression: Option<String>,
+    },
+    /// `column` (of `type_name`) becomes `to`.
+    RenameColumn {
+        column: Ident,
+        type_name: String,
+        to: Option<Ident>,
+    },
+    /// `column` gets `type_name`, converted with `expression` (default `column::type`).
+    ChangeType {
+        column: Ident,
+        type_name: String,
+        expression: Option<String>,
+    },
+    /// The table is copied into `into`, which then replaces it.
+    CopyTable { into: Option<QualifiedName> },
+}
+
+impl Edit {
+    pub fn pattern(&self) -> Pattern {
+        match self {
+            Self::AddColumn { .. } => Pattern::AddColumn,
+            Self::RenameColumn { .. } => Pattern::RenameColumn,
+            Self::ChangeType { .. } => Pattern::ChangeType,
+            Self::CopyTable { .. } => Pattern::CopyTable,
+        }
+    }
 }
 
 /// The three files.
@@ -69,54 +96,57 @@ impl Pattern {
 /// Renders the files of `change`.
 pub fn render(change: &Change) -> Result<Files, ScaffoldError> {
     let fail = |message: &str| ScaffoldError {
-        pattern: change.pattern.name(),
+        pattern: change.edit.pattern().name(),
         message: message.to_owned(),
     };
-    if change.pattern == Pattern::CopyTable {
-        let into = change
-            .into
-            .as_ref()
-            .ok_or_else(|| fail("needs --to, the new table, e.g. public.accounts_new"))?;
-        if into == &change.table {
-            return Err(fail("--to must name another table than --table"));
+    let typed = |type_name: &str| {
+        if type_name.trim().is_empty() || type_name.contains(';') {
+            return Err(fail("--type must be a column type, e.g. text or bigint"));
         }
-        return Ok(copy_table::render(change, into));
-    }
-    let column = change
-        .column
-        .as_ref()
-        .ok_or_else(|| fail("needs --column"))?;
-    let type_name = change
-        .type_name
-        .as_deref()
-        .ok_or_else(|| fail("needs --type, the column's type, e.g. text or bigint"))?;
-    if type_name.trim().is_empty() || type_name.contains(';') {
-        return Err(fail("--type must be a column type, e.g. text or bigint"));
-    }
-    let column = Column {
-        name: column,
-        type_name,
+        Ok(())
     };
-    let parts = match change.pattern {
-        Pattern::AddColumn => {
-            let expression = change.expression.clone().ok_or_else(|| {
+    let parts = match &change.edit {
+        Edit::CopyTable { into } => {
+            let into = into
+                .as_ref()
+                .ok_or_else(|| fail("needs --to, the new table, e.g. public.accounts_new"))?;
+            if into == &change.table {
+                return Err(fail("--to must name another table than --table"));
+            }
+            return Ok(copy_table::render(change, into));
+        }
+        Edit::AddColumn {
+            column,
+            type_name,
+            expression,
+        } => {
+            typed(type_name)?;
+            let expression = expression.clone().ok_or_else(|| {
                 fail("needs --expression, the new column's value, e.g. \"lower(email)\"")
             })?;
-            add_column(change, &column, &expression)
+            add_column(change, &Column::new(column, type_name), &expression)
         }
-        Pattern::RenameColumn => {
-            let to = change
-                .to
+        Edit::RenameColumn {
+            column,
+            type_name,
+            to,
+        } => {
+            typed(type_name)?;
+            let to = to
                 .clone()
                 .ok_or_else(|| fail("needs --to, the column's new name"))?;
-            rename_column(change, &column, &to)
+            rename_column(change, &Column::new(column, type_name), &to)
         }
-        Pattern::ChangeType | Pattern::CopyTable => {
-            let expression = change
-                .expression
+        Edit::ChangeType {
+            column,
+            type_name,
+            expression,
+        } => {
+            typed(type_name)?;
+            let expression = expression
                 .clone()
-                .unwrap_or_else(|| format!("{}::{}", column.name, column.type_name));
-            change_type(change, &column, &expression)
+                .unwrap_or_else(|| format!("{column}::{type_name}"));
+            change_type(change, &Column::new(column, type_name), &expression)
         }
     };
     let spec = JobFile {
@@ -143,6 +173,12 @@ pub fn render(change: &Change) -> Result<Files, ScaffoldError> {
 struct Column<'a> {
     name: &'a Ident,
     type_name: &'a str,
+}
+
+impl<'a> Column<'a> {
+    fn new(name: &'a Ident, type_name: &'a str) -> Self {
+        Self { name, type_name }
+    }
 }
 
 struct Parts {
@@ -219,7 +255,7 @@ fn contract_header(change: &Change, what: &str) -> String {
          -- sluice:requires-backfill {name}\n\
          -- sluice:no-transaction\n\
          -- sluice:statement-timeout 1h\n\n",
-        pattern = change.pattern.name(),
+        pattern = change.edit.pattern().name(),
         name = change.name
     )
 }
@@ -377,24 +413,31 @@ fn job_file(what: &str, change: &Change, spec: &JobFile) -> String {
 mod tests {
     use super::*;
 
-    fn change(pattern: Pattern) -> Change {
+    fn change(edit: Edit) -> Change {
         let public = Ident::new("public").unwrap();
         Change {
-            pattern,
             name: "accounts_email_normalized".into(),
             table: QualifiedName::parse("accounts", &public).unwrap(),
-            column: Some(Ident::parse("email_normalized").unwrap()),
-            type_name: Some("text".into()),
-            to: None,
-            into: None,
-            expression: Some("lower(email)".into()),
             key: vec![Ident::parse("id").unwrap()],
+            edit,
         }
+    }
+
+    fn ident(text: &str) -> Ident {
+        Ident::parse(text).unwrap()
+    }
+
+    fn add_column(expression: Option<&str>, type_name: &str) -> Change {
+        change(Edit::AddColumn {
+            column: ident("email_normalized"),
+            type_name: type_name.into(),
+            expression: expression.map(str::to_owned),
+        })
     }
 
     #[test]
     fn add_column_writes_the_three_steps() {
-        let files = render(&change(Pattern::AddColumn)).unwrap();
+        let files = render(&add_column(Some("lower(email)"), "text")).unwrap();
         assert!(
             files.expand.contains(
                 "ALTER TABLE \"public\".\"accounts\" ADD COLUMN \"email_normalized\" text;"
@@ -437,9 +480,11 @@ mod tests {
 
     #[test]
     fn rename_column_syncs_both_ways_and_drops_the_old_column() {
-        let mut c = change(Pattern::RenameColumn);
-        c.column = Some(Ident::parse("email").unwrap());
-        c.to = Some(Ident::parse("contact_email").unwrap());
+        let c = change(Edit::RenameColumn {
+            column: ident("email"),
+            type_name: "text".into(),
+            to: Some(ident("contact_email")),
+        });
         let files = render(&c).unwrap();
         assert!(
             files.expand.contains(
@@ -455,10 +500,11 @@ mod tests {
 
     #[test]
     fn change_type_adds_a_converted_column() {
-        let mut c = change(Pattern::ChangeType);
-        c.column = Some(Ident::parse("amount").unwrap());
-        c.type_name = Some("bigint".into());
-        c.expression = None;
+        let c = change(Edit::ChangeType {
+            column: ident("amount"),
+            type_name: "bigint".into(),
+            expression: None,
+        });
         let files = render(&c).unwrap();
         assert!(files.expand.contains("ADD COLUMN \"amount_new\" bigint;"));
         assert!(files.expand.contains("SELECT \"amount\"::bigint INTO NEW.\"amount_new\" FROM (SELECT (NEW).*) AS \"row\";"), "{}", files.expand);
@@ -467,13 +513,15 @@ mod tests {
 
     #[test]
     fn missing_options_say_what_is_needed() {
-        let mut c = change(Pattern::AddColumn);
-        c.expression = None;
+        let c = add_column(None, "text");
         assert!(render(&c).unwrap_err().to_string().contains("--expression"));
-        let rename = change(Pattern::RenameColumn);
+        let rename = change(Edit::RenameColumn {
+            column: ident("email"),
+            type_name: "text".into(),
+            to: None,
+        });
         assert!(render(&rename).unwrap_err().to_string().contains("--to"));
-        let mut bad_type = change(Pattern::AddColumn);
-        bad_type.type_name = Some("text; DROP TABLE x".into());
+        let bad_type = add_column(Some("lower(email)"), "text; DROP TABLE x");
         assert!(render(&bad_type).is_err());
     }
 }

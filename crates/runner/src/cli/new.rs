@@ -9,7 +9,7 @@ use sluice_common::ident::{Ident, QualifiedName};
 use sluice_common::outln;
 use sluice_runner::flyway;
 use sluice_runner::layout::{Choice, Layout};
-use sluice_runner::scaffold::{self, Change, Pattern};
+use sluice_runner::scaffold::{self, Change, Edit};
 use sluice_runner::source;
 
 const TEMPLATE_HEADER: &str = "\
@@ -299,46 +299,44 @@ fn change(name: &str, args: &ScaffoldArgs) -> Result<Change, NewError> {
     let public = Ident::new("public").expect("valid");
     let table = QualifiedName::parse(&need(&args.table, "--table")?, &public)
         .map_err(|e| NewError::Scaffold(format!("--table: {e}")))?;
-    let pattern = match args.pattern {
-        Some(PatternArg::AddColumn) | None => Pattern::AddColumn,
-        Some(PatternArg::RenameColumn) => Pattern::RenameColumn,
-        Some(PatternArg::ChangeType) => Pattern::ChangeType,
-        Some(PatternArg::CopyTable) => Pattern::CopyTable,
-    };
-    let copies = pattern == Pattern::CopyTable;
-    let (column, type_name) = if copies {
-        (None, None)
-    } else {
-        (
-            Some(ident(&need(&args.column, "--column")?, "--column")?),
-            Some(need(&args.type_name, "--type")?),
-        )
-    };
-    let (to, into) = match (&args.to, copies) {
-        (None, _) => (None, None),
-        (Some(to), false) => (Some(ident(to, "--to")?), None),
-        (Some(to), true) => (
-            None,
-            Some(
-                QualifiedName::parse(to, &table.schema)
-                    .map_err(|e| NewError::Scaffold(format!("--to: {e}")))?,
-            ),
-        ),
+    let column = || ident(&need(&args.column, "--column")?, "--column");
+    let type_name = || need(&args.type_name, "--type");
+    let edit = match args.pattern {
+        Some(PatternArg::AddColumn) | None => Edit::AddColumn {
+            column: column()?,
+            type_name: type_name()?,
+            expression: args.expression.clone(),
+        },
+        Some(PatternArg::RenameColumn) => Edit::RenameColumn {
+            column: column()?,
+            type_name: type_name()?,
+            to: args.to.as_deref().map(|to| ident(to, "--to")).transpose()?,
+        },
+        Some(PatternArg::ChangeType) => Edit::ChangeType {
+            column: column()?,
+            type_name: type_name()?,
+            expression: args.expression.clone(),
+        },
+        Some(PatternArg::CopyTable) => Edit::CopyTable {
+            into: args
+                .to
+                .as_deref()
+                .map(|to| {
+                    QualifiedName::parse(to, &table.schema)
+                        .map_err(|e| NewError::Scaffold(format!("--to: {e}")))
+                })
+                .transpose()?,
+        },
     };
     Ok(Change {
-        pattern,
         name: name.to_owned(),
         table,
-        column,
-        type_name,
-        to,
-        into,
-        expression: args.expression.clone(),
         key: args
             .key
             .iter()
             .map(|k| ident(k, "--key"))
             .collect::<Result<_, _>>()?,
+        edit,
     })
 }
 

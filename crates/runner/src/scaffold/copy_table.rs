@@ -131,21 +131,18 @@ fn contract(change: &Change, into: &QualifiedName, function: &str, trigger: &str
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Pattern, render};
+    use super::super::{Edit, render};
     use super::*;
 
     fn change() -> Change {
         let public = Ident::new("public").unwrap();
         Change {
-            pattern: Pattern::CopyTable,
             name: "accounts_copy".into(),
             table: QualifiedName::parse("accounts", &public).unwrap(),
-            column: None,
-            type_name: None,
-            to: None,
-            into: Some(QualifiedName::parse("accounts_new", &public).unwrap()),
-            expression: None,
             key: vec![Ident::parse("id").unwrap()],
+            edit: Edit::CopyTable {
+                into: Some(QualifiedName::parse("accounts_new", &public).unwrap()),
+            },
         }
     }
 
@@ -199,9 +196,11 @@ mod tests {
     #[test]
     fn needs_another_table() {
         let mut c = change();
-        c.into = None;
+        c.edit = Edit::CopyTable { into: None };
         assert!(render(&c).unwrap_err().to_string().contains("--to"));
-        c.into = Some(c.table.clone());
+        c.edit = Edit::CopyTable {
+            into: Some(c.table.clone()),
+        };
         assert!(
             render(&c)
                 .unwrap_err()
