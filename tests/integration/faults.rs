@@ -181,15 +181,7 @@ async fn one_runner_at_a_time_holds_through_a_restart() {
         "0001_slow.sql",
         "-- sluice:no-transaction\nSELECT pg_sleep(6);\nINSERT INTO ran VALUES (now());\n",
     );
-    let spawn = || {
-        project
-            .sluice()
-            .args(["up", "--lock-wait", "0s"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || project.spawn_sluice(&["up", "--lock-wait", "0s"]);
     let first = spawn();
     wait_until_running(&project, "SELECT pg_sleep(6)").await;
     server.restart(StopMode::Immediate).unwrap();
@@ -251,13 +243,7 @@ async fn a_concurrent_index_build_rides_out_an_immediate_restart() {
         "-- sluice:no-transaction\nCREATE INDEX CONCURRENTLY big_v ON big (v);\n\
          CREATE INDEX CONCURRENTLY big_v2 ON big (v, id);\n",
     );
-    let runner = project
-        .sluice()
-        .arg("up")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let runner = project.spawn_sluice(&["up"]);
     wait_until_running(&project, "CREATE INDEX CONCURRENTLY").await;
     server.restart(StopMode::Immediate).unwrap();
     let output = runner.wait_with_output().unwrap();

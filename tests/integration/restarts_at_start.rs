@@ -144,13 +144,7 @@ async fn sluice_up_rides_out_a_restart_while_reading_its_history() {
         "BEGIN; LOCK TABLE sluice.migrations IN ACCESS EXCLUSIVE MODE",
     )
     .await;
-    let run = project
-        .sluice()
-        .arg("up")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = project.spawn_sluice(&["up"]);
     wait_until_waiting(&project, "%\"sluice\".\"migrations\"%").await;
     server.restart(StopMode::Fast).unwrap();
     drop(holder);

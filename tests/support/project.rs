@@ -69,6 +69,16 @@ impl Project {
         self.command(bin::sluice_backfill())
     }
 
+    /// Starts `sluice <args>` in the background, its output captured for `wait_with_output`.
+    pub fn spawn_sluice(&self, args: &[&str]) -> std::process::Child {
+        self.sluice()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start sluice")
+    }
+
     /// Starts `sluice-backfill <args>` in the background, its output captured for
     /// `wait_with_output`.
     pub fn spawn_backfill(&self, args: &[&str]) -> std::process::Child {

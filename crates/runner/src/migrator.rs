@@ -410,22 +410,19 @@ impl Migrator {
     ) -> Result<(), RunnerError> {
         let pending = repeatable::pending(&self.repeatables, &recorded.repeatables);
         let imported = import::read_flyway_repeatables(conn, &self.repeatables).await?;
-        for item in imported
-            .iter()
-            .filter(|i| pending.iter().any(|p| std::ptr::eq(*p, i.file)))
-        {
+        for item in imported.iter().filter(|i| {
+            pending
+                .iter()
+                .any(|p| p.description() == i.file.description())
+        }) {
             let migration = item.file.as_migration();
             let record = Record::new(migration, &self.settings.who, item.duration_ms);
             self.history
                 .record_imported_repeatable(conn, record, item.applied_at, Tool::Flyway.name())
                 .await
                 .map_err(RunnerError::query(format!("importing {}", item.file.id())))?;
-            let mut done = done(
-                migration,
-                Duration::from_millis(u64::try_from(item.duration_ms).unwrap_or(0)),
-            );
-            done.version = None;
-            report.migrations.push(done);
+            let took = Duration::from_millis(u64::try_from(item.duration_ms).unwrap_or(0));
+            report.migrations.push(Work::Repeat(item.file).done(took));
         }
         Ok(())
     }
