@@ -87,3 +87,107 @@ pub fn render(
     }
     out.join("\n")
 }
+
+#[cfg(test)]
+mod golden {
+    //! The dry run of each way a file runs, compared with `src/golden/*.sql`. Run with
+    //! `SLUICE_BLESS=1` to write the files after a deliberate change, and read the diff.
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use sluice_common::ident::Ident;
+
+    use super::render;
+    use crate::event::Direction;
+    use crate::guard::Timeouts;
+    use crate::history::History;
+    use crate::repeatable::Repeatable;
+    use crate::script::Script;
+    use crate::layout::Form;
+    use crate::source::Migration;
+
+    fn script(name: &str, text: &str) -> Script {
+        let script = Script::parse(Path::new(name), text).unwrap();
+        script.analyse().unwrap();
+        script
+    }
+
+    fn migration(up: &str, down: Option<&str>) -> Migration {
+        Migration {
+            version: 7,
+            version_text: "0007".to_owned(),
+            name: "o'brien".to_owned(),
+            up: script("0007_o'brien.up.sql", up),
+            down: down.map(|d| script("0007_o'brien.down.sql", d)),
+            form: Form::Flat,
+        }
+    }
+
+    fn check(name: &str, actual: &str) {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("src/golden/{name}.sql"));
+        if std::env::var_os("SLUICE_BLESS").is_some() {
+            std::fs::write(&path, actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(actual, expected, "the dry run of {name} changed; see {}", path.display());
+    }
+
+    fn rendered(migration: &Migration, direction: Direction, resume_at: usize) -> String {
+        let script = match direction {
+            Direction::Down => migration.down.as_ref().unwrap(),
+            Direction::Up | Direction::Repeat => &migration.up,
+        };
+        let timeouts = Timeouts {
+            lock_timeout: Duration::from_millis(750),
+            statement_timeout: Duration::from_secs(900),
+        };
+        let history = History::new(Ident::new("sluice").unwrap());
+        render(migration, script, direction, timeouts, &history, resume_at)
+    }
+
+    #[test]
+    fn a_transactional_file_and_its_revert() {
+        let m = migration(
+            "CREATE TABLE t (id int); -- the table\nCREATE INDEX t_id ON t (id);\n",
+            Some("DROP TABLE t;\n"),
+        );
+        check("transaction", &rendered(&m, Direction::Up, 0));
+        check("revert", &rendered(&m, Direction::Down, 0));
+    }
+
+    #[test]
+    fn a_file_that_is_its_own_block() {
+        let m = migration("SET search_path = app;\nBEGIN;\nCREATE TABLE t (id int);\nCOMMIT;\n", None);
+        check("own_transaction", &rendered(&m, Direction::Up, 0));
+    }
+
+    #[test]
+    fn a_no_transaction_file_resumed() {
+        let m = migration(
+            "-- sluice:no-transaction\nCREATE INDEX CONCURRENTLY t_a ON t (a);\n\
+             CREATE INDEX CONCURRENTLY t_b ON t (b);\nANALYZE t;\n",
+            None,
+        );
+        check("no_transaction", &rendered(&m, Direction::Up, 0));
+        check("no_transaction_resumed", &rendered(&m, Direction::Up, 1));
+    }
+
+    #[test]
+    fn a_file_with_its_own_blocks() {
+        let m = migration(
+            "BEGIN;\nCREATE TABLE t (id int);\nCOMMIT;\nCREATE INDEX CONCURRENTLY t_id ON t (id);\n",
+            None,
+        );
+        check("own_transactions", &rendered(&m, Direction::Up, 0));
+    }
+
+    #[test]
+    fn a_repeatable_file() {
+        let repeatable = Repeatable::new(
+            "views",
+            script("R__views.sql", "CREATE OR REPLACE VIEW v AS SELECT 1;\n"),
+            0,
+        );
+        check("repeatable", &rendered(repeatable.as_migration(), Direction::Repeat, 0));
+    }
+}

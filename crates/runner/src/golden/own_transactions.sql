@@ -1,0 +1,8 @@
+-- 0007_o'brien (0007_o'brien.up.sql): statement by statement, its own BEGIN ... COMMIT blocks each as one unit; progress recorded (on the lock's connection) after each statement outside a BEGIN ... COMMIT block of the file, and after each such block
+RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; DISCARD TEMP; CLOSE ALL; UNLISTEN *; DEALLOCATE ALL;
+SET lock_timeout = '750ms'; SET statement_timeout = '900000ms';
+BEGIN;
+CREATE TABLE t (id int);
+COMMIT;
+CREATE INDEX CONCURRENTLY t_id ON t (id);
+INSERT INTO "sluice"."migrations" (version, name, checksum, ...) VALUES (7, 'o''brien', '18a98d891151ccebd58c4970b91c4c447243a879c5b899d3ecfb932042a6c4a0', ...); -- and an audit row in "sluice"."audit" -- on the lock's connection
