@@ -1,36 +1,60 @@
-//! Benchmark: `sluice up` on 500 small migrations against `psql --single-transaction` on the
-//! same files, plus a no-op re-run and `status`.
+//! Benchmark: the runner against psql on the same files.
+//!
+//! 1. 500 one-statement migrations applied and reverted by `sluice up` / `sluice down`, next to
+//!    psql running each file in its own transaction in one session (the floor for one durable
+//!    commit per migration, which is what sluice promises) and `psql --single-transaction` (one
+//!    commit for everything).
+//! 2. A no-op `up` and `status` on those 500 applied migrations.
+//! 3. 10,000 migrations: `validate`, `status`, `check`, `baseline`, and the peak memory of
+//!    `status --json` next to the table view's (measured with `/usr/bin/time` when present).
 //!
 //! Run with `cargo bench -p sluice-tests --bench runner` (uses `DATABASE_URL`, or starts a
-//! throwaway server with PostgreSQL's default durability). Prints medians of several rounds.
+//! throwaway server with PostgreSQL's default durability). `SLUICE_BENCH_BIN` runs another
+//! `sluice` binary (an older build, to compare). Prints medians of several rounds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sluice_tests::{TestDb, bin};
 
 const MIGRATIONS: usize = 500;
+const MANY: usize = 10_000;
 const ROUNDS: usize = 5;
-const NOOP_ROUNDS: usize = 15;
 
-fn write_migrations(dir: &Path) -> Vec<std::path::PathBuf> {
+fn write_migrations(dir: &Path, count: usize) {
     std::fs::create_dir_all(dir).unwrap();
-    (1..=MIGRATIONS)
-        .map(|n| {
-            let path = dir.join(format!("{n:04}_table_{n}.sql"));
-            std::fs::write(
-                &path,
-                format!(
-                    "CREATE TABLE t_{n} (id bigint PRIMARY KEY, name text NOT NULL);\n\
-                     ALTER TABLE t_{n} ADD COLUMN created_at timestamptz NOT NULL DEFAULT now();\n\
-                     CREATE INDEX t_{n}_name ON t_{n} (name);\n"
-                ),
-            )
-            .unwrap();
-            path
-        })
+    for n in 1..=count {
+        let stem = dir.join(format!("{n:05}_table_{n}"));
+        std::fs::write(
+            stem.with_extension("up.sql"),
+            format!("CREATE TABLE t_{n} (id bigint PRIMARY KEY, name text NOT NULL);\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            stem.with_extension("down.sql"),
+            format!("DROP TABLE t_{n};\n"),
+        )
+        .unwrap();
+    }
+}
+
+/// psql's input that runs each of `files` in a transaction of its own, in one session.
+fn one_transaction_per_file(files: &[PathBuf]) -> String {
+    files
+        .iter()
+        .map(|f| format!("BEGIN;\n\\i {}\nCOMMIT;\n", f.display()))
         .collect()
+}
+
+fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    files.sort();
+    files
 }
 
 fn timed(command: &mut Command) -> Duration {
@@ -45,6 +69,23 @@ fn timed(command: &mut Command) -> Duration {
     elapsed
 }
 
+fn psql(url: &str, script: &str) -> Command {
+    let path = std::env::temp_dir().join(format!("sluice-bench-{}.sql", fastrand::u64(..)));
+    std::fs::write(&path, script).unwrap();
+    let mut command = Command::new("psql");
+    command.args([
+        "--quiet",
+        "--no-psqlrc",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        url,
+        "-f",
+    ]);
+    command.arg(path);
+    command
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -54,67 +95,132 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+fn sluice_binary() -> PathBuf {
+    std::env::var_os("SLUICE_BENCH_BIN").map_or_else(bin::sluice, PathBuf::from)
+}
+
+fn sluice(url: &str, dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(sluice_binary());
+    command
+        .args(args)
+        .arg("-q")
+        .env("DATABASE_URL", url)
+        .env("SLUICE_MIGRATIONS", dir);
+    command
+}
+
+/// Peak resident memory of `command` in KiB, from GNU time.
+fn peak_kib(command: &Command) -> Option<u64> {
+    if !Path::new("/usr/bin/time").exists() {
+        return None;
+    }
+    let mut timed = Command::new("/usr/bin/time");
+    timed.args(["-f", "%M"]).arg(command.get_program());
+    timed.args(command.get_args());
+    for (key, value) in command.get_envs() {
+        if let Some(value) = value {
+            timed.env(key, value);
+        }
+    }
+    let output = timed.output().ok()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    stderr.lines().last()?.trim().parse().ok()
+}
+
+fn row(label: &str, time: Duration, floor: Option<Duration>) {
+    match floor {
+        Some(floor) => println!(
+            "  {label:<44} {:>9.1} ms   {:.2}x",
+            ms(time),
+            time.as_secs_f64() / floor.as_secs_f64()
+        ),
+        None => println!("  {label:<44} {:>9.1} ms", ms(time)),
+    }
+}
+
+async fn apply_and_revert(dir: &Path) {
+    let (ups, downs) = (files(dir, ".up.sql"), files(dir, ".down.sql"));
+    let mut reversed = downs.clone();
+    reversed.reverse();
+    let mut t: [Vec<Duration>; 7] = Default::default();
+    for _ in 0..ROUNDS {
+        let db = TestDb::new().await;
+        t[0].push(timed(&mut psql(&db.url, &one_transaction_per_file(&ups))));
+        t[1].push(timed(&mut psql(
+            &db.url,
+            &one_transaction_per_file(&reversed),
+        )));
+        let db = TestDb::new().await;
+        let includes: String = ups
+            .iter()
+            .map(|f| format!("\\i {}\n", f.display()))
+            .collect();
+        let mut single = psql(&db.url, &includes);
+        single.arg("--single-transaction");
+        t[2].push(timed(&mut single));
+        let db = TestDb::new().await;
+        t[3].push(timed(&mut sluice(&db.url, dir, &["up"])));
+        t[4].push(timed(&mut sluice(&db.url, dir, &["up"])));
+        t[5].push(timed(&mut sluice(&db.url, dir, &["status"])));
+        t[6].push(timed(&mut sluice(&db.url, dir, &["down", "--to", "0"])));
+    }
+    let [up_floor, down_floor, single, up, noop, status, down] = t.map(median);
+    println!("runner benchmark: {MIGRATIONS} one-statement migrations, medians of {ROUNDS} rounds");
+    row("psql, a transaction per file, one session", up_floor, None);
+    row(
+        "psql --single-transaction (one commit)",
+        single,
+        Some(up_floor),
+    );
+    row("sluice up", up, Some(up_floor));
+    row("psql, each down file in a transaction", down_floor, None);
+    row("sluice down --to 0", down, Some(down_floor));
+    row("sluice up (nothing to do)", noop, None);
+    row("sluice status", status, None);
+}
+
+async fn many(dir: &Path) {
+    let db = TestDb::new().await;
+    let mut t: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..ROUNDS {
+        t[0].push(timed(&mut sluice(&db.url, dir, &["validate"])));
+        t[1].push(timed(&mut sluice(&db.url, dir, &["status"])));
+        // Every migration pending: `check` exits 7, which is what it is timed for.
+        let started = Instant::now();
+        let _ = sluice(&db.url, dir, &["check"]).output();
+        t[2].push(started.elapsed());
+    }
+    let mut baselines = Vec::new();
+    for _ in 0..ROUNDS {
+        let db = TestDb::new().await;
+        let top = format!("{MANY}");
+        baselines.push(timed(&mut sluice(
+            &db.url,
+            dir,
+            &["baseline", "--version", &top],
+        )));
+    }
+    let [validate, status, check] = t.map(median);
+    println!("\n{MANY} migrations, medians of {ROUNDS} rounds");
+    row("sluice validate", validate, None);
+    row("sluice status (none applied)", status, None);
+    row("sluice check (none applied)", check, None);
+    row(&format!("sluice baseline {MANY}"), median(baselines), None);
+    let table = peak_kib(&sluice(&db.url, dir, &["status"]));
+    let json = peak_kib(&sluice(&db.url, dir, &["status", "--json"]));
+    if let (Some(table), Some(json)) = (table, json) {
+        println!("  peak memory: status {table} KiB, status --json {json} KiB");
+    }
+}
+
 #[tokio::main]
 async fn main() {
     sluice_tests::prefer_durable_server();
     let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("migrations");
-    let files = write_migrations(&dir);
-    let sluice = bin::sluice();
-
-    let mut psql_times = Vec::new();
-    let mut sluice_times = Vec::new();
-    let mut noop_times = Vec::new();
-    let mut status_times = Vec::new();
-    for _ in 0..ROUNDS {
-        let db = TestDb::new().await;
-        let mut psql = Command::new("psql");
-        psql.args([
-            "--quiet",
-            "--no-psqlrc",
-            "--single-transaction",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            &db.url,
-        ]);
-        for file in &files {
-            psql.arg("-f").arg(file);
-        }
-        psql_times.push(timed(&mut psql));
-
-        let db = TestDb::new().await;
-        let run = |args: &[&str]| {
-            let mut command = Command::new(&sluice);
-            command
-                .args(args)
-                .arg("-q")
-                .env("DATABASE_URL", &db.url)
-                .env("SLUICE_MIGRATIONS", &dir);
-            command
-        };
-        sluice_times.push(timed(&mut run(&["up"])));
-        for _ in 0..NOOP_ROUNDS / ROUNDS {
-            noop_times.push(timed(&mut run(&["up"])));
-            status_times.push(timed(&mut run(&["status"])));
-        }
-    }
-    let (psql, sluice_up) = (median(psql_times), median(sluice_times));
-    println!(
-        "runner benchmark: {MIGRATIONS} migrations (3 DDL statements each), medians of {ROUNDS} rounds"
-    );
-    println!("  psql --single-transaction   {:>9.1} ms", ms(psql));
-    println!(
-        "  sluice up                   {:>9.1} ms   {:.2}x psql  (a transaction, timeouts, history and audit row per migration)",
-        ms(sluice_up),
-        sluice_up.as_secs_f64() / psql.as_secs_f64()
-    );
-    println!(
-        "  sluice up (nothing to do)   {:>9.1} ms",
-        ms(median(noop_times))
-    );
-    println!(
-        "  sluice status               {:>9.1} ms",
-        ms(median(status_times))
-    );
+    let small = work.path().join("small");
+    write_migrations(&small, MIGRATIONS);
+    apply_and_revert(&small).await;
+    let large = work.path().join("large");
+    write_migrations(&large, MANY);
+    many(&large).await;
 }

@@ -119,10 +119,17 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Single-quotes a string literal, doubling embedded quotes. Safe with
-/// `standard_conforming_strings = on`, which sluice sets on every connection it opens.
+/// Single-quotes a string literal, doubling embedded quotes; a value with a backslash becomes
+/// an escape string (`E'a\\b'`), as PostgreSQL's own `quote_literal` does, so that it reads
+/// the same whatever `standard_conforming_strings` the session has (a `RESET ALL` returns it to
+/// the server's setting).
 pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    let quoted = value.replace('\'', "''");
+    if value.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
 }
 
 /// Reads one identifier from the start of `text`; returns it and the rest.
@@ -255,5 +262,6 @@ mod tests {
     #[test]
     fn quotes_literals() {
         assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal(r"C:\it's"), r"E'C:\\it''s'");
     }
 }

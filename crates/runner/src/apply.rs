@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use futures_util::TryStreamExt;
 use sluice_common::db::{self, ConnectSettings};
 use sluice_common::lock::{AdvisoryLock, LockError};
 use sluice_common::retry::{Transient, classify, sqlstate_of};
@@ -13,12 +14,13 @@ use sluice_common::shutdown::Shutdown;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::event::{Direction, Event};
-use crate::guard::{Blocker, Guards, Timeouts, blockers_of, set_timeouts_sql};
-use crate::history::{Action, History, Record, Who};
+use crate::guard::{Blocker, Guards, Timeouts, blockers_of};
+use crate::history::{Action, History, Record, Took, Who};
 use crate::index::drop_invalid_index;
 use crate::repeatable::Repeatable;
-use crate::script::{Script, Statement, prefix_checksum};
+use crate::script::{ConcurrentIndex, Script, ScriptError, Statement, prefix_checksum};
 use crate::source::Migration;
+use crate::steps::{self, Step};
 
 /// Everything a migration runs with.
 #[derive(Debug)]
@@ -103,7 +105,19 @@ fn excerpt(sql: &str) -> String {
 struct AttemptError {
     error: sqlx::Error,
     statement: Option<(usize, String)>,
+    /// The line of the file the server's error position points at, when it gave one.
+    line: Option<usize>,
     blockers: Vec<Blocker>,
+    /// Nothing of the file had run: the failure came while the session was made clean.
+    before_the_file: bool,
+}
+
+/// How a migration's attempts ended, for the failure that reports it.
+struct Ended {
+    direction: Direction,
+    attempt: u32,
+    outcome: String,
+    started: Instant,
 }
 
 impl AttemptError {
@@ -113,7 +127,9 @@ impl AttemptError {
         move |(error, blockers)| Self {
             error,
             statement: Some((index, sql)),
+            line: None,
             blockers,
+            before_the_file: false,
         }
     }
 }
@@ -123,7 +139,9 @@ impl From<sqlx::Error> for AttemptError {
         Self {
             error,
             statement: None,
+            line: None,
             blockers: Vec::new(),
+            before_the_file: false,
         }
     }
 }
@@ -182,9 +200,12 @@ impl Session<'_> {
                 .as_ref()
                 .expect("the plan only reverts reversible migrations"),
         };
-        self.reset_session(migration).await?;
+        script
+            .analyse()
+            .map_err(|error| unplannable(migration, script, &error))?;
         emit_started(events, migration, direction, script, resume_at);
         let duration = if !script.mode().is_atomic() {
+            self.reset_session(migration).await?;
             self.no_transaction(migration, script, direction, resume_at, events)
                 .await?
         } else {
@@ -207,7 +228,7 @@ impl Session<'_> {
         events: &mut dyn FnMut(Event),
     ) -> Result<Duration, ApplyError> {
         let started = Instant::now();
-        let mut attempt = 0;
+        let (mut attempt, mut reconnected) = (0, false);
         loop {
             let timeouts = self.guards.timeouts(&script.directives, attempt);
             let result = self
@@ -216,6 +237,16 @@ impl Session<'_> {
             let Err(failed) = result else {
                 return Ok(started.elapsed());
             };
+            // The server restarted between two migrations: a new session (and the lock made
+            // sure of) before this one starts, without counting it as an attempt.
+            if failed.before_the_file
+                && classify(&failed.error) == Some(Transient::ConnectionLost)
+                && !std::mem::replace(&mut reconnected, true)
+            {
+                self.reconnect(migration).await?;
+                continue;
+            }
+            self.end_open_block().await;
             match self
                 .after_failure(migration, script, attempt, failed, events)
                 .await?
@@ -231,16 +262,20 @@ impl Session<'_> {
                          and run the same command again"
                     }
                     .to_owned();
-                    return Err(self
-                        .fail(
-                            migration, script, direction, attempt, failed, outcome, started,
-                        )
-                        .await);
+                    let ended = Ended {
+                        direction,
+                        attempt,
+                        outcome,
+                        started,
+                    };
+                    return Err(self.fail(migration, script, failed, ended).await);
                 }
             }
         }
     }
 
+    /// One attempt at a transactional file: its steps (the clean session, `BEGIN` and the
+    /// guards, every statement, the history row, `COMMIT`) in one message, one round trip.
     async fn attempt_transaction(
         &mut self,
         migration: &Migration,
@@ -249,37 +284,39 @@ impl Session<'_> {
         timeouts: Timeouts,
         started: Instant,
     ) -> Result<(), AttemptError> {
-        // BEGIN and the guards in one round trip.
-        let mut tx = self
-            .conn
-            .begin_with(AssertSqlSafe(format!(
-                "BEGIN; {}",
-                set_timeouts_sql(timeouts, true)
-            )))
-            .await?;
-        for (index, sql) in chunks(script).into_iter().enumerate() {
-            let work = sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&mut *tx);
-            watched(
-                self.lock.connection(),
-                self.pid,
-                timeouts.lock_timeout,
-                self.shutdown,
-                work,
-            )
-            .await
-            .map_err(AttemptError::at(index, sql))?;
+        // The message's DEALLOCATE ALL drops what sqlx prepared on this connection (an
+        // INVALID index lookup of an earlier file): forget those first, or a later use would
+        // name one that is gone.
+        if self.conn.cached_statements_size() > 0 {
+            self.conn.clear_cached_statements().await?;
         }
-        // The history row is the runner's, written as the runner's role whatever role the
-        // file switched to.
-        sqlx::raw_sql(RESET_ROLE).execute(&mut *tx).await?;
-        let record = record(migration, script, self.who, elapsed_ms(started));
-        match direction {
-            Direction::Up => self.history.record_applied(&mut tx, record).await?,
-            Direction::Down => self.history.record_reverted(&mut tx, record).await?,
-            Direction::Repeat => self.history.record_repeatable(&mut tx, record).await?,
-        }
-        tx.commit().await?;
-        Ok(())
+        let plan = steps::of(script, direction, 0, timeouts);
+        let record = record(migration, script, self.who, 0);
+        let took = Took::ThisMessage {
+            before_ms: elapsed_ms(started),
+        };
+        let message = Message::of(&plan, |step| match step {
+            Step::Record(direction) => self.history.record_sql(*direction, &record, took),
+            other => other.fixed_sql().unwrap_or_default(),
+        });
+        let mut completed = 0;
+        let work = async {
+            let mut results =
+                sqlx::raw_sql(AssertSqlSafe(message.sql.clone())).execute_many(&mut self.conn);
+            while results.try_next().await?.is_some() {
+                completed += 1;
+            }
+            Ok(())
+        };
+        let outcome = watched(
+            self.lock.connection(),
+            self.pid,
+            timeouts.lock_timeout,
+            self.shutdown,
+            work,
+        )
+        .await;
+        outcome.map_err(|(error, blockers)| message.failure(&plan, completed, error, blockers))
     }
 
     /// Runs a no-transaction migration statement by statement. Progress is recorded (on the
@@ -319,7 +356,12 @@ impl Session<'_> {
             let statement_started = Instant::now();
             let timeouts = self.guards.timeouts(&script.directives, attempt);
             let result = self
-                .attempt_statement(migration, index, &statements[index], timeouts, events)
+                .attempt_statement(
+                    migration,
+                    &steps::statement_steps(statements, index, direction, timeouts),
+                    timeouts,
+                    events,
+                )
                 .await;
             if let Err(failed) = result {
                 // A failure inside the file's own block rolled the whole block back.
@@ -337,11 +379,13 @@ impl Session<'_> {
                         let outcome = self
                             .partial_outcome(migration, direction, committed, total, &failed)
                             .await;
-                        return Err(self
-                            .fail(
-                                migration, script, direction, attempt, failed, outcome, started,
-                            )
-                            .await);
+                        let ended = Ended {
+                            direction,
+                            attempt,
+                            outcome,
+                            started,
+                        };
+                        return Err(self.fail(migration, script, failed, ended).await);
                     }
                 }
             }
@@ -379,10 +423,8 @@ impl Session<'_> {
         }
         let record = record(migration, script, self.who, elapsed_ms(started));
         let history = self.history;
-        self.on_lock_connection(migration, async |conn| match direction {
-            Direction::Up => history.record_applied(conn, record).await,
-            Direction::Down => history.record_reverted(conn, record).await,
-            Direction::Repeat => history.record_repeatable(conn, record).await,
+        self.on_lock_connection(migration, async |conn| {
+            history.record(conn, direction, record).await
         })
         .await?;
         Ok(started.elapsed())
@@ -472,12 +514,9 @@ impl Session<'_> {
     }
 
     async fn send_reset(&mut self) -> Result<(), sqlx::Error> {
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "{}; {CONNECTION_CHECK}",
-            session_reset_sql()
-        )))
-        .execute(&mut self.conn)
-        .await?;
+        sqlx::raw_sql(AssertSqlSafe(steps::session_reset_sql()))
+            .execute(&mut self.conn)
+            .await?;
         // DEALLOCATE ALL also dropped the statements sqlx prepared on this connection (the
         // history row's): forget them, or the next use would name one that is gone.
         if self.conn.cached_statements_size() > 0 {
@@ -509,40 +548,80 @@ impl Session<'_> {
         }
     }
 
+    /// Statement `index` of a file outside a transaction, with its steps before it (the
+    /// guards, an INVALID index's drop); its progress is the caller's, once it knows whether
+    /// the file's own block is still open.
     async fn attempt_statement(
         &mut self,
         migration: &Migration,
-        index: usize,
-        statement: &Statement,
+        steps: &[Step<'_>],
         timeouts: Timeouts,
         events: &mut dyn FnMut(Event),
     ) -> Result<(), AttemptError> {
-        sqlx::raw_sql(AssertSqlSafe(set_timeouts_sql(timeouts, false)))
-            .execute(&mut self.conn)
-            .await?;
-        // Watched like the statement itself: the drop waits for whatever still uses the
-        // index (an orphaned build among them), and a lock timeout must name it.
-        let dropped = match &statement.concurrent_index {
-            Some(index_spec) => {
-                let drop = drop_invalid_index(&mut self.conn, index_spec);
-                watched(
-                    self.lock.connection(),
-                    self.pid,
-                    timeouts.lock_timeout,
-                    self.shutdown,
-                    drop,
-                )
-                .await
-                .map_err(AttemptError::at(
-                    index,
-                    format!(
-                        "DROP INDEX CONCURRENTLY of the INVALID index {} before {}",
-                        index_spec.name, statement.sql
-                    ),
-                ))?
+        for step in steps {
+            match step {
+                Step::DropInvalidIndex(spec) => {
+                    self.drop_invalid_index(migration, steps, spec, timeouts, events)
+                        .await?;
+                }
+                Step::Run { index, statement } => {
+                    let work =
+                        sqlx::raw_sql(AssertSqlSafe(statement.sql.clone())).execute(&mut self.conn);
+                    watched(
+                        self.lock.connection(),
+                        self.pid,
+                        timeouts.lock_timeout,
+                        self.shutdown,
+                        work,
+                    )
+                    .await
+                    .map_err(AttemptError::at(*index, statement.sql.clone()))?;
+                }
+                Step::Progress { .. } => {}
+                other => {
+                    let sql = other.fixed_sql().unwrap_or_default();
+                    sqlx::raw_sql(AssertSqlSafe(sql))
+                        .execute(&mut self.conn)
+                        .await?;
+                }
             }
-            None => None,
+        }
+        Ok(())
+    }
+
+    /// Drops the INVALID index an earlier failed build of the statement in `steps` left.
+    /// Watched like the statement itself: the drop waits for whatever still uses the index
+    /// (an orphaned build among them), and a lock timeout must name it.
+    async fn drop_invalid_index(
+        &mut self,
+        migration: &Migration,
+        steps: &[Step<'_>],
+        spec: &ConcurrentIndex,
+        timeouts: Timeouts,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<(), AttemptError> {
+        let Some((index, statement)) = steps.iter().find_map(|step| match step {
+            Step::Run { index, statement } => Some((*index, *statement)),
+            _ => None,
+        }) else {
+            return Ok(());
         };
+        let drop = drop_invalid_index(&mut self.conn, spec);
+        let dropped = watched(
+            self.lock.connection(),
+            self.pid,
+            timeouts.lock_timeout,
+            self.shutdown,
+            drop,
+        )
+        .await
+        .map_err(AttemptError::at(
+            index,
+            format!(
+                "DROP INDEX CONCURRENTLY of the INVALID index {} before {}",
+                spec.name, statement.sql
+            ),
+        ))?;
         if let Some(dropped) = dropped {
             tracing::warn!(
                 migration = %migration.id(),
@@ -554,17 +633,7 @@ impl Session<'_> {
                 index: dropped,
             });
         }
-        let work = sqlx::raw_sql(AssertSqlSafe(statement.sql.clone())).execute(&mut self.conn);
-        watched(
-            self.lock.connection(),
-            self.pid,
-            timeouts.lock_timeout,
-            self.shutdown,
-            work,
-        )
-        .await
-        .map(drop)
-        .map_err(AttemptError::at(index, statement.sql.clone()))
+        Ok(())
     }
 
     /// Decides whether to retry a failed attempt, and waits the backoff if so.
@@ -639,20 +708,19 @@ impl Session<'_> {
         Ok(Next::Retry)
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "assembles the failure from its parts"
-    )]
     async fn fail(
         &mut self,
         migration: &Migration,
         script: &Script,
-        direction: Direction,
-        attempt: u32,
         failed: AttemptError,
-        outcome: String,
-        started: Instant,
+        ended: Ended,
     ) -> ApplyError {
+        let Ended {
+            direction,
+            attempt,
+            outcome,
+            started,
+        } = ended;
         let (line, statement) = locate(script, &failed);
         let mut message = failed.error.as_database_error().map_or_else(
             || failed.error.to_string(),
@@ -788,19 +856,6 @@ fn record<'r>(
     }
 }
 
-/// Back to the role the runner logged in as (allowed for any role: it names itself).
-pub const RESET_ROLE: &str = "RESET SESSION AUTHORIZATION; RESET ROLE";
-
-/// What every migration starts with (and `--dry-run` shows): a clean session.
-pub fn session_reset_sql() -> String {
-    format!("{RESET_ROLE}; RESET ALL; DISCARD TEMP; CLOSE ALL; UNLISTEN *; DEALLOCATE ALL")
-}
-
-/// PostgreSQL 14+: notice within a second when the runner is gone (killed during a long
-/// CREATE INDEX CONCURRENTLY), instead of building on for the dead client.
-const CONNECTION_CHECK: &str = "SELECT CASE WHEN current_setting('server_version_num')::int >= 140000 \
-     THEN set_config('client_connection_check_interval', '1000', false) END";
-
 /// A no-transaction file that opens a transaction block and never commits it: what it did in
 /// the block is rolled back, never recorded as applied.
 fn unclosed_block(migration: &Migration, script: &Script, committed: usize) -> ApplyError {
@@ -821,6 +876,92 @@ fn unclosed_block(migration: &Migration, script: &Script, committed: usize) -> A
             statements.len()
         ),
     }))
+}
+
+/// A file that does not parse never starts (validation refuses it before any file runs).
+fn unplannable(migration: &Migration, script: &Script, error: &ScriptError) -> ApplyError {
+    ApplyError::Failed(Box::new(Failure {
+        id: migration.id(),
+        direction: Direction::Up,
+        path: script.path.clone(),
+        line: None,
+        statement: None,
+        sqlstate: None,
+        message: error.to_string(),
+        attempts: 0,
+        outcome: "nothing of it ran; fix the file and run the same command again".to_owned(),
+    }))
+}
+
+/// One message of many steps, and where each step's SQL starts in it.
+struct Message {
+    sql: String,
+    starts: Vec<usize>,
+}
+
+impl Message {
+    /// The SQL of each step of `plan` (as `sql_of` gives it), one after the other. Each ends
+    /// on a line of its own, so that a file's last line comment cannot swallow the next.
+    fn of(plan: &[Step<'_>], mut sql_of: impl FnMut(&Step<'_>) -> String) -> Self {
+        let (mut sql, mut starts) = (String::new(), Vec::with_capacity(plan.len()));
+        for step in plan {
+            starts.push(sql.len());
+            sql.push_str(&sql_of(step));
+            sql.push_str("\n;\n");
+        }
+        Self { sql, starts }
+    }
+
+    /// The failure of the message after `completed` of its statements completed: the step the
+    /// server's error position points into, else the step whose statement was running.
+    fn failure(
+        &self,
+        plan: &[Step<'_>],
+        completed: usize,
+        error: sqlx::Error,
+        blockers: Vec<Blocker>,
+    ) -> AttemptError {
+        let at = error_position(&error).and_then(|chars| {
+            self.sql
+                .char_indices()
+                .nth(chars.saturating_sub(1))
+                .map(|(byte, _)| byte)
+        });
+        let by_position = at.and_then(|byte| self.starts.iter().rposition(|&s| s <= byte));
+        let by_count = plan
+            .iter()
+            .scan(0, |seen, step| {
+                *seen += step.commands();
+                Some(*seen)
+            })
+            .position(|seen| seen > completed);
+        let failing = by_position.or(by_count);
+        let mut failed = AttemptError::from(error);
+        failed.blockers = blockers;
+        match failing.map(|i| (&plan[i], self.starts[i])) {
+            Some((Step::Run { index, statement }, start)) => {
+                failed.statement = Some((*index, statement.sql.clone()));
+                failed.line = at.filter(|&byte| byte >= start).map(|byte| {
+                    let within = &self.sql[start..byte];
+                    statement.line + within.matches('\n').count()
+                });
+            }
+            Some((Step::Reset, _)) => failed.before_the_file = true,
+            _ => {}
+        }
+        failed
+    }
+}
+
+/// The character position (1-based) in the query the server's error points at.
+fn error_position(error: &sqlx::Error) -> Option<usize> {
+    let pg = error
+        .as_database_error()?
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
+    match pg.position()? {
+        sqlx::postgres::PgErrorPosition::Original(position) => Some(position),
+        sqlx::postgres::PgErrorPosition::Internal { .. } => None,
+    }
 }
 
 /// A history write outside a migration transaction failed: the migration fails with it.
@@ -859,7 +1000,8 @@ pub async fn open_migration_connection(
 ) -> Result<(PgConnection, i32), db::DbError> {
     let mut conn = db::connect_primary(settings).await?;
     let pid = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT pg_backend_pid() FROM ({CONNECTION_CHECK}) AS s"
+        "SELECT pg_backend_pid() FROM ({}) AS s",
+        steps::CONNECTION_CHECK
     )))
     .fetch_one(&mut conn)
     .await
@@ -886,21 +1028,16 @@ fn emit_started(
     });
 }
 
-/// The SQL sent per round trip: each statement when the file could be split, else the file.
-fn chunks(script: &Script) -> Vec<String> {
-    match script.statements() {
-        Some(statements) => statements.iter().map(|s| s.sql.clone()).collect(),
-        None => vec![script.sql.clone()],
-    }
-}
-
 /// The line and text of the failing statement.
 fn locate(script: &Script, failed: &AttemptError) -> (Option<usize>, Option<String>) {
     let Some((index, sql)) = &failed.statement else {
         return (None, None);
     };
     match script.statements() {
-        Some(statements) => (statements.get(*index).map(|s| s.line), Some(sql.clone())),
+        Some(statements) => (
+            failed.line.or(statements.get(*index).map(|s| s.line)),
+            Some(sql.clone()),
+        ),
         // The whole file went as one: PostgreSQL's error position, if any, gives the line.
         None => {
             let position = failed.error.as_database_error().and_then(|e| {

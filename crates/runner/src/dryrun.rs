@@ -1,11 +1,12 @@
-//! `--dry-run`: the exact SQL and session settings a run would send, without sending it.
+//! `--dry-run`: the exact SQL and session settings a run would send, without sending it,
+//! printed from the same [`steps::plan`] that `apply` executes.
 
-use crate::apply::{RESET_ROLE, session_reset_sql};
 use crate::event::Direction;
-use crate::guard::{Timeouts, set_timeouts_sql};
+use crate::guard::Timeouts;
 use crate::history::History;
 use crate::script::Script;
 use crate::source::Migration;
+use crate::steps::{self, Step};
 
 /// The statements `up` (or `down`) would run for one migration, in order.
 pub fn render(
@@ -16,76 +17,87 @@ pub fn render(
     history: &History,
     resume_at: usize,
 ) -> String {
-    let record = match direction {
-        Direction::Up => format!(
-            "INSERT INTO {} (version, name, checksum, ...) VALUES ({}, '{}', '{}', ...); -- and an audit row in {}",
-            history.migrations_table(),
-            migration.version,
-            migration.name.replace('\'', "''"),
-            migration.up.checksum,
-            history.audit_table()
-        ),
-        Direction::Down => format!(
-            "DELETE FROM {} WHERE version = {}; -- and an audit row in {}",
-            history.migrations_table(),
-            migration.version,
-            history.audit_table()
-        ),
-        Direction::Repeat => format!(
-            "INSERT INTO {} (description, checksum, ...) VALUES ('{}', '{}', ...) ON CONFLICT (description) DO UPDATE ...; -- and an audit row in {}",
-            history.repeatables_table(),
-            migration.name.replace('\'', "''"),
-            migration.up.checksum,
-            history.audit_table()
-        ),
+    let atomic = script.mode().is_atomic();
+    let mut header = format!(
+        "-- {} ({}): {}",
+        migration.id(),
+        script.path.display(),
+        script.mode().describe()
+    );
+    if !atomic {
+        header.push_str(if direction == Direction::Up {
+            "; progress recorded (on the lock's connection) after each statement outside a \
+             BEGIN ... COMMIT block of the file, and after each such block"
+        } else {
+            "; history written (on the lock's connection) after the last statement"
+        });
+    }
+    let plan = match steps::plan(script, direction, resume_at, timeouts) {
+        Ok(plan) => plan,
+        Err(error) => return format!("{header}\n-- it cannot run: {error}"),
     };
-    let progress = if direction == Direction::Up {
-        "progress recorded (on the lock's connection) after each statement outside a BEGIN \
-         ... COMMIT block of the file, and after each such block"
-    } else {
-        "history written (on the lock's connection) after the last statement"
-    };
-    let statements: Vec<String> = match script.statements() {
-        Some(statements) => statements
-            .iter()
-            .skip(resume_at)
-            .map(|s| s.sql.clone())
-            .collect(),
-        None => vec![script.sql.trim().to_owned()],
-    };
-    let mut out = Vec::new();
-    if !script.mode().is_atomic() {
-        out.push(format!(
-            "-- {} ({}): {}; {progress}",
-            migration.id(),
-            script.path.display(),
-            script.mode().describe()
-        ));
-        out.push(format!("{};", session_reset_sql()));
-        if resume_at > 0 {
-            out.push(format!(
-                "-- resuming after statement {resume_at}, which already ran"
-            ));
+    let mut out = vec![header];
+    for step in &plan {
+        match step {
+            Step::Reset if resume_at > 0 => out.extend([
+                format!("{};", steps::session_reset_sql()),
+                format!("-- resuming after statement {resume_at}, which already ran"),
+            ]),
+            Step::Begin(timeouts) => {
+                out.push("BEGIN;".to_owned());
+                out.push(format!(
+                    "{};",
+                    crate::guard::set_timeouts_sql(*timeouts, true)
+                ));
+            }
+            Step::Run { statement, .. } => out.push(statement.sql.clone()),
+            Step::DropInvalidIndex(index) => out.push(format!(
+                "-- if an earlier failed build of the next statement left an INVALID index {}, \
+                 it is dropped first (DROP INDEX CONCURRENTLY)",
+                index.name.quoted()
+            )),
+            // The header says when progress is recorded.
+            Step::Progress { .. } => {}
+            Step::Record(direction) => {
+                let on_lock = if atomic {
+                    ""
+                } else {
+                    " -- on the lock's connection"
+                };
+                out.push(format!(
+                    "{}{on_lock}",
+                    record(migration, *direction, history)
+                ));
+            }
+            other => out.extend(other.fixed_sql().map(|sql| format!("{sql};"))),
         }
-        out.push(format!("{};", set_timeouts_sql(timeouts, false)));
-        out.extend(statements);
-        out.push(format!("{record} -- on the lock's connection"));
-    } else {
-        out.push(format!(
-            "-- {} ({}): {}",
-            migration.id(),
-            script.path.display(),
-            script.mode().describe()
-        ));
-        out.push(format!("{};", session_reset_sql()));
-        out.push("BEGIN;".to_owned());
-        out.push(format!("{};", set_timeouts_sql(timeouts, true)));
-        out.extend(statements);
-        out.push(format!("{RESET_ROLE};"));
-        out.push(record);
-        out.push("COMMIT;".to_owned());
     }
     out.join("\n")
+}
+
+/// What the history row says, in short: its full SQL carries every value inline.
+fn record(migration: &Migration, direction: Direction, history: &History) -> String {
+    let name = migration.name.replace('\'', "''");
+    let checksum = &migration.up.checksum;
+    let audit = history.audit_table();
+    match direction {
+        Direction::Up => format!(
+            "INSERT INTO {} (version, name, checksum, ...) VALUES ({}, '{name}', '{checksum}', ...); \
+             -- and an audit row in {audit}",
+            history.migrations_table(),
+            migration.version,
+        ),
+        Direction::Down => format!(
+            "DELETE FROM {} WHERE version = {}; -- and an audit row in {audit}",
+            history.migrations_table(),
+            migration.version,
+        ),
+        Direction::Repeat => format!(
+            "INSERT INTO {} (description, checksum, ...) VALUES ('{name}', '{checksum}', ...) \
+             ON CONFLICT (description) DO UPDATE ...; -- and an audit row in {audit}",
+            history.repeatables_table(),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -101,9 +113,9 @@ mod golden {
     use crate::event::Direction;
     use crate::guard::Timeouts;
     use crate::history::History;
+    use crate::layout::Form;
     use crate::repeatable::Repeatable;
     use crate::script::Script;
-    use crate::layout::Form;
     use crate::source::Migration;
 
     fn script(name: &str, text: &str) -> Script {
@@ -129,7 +141,12 @@ mod golden {
             std::fs::write(&path, actual).unwrap();
         }
         let expected = std::fs::read_to_string(&path).unwrap_or_default();
-        assert_eq!(actual, expected, "the dry run of {name} changed; see {}", path.display());
+        assert_eq!(
+            actual,
+            expected,
+            "the dry run of {name} changed; see {}",
+            path.display()
+        );
     }
 
     fn rendered(migration: &Migration, direction: Direction, resume_at: usize) -> String {
@@ -157,7 +174,10 @@ mod golden {
 
     #[test]
     fn a_file_that_is_its_own_block() {
-        let m = migration("SET search_path = app;\nBEGIN;\nCREATE TABLE t (id int);\nCOMMIT;\n", None);
+        let m = migration(
+            "SET search_path = app;\nBEGIN;\nCREATE TABLE t (id int);\nCOMMIT;\n",
+            None,
+        );
         check("own_transaction", &rendered(&m, Direction::Up, 0));
     }
 
@@ -188,6 +208,9 @@ mod golden {
             script("R__views.sql", "CREATE OR REPLACE VIEW v AS SELECT 1;\n"),
             0,
         );
-        check("repeatable", &rendered(repeatable.as_migration(), Direction::Repeat, 0));
+        check(
+            "repeatable",
+            &rendered(repeatable.as_migration(), Direction::Repeat, 0),
+        );
     }
 }

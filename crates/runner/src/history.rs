@@ -10,7 +10,9 @@
 mod repeatables;
 
 pub use repeatables::AppliedRepeatable;
+use repeatables::RepeatableRow;
 
+use crate::event::Direction;
 use crate::source::Migration;
 use chrono::{DateTime, Utc};
 use sluice_common::db;
@@ -76,6 +78,53 @@ impl<'r> Record<'r> {
             who,
         }
     }
+}
+
+/// How long a run took, as its history row says.
+#[derive(Debug, Clone, Copy)]
+pub enum Took {
+    /// As the runner measured it.
+    Ms(i64),
+    /// `before_ms` (earlier attempts) and the time since the server received the message the
+    /// row is written in: the whole file ran in that message.
+    ThisMessage { before_ms: i64 },
+}
+
+impl Took {
+    fn sql(self) -> String {
+        match self {
+            Self::Ms(ms) => format!("{ms}::bigint"),
+            Self::ThisMessage { before_ms } => format!(
+                "{before_ms} + (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint"
+            ),
+        }
+    }
+}
+
+/// A record's values as SQL literals.
+struct Literals {
+    version: i64,
+    name: String,
+    checksum: String,
+    program: String,
+    actor: String,
+}
+
+impl Literals {
+    fn of(record: &Record<'_>) -> Self {
+        Self {
+            version: record.version,
+            name: quote_literal(record.name),
+            checksum: quote_literal(record.checksum),
+            program: quote_literal(&record.who.program),
+            actor: optional_literal(record.who.actor.as_deref()),
+        }
+    }
+}
+
+/// A literal, or `NULL`.
+fn optional_literal(value: Option<&str>) -> String {
+    value.map_or_else(|| "NULL".to_owned(), quote_literal)
 }
 
 /// The audit actions.
@@ -295,60 +344,57 @@ COMMIT;"
         .await
     }
 
-    /// Records an applied migration and its audit row, and clears its progress row. Run it in
-    /// the migration's transaction so that both commit together.
-    pub async fn record_applied(
+    /// Records `record` as run in `direction` (its history row and audit row; an applied
+    /// migration's progress row cleared), in the transaction of `conn` when it has one.
+    pub async fn record(
         &self,
         conn: &mut PgConnection,
+        direction: Direction,
         record: Record<'_>,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(AssertSqlSafe(format!(
-            "WITH applied AS (
-                 INSERT INTO {m} (version, name, checksum, no_transaction, duration_ms, applied_by_program, actor)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ), cleared AS (
-                 DELETE FROM {p} WHERE version = $1
-             )
-             INSERT INTO {a} (action, version, name, checksum, duration_ms, program, actor)
-             VALUES ('apply', $1, $2, $3, $5, $6, $7)",
-            m = self.migrations,
-            p = self.progress,
-            a = self.audit
-        )))
-        .bind(record.version)
-        .bind(record.name)
-        .bind(record.checksum)
-        .bind(record.no_transaction)
-        .bind(record.duration_ms)
-        .bind(&record.who.program)
-        .bind(&record.who.actor)
-        .execute(conn)
-        .await?;
-        Ok(())
+        let sql = self.record_sql(direction, &record, Took::Ms(record.duration_ms));
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(conn)
+            .await
+            .map(drop)
     }
 
-    /// Removes a reverted migration from history and audits it, in the revert's transaction.
-    pub async fn record_reverted(
-        &self,
-        conn: &mut PgConnection,
-        record: Record<'_>,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(AssertSqlSafe(format!(
-            "WITH reverted AS (DELETE FROM {m} WHERE version = $1)
-             INSERT INTO {a} (action, version, name, checksum, duration_ms, program, actor)
-             VALUES ('revert', $1, $2, $3, $4, $5, $6)",
-            m = self.migrations,
-            a = self.audit
-        )))
-        .bind(record.version)
-        .bind(record.name)
-        .bind(record.checksum)
-        .bind(record.duration_ms)
-        .bind(&record.who.program)
-        .bind(&record.who.actor)
-        .execute(conn)
-        .await?;
-        Ok(())
+    /// The one statement that records `record` as run in `direction`, every value inline, so
+    /// that it travels in the same message as the file it records.
+    pub fn record_sql(&self, direction: Direction, record: &Record<'_>, took: Took) -> String {
+        let values = Literals::of(record);
+        let Literals {
+            version,
+            name,
+            checksum,
+            program,
+            actor,
+        } = &values;
+        let took = format!("WITH took AS (SELECT {} AS ms)", took.sql());
+        match direction {
+            Direction::Up => format!(
+                "{took}, applied AS (
+                     INSERT INTO {m} (version, name, checksum, no_transaction, duration_ms, applied_by_program, actor)
+                     SELECT {version}, {name}, {checksum}, {no_transaction}, ms, {program}, {actor} FROM took
+                 ), cleared AS (
+                     DELETE FROM {p} WHERE version = {version}
+                 )
+                 INSERT INTO {a} (action, version, name, checksum, duration_ms, program, actor)
+                 SELECT 'apply', {version}, {name}, {checksum}, ms, {program}, {actor} FROM took",
+                m = self.migrations,
+                p = self.progress,
+                a = self.audit,
+                no_transaction = record.no_transaction,
+            ),
+            Direction::Down => format!(
+                "{took}, reverted AS (DELETE FROM {m} WHERE version = {version})
+                 INSERT INTO {a} (action, version, name, checksum, duration_ms, program, actor)
+                 SELECT 'revert', {version}, {name}, {checksum}, ms, {program}, {actor} FROM took",
+                m = self.migrations,
+                a = self.audit,
+            ),
+            Direction::Repeat => self.repeatable_sql(&took, record, &RepeatableRow::applied(record)),
+        }
     }
 
     /// Audits a migration stopped on request (SIGTERM, `--max-runtime`) while a statement ran.

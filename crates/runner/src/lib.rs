@@ -34,5 +34,6 @@ pub mod sections;
 pub mod since;
 pub mod source;
 pub mod startup;
+pub(crate) mod steps;
 pub mod trace;
 pub mod verify;

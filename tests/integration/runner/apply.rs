@@ -189,6 +189,44 @@ async fn a_failing_migration_rolls_back_and_names_file_statement_and_sqlstate() 
 }
 
 #[tokio::test]
+async fn a_file_sent_in_one_message_still_names_the_failing_line_and_times_itself() {
+    let project = Project::new().await;
+    // The last line is a comment without a newline: the history row sent after the file in
+    // the same message must not be swallowed by it.
+    project.write(
+        "0001_slow.sql",
+        "CREATE TABLE t (id int);\nSELECT pg_sleep(0.3); -- wait a moment",
+    );
+    project.write(
+        "0002_broken.sql",
+        "CREATE TABLE half (id int);\nSELECT id,\n       missing_column\nFROM t;\n",
+    );
+    let run = project.run(&["up"]);
+    run.expect_code(exit::FAILED);
+    let err = run.stderr();
+    // The server points at the column on line 3; the statement starts on line 2.
+    assert!(err.contains("0002_broken.sql at line 3"), "{err}");
+    assert!(err.contains("SELECT id, missing_column FROM t"), "{err}");
+    assert!(err.contains("SQLSTATE 42703"), "{err}");
+
+    let mut conn = project.db.connect().await;
+    assert_eq!(recorded_versions(&mut conn).await, vec![1]);
+    assert!(!table_exists(&mut conn, "half").await);
+    let (recorded, audited): (i64, i64) = sqlx::query_as(
+        "SELECT m.duration_ms, a.duration_ms FROM sluice.migrations m \
+         JOIN sluice.audit a ON a.version = m.version AND a.action = 'apply' WHERE m.version = 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        recorded >= 300,
+        "the file slept 0.3 s, recorded {recorded} ms"
+    );
+    assert_eq!(recorded, audited);
+}
+
+#[tokio::test]
 async fn status_reports_each_state_and_who_applied() {
     let project = Project::new().await;
     project.write("0001_a.sql", "CREATE TABLE a (id int);");

@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgConnection};
 
-use super::{History, Record};
+use sluice_common::ident::quote_literal;
+
+use super::{History, Record, optional_literal};
 
 /// A row of `repeatables`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
@@ -73,22 +75,6 @@ impl History {
         .await
     }
 
-    /// Records an application of a repeatable migration (`record.name` is its description)
-    /// and its audit row. Run it in the migration's transaction so that both commit together.
-    pub async fn record_repeatable(
-        &self,
-        conn: &mut PgConnection,
-        record: Record<'_>,
-    ) -> Result<(), sqlx::Error> {
-        let row = Row {
-            action: "apply",
-            applied_at: None,
-            program: record.who.program.clone(),
-            detail: None,
-        };
-        self.upsert_repeatable(conn, record, row).await
-    }
-
     /// Records a repeatable migration another tool applied at `applied_at`, as `import` does.
     pub async fn record_imported_repeatable(
         &self,
@@ -97,25 +83,36 @@ impl History {
         applied_at: Option<DateTime<Utc>>,
         tool: &str,
     ) -> Result<(), sqlx::Error> {
-        let row = Row {
+        let row = RepeatableRow {
             action: "import",
             applied_at,
             program: format!("{tool} (imported)"),
             detail: Some(format!("imported from {tool}'s history")),
         };
-        self.upsert_repeatable(conn, record, row).await
+        let took = format!("WITH took AS (SELECT {}::bigint AS ms)", record.duration_ms);
+        let sql = self.repeatable_sql(&took, &record, &row);
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(conn)
+            .await
+            .map(drop)
     }
 
-    async fn upsert_repeatable(
+    /// The upsert of a repeatable migration's row and its audit row, after the `took` CTE
+    /// that says how long it ran.
+    pub(super) fn repeatable_sql(
         &self,
-        conn: &mut PgConnection,
-        record: Record<'_>,
-        row: Row,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(AssertSqlSafe(format!(
-            "WITH applied AS (
+        took: &str,
+        record: &Record<'_>,
+        row: &RepeatableRow,
+    ) -> String {
+        let applied_at = row.applied_at.map_or_else(
+            || "now()".to_owned(),
+            |at| format!("{}::timestamptz", quote_literal(&at.to_rfc3339())),
+        );
+        format!(
+            "{took}, applied AS (
                  INSERT INTO {r} (description, checksum, applied_at, duration_ms, applied_by_program, actor)
-                 VALUES ($1, $2, coalesce($3, now()), $4, $5, $6)
+                 SELECT {description}, {checksum}, {applied_at}, ms, {program}, {actor} FROM took
                  ON CONFLICT (description) DO UPDATE SET
                      checksum = excluded.checksum, applied_at = excluded.applied_at,
                      duration_ms = excluded.duration_ms, applied_by_role = current_user,
@@ -123,29 +120,37 @@ impl History {
                      applied_by_program = excluded.applied_by_program, actor = excluded.actor
              )
              INSERT INTO {a} (action, name, checksum, duration_ms, detail, program, actor)
-             VALUES ($7, 'R__' || $1, $2, $4, $8, $9, $6)",
+             SELECT {action}, {name}, {checksum}, ms, {detail}, {who}, {actor} FROM took",
             r = self.repeatables,
-            a = self.audit
-        )))
-        .bind(record.name)
-        .bind(record.checksum)
-        .bind(row.applied_at)
-        .bind(record.duration_ms)
-        .bind(&row.program)
-        .bind(&record.who.actor)
-        .bind(row.action)
-        .bind(&row.detail)
-        .bind(&record.who.program)
-        .execute(conn)
-        .await?;
-        Ok(())
+            a = self.audit,
+            description = quote_literal(record.name),
+            checksum = quote_literal(record.checksum),
+            program = quote_literal(&row.program),
+            actor = optional_literal(record.who.actor.as_deref()),
+            action = quote_literal(row.action),
+            name = quote_literal(&format!("R__{}", record.name)),
+            detail = optional_literal(row.detail.as_deref()),
+            who = quote_literal(&record.who.program),
+        )
     }
 }
 
 /// How a row of `repeatables` and its audit row came to be.
-struct Row {
+pub(super) struct RepeatableRow {
     action: &'static str,
     applied_at: Option<DateTime<Utc>>,
     program: String,
     detail: Option<String>,
+}
+
+impl RepeatableRow {
+    /// Applied by this run, now.
+    pub(super) fn applied(record: &Record<'_>) -> Self {
+        Self {
+            action: "apply",
+            applied_at: None,
+            program: record.who.program.clone(),
+            detail: None,
+        }
+    }
 }

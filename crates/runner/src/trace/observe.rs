@@ -16,10 +16,20 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use super::sizes::{self, Rates};
 use super::{Blocks, Held, Lock, Observed, RULE, Trace, Traced, Work, judge};
+use crate::event::Direction;
+use crate::guard::Timeouts;
 use crate::migrator::RunnerSettings;
 use crate::scratch::{Scratch, ScratchError, ScratchServer};
 use crate::script::{Control, RunMode, Statement};
 use crate::source::Migration;
+use crate::steps::{self, Step};
+
+/// The guards the plan carries; the scratch session keeps its own (a ten-minute statement
+/// timeout), and nothing else runs there to wait for.
+const SCRATCH_TIMEOUTS: Timeouts = Timeouts {
+    lock_timeout: Duration::from_secs(600),
+    statement_timeout: Duration::from_secs(600),
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -220,31 +230,41 @@ impl<'s> Session<'s> {
         watch: bool,
     ) -> Result<Vec<Observed>, TraceError> {
         let script = &migration.up;
-        // Analysed before it is applied, so the statements are there.
-        let statements = script.statements().unwrap_or(&[]);
         let fail = |line: usize, error: &sqlx::Error| TraceError::Failed {
             migration: migration.id(),
             line,
             message: db::explain(error),
         };
-        let mut observed = Vec::new();
-        if script.mode().is_atomic() {
-            self.exec("BEGIN").await.map_err(|e| fail(1, &e))?;
-            let mut held = BTreeSet::new();
-            for statement in statements {
-                let seen = self
-                    .in_transaction(statement, watch, &mut held, Held::Transaction)
-                    .await
-                    .map_err(|e| fail(statement.line, &e))?;
-                observed.extend(seen);
+        // The plan `up` runs: the trace replays its transaction and statements on the
+        // scratch server; the session reset, guards and history are the runner's own.
+        let plan = steps::plan(script, Direction::Up, 0, SCRATCH_TIMEOUTS).map_err(|e| {
+            TraceError::Failed {
+                migration: migration.id(),
+                line: 1,
+                message: e.to_string(),
             }
-            self.exec("COMMIT").await.map_err(|e| fail(1, &e))?;
-            return Ok(observed);
-        }
-        let mut in_block = false;
-        let mut held = BTreeSet::new();
-        for statement in statements {
+        })?;
+        let atomic = script.mode().is_atomic();
+        let mut observed = Vec::new();
+        let (mut in_block, mut held) = (false, BTreeSet::new());
+        for step in plan {
+            let statement = match step {
+                Step::Begin(_) => {
+                    self.exec("BEGIN").await.map_err(|e| fail(1, &e))?;
+                    continue;
+                }
+                Step::Commit => {
+                    self.exec("COMMIT").await.map_err(|e| fail(1, &e))?;
+                    continue;
+                }
+                Step::Run { statement, .. } => statement,
+                _ => continue,
+            };
             let seen = match statement.control {
+                _ if atomic => {
+                    self.in_transaction(statement, watch, &mut held, Held::Transaction)
+                        .await
+                }
                 Control::Begin | Control::Commit | Control::Other => {
                     in_block = statement.control == Control::Begin;
                     held.clear();
