@@ -15,6 +15,7 @@ use sluice_common::redact::SecretUrl;
 
 use crate::fragment;
 use crate::pace::PaceMode;
+use sluice_common::jobspec::ActionKind;
 
 pub use sluice_common::jobspec::{JobFile, defaults};
 
@@ -129,14 +130,7 @@ pub struct CopySpec {
     pub on_conflict: OnConflict,
 }
 
-/// What a copy does with a row whose key the target already has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnConflict {
-    /// Keep the target's row (a mirroring trigger already wrote it, newer than the copy).
-    Skip,
-    /// Overwrite it with the source's values.
-    Update,
-}
+pub use sluice_common::jobspec::OnConflict;
 
 /// A validated job.
 #[derive(Debug, Clone)]
@@ -493,11 +487,7 @@ fn pacing(file: &JobFile, overrides: &Overrides) -> Result<Pacing, String> {
             overrides.pause.or(file.pause).unwrap_or(defaults::PAUSE),
             DurationKind::Any,
         )?,
-        mode: match (overrides.pace, file.pace.as_deref()) {
-            (Some(mode), _) => mode,
-            (None, Some(text)) => PaceMode::parse(text)?,
-            (None, None) => PaceMode::default(),
-        },
+        mode: overrides.pace.or(file.pace).unwrap_or_default(),
         max_wal_per_second: match overrides.max_wal_per_second {
             Some(bytes) => Some(bytes),
             None => size("max_wal_per_second", file.max_wal_per_second.as_deref())?,
@@ -536,8 +526,8 @@ fn action(file: &JobFile, has_where: bool) -> Result<Action, String> {
             )),
         }
     };
-    match file.action.as_deref().unwrap_or("update") {
-        "update" => {
+    match file.action.unwrap_or_default() {
+        ActionKind::Update => {
             refuse("update", copy_keys.into_iter().flatten().collect())?;
             let set = file.set.as_deref().ok_or(
                 "`set` is required for action = \"update\": the SET list each batch applies, \
@@ -547,7 +537,7 @@ fn action(file: &JobFile, has_where: bool) -> Result<Action, String> {
             fragment::assignments(&set)?;
             Ok(Action::Update { set })
         }
-        "delete" => {
+        ActionKind::Delete => {
             refuse(
                 "delete",
                 std::iter::once(given(file.set.is_some(), "set"))
@@ -565,16 +555,13 @@ fn action(file: &JobFile, has_where: bool) -> Result<Action, String> {
             }
             Ok(Action::Delete)
         }
-        "copy" => {
+        ActionKind::Copy => {
             refuse(
                 "copy",
                 given(file.set.is_some(), "set").into_iter().collect(),
             )?;
             copy_spec(file).map(Action::Copy)
         }
-        other => Err(format!(
-            "`action` = {other:?}: expected \"update\" (the default), \"delete\" or \"copy\""
-        )),
     }
 }
 
@@ -612,15 +599,7 @@ fn copy_spec(file: &JobFile) -> Result<CopySpec, String> {
                 .collect::<Result<_, _>>()?,
         ),
     };
-    let on_conflict = match file.on_conflict.as_deref() {
-        None | Some("skip") => OnConflict::Skip,
-        Some("update") => OnConflict::Update,
-        Some(other) => {
-            return Err(format!(
-                "`on_conflict` = {other:?}: expected \"skip\" (the default: keep the target's row) or \"update\""
-            ));
-        }
-    };
+    let on_conflict = file.on_conflict.unwrap_or_default();
     Ok(CopySpec {
         into,
         columns,

@@ -23,33 +23,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// How a job is paced (`pace` in the spec).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaceMode {
-    /// Watch the server and take what it can spare.
-    #[default]
-    Auto,
-    /// No pacing of its own (a maintenance window): only the limits and signals that are set.
-    Max,
-}
-
-impl PaceMode {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "auto" => Ok(Self::Auto),
-            "max" => Ok(Self::Max),
-            other => Err(format!("`pace` is \"auto\" or \"max\", not {other:?}")),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Max => "max",
-        }
-    }
-}
+pub use sluice_common::jobspec::PaceMode;
 
 /// How often the probe runs.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);

@@ -28,6 +28,71 @@ pub mod defaults {
     pub const MAX_ARCHIVE_LAG: u64 = 1 << 30;
 }
 
+/// A spec's closed choices: each reads from its TOML string with the message the operator
+/// needs (the key, the value given, the values allowed) and writes back as that string.
+macro_rules! choice {
+    ($(#[$doc:meta])* $name:ident, $key:literal, $expected:literal, { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "&'static str")]
+        pub enum $name {
+            #[default]
+            $($variant),+
+        }
+
+        impl $name {
+            /// Reads the value as the spec and the command line write it.
+            pub fn parse(text: &str) -> Result<Self, String> {
+                match text {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(format!(concat!("`", $key, "` = {:?}: expected ", $expected), other)),
+                }
+            }
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(text: String) -> Result<Self, String> {
+                Self::parse(&text)
+            }
+        }
+
+        impl From<$name> for &'static str {
+            fn from(value: $name) -> Self {
+                value.as_str()
+            }
+        }
+    };
+}
+
+choice!(
+    /// What each batch does (`action`).
+    ActionKind, "action", "\"update\" (the default), \"delete\" or \"copy\"",
+    { Update = "update", Delete = "delete", Copy = "copy" }
+);
+
+choice!(
+    /// What a copy does with a row whose key the target already has (`on_conflict`): keep
+    /// the target's row (a mirroring trigger already wrote it, newer than the copy), or
+    /// overwrite it with the source's values.
+    OnConflict, "on_conflict", "\"skip\" (the default: keep the target's row) or \"update\"",
+    { Skip = "skip", Update = "update" }
+);
+
+choice!(
+    /// How a job is paced (`pace`): watch the server and take what it can spare, or no
+    /// pacing of its own (a maintenance window), only the limits and signals that are set.
+    PaceMode, "pace", "\"auto\" (the default: take what the server can spare) or \"max\"",
+    { Auto = "auto", Max = "max" }
+);
+
 /// The file as written. Unknown keys are errors.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +100,7 @@ pub struct JobFile {
     pub name: String,
     /// What each batch does: `"update"` (default), `"delete"` or `"copy"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
+    pub action: Option<ActionKind>,
     pub table: String,
     pub key: Vec<String>,
     /// `update`: the `SET` list.
@@ -54,7 +119,7 @@ pub struct JobFile {
     pub values: Option<Vec<String>>,
     /// `copy`: what a key already in the target does: `"skip"` (default) or `"update"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_conflict: Option<String>,
+    pub on_conflict: Option<OnConflict>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,8 +141,8 @@ pub struct JobFile {
     )]
     pub pause: Option<Duration>,
     /// `"auto"` (default: take what the server can spare) or `"max"` (no pacing of its own).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pace: Option<PaceMode>,
     /// Ceiling on the server's WAL rate while the job runs, e.g. `"8MB"` (a second).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_wal_per_second: Option<String>,

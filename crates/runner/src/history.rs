@@ -446,28 +446,37 @@ COMMIT;"
         Ok(())
     }
 
-    /// Records a migration as applied without running it (`baseline`), with its audit row.
+    /// Records migrations as applied without running them (`baseline`), each with its audit
+    /// row: one statement, so that all of them are recorded or none.
     pub async fn record_baseline(
         &self,
         conn: &mut PgConnection,
-        record: Record<'_>,
+        records: &[Record<'_>],
+        who: &Who,
     ) -> Result<(), sqlx::Error> {
+        let column = |f: fn(&Record<'_>) -> String| records.iter().map(f).collect::<Vec<_>>();
+        let versions: Vec<i64> = records.iter().map(|r| r.version).collect();
+        let no_transaction: Vec<bool> = records.iter().map(|r| r.no_transaction).collect();
         sqlx::query(AssertSqlSafe(format!(
-            "WITH applied AS (
+            "WITH rows AS (
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::boolean[])
+                     WITH ORDINALITY AS r (version, name, checksum, no_transaction, n)
+             ), applied AS (
                  INSERT INTO {m} (version, name, checksum, no_transaction, duration_ms, applied_by_program, actor)
-                 VALUES ($1, $2, $3, $4, 0, $5, $6)
+                 SELECT version, name, checksum, no_transaction, 0, $5, $6 FROM rows
              )
              INSERT INTO {a} (action, version, name, checksum, duration_ms, detail, program, actor)
-             VALUES ('baseline', $1, $2, $3, 0, 'recorded as applied without running it', $5, $6)",
+             SELECT 'baseline', version, name, checksum, 0, 'recorded as applied without running it', $5, $6
+             FROM rows ORDER BY n",
             m = self.migrations,
             a = self.audit
         )))
-        .bind(record.version)
-        .bind(record.name)
-        .bind(record.checksum)
-        .bind(record.no_transaction)
-        .bind(&record.who.program)
-        .bind(&record.who.actor)
+        .bind(versions)
+        .bind(column(|r| r.name.to_owned()))
+        .bind(column(|r| r.checksum.to_owned()))
+        .bind(no_transaction)
+        .bind(&who.program)
+        .bind(&who.actor)
         .execute(conn)
         .await?;
         Ok(())

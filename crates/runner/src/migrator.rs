@@ -323,21 +323,26 @@ impl Migrator {
         recorded: &Recorded,
     ) -> Result<Report, RunnerError> {
         let applied: BTreeSet<Version> = recorded.applied.iter().map(|a| a.version).collect();
-        let mut report = Report::default();
-        for migration in self.files.iter().filter(|m| {
-            self.layout.order().cmp(m.version, version).is_le() && !applied.contains(&m.version)
-        }) {
-            let record = Record::new(migration, &self.settings.who, 0);
-            self.history
-                .record_baseline(conn, record)
-                .await
-                .map_err(RunnerError::query(format!(
-                    "recording {} as applied",
-                    migration.id()
-                )))?;
-            report.migrations.push(done(migration, Duration::ZERO));
-        }
-        Ok(report)
+        let marked: Vec<&Migration> = self
+            .files
+            .iter()
+            .filter(|m| {
+                self.layout.order().cmp(m.version, version).is_le() && !applied.contains(&m.version)
+            })
+            .collect();
+        let who = &self.settings.who;
+        let records: Vec<Record<'_>> = marked.iter().map(|m| Record::new(m, who, 0)).collect();
+        self.history
+            .record_baseline(conn, &records, who)
+            .await
+            .map_err(RunnerError::query(format!(
+                "recording {} migrations up to {version} as applied",
+                records.len()
+            )))?;
+        Ok(Report {
+            migrations: marked.iter().map(|m| done(m, Duration::ZERO)).collect(),
+            ..Report::default()
+        })
     }
 
     /// The repeatable migrations an `up` applies after `steps`: those new or changed since

@@ -5,7 +5,7 @@
 //! transaction, so the application, which names the table, goes on writing the new one.
 
 use sluice_common::ident::{Ident, QualifiedName};
-use sluice_common::jobspec::JobFile;
+use sluice_common::jobspec::{ActionKind, JobFile, OnConflict};
 
 use super::{Change, Files, job_base, job_file};
 
@@ -15,9 +15,9 @@ pub(super) fn render(change: &Change, into: &QualifiedName) -> Files {
         .map_or_else(|_| "\"mirror\"".to_owned(), |i| i.quoted());
     let function = format!("{}.{trigger}", change.table.schema);
     let spec = JobFile {
-        action: Some("copy".to_owned()),
+        action: Some(ActionKind::Copy),
         into: Some(format!("{}.{}", into.schema, into.name)),
-        on_conflict: Some("skip".to_owned()),
+        on_conflict: Some(OnConflict::Skip),
         ..job_base(change)
     };
     Files {
@@ -165,7 +165,7 @@ mod tests {
                 .contains("AFTER INSERT OR UPDATE OR DELETE ON \"public\".\"accounts\"")
         );
         let job: JobFile = toml::from_str(&files.job).unwrap();
-        assert_eq!(job.action.as_deref(), Some("copy"));
+        assert_eq!(job.action, Some(ActionKind::Copy));
         assert!(job.into.as_deref().unwrap().contains("accounts_new"));
         assert_eq!(job.set, None);
         assert!(
