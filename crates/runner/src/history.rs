@@ -5,7 +5,7 @@
 //!   so a failed or interrupted one resumes at the statement that did not finish.
 //! - `audit`: append-only (a trigger refuses UPDATE and DELETE): every apply, revert and
 //!   failure, with the database role, client address, program and actor.
-//! - `repeatables`: Flyway's repeatable migrations, one row per description ([`repeatables`]).
+//! - `repeatables`: Flyway's repeatable migrations, one row per description.
 
 mod repeatables;
 
@@ -42,7 +42,7 @@ pub struct Partial {
     pub checksum: String,
     pub statements_done: i32,
     pub statements_total: i32,
-    /// [`crate::script::prefix_checksum`] of the statements that ran.
+    /// `prefix_checksum` of the statements that ran.
     pub done_checksum: String,
     pub last_error: Option<String>,
 }

@@ -82,7 +82,7 @@ const NAMES: [(&str, Layout); 7] = [
 ];
 
 impl Layout {
-    /// The tool whose markers a sections file holds ([`crate::sections::Sections::tool`]).
+    /// The tool whose markers a sections file holds (`sections::Sections::tool`).
     pub fn of_tool(tool: &str) -> Option<Self> {
         NAMES
             .iter()

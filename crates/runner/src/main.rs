@@ -1,11 +1,6 @@
-//! `sluice`: the schema runner. Parsing, logging and exit codes live in `cli`; the work is
-//! done by the `sluice_runner` library.
-
-// Output goes through sluice_common::{outln, out, errln}, which survive a closed pipe.
-#![deny(clippy::print_stdout, clippy::print_stderr)]
-
-mod cli;
+//! `sluice`: the schema runner. Parsing, logging and exit codes live in the library's `cli`;
+//! the work is done by the rest of it.
 
 fn main() -> std::process::ExitCode {
-    cli::main()
+    sluice_runner::cli::main()
 }

@@ -101,6 +101,7 @@ pub fn normalise(dump: &str) -> String {
 
 /// The SQL of a schema file without psql meta-commands (`\restrict`, `\connect`), which the
 /// server would reject, so it can be loaded over a plain connection.
+#[cfg(feature = "cli")]
 pub fn loadable(text: &str) -> String {
     text.lines()
         .filter(|line| !is_meta_command(line))
@@ -145,6 +146,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "cli")]
     fn loadable_text_has_no_meta_commands() {
         let sql = loadable(DUMP);
         assert!(!sql.contains('\\'), "{sql}");

@@ -8,6 +8,7 @@
 //! (+ `down.sql`, `metadata.toml`), are read too; their versions may carry dashes
 //! (`2024-01-31-120000`), which, as in diesel, are not part of the number.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -433,24 +434,40 @@ fn read_dir(dir: &Path) -> Result<(ReadFiles, Vec<String>), SourceError> {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        if entry.path().is_dir() {
-            candidates.extend(DIESEL_FILES.iter().map(|f| format!("{name}/{f}")));
+        // The directory entry's own type costs no system call; only a link is followed.
+        let kind = entry.file_type().ok();
+        let link = kind.is_some_and(|k| k.is_symlink());
+        if kind.is_some_and(|k| k.is_dir()) || (link && entry.path().is_dir()) {
+            // Whether a file inside is a link is known once it is read.
+            candidates.extend(DIESEL_FILES.iter().map(|f| (format!("{name}/{f}"), None)));
         } else {
-            candidates.push(name);
+            candidates.push((name, Some(link)));
         }
     }
     let mut files = Vec::new();
     let mut problems = Vec::new();
-    for relative in candidates.into_iter().filter(|r| is_read(r)) {
+    let inside = OnceCell::new();
+    for (relative, link) in candidates.into_iter().filter(|(r, _)| is_read(r)) {
         let path = dir.join(&relative);
         match input::read_text(&path, "migration", input::MAX_SQL_BYTES) {
             // A diesel directory without a down.sql or metadata.toml.
             Err(e) if e.is_not_found() => {}
             Err(e) => problems.push(e.to_string()),
-            Ok(text) => match foreign_non_sql(dir, &path, &text) {
-                Some(problem) => problems.push(problem),
-                None => files.push((relative, text)),
-            },
+            Ok(text) => {
+                let link = link.unwrap_or_else(|| {
+                    std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink())
+                        || std::fs::symlink_metadata(path.parent().unwrap_or(dir))
+                            .is_ok_and(|m| m.is_symlink())
+                });
+                let root = inside.get_or_init(|| dir.canonicalize().ok());
+                match link
+                    .then(|| foreign_non_sql(root.as_deref(), &path, &text))
+                    .flatten()
+                {
+                    Some(problem) => problems.push(problem),
+                    None => files.push((relative, text)),
+                }
+            }
         }
     }
     Ok((files, problems))
@@ -459,11 +476,10 @@ fn read_dir(dir: &Path) -> Result<(ReadFiles, Vec<String>), SourceError> {
 /// A symlink named like a migration that leads out of the directory to something that is not
 /// SQL (a shared directory gone wrong, `/etc/shadow`): refused without quoting it, where a
 /// syntax error would show its first line.
-fn foreign_non_sql(dir: &Path, path: &Path, text: &str) -> Option<String> {
-    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+fn foreign_non_sql(dir: Option<&Path>, path: &Path, text: &str) -> Option<String> {
     let target = path.canonicalize().ok()?;
-    let inside = dir.canonicalize().is_ok_and(|dir| target.starts_with(dir));
-    if !is_link || inside || squawk_syntax::SourceFile::parse(text).errors().is_empty() {
+    let inside = dir.is_some_and(|dir| target.starts_with(dir));
+    if inside || squawk_syntax::SourceFile::parse(text).errors().is_empty() {
         return None;
     }
     Some(format!(

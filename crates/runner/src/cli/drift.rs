@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
+use crate::drift::{self, DriftError};
+use crate::migrator::RunnerSettings;
+use crate::scratch::ScratchServer;
 use serde_json::json;
 use sluice_common::exit;
 use sluice_common::shutdown::Shutdown;
 use sluice_common::{errln, outln};
-use sluice_runner::drift::{self, DriftError};
-use sluice_runner::migrator::RunnerSettings;
-use sluice_runner::scratch::ScratchServer;
 
 pub async fn run(
     settings: RunnerSettings,

@@ -2,16 +2,16 @@
 //! variant here before `?` compiles, and a variant needs its code before `exit_code` does:
 //! nothing falls through to exit 1 by accident.
 
+use crate::drift::DriftError;
+use crate::error::RunnerError;
+use crate::scratch::ScratchError;
+use crate::since::SinceError;
+use crate::trace::TraceError;
+use crate::verify::CheckError;
 use sluice_common::config::ConfigError;
 use sluice_common::db::DbError;
 use sluice_common::exit;
 use sluice_common::metrics::MetricsError;
-use sluice_runner::drift::DriftError;
-use sluice_runner::error::RunnerError;
-use sluice_runner::scratch::ScratchError;
-use sluice_runner::since::SinceError;
-use sluice_runner::trace::TraceError;
-use sluice_runner::verify::CheckError;
 
 use super::new::NewError;
 

@@ -4,15 +4,15 @@
 use super::error::CliError;
 use std::path::{Path, PathBuf};
 
+use crate::baseline::Baseline;
+use crate::error::RunnerError;
+use crate::layout::Choice;
+use crate::lint::{self, Finding, LintSettings, RULES, Severity};
+use crate::script::Script;
+use crate::source::{self, SourceError};
 use serde_json::json;
 use sluice_common::exit;
 use sluice_common::outln;
-use sluice_runner::baseline::Baseline;
-use sluice_runner::error::RunnerError;
-use sluice_runner::layout::Choice;
-use sluice_runner::lint::{self, Finding, LintSettings, RULES, Severity};
-use sluice_runner::script::Script;
-use sluice_runner::source::{self, SourceError};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Format {

@@ -6,11 +6,11 @@
 use super::error::CliError;
 use std::path::PathBuf;
 
+use crate::error::RunnerError;
+use crate::event::{Direction, Event};
+use crate::plan::{Entry, State};
 use metrics::{counter, gauge, histogram};
 use sluice_common::metrics::Exporter;
-use sluice_runner::error::RunnerError;
-use sluice_runner::event::{Direction, Event};
-use sluice_runner::plan::{Entry, State};
 
 #[derive(Debug)]
 pub struct RunMetrics {

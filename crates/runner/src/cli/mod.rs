@@ -1,6 +1,9 @@
 //! Command-line interface of `sluice`: parses arguments, resolves settings, runs one command
 //! of the engine, renders its events and maps the result to an exit code.
 
+// Output goes through sluice_common::{outln, out, errln}, which survive a closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod drift;
 mod error;
 mod lint;
@@ -15,17 +18,17 @@ mod trace;
 
 use std::process::ExitCode;
 
+use crate::error::RunnerError;
+use crate::layout::{Choice, Form};
+use crate::migrator::{Execution, Migrator};
+use crate::plan::{self, DownTarget};
+use crate::scratch::ScratchServer;
+use crate::source;
 use clap::{Parser, Subcommand};
 use sluice_common::cli::{GlobalArgs, render_config_rows};
 use sluice_common::exit;
 use sluice_common::redact::SecretUrl;
 use sluice_common::{errln, out, outln};
-use sluice_runner::error::RunnerError;
-use sluice_runner::layout::{Choice, Form};
-use sluice_runner::migrator::{Execution, Migrator};
-use sluice_runner::plan::{self, DownTarget};
-use sluice_runner::scratch::ScratchServer;
-use sluice_runner::source;
 
 use self::error::CliError;
 use self::render::Renderer;
@@ -54,7 +57,7 @@ struct Cli {
 pub struct TraceOptions {
     /// A blocking lock held while a table with more rows than this (the real database's
     /// estimate) is scanned or rewritten stops the trace with exit 8.
-    #[arg(long, value_name = "ROWS", default_value_t = sluice_runner::trace::DEFAULT_MAX_ROWS)]
+    #[arg(long, value_name = "ROWS", default_value_t = crate::trace::DEFAULT_MAX_ROWS)]
     pub max_rows: i64,
     #[command(flatten)]
     pub scratch: ScratchArgs,
@@ -534,13 +537,13 @@ async fn run_against_database(
         }
         Command::Import { from } => {
             let tool = match from {
-                ImportFrom::Sqlx => sluice_runner::import::Tool::Sqlx,
-                ImportFrom::GolangMigrate => sluice_runner::import::Tool::GolangMigrate,
-                ImportFrom::Diesel => sluice_runner::import::Tool::Diesel,
-                ImportFrom::Dbmate => sluice_runner::import::Tool::Dbmate,
-                ImportFrom::Goose => sluice_runner::import::Tool::Goose,
-                ImportFrom::SqlMigrate => sluice_runner::import::Tool::SqlMigrate,
-                ImportFrom::Flyway => sluice_runner::import::Tool::Flyway,
+                ImportFrom::Sqlx => crate::import::Tool::Sqlx,
+                ImportFrom::GolangMigrate => crate::import::Tool::GolangMigrate,
+                ImportFrom::Diesel => crate::import::Tool::Diesel,
+                ImportFrom::Dbmate => crate::import::Tool::Dbmate,
+                ImportFrom::Goose => crate::import::Tool::Goose,
+                ImportFrom::SqlMigrate => crate::import::Tool::SqlMigrate,
+                ImportFrom::Flyway => crate::import::Tool::Flyway,
             };
             let report = migrator.import(tool, shutdown).await?;
             for done in &report.migrations {
@@ -593,7 +596,7 @@ fn validate(dir: &std::path::Path, layout: Choice, since: Option<&str>) -> Resul
         );
     }
     if let Some(git_ref) = since {
-        let changes = sluice_runner::since::changes_since(dir, git_ref)?;
+        let changes = crate::since::changes_since(dir, git_ref)?;
         if !changes.is_empty() {
             for change in &changes {
                 errln!("sluice: {}/{change}", dir.display());

@@ -4,13 +4,13 @@
 use super::error::CliError;
 use std::path::{Path, PathBuf};
 
+use crate::flyway;
+use crate::layout::{Choice, Layout};
+use crate::scaffold::{self, Change, Edit};
+use crate::source;
 use sluice_common::exit;
 use sluice_common::ident::{Ident, QualifiedName};
 use sluice_common::outln;
-use sluice_runner::flyway;
-use sluice_runner::layout::{Choice, Layout};
-use sluice_runner::scaffold::{self, Change, Edit};
-use sluice_runner::source;
 
 const TEMPLATE_HEADER: &str = "\
 -- Directives go here, before the first statement (remove the ones you do not need):

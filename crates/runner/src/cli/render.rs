@@ -4,14 +4,14 @@
 use super::error::CliError;
 use std::time::Duration;
 
+use crate::error::RunnerError;
+use crate::event::{Direction, Event};
+use crate::migrator::{Migrator, Recorded, Report};
+use crate::plan::{Entry, State};
+use crate::repeatable;
 use serde_json::json;
 use sluice_common::exit;
 use sluice_common::{errln, outln};
-use sluice_runner::error::RunnerError;
-use sluice_runner::event::{Direction, Event};
-use sluice_runner::migrator::{Migrator, Recorded, Report};
-use sluice_runner::plan::{Entry, State};
-use sluice_runner::repeatable;
 
 /// Renders one `up` or `down` run.
 #[derive(Debug)]
@@ -19,7 +19,7 @@ pub struct Renderer {
     json: bool,
     dry_run: bool,
     planned: Vec<serde_json::Value>,
-    checks: Vec<sluice_runner::verify::Outcome>,
+    checks: Vec<crate::verify::Outcome>,
     schema_file: Option<serde_json::Value>,
     direction: Direction,
 }
@@ -263,7 +263,7 @@ pub fn human_time(at: chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-fn applied_by(applied: &sluice_runner::history::Applied) -> String {
+fn applied_by(applied: &crate::history::Applied) -> String {
     let mut by = applied.applied_by_role.clone();
     if let Some(host) = &applied.applied_by_host {
         by.push_str(&format!("@{host}"));
@@ -276,7 +276,7 @@ fn applied_by(applied: &sluice_runner::history::Applied) -> String {
 
 /// Why gated migrations are blocked, by version.
 pub type Blocked = std::collections::BTreeMap<
-    sluice_runner::source::Version,
+    crate::source::Version,
     Vec<sluice_common::backfill_gate::ClosedGate>,
 >;
 
@@ -371,7 +371,7 @@ pub fn check(migrator: &Migrator, entries: &[Entry<'_>], recorded: &Recorded) ->
 /// `sluice check --startup`: what an application start-up would make of the database.
 pub fn check_startup(migrator: &Migrator, entries: &[Entry<'_>], recorded: &Recorded) -> u8 {
     let blocked = &recorded.blocked;
-    let view = sluice_runner::startup::view(entries, blocked);
+    let view = crate::startup::view(entries, blocked);
     let show = |entry: &Entry<'_>, what: &str| {
         outln!("{}: {what}", entry.id());
         for gate in blocked.get(&entry.version).into_iter().flatten() {

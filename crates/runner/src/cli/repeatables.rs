@@ -1,8 +1,8 @@
 //! How `status` and `check` show Flyway's repeatable migrations.
 
+use crate::repeatable::{Line, State};
 use serde_json::json;
 use sluice_common::outln;
-use sluice_runner::repeatable::{Line, State};
 
 use super::render::human_time;
 

@@ -1,13 +1,13 @@
 //! `sluice roundtrip`: runs the round trip on a scratch database and reports.
 
 use super::error::CliError;
+use crate::migrator::{Migrator, RunnerSettings};
+use crate::roundtrip::{self, Verdict};
 use sluice_common::exit;
 use sluice_common::shutdown::Shutdown;
 use sluice_common::{errln, outln};
-use sluice_runner::migrator::{Migrator, RunnerSettings};
-use sluice_runner::roundtrip::{self, Verdict};
 
-use sluice_runner::scratch::{Scratch, ScratchServer};
+use crate::scratch::{Scratch, ScratchServer};
 
 pub async fn run(
     settings: RunnerSettings,

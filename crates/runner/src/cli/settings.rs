@@ -5,24 +5,24 @@ use super::error::CliError;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::backup::BackupSettings;
+use crate::guard::{
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_LOCK_TIMEOUT, DEFAULT_MAX_RETRIES, DEFAULT_STATEMENT_TIMEOUT,
+    Guards,
+};
+use crate::history::Who;
+use crate::layout::Choice;
+use crate::lint::{DEFAULT_PG_VERSION, LintSettings};
+use crate::migrator::{DEFAULT_LOCK_WAIT, PostApply, RunnerSettings};
+use crate::plan::Allow;
+use crate::schema_dump::DumpSettings;
+use crate::verify::{Check, CheckError};
 use clap::ArgMatches;
 use sluice_common::cli::{ConfigRow, Startup, common_config_rows, with_origin};
 use sluice_common::config::{
     DurationKind, Origin, Setting, checked, layered, layered_opt, parse_duration, parse_pg_timeout,
 };
 use sluice_common::db::{ConnectSettings, DbError};
-use sluice_runner::backup::BackupSettings;
-use sluice_runner::guard::{
-    DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_LOCK_TIMEOUT, DEFAULT_MAX_RETRIES, DEFAULT_STATEMENT_TIMEOUT,
-    Guards,
-};
-use sluice_runner::history::Who;
-use sluice_runner::layout::Choice;
-use sluice_runner::lint::{DEFAULT_PG_VERSION, LintSettings};
-use sluice_runner::migrator::{DEFAULT_LOCK_WAIT, PostApply, RunnerSettings};
-use sluice_runner::plan::Allow;
-use sluice_runner::schema_dump::DumpSettings;
-use sluice_runner::verify::{Check, CheckError};
 
 /// Default migrations directory.
 pub const DEFAULT_MIGRATIONS_DIR: &str = "migrations";

@@ -5,12 +5,12 @@ use super::error::CliError;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::migrator::Migrator;
+use crate::plan::State;
+use crate::scratch::ScratchServer;
+use crate::trace::{self, Held, Judged, RULE, Trace, Work};
 use sluice_common::shutdown::Shutdown;
 use sluice_common::{exit, outln};
-use sluice_runner::migrator::Migrator;
-use sluice_runner::plan::State;
-use sluice_runner::scratch::ScratchServer;
-use sluice_runner::trace::{self, Held, Judged, RULE, Trace, Work};
 
 use super::lint::{Format, escape};
 
