@@ -631,11 +631,7 @@ fn spec_checksum(
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sluice_common::display::hex(&hasher.finalize())
 }
 
 #[cfg(test)]

@@ -422,7 +422,67 @@ enum Needs {
     Primary,
 }
 
+/// A connection opened ahead of its use, while the program does other work (reading a
+/// thousand migration files takes as long as a new server session): the next connection made
+/// with the same settings takes it.
+struct Ahead {
+    key: String,
+    primary: bool,
+    connected: tokio::task::JoinHandle<Option<Connected>>,
+}
+
+static AHEAD: std::sync::Mutex<Option<Ahead>> = std::sync::Mutex::new(None);
+
+fn ahead_key(settings: &ConnectSettings) -> String {
+    format!(
+        "{}|{}|{:?}",
+        settings.target(),
+        settings.application_name,
+        settings.pooling
+    )
+}
+
+/// Starts opening the connection the program's first [`connect`] (or, with `primary`,
+/// [`connect_primary`]) will ask for. One try, silent: when it fails, the connection is made
+/// as usual, with its retries and its messages. Needs a Tokio runtime that runs it while the
+/// caller works (the work on a blocking thread).
+pub fn open_ahead(settings: &ConnectSettings, primary: bool) {
+    let Ok((hosts, attrs)) = settings.hosts() else {
+        return;
+    };
+    let key = ahead_key(settings);
+    let settings = settings.clone();
+    let needs = if primary { Needs::Primary } else { Needs::Any };
+    let connected =
+        tokio::spawn(async move { try_hosts(&settings, &hosts, attrs, needs).await.ok() });
+    if let Ok(mut ahead) = AHEAD.lock() {
+        *ahead = Some(Ahead {
+            key,
+            primary,
+            connected,
+        });
+    }
+}
+
+/// The connection opened ahead for `settings`, if it suits `needs` and it was made.
+async fn take_ahead(settings: &ConnectSettings, needs: Needs) -> Option<Connected> {
+    let ahead = {
+        let mut slot = AHEAD.lock().ok()?;
+        let suits = slot
+            .as_ref()
+            .is_some_and(|a| a.key == ahead_key(settings) && (a.primary || needs == Needs::Any));
+        if !suits {
+            return None;
+        }
+        slot.take()?
+    };
+    ahead.connected.await.ok().flatten()
+}
+
 async fn connect_to(settings: &ConnectSettings, needs: Needs) -> Result<Connected, DbError> {
+    if let Some(connected) = take_ahead(settings, needs).await {
+        return Ok(connected);
+    }
     let (hosts, attrs) = settings.hosts()?;
     let target = settings.target();
     let started = Instant::now();
@@ -535,16 +595,43 @@ async fn try_host(
     target: &str,
     want: Want,
 ) -> Result<Connected, Failure> {
-    match tokio::time::timeout(settings.connect_timeout, options.connect()).await {
-        Ok(Ok(connection)) => checked(connection, settings, options, target, want).await,
-        Ok(Err(error)) => Err(classify_connect_error(&error, settings, options, target)),
-        Err(_) => Err(Failure::Transient(
-            format!(
-                "no answer within {}",
-                humantime::format_duration(settings.connect_timeout)
-            ),
-            HINT_UNREACHABLE,
-        )),
+    let first = tokio::time::timeout(settings.connect_timeout, options.connect());
+    let known = crate::pooler::known(options);
+    let (first, pooled) = match known {
+        Some(pooled) => (first.await, Ok(pooled)),
+        None => {
+            let (first, second) =
+                tokio::join!(first, crate::pooler::open_second(options, settings));
+            (first, Err(second))
+        }
+    };
+    match first {
+        Ok(Ok(connection)) => checked(connection, settings, options, target, want, pooled).await,
+        Ok(Err(error)) => {
+            close_unused(pooled).await;
+            Err(classify_connect_error(&error, settings, options, target))
+        }
+        Err(_) => {
+            close_unused(pooled).await;
+            Err(Failure::Transient(
+                format!(
+                    "no answer within {}",
+                    humantime::format_duration(settings.connect_timeout)
+                ),
+                HINT_UNREACHABLE,
+            ))
+        }
+    }
+}
+
+/// Whether the target goes through a transaction pooler, as this process knows already, or
+/// else the second client opened to find out.
+type PoolerCheck = Result<bool, Result<PgConnection, String>>;
+
+/// The second client of a pooler check the first connection did not live to make.
+async fn close_unused(pooled: PoolerCheck) {
+    if let Err(Ok(second)) = pooled {
+        let _ = second.close().await;
     }
 }
 
@@ -587,8 +674,13 @@ async fn checked(
     options: &PgConnectOptions,
     target: &str,
     want: Want,
+    pooled: PoolerCheck,
 ) -> Result<Connected, Failure> {
-    let pooled = match crate::pooler::transaction_pooled(&mut connection, options, settings).await {
+    let pooled = match pooled {
+        Ok(known) => Ok(known),
+        Err(second) => crate::pooler::transaction_pooled(&mut connection, options, second).await,
+    };
+    let pooled = match pooled {
         Ok(pooled) => pooled,
         Err(reason) => {
             return Err(Failure::Transient(

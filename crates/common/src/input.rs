@@ -4,6 +4,7 @@
 //! silently drop a migration, and a file that is not text must not be quoted back.
 
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Largest config file or job spec: far above any real one.
@@ -71,10 +72,14 @@ pub fn read_text(path: &Path, what: &'static str, limit: u64) -> Result<String, 
         what,
         error,
     };
-    // One stat for the common case; the link itself is looked at only when its target is
-    // missing (a directory of 10,000 migrations reads 20,000 files).
-    let metadata = match std::fs::metadata(path) {
-        Ok(metadata) => metadata,
+    // Opened without blocking, so that a FIFO cannot hang the run, and then asked what it
+    // is: one path lookup per file (a directory of 10,000 migrations reads 20,000 files).
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
         Err(e)
             if e.kind() == std::io::ErrorKind::NotFound
                 && std::fs::symlink_metadata(path).is_ok_and(|l| l.file_type().is_symlink()) =>
@@ -85,8 +90,19 @@ pub fn read_text(path: &Path, what: &'static str, limit: u64) -> Result<String, 
                 target: std::fs::read_link(path).unwrap_or_default(),
             });
         }
-        Err(e) => return Err(io(e)),
+        // A socket cannot be opened at all: say what it is.
+        Err(e) => match std::fs::metadata(path) {
+            Ok(metadata) if !metadata.is_file() => {
+                return Err(InputError::NotRegular {
+                    path: path.to_path_buf(),
+                    what,
+                    kind: kind_of(&metadata.file_type()),
+                });
+            }
+            _ => return Err(io(e)),
+        },
     };
+    let metadata = file.metadata().map_err(io)?;
     if !metadata.is_file() {
         return Err(InputError::NotRegular {
             path: path.to_path_buf(),
@@ -103,8 +119,7 @@ pub fn read_text(path: &Path, what: &'static str, limit: u64) -> Result<String, 
         return Err(too_large());
     }
     let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
-    std::fs::File::open(path)
-        .map_err(io)?
+    file
         // The file may grow after the size was read.
         .take(limit + 1)
         .read_to_end(&mut bytes)

@@ -18,32 +18,22 @@ use sqlx::{ConnectOptions, Connection, PgConnection, Row};
 
 use crate::db::{ConnectSettings, explain};
 
-/// Whether `first` (just opened with `options`) goes through a transaction pooler: the backends
-/// of its statements and of a second client's between them ([`PROBES`]). `Err` names why the check could
-/// not be made (the second connection failed), which may pass by itself.
-///
-/// A target is checked once by this process.
-pub(crate) async fn transaction_pooled(
-    first: &mut PgConnection,
-    options: &PgConnectOptions,
-    settings: &ConnectSettings,
-) -> Result<bool, String> {
-    let key = format!(
-        "{}:{}:{:?}:{:?}:{}",
-        options.get_host(),
-        options.get_port(),
-        options.get_socket(),
-        options.get_database(),
-        options.get_username()
-    );
-    let known = checked_targets()
+/// What this process found out about the target of `options` already, if anything: a target
+/// is checked once by a process.
+pub(crate) fn known(options: &PgConnectOptions) -> Option<bool> {
+    checked_targets()
         .lock()
         .ok()
-        .and_then(|seen| seen.get(&key).copied());
-    if let Some(pooled) = known {
-        return Ok(pooled);
-    }
-    let mut second = tokio::time::timeout(settings.connect_timeout, options.connect())
+        .and_then(|seen| seen.get(&key(options)).copied())
+}
+
+/// The second client of the check, opened while the first one is (both cost the server a new
+/// backend, which is most of what a short command waits for). `Err` says why it could not be.
+pub(crate) async fn open_second(
+    options: &PgConnectOptions,
+    settings: &ConnectSettings,
+) -> Result<PgConnection, String> {
+    tokio::time::timeout(settings.connect_timeout, options.connect())
         .await
         .map_err(|_| {
             "a second connection, to check for a transaction pooler, had no answer in time"
@@ -54,14 +44,36 @@ pub(crate) async fn transaction_pooled(
                 "a second connection, to check for a transaction pooler, failed: {}",
                 explain(&e)
             )
-        })?;
+        })
+}
+
+/// Whether `first` (just opened with `options`) goes through a transaction pooler: the backends
+/// of its statements and of `second`'s between them ([`PROBES`]). `Err` names why the check could
+/// not be made (the second connection failed), which may pass by itself.
+pub(crate) async fn transaction_pooled(
+    first: &mut PgConnection,
+    options: &PgConnectOptions,
+    second: Result<PgConnection, String>,
+) -> Result<bool, String> {
+    let mut second = second?;
     let seen = backends(first, &mut second).await;
     let _ = second.close().await;
     let pooled = shared_or_moved(&seen.map_err(|e| explain(&e))?);
     if let Ok(mut seen) = checked_targets().lock() {
-        seen.insert(key, pooled);
+        seen.insert(key(options), pooled);
     }
     Ok(pooled)
+}
+
+fn key(options: &PgConnectOptions) -> String {
+    format!(
+        "{}:{}:{:?}:{:?}:{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_socket(),
+        options.get_database(),
+        options.get_username()
+    )
 }
 
 /// Which client runs each probe: the first twice, then the two in turn. Under contention from

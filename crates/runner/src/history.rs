@@ -15,9 +15,11 @@ use repeatables::RepeatableRow;
 use crate::event::Direction;
 use crate::source::Migration;
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use sluice_common::db;
 use sluice_common::ident::{Ident, quote_literal};
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, FromRow, PgConnection, Row};
 
 /// A row of `migrations`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
@@ -32,6 +34,31 @@ pub struct Applied {
     pub applied_by_host: Option<String>,
     pub applied_by_program: Option<String>,
     pub actor: Option<String>,
+}
+
+/// A result set's rows as `T`s (none when the statement was not sent).
+fn decode<T: for<'r> FromRow<'r, PgRow>>(rows: Option<&Vec<PgRow>>) -> Result<Vec<T>, sqlx::Error> {
+    rows.map_or(Ok(Vec::new()), |rows| {
+        rows.iter().map(T::from_row).collect()
+    })
+}
+
+/// Which of sluice's tables exist, and whether the role shadows its schema.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Found {
+    /// The migrations, progress and audit tables.
+    pub tables: bool,
+    /// The repeatables table (added later: an older install lacks it until its next run).
+    pub repeatables: bool,
+    pub role_shadows_schema: bool,
+}
+
+/// Every row of the history.
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    pub applied: Vec<Applied>,
+    pub partial: Vec<Partial>,
+    pub repeatables: Vec<AppliedRepeatable>,
 }
 
 /// A row of `migration_progress`: a no-transaction migration that has not finished.
@@ -192,24 +219,45 @@ impl History {
         &self.audit
     }
 
-    /// Whether the tables exist (a dry run or `status` must not create them).
-    pub async fn exists(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL",
-        )
-        .bind(&self.migrations)
-        .bind(&self.progress)
-        .bind(&self.audit)
+    /// Which of the tables exist (a dry run or `status` must not create them), in one simple
+    /// query: the first of two round trips that read the whole history.
+    pub async fn found(&self, conn: &mut PgConnection) -> Result<Found, sqlx::Error> {
+        let exists = |table: &str| format!("to_regclass({}) IS NOT NULL", quote_literal(table));
+        let row = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT {} AND {} AND {}, {}, current_user = {} AND current_setting('search_path') LIKE '%$user%'",
+            exists(&self.migrations),
+            exists(&self.progress),
+            exists(&self.audit),
+            exists(&self.repeatables),
+            quote_literal(self.schema.as_str()),
+        )))
         .fetch_one(conn)
-        .await
+        .await?;
+        Ok(Found {
+            tables: row.try_get(0)?,
+            repeatables: row.try_get(1)?,
+            role_shadows_schema: row.try_get(2)?,
+        })
     }
 
     /// Creates the schema and tables if they are missing (a schema from before a table was
     /// added gets it). Call under the runner lock.
-    pub async fn ensure(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        self.warn_if_role_shadows_schema(conn).await?;
-        if self.exists(conn).await? && self.repeatables_exist(conn).await? {
-            return Ok(());
+    pub async fn ensure(&self, conn: &mut PgConnection) -> Result<Found, sqlx::Error> {
+        let found = self.found(conn).await?;
+        if found.role_shadows_schema {
+            // With the default `search_path` (`"$user", public`), a role named like sluice's
+            // schema creates its unqualified objects in that schema: almost certainly not
+            // what the migrations mean.
+            tracing::warn!(
+                schema = self.schema.as_str(),
+                "the database role has the same name as sluice's schema, and search_path starts \
+                 with \"$user\": unqualified objects in migrations will be created in schema {} \
+                 instead of public; pick another --schema or set the role's search_path",
+                self.schema
+            );
+        }
+        if found.tables && found.repeatables {
+            return Ok(found);
         }
         // CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema is
         // there: a DBA may create it for a role that has no such right (least privilege).
@@ -225,32 +273,49 @@ impl History {
             // The DDL runs in one transaction: leave the lock's connection usable.
             db::end_failed_transaction(conn).await;
         }
-        created.map(drop)
+        created.map(|_| Found {
+            tables: true,
+            repeatables: true,
+            ..found
+        })
     }
 
-    /// With the default `search_path` (`"$user", public`), a role named like sluice's schema
-    /// creates its unqualified objects in that schema: almost certainly not what the
-    /// migrations mean.
-    async fn warn_if_role_shadows_schema(
-        &self,
-        conn: &mut PgConnection,
-    ) -> Result<(), sqlx::Error> {
-        let shadows: bool = sqlx::query_scalar(
-            "SELECT current_user = $1 AND current_setting('search_path') LIKE '%$user%'",
-        )
-        .bind(self.schema.as_str())
-        .fetch_one(conn)
-        .await?;
-        if shadows {
-            tracing::warn!(
-                schema = self.schema.as_str(),
-                "the database role has the same name as sluice's schema, and search_path starts \
-                 with \"$user\": unqualified objects in migrations will be created in schema {} \
-                 instead of public; pick another --schema or set the role's search_path",
-                self.schema
-            );
+    /// Everything the history says, in one round trip once `found` says which tables there are
+    /// (none: sluice never ran here).
+    pub async fn read(&self, conn: &mut PgConnection, found: Found) -> Result<Rows, sqlx::Error> {
+        if !found.tables {
+            return Ok(Rows::default());
         }
-        Ok(())
+        let mut sql = format!(
+            "SELECT version, name, checksum, no_transaction, applied_at, duration_ms, \
+                    applied_by_role, applied_by_host, applied_by_program, actor \
+             FROM {} ORDER BY version;
+             SELECT version, name, checksum, statements_done, statements_total, done_checksum, last_error \
+             FROM {} ORDER BY version",
+            self.migrations, self.progress
+        );
+        if found.repeatables {
+            sql.push_str(&format!(
+                ";\nSELECT description, checksum, applied_at, duration_ms, applied_by_role, \
+                        applied_by_program, actor \
+                 FROM {} ORDER BY description",
+                self.repeatables
+            ));
+        }
+        // Each statement's rows, then its completion.
+        let mut sets: Vec<Vec<PgRow>> = vec![Vec::new()];
+        let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(conn);
+        while let Some(item) = results.try_next().await? {
+            match item {
+                sqlx::Either::Left(_) => sets.push(Vec::new()),
+                sqlx::Either::Right(row) => sets.last_mut().expect("one set at least").push(row),
+            }
+        }
+        Ok(Rows {
+            applied: decode(sets.first())?,
+            partial: decode(sets.get(1))?,
+            repeatables: decode(sets.get(2))?,
+        })
     }
 
     fn ddl(&self, create_schema: bool) -> String {
@@ -321,27 +386,6 @@ END
 $sluice$;
 COMMIT;"
         )
-    }
-
-    pub async fn applied(&self, conn: &mut PgConnection) -> Result<Vec<Applied>, sqlx::Error> {
-        sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT version, name, checksum, no_transaction, applied_at, duration_ms, \
-                    applied_by_role, applied_by_host, applied_by_program, actor \
-             FROM {} ORDER BY version",
-            self.migrations
-        )))
-        .fetch_all(conn)
-        .await
-    }
-
-    pub async fn partial(&self, conn: &mut PgConnection) -> Result<Vec<Partial>, sqlx::Error> {
-        sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT version, name, checksum, statements_done, statements_total, done_checksum, last_error \
-             FROM {} ORDER BY version",
-            self.progress
-        )))
-        .fetch_all(conn)
-        .await
     }
 
     /// Records `record` as run in `direction` (its history row and audit row; an applied

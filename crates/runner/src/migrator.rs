@@ -27,7 +27,7 @@ use crate::dryrun;
 use crate::error::RunnerError;
 use crate::event::{Direction, Event};
 use crate::guard::Guards;
-use crate::history::{Applied, AppliedRepeatable, History, Partial, Record, Who};
+use crate::history::{Applied, AppliedRepeatable, Found, History, Partial, Record, Who};
 use crate::import::{self, Tool};
 use crate::layout::{Choice, Layout};
 #[cfg(feature = "lint")]
@@ -197,31 +197,29 @@ impl Migrator {
     }
 
     async fn read_history(&self, conn: &mut PgConnection) -> Result<Recorded, RunnerError> {
-        let exists = self
+        let found = self
             .history
-            .exists(conn)
+            .found(conn)
             .await
             .map_err(RunnerError::query("looking for sluice's history tables"))?;
-        if !exists {
-            return Ok(Recorded::default());
-        }
+        self.read_found(conn, found).await
+    }
+
+    async fn read_found(
+        &self,
+        conn: &mut PgConnection,
+        found: Found,
+    ) -> Result<Recorded, RunnerError> {
+        let rows = self
+            .history
+            .read(conn, found)
+            .await
+            .map_err(RunnerError::query("reading the applied migrations"))?;
         Ok(Recorded {
             blocked: BTreeMap::new(),
-            repeatables: self
-                .history
-                .repeatables(conn)
-                .await
-                .map_err(RunnerError::query("reading applied repeatable migrations"))?,
-            applied: self
-                .history
-                .applied(conn)
-                .await
-                .map_err(RunnerError::query("reading applied migrations"))?,
-            partial: self
-                .history
-                .partial(conn)
-                .await
-                .map_err(RunnerError::query("reading migration progress"))?,
+            repeatables: rows.repeatables,
+            applied: rows.applied,
+            partial: rows.partial,
         })
     }
 
@@ -760,14 +758,15 @@ impl Migrator {
     }
 
     async fn prepare_once(&self, conn: &mut PgConnection) -> Result<Recorded, RunnerError> {
-        self.history
+        let found = self
+            .history
             .ensure(conn)
             .await
             .map_err(RunnerError::query(format!(
                 "creating sluice's tables in schema {}",
                 self.settings.schema
             )))?;
-        self.read_history(conn).await
+        self.read_found(conn, found).await
     }
 
     async fn session<'a>(

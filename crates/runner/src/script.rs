@@ -181,6 +181,19 @@ impl Script {
         }
     }
 
+    /// [`Script::mode`] without keeping the file's statements when they were not split yet:
+    /// for listing 10,000 pending files (`status --json`) in the memory the table takes.
+    pub fn mode_of_listing(&self) -> RunMode {
+        if self.analysis.get().is_some() {
+            return self.mode();
+        }
+        match split(&self.sql) {
+            Ok(parsed) => infer_mode(self.directives.no_transaction, parsed).mode,
+            Err(_) if self.directives.no_transaction => RunMode::NoTransaction,
+            Err(_) => RunMode::Transaction,
+        }
+    }
+
     /// Every file is parsed offline, whatever its mode, so that `validate`, `lint` and `up`
     /// find a syntax error (or a psql-only construct) before anything runs.
     fn analysis(&self) -> &Result<Analysis, ScriptError> {
@@ -224,7 +237,7 @@ pub fn checksum(text: &str) -> String {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let normalised = text.replace("\r\n", "\n").replace('\r', "\n");
     let digest = Sha256::digest(normalised.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    sluice_common::display::hex(&digest)
 }
 
 /// Checksum of the first `count` statements: lets a no-transaction migration that stopped

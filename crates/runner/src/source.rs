@@ -8,7 +8,6 @@
 //! (+ `down.sql`, `metadata.toml`), are read too; their versions may carry dashes
 //! (`2024-01-31-120000`), which, as in diesel, are not part of the number.
 
-use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -355,9 +354,11 @@ pub fn load_checked(dir: &Path, choice: Choice) -> Result<Loaded, SourceError> {
 
 /// Splits and checks the statements of `scripts`, reporting every problem at once.
 pub fn analyse<'a>(scripts: impl IntoIterator<Item = &'a Script>) -> Result<(), SourceError> {
-    let problems: Vec<String> = scripts
+    let scripts: Vec<&Script> = scripts.into_iter().collect();
+    let problems: Vec<String> = in_parallel(&scripts, |script| script.analyse().err())
         .into_iter()
-        .filter_map(|script| script.analyse().err().map(|e| e.to_string()))
+        .flatten()
+        .map(|e| e.to_string())
         .collect();
     if problems.is_empty() {
         Ok(())
@@ -444,33 +445,77 @@ fn read_dir(dir: &Path) -> Result<(ReadFiles, Vec<String>), SourceError> {
             candidates.push((name, Some(link)));
         }
     }
-    let mut files = Vec::new();
-    let mut problems = Vec::new();
-    let inside = OnceCell::new();
-    for (relative, link) in candidates.into_iter().filter(|(r, _)| is_read(r)) {
-        let path = dir.join(&relative);
-        match input::read_text(&path, "migration", input::MAX_SQL_BYTES) {
-            // A diesel directory without a down.sql or metadata.toml.
-            Err(e) if e.is_not_found() => {}
-            Err(e) => problems.push(e.to_string()),
-            Ok(text) => {
-                let link = link.unwrap_or_else(|| {
-                    std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink())
-                        || std::fs::symlink_metadata(path.parent().unwrap_or(dir))
-                            .is_ok_and(|m| m.is_symlink())
-                });
-                let root = inside.get_or_init(|| dir.canonicalize().ok());
-                match link
-                    .then(|| foreign_non_sql(root.as_deref(), &path, &text))
-                    .flatten()
-                {
-                    Some(problem) => problems.push(problem),
-                    None => files.push((relative, text)),
-                }
-            }
+    let candidates: Vec<(String, Option<bool>)> =
+        candidates.into_iter().filter(|(r, _)| is_read(r)).collect();
+    let root = std::sync::OnceLock::new();
+    let read =
+        |(relative, link): &(String, Option<bool>)| read_candidate(dir, &root, relative, *link);
+    let (mut files, mut problems) = (Vec::new(), Vec::new());
+    for outcome in in_parallel(&candidates, read) {
+        match outcome {
+            Ok(Some(file)) => files.push(file),
+            Ok(None) => {}
+            Err(problem) => problems.push(problem),
         }
     }
     Ok((files, problems))
+}
+
+/// Reads one file of the directory: its name and text, nothing when it is a diesel file that
+/// is not there, or the problem with it.
+fn read_candidate(
+    dir: &Path,
+    root: &std::sync::OnceLock<Option<PathBuf>>,
+    relative: &str,
+    link: Option<bool>,
+) -> Result<Option<(String, String)>, String> {
+    let path = dir.join(relative);
+    match input::read_text(&path, "migration", input::MAX_SQL_BYTES) {
+        // A diesel directory without a down.sql or metadata.toml.
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.to_string()),
+        Ok(text) => {
+            let link = link.unwrap_or_else(|| {
+                std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink())
+                    || std::fs::symlink_metadata(path.parent().unwrap_or(dir))
+                        .is_ok_and(|m| m.is_symlink())
+            });
+            let root = root.get_or_init(|| dir.canonicalize().ok());
+            match link
+                .then(|| foreign_non_sql(root.as_deref(), &path, &text))
+                .flatten()
+            {
+                Some(problem) => Err(problem),
+                None => Ok(Some((relative.to_owned(), text))),
+            }
+        }
+    }
+}
+
+/// `work` on every item, in order, spread over the machine's cores when there are enough items
+/// to be worth a thread: reading and parsing 20,000 files is what a large history costs.
+pub(crate) fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(8);
+    if threads < 2 || items.len() < 256 {
+        return items.iter().map(work).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&work).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// A symlink named like a migration that leads out of the directory to something that is not

@@ -305,6 +305,16 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<u8, CliError> {
 }
 
 impl Command {
+    /// Whether the command connects as soon as its files are read: `Some(true)` to a primary
+    /// (it takes the migration lock), `Some(false)` to any server.
+    fn connects_first(&self) -> Option<bool> {
+        match self {
+            Self::Up { dry_run: false, .. } | Self::Down { dry_run: false, .. } => Some(true),
+            Self::Status { .. } => Some(false),
+            _ => None,
+        }
+    }
+
     /// The command's name when it was asked for JSON output.
     fn json_name(&self) -> Option<&'static str> {
         match self {
@@ -394,7 +404,13 @@ async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> Result<u8, CliErro
                 runner.post_apply = post_apply.resolve().map_err(RunnerError::from)?;
             }
             let metrics = metrics::RunMetrics::start(cli.runner.metrics_file.clone())?;
-            let migrator = Migrator::load(runner)?;
+            // The first connection is made while the files are read.
+            if let Some(primary) = command.connects_first() {
+                sluice_common::db::open_ahead(&runner.connect, primary);
+            }
+            let migrator = tokio::task::spawn_blocking(move || Migrator::load(runner))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
             run_against_database(
                 &migrator,
                 command,

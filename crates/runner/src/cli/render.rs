@@ -2,6 +2,7 @@
 //! progress on stderr) or one JSON document on stdout with `--json`.
 
 use super::error::CliError;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::error::RunnerError;
@@ -11,7 +12,7 @@ use crate::plan::{Entry, State};
 use crate::repeatable;
 use serde_json::json;
 use sluice_common::exit;
-use sluice_common::{errln, outln};
+use sluice_common::{errln, out, outln};
 
 /// Renders one `up` or `down` run.
 #[derive(Debug)]
@@ -182,25 +183,13 @@ pub fn status(
     let blocked = &recorded.blocked;
     let repeatables = repeatable::status(migrator.repeatables(), &recorded.repeatables);
     if json {
-        let rows: Vec<serde_json::Value> =
-            entries.iter().map(|e| status_json(e, blocked)).collect();
-        let document = json!({
-            "schema": migrator.history().schema().as_str(),
-            "layout": migrator.layout().to_string(),
-            "migrations": rows,
-            "summary": summary_counts(entries),
-            "repeatables": super::repeatables::json(&repeatables),
-        });
-        outln!("{document}");
+        status_document(migrator, entries, blocked, &repeatables);
         return Ok(());
     }
-    outln!(
-        "{:<16} {:<32} {:<13} {:<24} {:>9}  BY",
-        "VERSION",
-        "NAME",
-        "STATE",
-        "APPLIED AT",
-        "DURATION"
+    // One write for the table: a line per write costs a system call each.
+    let mut table = format!(
+        "{:<16} {:<32} {:<13} {:<24} {:>9}  BY\n",
+        "VERSION", "NAME", "STATE", "APPLIED AT", "DURATION"
     );
     for entry in entries {
         let applied = entry.applied;
@@ -212,7 +201,8 @@ pub fn status(
             _ if blocked.contains_key(&entry.version) => "blocked".to_owned(),
             ref other => other.label().to_owned(),
         };
-        outln!(
+        let _ = writeln!(
+            table,
             "{:<16} {:<32} {:<13} {:<24} {:>9}  {}",
             version,
             entry.name,
@@ -229,9 +219,10 @@ pub fn status(
             applied.map(applied_by).unwrap_or_default()
         );
         for reason in blocked.get(&entry.version).into_iter().flatten() {
-            outln!("{:<16} └ {reason}", "");
+            let _ = writeln!(table, "{:<16} └ {reason}", "");
         }
     }
+    out!("{table}");
     let counts = summary_counts(entries);
     let parts: Vec<String> = counts
         .as_object()
@@ -280,6 +271,38 @@ pub type Blocked = std::collections::BTreeMap<
     Vec<sluice_common::backfill_gate::ClosedGate>,
 >;
 
+/// `status --json`, written a migration at a time: the document of 10,000 migrations is never
+/// held whole, so it takes no more memory than the table. Its keys are in the order a
+/// `serde_json` map keeps them (sorted), as when it was built whole.
+fn status_document(
+    migrator: &Migrator,
+    entries: &[Entry<'_>],
+    blocked: &Blocked,
+    repeatables: &[repeatable::Line<'_>],
+) {
+    let layout = json!(migrator.layout().to_string());
+    out!("{{\"layout\":{layout},\"migrations\":[");
+    let mut chunk = String::new();
+    for (n, entry) in entries.iter().enumerate() {
+        if n > 0 {
+            chunk.push(',');
+        }
+        chunk.push_str(&status_json(entry, blocked).to_string());
+        if chunk.len() > 64 * 1024 {
+            out!("{chunk}");
+            chunk.clear();
+        }
+    }
+    out!("{chunk}");
+    let tail = json!({
+        "repeatables": super::repeatables::json(repeatables),
+        "schema": migrator.history().schema().as_str(),
+        "summary": summary_counts(entries),
+    });
+    let tail = tail.to_string();
+    outln!("],{}", &tail[1..]);
+}
+
 fn status_json(entry: &Entry<'_>, blocked: &Blocked) -> serde_json::Value {
     let applied = entry.applied;
     json!({
@@ -292,7 +315,7 @@ fn status_json(entry: &Entry<'_>, blocked: &Blocked) -> serde_json::Value {
         "runs": entry
             .file
             .filter(|_| applied.is_none())
-            .map(|f| f.up.mode().describe()),
+            .map(|f| f.up.mode_of_listing().describe()),
         "checksum": {
             "file": entry.file.map(|f| f.up.checksum.clone()),
             "applied": applied.map(|a| a.checksum.clone()),

@@ -44,37 +44,6 @@ impl History {
         &self.repeatables
     }
 
-    /// Whether the table exists: a schema sluice created before it had repeatable migrations
-    /// lacks it until the next locked run.
-    pub(super) async fn repeatables_exist(
-        &self,
-        conn: &mut PgConnection,
-    ) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(&self.repeatables)
-            .fetch_one(conn)
-            .await
-    }
-
-    /// Every recorded repeatable migration, by description (none when the table does not
-    /// exist yet: `status` and dry runs create nothing).
-    pub async fn repeatables(
-        &self,
-        conn: &mut PgConnection,
-    ) -> Result<Vec<AppliedRepeatable>, sqlx::Error> {
-        if !self.repeatables_exist(conn).await? {
-            return Ok(Vec::new());
-        }
-        sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT description, checksum, applied_at, duration_ms, applied_by_role, \
-                    applied_by_program, actor \
-             FROM {} ORDER BY description",
-            self.repeatables
-        )))
-        .fetch_all(conn)
-        .await
-    }
-
     /// Records a repeatable migration another tool applied at `applied_at`, as `import` does.
     pub async fn record_imported_repeatable(
         &self,
