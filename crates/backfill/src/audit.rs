@@ -45,7 +45,7 @@ impl Audit {
         &self.table
     }
 
-    /// The table and its append-only trigger (run by [`crate::state::Jobs::ensure`]).
+    /// The table and its append-only trigger (run by `state::Jobs::ensure`).
     pub fn ddl(&self) -> String {
         let schema = self.schema.quoted();
         format!(

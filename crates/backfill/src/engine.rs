@@ -1,5 +1,5 @@
 //! The run of a job: register it (key bounds, and the key space split into ranges), start
-//! the workers of this process ([`crate::worker`]), pass their events on, and complete the job
+//! the workers of this process (`worker`), pass their events on, and complete the job
 //! when every range is done and verified.
 //!
 //! Any number of processes may run the same job at once: PostgreSQL coordinates them through

@@ -1,33 +1,43 @@
 //! The backfill engine: keyed-range batch jobs (update, delete, copy into another table)
 //! described in job specs, each batch committed
 //! together with its progress row so that an interrupted job resumes exactly where it stopped.
+//!
+//! What an application that runs jobs in-process needs is public: a [`job`] read from its spec,
+//! the [`engine`] that runs it and the [`event`]s it emits (with the [`pace`], [`throttle`]
+//! reasons and [`lifecycle`] states they carry), its [`error`]s, what a job would do
+//! ([`plan`]), the operations on a running job ([`ops`]: status, pause, resume, cancel, reset),
+//! the hours it may run in ([`window`]) and who is acting ([`audit`]). Everything else serves
+//! those; the `sluice-backfill` program's command line is [`cli`] (the `cli` feature).
 
 pub mod audit;
-pub mod catalog;
+mod catalog;
 mod context;
-pub mod copy_target;
+mod copy_target;
 pub mod engine;
 pub mod error;
 pub mod event;
-pub mod fragment;
+mod fragment;
 pub mod job;
-pub mod keyspace;
+mod keyspace;
 mod keytext;
 pub mod lifecycle;
-pub mod load;
+mod load;
 pub mod ops;
 pub mod pace;
 pub mod plan;
-pub mod preflight;
-pub mod probe;
-pub mod ranges;
+mod preflight;
+mod probe;
+mod ranges;
 mod session;
-pub mod sizing;
-pub mod split;
-pub mod sql;
-pub mod state;
-pub mod stepping;
+mod sizing;
+mod split;
+mod sql;
+mod state;
+mod stepping;
 pub mod throttle;
 mod verify;
 pub mod window;
 mod worker;
+
+#[cfg(feature = "cli")]
+pub mod cli;

@@ -1,6 +1,6 @@
 //! Pace: how much of the server a job takes when nobody set a rate — what the server can spare.
 //!
-//! The controller is fed by a probe ([`crate::probe`]): 20 times a second a tiny committed
+//! The controller is fed by a probe (`probe`): 20 times a second a tiny committed
 //! transaction of sluice's own (so CPU, WAL and fsync contention all show in its latency),
 //! read together with the number of other sessions at work.
 //!

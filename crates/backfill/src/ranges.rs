@@ -24,12 +24,6 @@ pub enum RangeLease {
     Lost,
 }
 
-/// Range states, as stored.
-pub mod states {
-    pub const PENDING: &str = "pending";
-    pub const DONE: &str = "done";
-}
-
 /// A range a worker holds the lease of.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Claim {
@@ -434,18 +428,6 @@ impl Ranges {
         .bind(owner)
         .fetch_optional(conn)
         .await
-    }
-
-    /// Forgets a job's ranges (`--rescan` splits the key space again).
-    pub async fn delete(&self, conn: &mut PgConnection, job: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {} WHERE job = $1",
-            self.table
-        )))
-        .bind(job)
-        .execute(conn)
-        .await?;
-        Ok(())
     }
 }
 

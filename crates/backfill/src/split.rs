@@ -3,9 +3,6 @@
 //! ([`crate::sql::JobSql::split_keys`]), so ranges hold about as many rows each whatever the
 //! key type or how skewed its values are; this module sizes the sample.
 
-/// Default number of ranges: more than workers, so a fast worker takes more of them.
-pub const DEFAULT_RANGES: u32 = 16;
-
 /// Keys wanted in the sample per range: enough for even ranges, few enough to read quickly.
 const SAMPLE_PER_RANGE: f64 = 200.0;
 

@@ -60,7 +60,7 @@ impl Reason {
 const BATCH_SHARE_OF_A_SECOND: u32 = 10;
 
 /// The pacing every batch of a process's workers follows: the job's `max_rows_per_second`
-/// and WAL budget (one budget kept in the database, [`crate::state::Jobs::reserve_rows`]) and
+/// and WAL budget (one budget kept in the database, `state::Jobs::reserve_rows`) and
 /// the pause between batches.
 #[derive(Debug)]
 pub struct Throttle {

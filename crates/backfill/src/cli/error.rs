@@ -2,8 +2,8 @@
 //! needs a variant here before `?` compiles, and a variant needs its code before `exit_code`
 //! does: nothing falls through to exit 1 by accident.
 
-use sluice_backfill::error::BackfillError;
-use sluice_backfill::job::JobError;
+use crate::error::BackfillError;
+use crate::job::JobError;
 use sluice_common::config::ConfigError;
 use sluice_common::db::DbError;
 use sluice_common::exit;

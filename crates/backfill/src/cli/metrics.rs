@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::engine::Outcome;
+use crate::event::Event;
 use metrics::{counter, gauge, histogram};
-use sluice_backfill::engine::Outcome;
-use sluice_backfill::event::Event;
 use sluice_common::metrics::Exporter;
 
 /// How often the metrics file is rewritten during a run.

@@ -1,6 +1,9 @@
 //! Command-line interface of `sluice-backfill`: parses arguments, resolves settings, runs one
 //! command of the engine, renders its events and maps the result to an exit code.
 
+// Output goes through sluice_common::{outln, out, errln}, which survive a closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod error;
 mod metrics;
 mod render;
@@ -9,14 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::audit::Who;
+use crate::engine::{self, EngineSettings, Outcome, RunOptions};
+use crate::error::BackfillError;
+use crate::job::{Job, Overrides};
+use crate::lifecycle::Request;
+use crate::pace::PaceMode;
+use crate::{ops, plan, window};
 use clap::{Parser, Subcommand};
-use sluice_backfill::audit::Who;
-use sluice_backfill::engine::{self, EngineSettings, Outcome, RunOptions};
-use sluice_backfill::error::BackfillError;
-use sluice_backfill::job::{Job, Overrides};
-use sluice_backfill::lifecycle::Request;
-use sluice_backfill::pace::PaceMode;
-use sluice_backfill::{ops, plan, window};
 use sluice_common::cli::ConfigRow;
 use sluice_common::cli::{
     GlobalArgs, Startup, common_config_rows, render_config_rows, with_origin,
@@ -250,10 +253,10 @@ struct OverrideArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_pg_timeout)]
     statement_timeout: Option<Duration>,
     /// Retries of a failing batch before the job fails (at most 1000).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=i64::from(sluice_backfill::job::MAX_RETRIES_LIMIT)))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::job::MAX_RETRIES_LIMIT)))]
     max_retries: Option<u32>,
     /// Key ranges to split the job into at its first start (1 to 4096).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(sluice_backfill::job::MAX_RANGES)))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::job::MAX_RANGES)))]
     ranges: Option<u32>,
     /// A worker silent this long loses its range to another, e.g. 30s.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

@@ -1,20 +1,20 @@
 //! Output of `sluice-backfill`: a live progress bar on a terminal, a structured log line every
 //! few seconds otherwise (Kubernetes Jobs), and a summary at the end.
 
-use sluice_backfill::lifecycle::{Control, JobState};
+use crate::lifecycle::{Control, JobState};
 use sluice_common::exit;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use crate::engine::Outcome;
+use crate::event::Event;
+use crate::job::{Job, past_tense_of};
+use crate::ops::JobStatus;
+use crate::pace::Pace;
+use crate::plan::Plan;
+use crate::throttle::Reason;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
-use sluice_backfill::engine::Outcome;
-use sluice_backfill::event::Event;
-use sluice_backfill::job::{Job, past_tense_of};
-use sluice_backfill::ops::JobStatus;
-use sluice_backfill::pace::Pace;
-use sluice_backfill::plan::Plan;
-use sluice_backfill::throttle::Reason;
 use sluice_common::{errln, outln};
 
 /// How often a progress line is logged when stderr is not a terminal.
