@@ -3,7 +3,8 @@
 //! 1. 500 one-statement migrations applied and reverted by `sluice up` / `sluice down`, next to
 //!    psql running each file in its own transaction in one session (the floor for one durable
 //!    commit per migration, which is what sluice promises) and `psql --single-transaction` (one
-//!    commit for everything).
+//!    commit for everything); once with durable commits, once with commits that do not wait
+//!    for the disk, where what is left is the protocol and the programs themselves.
 //! 2. A no-op `up` and `status` on those 500 applied migrations.
 //! 3. 10,000 migrations: `validate`, `status`, `check`, `baseline`, and the peak memory of
 //!    `status --json` next to the table view's (measured with `/usr/bin/time` when present).
@@ -138,19 +139,36 @@ fn row(label: &str, time: Duration, floor: Option<Duration>) {
     }
 }
 
-async fn apply_and_revert(dir: &Path) {
+/// A fresh database; with `no_wait`, its commits do not wait for the WAL to reach the disk
+/// (`synchronous_commit = off`), which leaves what the runner itself costs per migration.
+async fn database(no_wait: bool) -> TestDb {
+    let db = TestDb::new().await;
+    if no_wait {
+        let mut conn = db.connect().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE \"{}\" SET synchronous_commit = off",
+            db.name
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    db
+}
+
+async fn apply_and_revert(dir: &Path, no_wait: bool) {
     let (ups, downs) = (files(dir, ".up.sql"), files(dir, ".down.sql"));
     let mut reversed = downs.clone();
     reversed.reverse();
     let mut t: [Vec<Duration>; 7] = Default::default();
     for _ in 0..ROUNDS {
-        let db = TestDb::new().await;
+        let db = database(no_wait).await;
         t[0].push(timed(&mut psql(&db.url, &one_transaction_per_file(&ups))));
         t[1].push(timed(&mut psql(
             &db.url,
             &one_transaction_per_file(&reversed),
         )));
-        let db = TestDb::new().await;
+        let db = database(no_wait).await;
         let includes: String = ups
             .iter()
             .map(|f| format!("\\i {}\n", f.display()))
@@ -158,14 +176,19 @@ async fn apply_and_revert(dir: &Path) {
         let mut single = psql(&db.url, &includes);
         single.arg("--single-transaction");
         t[2].push(timed(&mut single));
-        let db = TestDb::new().await;
+        let db = database(no_wait).await;
         t[3].push(timed(&mut sluice(&db.url, dir, &["up"])));
         t[4].push(timed(&mut sluice(&db.url, dir, &["up"])));
         t[5].push(timed(&mut sluice(&db.url, dir, &["status"])));
         t[6].push(timed(&mut sluice(&db.url, dir, &["down", "--to", "0"])));
     }
     let [up_floor, down_floor, single, up, noop, status, down] = t.map(median);
-    println!("runner benchmark: {MIGRATIONS} one-statement migrations, medians of {ROUNDS} rounds");
+    let commits = if no_wait {
+        "commits not waiting for the disk (synchronous_commit = off)"
+    } else {
+        "durable commits"
+    };
+    println!("\n{MIGRATIONS} one-statement migrations, {commits}, medians of {ROUNDS} rounds");
     row("psql, a transaction per file, one session", up_floor, None);
     row(
         "psql --single-transaction (one commit)",
@@ -219,7 +242,8 @@ async fn main() {
     let work = tempfile::tempdir().unwrap();
     let small = work.path().join("small");
     write_migrations(&small, MIGRATIONS);
-    apply_and_revert(&small).await;
+    apply_and_revert(&small, false).await;
+    apply_and_revert(&small, true).await;
     let large = work.path().join("large");
     write_migrations(&large, MANY);
     many(&large).await;

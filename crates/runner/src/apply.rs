@@ -999,12 +999,15 @@ pub async fn open_migration_connection(
     settings: &ConnectSettings,
 ) -> Result<(PgConnection, i32), db::DbError> {
     let mut conn = db::connect_primary(settings).await?;
-    let pid = sqlx::query_scalar(AssertSqlSafe(format!(
+    // A simple query: a prepared one would be cached, and the first migration's DEALLOCATE
+    // ALL would cost a round trip to forget it.
+    let pid = sqlx::raw_sql(AssertSqlSafe(format!(
         "SELECT pg_backend_pid() FROM ({}) AS s",
         steps::CONNECTION_CHECK
     )))
     .fetch_one(&mut conn)
     .await
+    .and_then(|row| sqlx::Row::try_get(&row, 0))
     .map_err(|e| db::DbError::Connect {
         target: settings.target(),
         reason: db::explain(&e),
