@@ -70,20 +70,12 @@ fn timed(command: &mut Command) -> Duration {
     elapsed
 }
 
-fn psql(url: &str, script: &str) -> Command {
+/// psql on `db` running `script` (written to a file: psql reads `\\i` lines from it).
+fn psql(db: &TestDb, script: &str) -> Command {
     let path = std::env::temp_dir().join(format!("sluice-bench-{}.sql", fastrand::u64(..)));
     std::fs::write(&path, script).unwrap();
-    let mut command = Command::new("psql");
-    command.args([
-        "--quiet",
-        "--no-psqlrc",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-d",
-        url,
-        "-f",
-    ]);
-    command.arg(path);
+    let mut command = db.psql();
+    command.arg("-f").arg(path);
     command
 }
 
@@ -163,17 +155,14 @@ async fn apply_and_revert(dir: &Path, no_wait: bool) {
     let mut t: [Vec<Duration>; 7] = Default::default();
     for _ in 0..ROUNDS {
         let db = database(no_wait).await;
-        t[0].push(timed(&mut psql(&db.url, &one_transaction_per_file(&ups))));
-        t[1].push(timed(&mut psql(
-            &db.url,
-            &one_transaction_per_file(&reversed),
-        )));
+        t[0].push(timed(&mut psql(&db, &one_transaction_per_file(&ups))));
+        t[1].push(timed(&mut psql(&db, &one_transaction_per_file(&reversed))));
         let db = database(no_wait).await;
         let includes: String = ups
             .iter()
             .map(|f| format!("\\i {}\n", f.display()))
             .collect();
-        let mut single = psql(&db.url, &includes);
+        let mut single = psql(&db, &includes);
         single.arg("--single-transaction");
         t[2].push(timed(&mut single));
         let db = database(no_wait).await;

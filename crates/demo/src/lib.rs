@@ -18,9 +18,7 @@ use sluice_common::shutdown::Shutdown;
 use sluice_runner::error::RunnerError;
 use sluice_runner::guard::Guards;
 use sluice_runner::history::Who;
-use sluice_runner::lint::LintSettings;
-use sluice_runner::migrator::{DEFAULT_LOCK_WAIT, Migrator, RunnerSettings};
-use sluice_runner::plan::Allow;
+use sluice_runner::migrator::{Migrator, RunnerSettings};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 pub use traffic::{Shape, TrafficReport};
@@ -280,23 +278,19 @@ pub async fn run(
 }
 
 fn runner_settings(connect: &ConnectSettings, schema: &Ident, project: &Path) -> RunnerSettings {
+    let who = Who {
+        program: format!("sluice-demo {}", env!("CARGO_PKG_VERSION")),
+        actor: Some("demo".into()),
+    };
     RunnerSettings {
-        connect: connect.clone(),
-        schema: schema.clone(),
-        migrations_dir: project.join("migrations"),
-        layout: sluice_runner::layout::Choice::Auto,
-        guards: Guards::default(),
-        lock_wait: DEFAULT_LOCK_WAIT,
-        allow: Allow::default(),
-        lint: LintSettings::default(),
-        skip_lint: false,
+        // The demo shows `up` as the program runs it: linted first.
         lint_gate: true,
-        backup: None,
-        post_apply: Default::default(),
-        who: Who {
-            program: format!("sluice-demo {}", env!("CARGO_PKG_VERSION")),
-            actor: Some("demo".into()),
-        },
+        ..RunnerSettings::new(
+            connect.clone(),
+            schema.clone(),
+            project.join("migrations"),
+            who,
+        )
     }
 }
 

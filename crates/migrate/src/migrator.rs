@@ -13,10 +13,7 @@ use sluice_runner::error::RunnerError;
 use sluice_runner::event::{Direction, Event};
 use sluice_runner::guard::Guards;
 use sluice_runner::history::Who;
-use sluice_runner::layout::Choice;
-use sluice_runner::migrator::{self as engine, PostApply, RunnerSettings};
-use sluice_runner::plan::Allow;
-use sluice_runner::rules::LintSettings;
+use sluice_runner::migrator::{self as engine, RunnerSettings};
 use sluice_runner::source::Loaded;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
@@ -268,28 +265,20 @@ impl Migrator {
     }
 
     fn engine(&self, db: Database) -> engine::Migrator {
+        let connect = ConnectSettings {
+            wait: self.connect_wait,
+            ..ConnectSettings::with_options(db.0, &self.application_name)
+        };
+        let who = Who {
+            program: format!("sluice-migrate {}", env!("CARGO_PKG_VERSION")),
+            actor: self.actor.clone(),
+        };
+        // Lint runs where the migration is written (`sluice lint` in CI); a start-up is not
+        // where a rule finding should keep an application down: the defaults have no gate.
         let settings = RunnerSettings {
-            connect: ConnectSettings {
-                wait: self.connect_wait,
-                ..ConnectSettings::with_options(db.0, &self.application_name)
-            },
-            schema: self.schema.clone(),
-            migrations_dir: self.root.clone(),
-            layout: Choice::Auto,
             guards: self.guards,
             lock_wait: self.lock_wait,
-            allow: Allow::default(),
-            who: Who {
-                program: format!("sluice-migrate {}", env!("CARGO_PKG_VERSION")),
-                actor: self.actor.clone(),
-            },
-            // Lint runs where the migration is written (`sluice lint` in CI); a start-up is not
-            // where a rule finding should keep an application down.
-            lint: LintSettings::default(),
-            skip_lint: false,
-            lint_gate: false,
-            backup: None,
-            post_apply: PostApply::default(),
+            ..RunnerSettings::new(connect, self.schema.clone(), self.root.clone(), who)
         };
         engine::Migrator::with_migrations(settings, self.migrations.clone())
     }

@@ -82,6 +82,30 @@ pub struct RunnerSettings {
     pub post_apply: PostApply,
 }
 
+impl RunnerSettings {
+    /// What an application embedding the runner starts from: the default guards and lock
+    /// wait, the directory's layout detected, and none of the program's own steps (no lint
+    /// gate, no backup, nothing after the last migration). Override what differs with
+    /// `RunnerSettings { guards, ..RunnerSettings::new(...) }`.
+    pub fn new(connect: ConnectSettings, schema: Ident, migrations_dir: PathBuf, who: Who) -> Self {
+        Self {
+            connect,
+            schema,
+            migrations_dir,
+            layout: Choice::Auto,
+            guards: Guards::default(),
+            lock_wait: DEFAULT_LOCK_WAIT,
+            allow: Allow::default(),
+            who,
+            lint: LintSettings::default(),
+            skip_lint: false,
+            lint_gate: false,
+            backup: None,
+            post_apply: PostApply::default(),
+        }
+    }
+}
+
 pub use crate::event::Done;
 
 /// What a run did.
