@@ -50,6 +50,96 @@ fn help_lists_the_commands_of_both_programs() {
     }
 }
 
+/// Whether `shell` is installed here.
+fn installed(shell: &str) -> bool {
+    std::process::Command::new(shell)
+        .args(["-c", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn completions_load_in_the_shell_and_the_manual_lists_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let programs = [
+        (
+            "sluice",
+            bin::sluice(),
+            vec!["up", "down", "status", "trace", "completions"],
+        ),
+        (
+            "sluice-backfill",
+            bin::sluice_backfill(),
+            vec!["run", "plan", "pause", "man"],
+        ),
+    ];
+    for (name, program, commands) in programs {
+        // No configuration and no database: printed from the command line's definition.
+        let generate = |args: &[&str]| {
+            let output = Command::new(&program)
+                .current_dir(dir.path())
+                .env_clear()
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{name} {args:?}: {}",
+                stderr(&output)
+            );
+            stdout(&output)
+        };
+        let script = dir.path().join(format!("{name}.bash"));
+        std::fs::write(&script, generate(&["completions", "bash"])).unwrap();
+        let loaded = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source '{}' && complete -p {name}",
+                script.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(loaded.status.success(), "bash: {}", stderr(&loaded));
+        assert!(
+            stdout(&loaded).contains(&format!("_{} {name}", name.replace('-', "__"))),
+            "{}",
+            stdout(&loaded)
+        );
+        if installed("zsh") {
+            let script = dir.path().join(format!("_{name}"));
+            std::fs::write(&script, generate(&["completions", "zsh"])).unwrap();
+            let loaded = std::process::Command::new("zsh")
+                .arg("-c")
+                .arg(format!(
+                    "autoload -U compinit && compinit -u && source '{}'",
+                    script.display()
+                ))
+                .output()
+                .unwrap();
+            assert!(loaded.status.success(), "zsh: {}", stderr(&loaded));
+        }
+        for shell in ["fish", "powershell", "elvish"] {
+            assert!(
+                generate(&["completions", shell]).contains(name),
+                "{name} completions {shell}"
+            );
+        }
+        let man = generate(&["man"]);
+        assert!(man.starts_with(".ie") || man.contains(".TH"), "{man}");
+        assert!(man.contains(&format!(".TH {name} 1")), "{man}");
+        for command in commands {
+            assert!(
+                man.contains(command),
+                "the manual of {name} lacks {command}"
+            );
+        }
+        assert!(
+            man.contains("Exit codes"),
+            "the manual of {name} lacks the exit codes"
+        );
+    }
+}
+
 #[test]
 fn a_usage_error_exits_with_the_usage_code() {
     let dir = tempfile::tempdir().unwrap();

@@ -250,6 +250,45 @@ pub fn render_config_rows(file_path: Option<&std::path::Path>, rows: &[ConfigRow
     out
 }
 
+/// The command line of `C` as `--help`, the completions and the manual page show it: ending
+/// with the exit codes.
+fn definition<C: clap::CommandFactory>() -> clap::Command {
+    C::command().after_long_help(exit_codes_help())
+}
+
+/// The shells `completions` writes for.
+pub use clap_complete::Shell;
+
+/// What `completions` and `man` print, generated from the same definition the program parses
+/// with, so that they never disagree with `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generated {
+    /// A completion script for `shell`: `source <(sluice completions bash)`.
+    Completions(Shell),
+    /// The manual page (roff): `sluice man > /usr/local/share/man/man1/sluice.1`.
+    Man,
+}
+
+impl Generated {
+    /// Writes it to stdout (a closed pipe is not an error).
+    pub fn print<C: clap::CommandFactory>(self) -> std::io::Result<()> {
+        let mut command = definition::<C>();
+        let name = command.get_name().to_owned();
+        // Into memory first: the generator panics on a write error.
+        let mut text = Vec::new();
+        match self {
+            Self::Completions(shell) => {
+                clap_complete::generate(shell, &mut command, name, &mut text)
+            }
+            Self::Man => clap_mangen::Man::new(command).render(&mut text)?,
+        }
+        match std::io::Write::write_all(&mut std::io::stdout().lock(), &text) {
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+}
+
 /// Both programs' `main`: parses the command line of `C` (its `--help` ending with the exit
 /// codes), runs `run` on it and turns the outcome into the process's exit code.
 pub fn main<C, E>(
@@ -261,9 +300,7 @@ where
     C: clap::CommandFactory + clap::FromArgMatches,
     E: std::error::Error + 'static,
 {
-    let matches = C::command()
-        .after_long_help(exit_codes_help())
-        .get_matches();
+    let matches = definition::<C>().get_matches();
     let cli = match C::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),

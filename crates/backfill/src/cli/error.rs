@@ -24,6 +24,9 @@ pub enum CliError {
     /// A flag whose value is wrong.
     #[error("{0}")]
     Usage(String),
+    /// What the program prints (`completions`, `man`) could not be written.
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
 }
 
 impl CliError {
@@ -35,6 +38,7 @@ impl CliError {
             Self::Db(e) => e.exit_code(),
             Self::Metrics(e) => e.exit_code(),
             Self::Usage(_) => exit::USAGE,
+            Self::Output(_) => exit::FAILED,
         }
     }
 }

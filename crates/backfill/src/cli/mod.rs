@@ -20,7 +20,7 @@ use crate::lifecycle::Request;
 use crate::pace::PaceMode;
 use crate::{ops, plan, window};
 use clap::{Parser, Subcommand};
-use sluice_common::cli::ConfigRow;
+use sluice_common::cli::{ConfigRow, Generated};
 use sluice_common::cli::{
     GlobalArgs, Startup, common_config_rows, render_config_rows, with_origin,
 };
@@ -116,6 +116,14 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Print a completion script for a shell: `source <(sluice-backfill completions bash)`, or write it
+    /// where the shell looks (the image installs bash, zsh and fish ones).
+    Completions {
+        #[arg(value_enum)]
+        shell: sluice_common::cli::Shell,
+    },
+    /// Print the manual page (roff): `sluice man > /usr/local/share/man/man1/sluice-backfill.1`.
+    Man,
 }
 
 /// Flags of `run` besides the spec's: workers, limits, replicas, metrics.
@@ -296,6 +304,16 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<u8, CliError> {
+    // Read nothing, connect nowhere: printed from the definition of the command line.
+    let generated = match cli.command {
+        Command::Completions { shell } => Some(Generated::Completions(shell)),
+        Command::Man => Some(Generated::Man),
+        _ => None,
+    };
+    if let Some(generated) = generated {
+        generated.print::<Cli>().map_err(CliError::Output)?;
+        return Ok(exit::OK);
+    }
     if let Command::Run { run, .. } = &cli.command {
         run.replica_urls()
             .iter()
@@ -395,7 +413,9 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<u8, CliError> {
             outln!("job {name}: {says}");
             Ok(exit::OK)
         }
-        Command::Config { .. } => unreachable!("handled above"),
+        Command::Config { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use crate::plan::{self, DownTarget};
 use crate::scratch::ScratchServer;
 use crate::source;
 use clap::{Parser, Subcommand};
-use sluice_common::cli::{GlobalArgs, render_config_rows};
+use sluice_common::cli::{Generated, GlobalArgs, render_config_rows};
 use sluice_common::exit;
 use sluice_common::redact::SecretUrl;
 use sluice_common::{errln, out, outln};
@@ -247,6 +247,14 @@ enum Command {
     },
     /// Show the effective settings and where each comes from.
     Config,
+    /// Print a completion script for a shell: `source <(sluice completions bash)`, or write it
+    /// where the shell looks (the image installs bash, zsh and fish ones).
+    Completions {
+        #[arg(value_enum)]
+        shell: sluice_common::cli::Shell,
+    },
+    /// Print the manual page (roff): `sluice man > /usr/local/share/man/man1/sluice.1`.
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -328,6 +336,18 @@ impl Command {
 }
 
 async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> Result<u8, CliError> {
+    // Read nothing, connect nowhere: printed from the definition of the command line.
+    let generated = match cli.command {
+        Command::Completions { shell } => Some(Generated::Completions(shell)),
+        Command::Man => Some(Generated::Man),
+        _ => None,
+    };
+    if let Some(generated) = generated {
+        generated
+            .print::<Cli>()
+            .map_err(|e| CliError::Write(format!("cannot print it: {e}")))?;
+        return Ok(exit::OK);
+    }
     let startup = sluice_common::cli::start(&cli.global, matches, PROGRAM)?;
     let resolved = settings::resolve(&cli.runner, matches, &startup)?;
     match cli.command {
@@ -586,7 +606,9 @@ async fn run_against_database(
         | Command::Lint { .. }
         | Command::Roundtrip { .. }
         | Command::Drift { .. }
-        | Command::Config => {
+        | Command::Config
+        | Command::Completions { .. }
+        | Command::Man => {
             unreachable!("handled offline")
         }
     }
