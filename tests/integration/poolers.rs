@@ -75,7 +75,8 @@ async fn the_runner_refuses_a_transaction_pooler_before_it_runs_anything() {
         assert!(
             stderr.contains("connection pooler in transaction pooling mode")
                 && stderr.contains("Nothing was run")
-                && stderr.contains("reaches PostgreSQL directly"),
+                && stderr.contains("reaches PostgreSQL directly")
+                && stderr.contains("SLUICE_DIRECT_URL"),
             "{stderr}"
         );
         assert!(!stderr.contains("throwaway-pw"), "password shown: {stderr}");
@@ -113,8 +114,39 @@ async fn the_runner_refuses_a_transaction_pooler_before_it_runs_anything() {
     assert_eq!(error.exit_code(), exit::INVALID_INPUT, "{error}");
     assert!(error.to_string().contains("transaction pooling"), "{error}");
 
-    // The remedy the message names works: the direct URL applies every migration once.
-    project.run(&["up"]).expect_code(exit::OK);
+    // The embedder is told what an embedder can do, not the command line's variables.
+    assert!(
+        error
+            .to_string()
+            .contains("a pool whose connections reach PostgreSQL directly")
+            && !error.to_string().contains("SLUICE_DIRECT_URL"),
+        "{error}"
+    );
+
+    // The remedy the message names works: with DATABASE_URL still naming the pooler (as the
+    // application's does), SLUICE_DIRECT_URL applies every migration once, and `config`
+    // shows where each URL came from without the password.
+    let direct = || {
+        let mut command = project.sluice();
+        command.env("SLUICE_DIRECT_URL", &project.db.url);
+        command
+    };
+    let config = through(direct().arg("config"), &url);
+    config.expect_code(exit::OK);
+    assert!(
+        config
+            .stdout()
+            .lines()
+            .any(|line| line.starts_with("direct_url") && line.ends_with("(environment)")),
+        "{}",
+        config.stdout()
+    );
+    assert!(
+        !config.stdout().contains("throwaway-pw"),
+        "{}",
+        config.stdout()
+    );
+    through(direct().arg("up"), &url).expect_code(exit::OK);
     assert_eq!(
         project
             .db

@@ -270,6 +270,9 @@ pub struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunnerFile {
+    /// A URL that reaches PostgreSQL directly, used by `sluice` instead of `database_url`
+    /// (e.g. when that names a transaction pooler). Prefer `SLUICE_DIRECT_URL` for a password.
+    pub direct_url: Option<String>,
     pub migrations: Option<PathBuf>,
     /// How the migrations directory is read: `auto` or a tool's name.
     pub layout: Option<String>,

@@ -60,10 +60,13 @@ pub enum DbError {
         "{target} is a connection pooler in transaction pooling mode (PgBouncer or alike): it runs \
          each transaction of a client on whichever server connection is free, so sluice's \
          session lock and prepared statements would land on connections other clients use. \
-         Nothing was run. Give sluice a URL that reaches PostgreSQL directly, or a pooler port \
-         in session pooling mode (--database-url, DATABASE_URL, or database_url in sluice.toml)"
+         Nothing was run. {remedy}"
     )]
-    TransactionPooler { target: String },
+    TransactionPooler {
+        target: String,
+        /// What to give instead: a direct URL, said the way the caller takes its URL.
+        remedy: &'static str,
+    },
 }
 
 impl DbError {
@@ -91,6 +94,23 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// How to reach PostgreSQL directly instead of through a transaction pooler: a URL for a
+    /// command line, a pool for an application.
+    fn direct_remedy(&self) -> &'static str {
+        match self {
+            Self::Url(_) => {
+                "Give sluice a URL that reaches PostgreSQL directly, or a pooler port in session \
+                 pooling mode: SLUICE_DIRECT_URL (or --direct-url, or direct_url under [runner] \
+                 in sluice.toml), which sluice uses instead of DATABASE_URL"
+            }
+            Self::Options(_) => {
+                "Give the migrator a pool whose connections reach PostgreSQL directly, or a \
+                 pooler port in session pooling mode (the application's own pool may keep \
+                 using the pooler)"
+            }
+        }
+    }
+
     /// The URL, when there is one: tools that take a URL (`pg_dump`, scratch databases) need it.
     pub fn url(&self) -> Option<&SecretUrl> {
         match self {
@@ -693,6 +713,7 @@ async fn checked(
         let _ = connection.close().await;
         return Err(Failure::Permanent(DbError::TransactionPooler {
             target: target.to_owned(),
+            remedy: settings.endpoint.direct_remedy(),
         }));
     }
     if want.needs == Needs::Any && want.attrs == SessionAttrs::Any {

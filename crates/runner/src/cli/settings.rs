@@ -23,6 +23,7 @@ use sluice_common::config::{
     DurationKind, Origin, Setting, checked, layered, layered_opt, parse_duration, parse_pg_timeout,
 };
 use sluice_common::db::{ConnectSettings, DbError};
+use sluice_common::redact::SecretUrl;
 
 /// Default migrations directory.
 pub const DEFAULT_MIGRATIONS_DIR: &str = "migrations";
@@ -30,6 +31,13 @@ pub const DEFAULT_MIGRATIONS_DIR: &str = "migrations";
 /// Flags of `sluice` besides the shared ones. All can follow the subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunnerArgs {
+    /// A URL that reaches PostgreSQL directly, used by sluice instead of --database-url, e.g.
+    /// when DATABASE_URL names a pooler in transaction pooling mode (which the runner refuses:
+    /// its session lock must stay on one server session). sluice-backfill ignores it: it
+    /// works through such a pooler.
+    #[arg(long, env = "SLUICE_DIRECT_URL", hide_env_values = true, global = true)]
+    pub direct_url: Option<String>,
+
     /// Directory of migration files [default: ./migrations].
     #[arg(long, env = "SLUICE_MIGRATIONS", value_name = "DIR", global = true)]
     pub migrations: Option<PathBuf>,
@@ -149,6 +157,8 @@ fn pg_dump() -> PathBuf {
 /// The runner's settings with their origins.
 #[derive(Debug, Clone)]
 pub struct Resolved {
+    /// The URL the runner connects with when set, instead of the shared database URL.
+    direct_url: Option<Setting<SecretUrl>>,
     pub migrations_dir: PathBuf,
     migrations_origin: Origin,
     /// How the migrations directory is read.
@@ -211,6 +221,7 @@ pub fn resolve(
     startup: &Startup,
 ) -> Result<Resolved, CliError> {
     let file = &startup.file.runner;
+    let direct_url = direct_url(args, matches, startup);
     let pg_version = layered(
         with_origin(args.pg_version.clone(), matches, "pg_version"),
         file.pg_version.clone(),
@@ -237,6 +248,7 @@ pub fn resolve(
         checked(name, setting, DurationKind::PgTimeout)
     };
     let resolved = Resolved {
+        direct_url,
         migrations_dir: migrations.value,
         migrations_origin: migrations.origin,
         layout: layout_choice,
@@ -339,7 +351,11 @@ pub fn resolve(
 impl Resolved {
     /// Engine settings; needs a database URL.
     pub fn into_runner(self, startup: &Startup) -> Result<RunnerSettings, DbError> {
-        let connect = ConnectSettings::from_config(&startup.common, "sluice")?;
+        let mut common = startup.common.clone();
+        if let Some(direct) = self.direct_url {
+            common.database_url = Some(direct);
+        }
+        let connect = ConnectSettings::from_config(&common, "sluice")?;
         Ok(RunnerSettings {
             connect,
             schema: startup.common.schema.value.clone(),
@@ -372,11 +388,49 @@ impl Resolved {
     }
 }
 
+/// `--direct-url` > `SLUICE_DIRECT_URL` > `[runner] direct_url`; an empty value is none. Its
+/// password is masked in all output from here on.
+fn direct_url(
+    args: &RunnerArgs,
+    matches: &ArgMatches,
+    startup: &Startup,
+) -> Option<Setting<SecretUrl>> {
+    let given = [
+        args.direct_url.as_deref(),
+        startup.file.runner.direct_url.as_deref(),
+    ];
+    for url in given.into_iter().flatten() {
+        sluice_common::redact::register_secrets(url);
+    }
+    layered_opt(
+        with_origin(args.direct_url.clone(), matches, "direct_url")
+            .filter(|(url, _)| !url.trim().is_empty()),
+        startup
+            .file
+            .runner
+            .direct_url
+            .clone()
+            .filter(|url| !url.trim().is_empty()),
+    )
+    .map(|url| Setting {
+        value: SecretUrl::new(url.value),
+        origin: url.origin,
+    })
+}
+
 /// Rows for `sluice config`.
 pub fn config_rows(startup: &Startup, resolved: &Resolved) -> Vec<ConfigRow> {
     let duration =
         |s: &Setting<Duration>| (humantime::format_duration(s.value).to_string(), s.origin);
     let mut rows = common_config_rows(&startup.common);
+    rows.push(match &resolved.direct_url {
+        Some(url) => ("direct_url", url.value.redacted(), url.origin),
+        None => (
+            "direct_url",
+            "(not set: sluice uses database_url)".to_owned(),
+            Origin::Default,
+        ),
+    });
     rows.push((
         "migrations",
         resolved.migrations_dir.display().to_string(),
