@@ -14,6 +14,7 @@ use sluice_common::exit;
 use sluice_common::redact::SecretUrl;
 use sluice_migrate::{Database, Embedded, Error, Migrator};
 use sluice_tests::{PoolMode, Pooler, Project, Run};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
 
 static GATED: Embedded = sluice_migrate::embed_migrations!("embedded/gated");
@@ -246,7 +247,7 @@ struct Seen {
 }
 
 async fn application_settings_while(url: &str, job: &mut std::process::Child) -> Seen {
-    let mut app = PgConnection::connect(url)
+    let mut app = PgConnection::connect_with(&application(url))
         .await
         .expect("the application connects");
     let mut seen = Seen {
@@ -274,6 +275,14 @@ async fn application_settings_while(url: &str, job: &mut std::process::Child) ->
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     seen
+}
+
+/// An application's connection through a stock PgBouncer, which refuses the driver's
+/// `extra_float_digits` unless told to ignore it.
+fn application(url: &str) -> PgConnectOptions {
+    url.parse::<PgConnectOptions>()
+        .expect("a URL")
+        .extra_float_digits(None)
 }
 
 async fn fill(project: &Project, rows: i64) {
@@ -321,7 +330,9 @@ async fn a_statement_survives_another_client_between_its_describe_and_its_execut
         .await
         .expect("connect through the pooler");
     let other = tokio::spawn(async move {
-        let mut other = PgConnection::connect(&url).await.expect("the other client");
+        let mut other = PgConnection::connect_with(&application(&url))
+            .await
+            .expect("the other client");
         for _ in 0..2_000 {
             sqlx::raw_sql("SELECT 1")
                 .execute(&mut other)

@@ -281,8 +281,11 @@ impl ConnectSettings {
     }
 
     fn for_pooling(&self, options: PgConnectOptions) -> PgConnectOptions {
-        // sluice logs what it runs itself, at the right level and without bind values.
-        let options = options.disable_statement_logging();
+        // sluice logs what it runs itself, at the right level and without bind values. The
+        // driver's `extra_float_digits` startup parameter is left out: a stock PgBouncer
+        // refuses any parameter not in its `ignore_startup_parameters`, and PostgreSQL 12 and
+        // later print floats exactly without it.
+        let options = options.disable_statement_logging().extra_float_digits(None);
         match self.pooling {
             Pooling::Session => options,
             // No statement is named, so none outlives the transaction on a pooled server.

@@ -140,8 +140,7 @@ impl Target {
              listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
              auth_type = trust\nauth_file = {dir}/users.txt\n\
              pool_mode = {mode}\ndefault_pool_size = {pool_size}\nmax_client_conn = 500\n\
-             logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n\
-             ignore_startup_parameters = extra_float_digits,options\n",
+             logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n",
             host = self.host,
             server_port = self.port,
             dir = dir.display(),
