@@ -389,3 +389,117 @@ async fn an_embedded_repeatable_migration_changed_since_it_was_applied_is_pendin
         "the view as this build has it"
     );
 }
+
+/// Rolling an application back after a newer build's expand migration: the older example
+/// build refuses by default, starts with `ALLOW_NEWER_MIGRATIONS`, and refuses again when a
+/// migration it does not know sits between ones it does. `sluice check --startup` agrees.
+#[tokio::test]
+async fn an_older_build_starts_on_a_newer_builds_history_only_when_allowed() {
+    let project = Project::new().await;
+    // The newer build: the repository's migrations and job, and one more expand migration.
+    for entry in std::fs::read_dir(repository().join("migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        project.write(&name, &std::fs::read_to_string(&path).unwrap());
+    }
+    project.job(
+        "accounts_email_normalized",
+        &std::fs::read_to_string(repository().join("jobs/accounts_email_normalized.toml")).unwrap(),
+    );
+    project.write(
+        "20261201090000_accounts_nickname_expand.sql",
+        "ALTER TABLE accounts ADD COLUMN nickname text;",
+    );
+    project.run(&["up"]).expect_code(exit::BLOCKED);
+    Run(project
+        .backfill()
+        .args(["run", "accounts_email_normalized"])
+        .output()
+        .unwrap())
+    .expect_code(exit::OK);
+    project.run(&["up"]).expect_code(exit::OK);
+    let applied = || {
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.migrations")
+    };
+    assert_eq!(applied().await, 4);
+
+    // The older build: the example application, which embeds the first three only.
+    let nowhere = tempfile::tempdir().unwrap();
+    let start = |env: &[(&str, &str)]| run(&mut example_app(nowhere.path(), &project.db.url, env));
+    let strict = start(&[("AUTO_MIGRATE", "true")]);
+    strict.expect_code(exit::HISTORY_DRIFT);
+    let stderr = strict.stderr();
+    assert!(
+        stderr.contains("20261201090000_accounts_nickname_expand is applied but not embedded")
+            && stderr.contains("Migrator::allow_newer lets it start"),
+        "{stderr}"
+    );
+    for policy in ["true", "false"] {
+        let allowed = start(&[("AUTO_MIGRATE", policy), ("ALLOW_NEWER_MIGRATIONS", "true")]);
+        allowed.expect_code(exit::OK);
+        assert!(
+            allowed.stdout().contains("3 migration(s) applied")
+                && allowed
+                    .stdout()
+                    .contains("1 applied by a newer build (allowed)"),
+            "{}",
+            allowed.stdout()
+        );
+    }
+    assert_eq!(applied().await, 4, "the older build applied nothing");
+    let careless = start(&[("ALLOW_NEWER_MIGRATIONS", "sure")]);
+    careless.expect_code(exit::USAGE);
+    assert!(careless.stderr().contains("ALLOW_NEWER_MIGRATIONS"));
+
+    // The same judgement from the command line, with the older build's files.
+    let check = |extra: &[&str]| {
+        let mut command = Command::new(bin::sluice());
+        command
+            .current_dir(repository())
+            .env("DATABASE_URL", &project.db.url)
+            .args(["check", "--startup"])
+            .args(extra);
+        run(&mut command)
+    };
+    let refused = check(&[]);
+    refused.expect_code(exit::HISTORY_DRIFT);
+    assert!(
+        refused.stderr().contains("--allow-newer lets it"),
+        "{}",
+        refused.stderr()
+    );
+    let ready = check(&["--allow-newer"]);
+    ready.expect_code(exit::OK);
+    assert!(
+        ready
+            .stdout()
+            .contains("20261201090000_accounts_nickname_expand: applied by a newer build (allowed")
+            && ready
+                .stdout()
+                .contains("ready to start: 3 migration(s) applied, 1 newer than this directory"),
+        "{}",
+        ready.stdout()
+    );
+
+    // A migration the older build does not know, ordered between ones it does: never allowed.
+    project.write(
+        "20261101100000_accounts_between.sql",
+        "ALTER TABLE accounts ADD COLUMN between_builds int;",
+    );
+    project
+        .run(&["up", "--allow-out-of-order"])
+        .expect_code(exit::OK);
+    let between = start(&[("ALLOW_NEWER_MIGRATIONS", "true")]);
+    between.expect_code(exit::HISTORY_DRIFT);
+    assert!(
+        between
+            .stderr()
+            .contains("20261101100000_accounts_between is applied but not embedded")
+            && !between.stderr().contains("allow_newer lets it"),
+        "{}",
+        between.stderr()
+    );
+    check(&["--allow-newer"]).expect_code(exit::HISTORY_DRIFT);
+}

@@ -46,6 +46,27 @@
 //! a start-up (the running application is what that gate protects): it is reported in
 //! [`Status::deferred`] with the job's progress, and applied by a later start or `sluice up`.
 //!
+//! # Rolling the application back
+//!
+//! An older build started on a database a newer build migrated finds migrations it does not
+//! embed, and refuses ([`Error::Drift`]) by default. After an expand migration the old code
+//! still works by design, so a rollback of the application should start: allow it with
+//! [`Migrator::allow_newer`] (the unknown migrations are listed in [`Status::newer`], and
+//! nothing is applied). A migration this build does not know ordered between ones it does is
+//! still refused: its history is then not the database's.
+//!
+//! ```no_run
+//! # static MIGRATIONS: sluice_migrate::Embedded = sluice_migrate::embed_migrations!("migrations");
+//! # async fn start(pool: sqlx::PgPool) -> Result<(), sluice_migrate::Error> {
+//! use sluice_migrate::{Migrator, Policy, flag_from_env};
+//!
+//! Migrator::new(&MIGRATIONS)?
+//!     .allow_newer(flag_from_env("ALLOW_NEWER_MIGRATIONS")?)
+//!     .startup(&pool, Policy::from_env("AUTO_MIGRATE")?)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
 //! The parts, one at a time:
 //!
 //! ```no_run
@@ -85,7 +106,7 @@ mod status;
 pub use embedded::{Embedded, EmbeddedFile};
 pub use error::Error;
 pub use migrator::{Database, Migrator, Report};
-pub use policy::Policy;
+pub use policy::{Policy, flag_from_env};
 pub use status::{Backfill, Deferred, MigrationId, Status};
 
 /// Embeds a migrations directory into the binary, as an [`Embedded`]:

@@ -15,6 +15,7 @@ use sluice_runner::guard::Guards;
 use sluice_runner::history::Who;
 use sluice_runner::migrator::{self as engine, RunnerSettings};
 use sluice_runner::source::Loaded;
+use sluice_runner::startup::Newer;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 
@@ -99,6 +100,7 @@ pub struct Migrator {
     connect_wait: Duration,
     actor: Option<String>,
     application_name: String,
+    newer: Newer,
 }
 
 impl Migrator {
@@ -117,6 +119,7 @@ impl Migrator {
             connect_wait: sluice_common::config::DEFAULT_CONNECT_WAIT,
             actor: None,
             application_name: "sluice-migrate".to_owned(),
+            newer: Newer::Refuse,
         })
     }
 
@@ -171,6 +174,17 @@ impl Migrator {
         self
     }
 
+    /// Let this build start on a database a newer build migrated: applied migrations it does
+    /// not embed are tolerated ([`Status::newer`]) when every one of them is newer than all it
+    /// embeds, so rolling the application back after an expand migration works. An unknown
+    /// migration ordered between embedded ones is still [`Error::Drift`]. Default `false`:
+    /// allow it where old and new builds run side by side by design (expand/contract), not
+    /// where a newer build's migrations may break this one.
+    pub fn allow_newer(mut self, allow: bool) -> Self {
+        self.newer = if allow { Newer::Allow } else { Newer::Refuse };
+        self
+    }
+
     /// The embedded migrations, in version order, with their checksums (the CLI's).
     pub fn migrations(&self) -> impl Iterator<Item = (MigrationId, &str)> {
         self.migrations.migrations.iter().map(|m| {
@@ -199,6 +213,17 @@ impl Migrator {
             })?;
         }
         let engine = self.engine(db.into());
+        if self.newer == Newer::Allow {
+            // A newer build's history: nothing embedded here can be applied after it (any
+            // pending file is out of order), so leave the database as that build left it.
+            let status = status_of(&engine, self.newer).await?;
+            if !status.newer.is_empty() {
+                return Ok(Report {
+                    applied: Vec::new(),
+                    status,
+                });
+            }
+        }
         let mut events = log_event;
         let outcome = engine
             .up(None, Execution::Apply, &Shutdown::never(), &mut events)
@@ -207,11 +232,11 @@ impl Migrator {
             Ok(report) => report.migrations,
             Err(RunnerError::Blocked { done, .. }) => done,
             Err(error) if Error::is_drift(&error) => {
-                return Err(status_of(&engine).await?.drift_error());
+                return Err(status_of(&engine, self.newer).await?.drift_error());
             }
             Err(error) => return Err(Error::from_runner(error)),
         };
-        let status = status_of(&engine).await?;
+        let status = status_of(&engine, self.newer).await?;
         Ok(Report {
             applied: applied
                 .into_iter()
@@ -229,7 +254,7 @@ impl Migrator {
 
     /// Where the database stands; changes nothing (sluice's tables are not even created).
     pub async fn status(&self, db: impl Into<Database>) -> Result<Status, Error> {
-        status_of(&self.engine(db.into())).await
+        status_of(&self.engine(db.into()), self.newer).await
     }
 
     /// The start-up check: `Ok` when the application may start (every migration applied but
@@ -284,9 +309,9 @@ impl Migrator {
     }
 }
 
-async fn status_of(engine: &engine::Migrator) -> Result<Status, Error> {
+async fn status_of(engine: &engine::Migrator, newer: Newer) -> Result<Status, Error> {
     let recorded = engine.recorded().await.map_err(Error::from_runner)?;
-    let mut status = Status::of(&engine.status(&recorded), &recorded.blocked);
+    let mut status = Status::of(&engine.status(&recorded), &recorded.blocked, newer);
     // Flyway's repeatable migrations, new or changed: the next run applies them, so an
     // application that needs them (a view, a function) does not start before.
     status.pending.extend(

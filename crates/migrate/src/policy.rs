@@ -32,19 +32,34 @@ impl Policy {
     /// assert_eq!(Policy::from_env("SLUICE_DOCTEST_UNSET").unwrap(), Policy::Check);
     /// ```
     pub fn from_env(name: &str) -> Result<Self, Error> {
-        match std::env::var(name) {
-            Ok(value) => Self::parse(name, &value),
-            Err(std::env::VarError::NotPresent) => Ok(Self::Check),
-            Err(std::env::VarError::NotUnicode(_)) => Err(not_yes_or_no(name, "(not UTF-8)")),
-        }
+        flag_from_env(name).map(Self::from_flag)
     }
 
+    #[cfg(test)]
     fn parse(name: &str, value: &str) -> Result<Self, Error> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(Self::Apply),
-            "false" | "0" | "no" | "off" | "" => Ok(Self::Check),
-            _ => Err(not_yes_or_no(name, value)),
-        }
+        parse_flag(name, value).map(Self::from_flag)
+    }
+}
+
+/// Reads a yes-or-no environment variable as [`Policy::from_env`] does (`ALLOW_NEWER`, say):
+/// unset or empty is `false`, and a value that is neither is an error, not a guess.
+///
+/// ```
+/// assert!(!sluice_migrate::flag_from_env("SLUICE_DOCTEST_UNSET").unwrap());
+/// ```
+pub fn flag_from_env(name: &str) -> Result<bool, Error> {
+    match std::env::var(name) {
+        Ok(value) => parse_flag(name, &value),
+        Err(std::env::VarError::NotPresent) => Ok(false),
+        Err(std::env::VarError::NotUnicode(_)) => Err(not_yes_or_no(name, "(not UTF-8)")),
+    }
+}
+
+fn parse_flag(name: &str, value: &str) -> Result<bool, Error> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err(not_yes_or_no(name, value)),
     }
 }
 

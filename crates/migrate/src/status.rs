@@ -6,7 +6,7 @@ use std::fmt;
 use sluice_common::backfill_gate::ClosedGate;
 use sluice_runner::plan::{Entry, State};
 use sluice_runner::source::Version;
-use sluice_runner::startup;
+use sluice_runner::startup::{self, Newer};
 
 use crate::Error;
 
@@ -74,16 +74,25 @@ pub struct Status {
     pub edited: Vec<(MigrationId, String, String)>,
     /// Applied, but not embedded in this build.
     pub missing: Vec<MigrationId>,
+    /// Applied by a newer build, not embedded in this one, and newer than every embedded
+    /// migration: tolerated by [`Migrator::allow_newer`](crate::Migrator::allow_newer)
+    /// (otherwise they are [`missing`](Self::missing)).
+    pub newer: Vec<MigrationId>,
     /// Embedded, not applied, and older than the newest applied migration.
     pub out_of_order: Vec<MigrationId>,
 }
 
 impl Status {
-    pub(crate) fn of(entries: &[Entry<'_>], blocked: &BTreeMap<Version, Vec<ClosedGate>>) -> Self {
-        let view = startup::view(entries, blocked);
+    pub(crate) fn of(
+        entries: &[Entry<'_>],
+        blocked: &BTreeMap<Version, Vec<ClosedGate>>,
+        newer: Newer,
+    ) -> Self {
+        let view = startup::view(entries, blocked, newer);
         let ids = |entries: &[&Entry<'_>]| entries.iter().map(|e| id(e)).collect::<Vec<_>>();
         let mut status = Self {
             applied: ids(&view.applied),
+            newer: ids(&view.newer),
             pending: ids(&view.pending),
             behind_backfill: ids(&view.behind_gate),
             deferred: view
@@ -122,6 +131,25 @@ impl Status {
     /// backfill, and history agrees with the files.
     pub fn may_start(&self) -> bool {
         self.pending.is_empty() && self.behind_backfill.is_empty() && !self.has_drift()
+    }
+
+    /// Whether every disagreement is a migration newer than all embedded ones.
+    fn only_newer_missing(&self) -> bool {
+        let newest_embedded = self
+            .applied
+            .iter()
+            .chain(&self.pending)
+            .chain(&self.behind_backfill)
+            .chain(self.deferred.iter().map(|d| &d.migration))
+            .map(|m| m.version)
+            .max();
+        self.edited.is_empty()
+            && self.out_of_order.is_empty()
+            && !self.missing.is_empty()
+            && self
+                .missing
+                .iter()
+                .all(|m| newest_embedded.is_none_or(|newest| m.version > newest))
     }
 
     fn has_drift(&self) -> bool {
@@ -169,6 +197,14 @@ impl Status {
                 "  {migration} is applied but not embedded in this build"
             ));
         }
+        if self.only_newer_missing() {
+            lines.push(
+                "if this is an older build starting on a database a newer build migrated (an \
+                 application rollback after an expand migration), Migrator::allow_newer lets \
+                 it start"
+                    .to_owned(),
+            );
+        }
         for migration in &self.out_of_order {
             lines.push(format!(
                 "  {migration} is not applied and older than the newest applied migration"
@@ -206,6 +242,13 @@ impl fmt::Display for Status {
                 .map(|b| b.message.as_str())
                 .collect();
             write!(f, "; {} waits: {}", deferred.migration, jobs.join("; "))?;
+        }
+        if !self.newer.is_empty() {
+            write!(
+                f,
+                "; {} applied by a newer build (allowed)",
+                self.newer.len()
+            )?;
         }
         if self.has_drift() {
             write!(

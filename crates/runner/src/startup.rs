@@ -2,6 +2,13 @@
 //! closed backfill gates, shared by the embedding library (`sluice-migrate`) and
 //! `sluice check --startup`.
 //!
+//! An older build rolled back after a newer one applied its migrations finds history it does
+//! not know. By default that is drift and the start is refused; with [`Newer::Allow`] the
+//! migrations newer than every one this build knows are tolerated: an expand migration keeps
+//! the old code working by design (that is what expand/contract is for). An unknown migration
+//! ordered between known ones is never tolerated: this build's history is then not a prefix of
+//! the database's.
+//!
 //! A contract migration whose backfill gate is closed does not stop a start-up: the running
 //! application is exactly what the gate protects, and the migration runs on a later start (or
 //! `sluice up`) once the backfill is complete. Anything else not applied does stop it, and so
@@ -14,11 +21,24 @@ use sluice_common::backfill_gate::ClosedGate;
 use crate::plan::{Entry, State};
 use crate::source::Version;
 
+/// What a start-up makes of applied migrations newer than every one this build knows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Newer {
+    /// History this build does not know is drift: refuse to start (the default).
+    #[default]
+    Refuse,
+    /// Start anyway: the database was migrated by a newer build (an application rollback).
+    Allow,
+}
+
 /// The migrations of a start-up, sorted into what it may and may not start with.
 #[derive(Debug, Default)]
 pub struct StartupView<'e, 'a> {
     /// Applied, file unchanged.
     pub applied: Vec<&'e Entry<'a>>,
+    /// Applied by a newer build, unknown to this one, and newer than all it knows: tolerated
+    /// with [`Newer::Allow`].
+    pub newer: Vec<&'e Entry<'a>>,
     /// History and files disagree (edited, missing, out of order): never start.
     pub drift: Vec<&'e Entry<'a>>,
     /// Not applied (or stopped part-way) and free to run now.
@@ -36,16 +56,24 @@ impl StartupView<'_, '_> {
     }
 }
 
-/// Sorts `entries` (in version order) given the closed gates of the migrations not applied.
+/// Sorts `entries` (in the layout's order) given the closed gates of the migrations not
+/// applied and what to make of newer unknown ones.
 pub fn view<'e, 'a>(
     entries: &'e [Entry<'a>],
     blocked: &BTreeMap<Version, Vec<ClosedGate>>,
+    newer: Newer,
 ) -> StartupView<'e, 'a> {
     let mut view = StartupView::default();
     let mut gated = false;
-    for entry in entries {
+    // Entries past the last one with a file are the newer build's alone.
+    let known = entries
+        .iter()
+        .rposition(|e| e.state != State::Missing)
+        .map_or(0, |last| last + 1);
+    for (index, entry) in entries.iter().enumerate() {
         match entry.state {
             State::Applied => view.applied.push(entry),
+            State::Missing if index >= known && newer == Newer::Allow => view.newer.push(entry),
             State::Edited { .. } | State::Missing | State::OutOfOrder => view.drift.push(entry),
             State::Pending | State::Partial { .. } => {
                 if blocked.contains_key(&entry.version) {
@@ -97,7 +125,7 @@ mod tests {
             entry(3, State::Pending),
         ];
         let blocked = BTreeMap::from([(3, gate("fill"))]);
-        let view = view(&entries, &blocked);
+        let view = view(&entries, &blocked, Newer::Refuse);
         assert_eq!(versions(&view.applied), [1, 2]);
         assert_eq!(versions(&view.deferred), [3]);
         assert!(view.may_start());
@@ -112,14 +140,14 @@ mod tests {
             entry(4, State::Partial { done: 1, total: 2 }),
         ];
         let blocked = BTreeMap::from([(2, gate("a")), (3, gate("b"))]);
-        let view = view(&entries, &blocked);
+        let view = view(&entries, &blocked, Newer::Refuse);
         assert_eq!(versions(&view.pending), [1]);
         assert_eq!(versions(&view.deferred), [2, 3]);
         assert_eq!(versions(&view.behind_gate), [4]);
         assert!(!view.may_start());
         let only_gated = [entry(1, State::Applied), entry(2, State::Pending)];
         let blocked = BTreeMap::from([(2, gate("a"))]);
-        assert!(super::view(&only_gated, &blocked).may_start());
+        assert!(super::view(&only_gated, &blocked, Newer::Refuse).may_start());
     }
 
     #[test]
@@ -134,9 +162,47 @@ mod tests {
             ),
             entry(2, State::Missing),
         ];
-        let view = view(&entries, &BTreeMap::new());
+        let view = view(&entries, &BTreeMap::new(), Newer::Refuse);
         assert_eq!(versions(&view.drift), [1, 2]);
         assert!(!view.may_start());
-        assert!(super::view(&[entry(1, State::Applied)], &BTreeMap::new()).may_start());
+        assert!(
+            super::view(&[entry(1, State::Applied)], &BTreeMap::new(), Newer::Refuse).may_start()
+        );
+    }
+
+    #[test]
+    fn an_older_build_starts_on_newer_history_only_when_allowed() {
+        let entries = [
+            entry(1, State::Applied),
+            entry(2, State::Applied),
+            entry(3, State::Missing),
+            entry(4, State::Missing),
+        ];
+        let strict = view(&entries, &BTreeMap::new(), Newer::Refuse);
+        assert_eq!(versions(&strict.drift), [3, 4]);
+        assert!(!strict.may_start());
+        let allowed = view(&entries, &BTreeMap::new(), Newer::Allow);
+        assert_eq!(versions(&allowed.newer), [3, 4]);
+        assert_eq!(versions(&allowed.applied), [1, 2]);
+        assert!(allowed.may_start());
+    }
+
+    #[test]
+    fn an_unknown_migration_between_known_ones_is_never_allowed() {
+        let entries = [
+            entry(1, State::Applied),
+            entry(2, State::Missing),
+            entry(3, State::Applied),
+            entry(4, State::Missing),
+        ];
+        let view = view(&entries, &BTreeMap::new(), Newer::Allow);
+        assert_eq!(versions(&view.drift), [2]);
+        assert_eq!(versions(&view.newer), [4]);
+        assert!(!view.may_start());
+        // A known migration not applied below newer history is out of order, allowed or not.
+        let behind = [entry(1, State::OutOfOrder), entry(2, State::Missing)];
+        let view = super::view(&behind, &BTreeMap::new(), Newer::Allow);
+        assert_eq!(versions(&view.drift), [1]);
+        assert!(!view.may_start());
     }
 }

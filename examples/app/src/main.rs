@@ -4,8 +4,9 @@
 //! `AUTO_MIGRATE=true` applies pending migrations at start-up (under sluice's lock, so many
 //! instances starting at once apply each migration once); otherwise it refuses to start while
 //! anything is pending, naming what, with sluice's exit code. A contract migration waiting for
-//! its backfill does not stop it. When it may start, it prints one line and exits 0 (a real
-//! application would go on to serve).
+//! its backfill does not stop it. `ALLOW_NEWER_MIGRATIONS=true` lets it start on a database a
+//! newer build migrated (rolling the application back after an expand migration). When it may
+//! start, it prints one line and exits 0 (a real application would go on to serve).
 
 use std::process::ExitCode;
 
@@ -52,6 +53,7 @@ async fn start(url: &str) -> Result<String, Error> {
         .connect_lazy_with(db.connect_options().clone());
     let report = Migrator::new(&MIGRATIONS)?
         .actor(format!("sluice-example-app pid {}", std::process::id()))
+        .allow_newer(sluice_migrate::flag_from_env("ALLOW_NEWER_MIGRATIONS")?)
         .startup(&pool, Policy::from_env("AUTO_MIGRATE")?)
         .await?;
     let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts")

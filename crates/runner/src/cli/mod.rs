@@ -24,6 +24,7 @@ use crate::migrator::{Execution, Migrator};
 use crate::plan::{self, DownTarget};
 use crate::scratch::ScratchServer;
 use crate::source;
+use crate::startup::Newer;
 use clap::{Parser, Subcommand};
 use sluice_common::cli::{Generated, GlobalArgs, render_config_rows};
 use sluice_common::exit;
@@ -160,6 +161,11 @@ enum Command {
         /// count as pending; anything ordered after it still does.
         #[arg(long)]
         startup: bool,
+        /// With --startup: let an older build start on a database a newer build migrated,
+        /// when every migration it does not know is newer than all it knows (an application
+        /// rolled back after an expand migration). One between known ones still refuses.
+        #[arg(long, requires = "startup")]
+        allow_newer: bool,
     },
     /// Check the migration files without a database: names, versions, pairs, directives;
     /// with --since, also that no migration merged at that git ref was edited, renamed or
@@ -592,12 +598,20 @@ async fn run_against_database(
             );
             Ok(exit::OK)
         }
-        Command::Check { startup } => {
+        Command::Check {
+            startup,
+            allow_newer,
+        } => {
             let recorded = migrator.recorded().await?;
             let entries = migrator.status(&recorded);
             metrics.check(&entries);
             if startup {
-                return Ok(render::check_startup(migrator, &entries, &recorded));
+                let newer = if allow_newer {
+                    Newer::Allow
+                } else {
+                    Newer::Refuse
+                };
+                return Ok(render::check_startup(migrator, &entries, &recorded, newer));
             }
             Ok(render::check(migrator, &entries, &recorded))
         }

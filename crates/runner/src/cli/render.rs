@@ -10,6 +10,7 @@ use crate::event::{Direction, Event};
 use crate::migrator::{Migrator, Recorded, Report};
 use crate::plan::{Entry, State};
 use crate::repeatable;
+use crate::startup::Newer;
 use serde_json::json;
 use sluice_common::exit;
 use sluice_common::{errln, out, outln};
@@ -392,9 +393,14 @@ pub fn check(migrator: &Migrator, entries: &[Entry<'_>], recorded: &Recorded) ->
 }
 
 /// `sluice check --startup`: what an application start-up would make of the database.
-pub fn check_startup(migrator: &Migrator, entries: &[Entry<'_>], recorded: &Recorded) -> u8 {
+pub fn check_startup(
+    migrator: &Migrator,
+    entries: &[Entry<'_>],
+    recorded: &Recorded,
+    newer: Newer,
+) -> u8 {
     let blocked = &recorded.blocked;
-    let view = crate::startup::view(entries, blocked);
+    let view = crate::startup::view(entries, blocked, newer);
     let show = |entry: &Entry<'_>, what: &str| {
         outln!("{}: {what}", entry.id());
         for gate in blocked.get(&entry.version).into_iter().flatten() {
@@ -416,10 +422,22 @@ pub fn check_startup(migrator: &Migrator, entries: &[Entry<'_>], recorded: &Reco
             "pending behind a migration that waits for its backfill",
         );
     }
+    for entry in &view.newer {
+        show(
+            entry,
+            "applied by a newer build (allowed: --allow-newer; does not stop a start-up)",
+        );
+    }
     if !view.drift.is_empty() {
         errln!(
-            "sluice: history and files disagree ({} migration(s)); see `sluice status`",
-            view.drift.len()
+            "sluice: history and files disagree ({} migration(s)); see `sluice status`{}",
+            view.drift.len(),
+            if newer == Newer::Refuse && only_newer_unknown(entries) {
+                ". If an older build is starting on a database a newer one migrated (an \
+                 application rollback after an expand migration), --allow-newer lets it"
+            } else {
+                ""
+            }
         );
         return exit::HISTORY_DRIFT;
     }
@@ -438,12 +456,23 @@ pub fn check_startup(migrator: &Migrator, entries: &[Entry<'_>], recorded: &Reco
         return exit::PENDING;
     }
     outln!(
-        "ready to start: {} migration(s) applied{}",
+        "ready to start: {} migration(s) applied{}{}",
         view.applied.len(),
         match view.deferred.len() {
             0 => String::new(),
             n => format!(", {n} waiting for a backfill"),
+        },
+        match view.newer.len() {
+            0 => String::new(),
+            n => format!(", {n} newer than this directory (allowed)"),
         }
     );
     exit::OK
+}
+
+/// Whether the only disagreement is history newer than every file: what `--allow-newer` is
+/// for.
+fn only_newer_unknown(entries: &[Entry<'_>]) -> bool {
+    let allowed = crate::startup::view(entries, &Default::default(), Newer::Allow);
+    allowed.drift.is_empty() && !allowed.newer.is_empty()
 }
