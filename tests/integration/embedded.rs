@@ -418,11 +418,7 @@ async fn an_older_build_starts_on_a_newer_builds_history_only_when_allowed() {
         .unwrap())
     .expect_code(exit::OK);
     project.run(&["up"]).expect_code(exit::OK);
-    let applied = || {
-        project
-            .db
-            .scalar("SELECT count(*) FROM sluice.migrations")
-    };
+    let applied = || project.db.scalar("SELECT count(*) FROM sluice.migrations");
     assert_eq!(applied().await, 4);
 
     // The older build: the example application, which embeds the first three only.
@@ -502,4 +498,56 @@ async fn an_older_build_starts_on_a_newer_builds_history_only_when_allowed() {
         between.stderr()
     );
     check(&["--allow-newer"]).expect_code(exit::HISTORY_DRIFT);
+}
+
+/// An application run as an environment of `sluice.toml`: where `auto_apply = false`,
+/// `AUTO_MIGRATE=true` checks instead of applying and says why; elsewhere it applies, with the
+/// environment's settings.
+#[tokio::test]
+async fn an_application_in_an_environment_applies_only_where_it_may() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        "[environments.production]\nauto_apply = false\n\n\
+         [environments.preview]\nschema = \"preview_sluice\"\n",
+    )
+    .unwrap();
+    let start = |env: &str| {
+        run(&mut example_app(
+            dir.path(),
+            &db.url,
+            &[("AUTO_MIGRATE", "true"), ("SLUICE_ENV", env)],
+        ))
+    };
+    let production = start("production");
+    production.expect_code(exit::PENDING);
+    assert!(
+        production
+            .stderr()
+            .contains("environment production does not let an application apply migrations (auto_apply = false)"),
+        "{}",
+        production.stderr()
+    );
+    assert!(!exists(&db, "public.accounts").await, "nothing applied");
+
+    let preview = start("preview");
+    preview.expect_code(exit::OK);
+    assert!(
+        preview.stdout().contains("applied 2 migration(s) now"),
+        "{}",
+        preview.stdout()
+    );
+    assert!(
+        exists(&db, "preview_sluice.migrations").await,
+        "the environment's schema"
+    );
+
+    let unknown = start("staging");
+    unknown.expect_code(exit::INVALID_INPUT);
+    assert!(
+        unknown.stderr().contains("no environment \"staging\""),
+        "{}",
+        unknown.stderr()
+    );
 }

@@ -5,6 +5,7 @@ mod backfill;
 mod cli;
 mod connect;
 mod embedded;
+mod environments;
 mod expand_contract;
 mod failover;
 mod faults;

@@ -10,6 +10,7 @@ use clap::ArgMatches;
 use clap::parser::ValueSource;
 
 use crate::config::{CommonConfig, CommonOverrides, ConfigError, FileConfig, LogFormat, Origin};
+use crate::environment::Chosen;
 use crate::exit;
 use crate::shutdown::Shutdown;
 
@@ -24,6 +25,11 @@ pub struct GlobalArgs {
     /// a flag is visible in the process list.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
+
+    /// The environment to run in: [environments.NAME] in sluice.toml, laid over the rest of
+    /// the file (its database URL variable, rules and settings).
+    #[arg(long = "env", env = "SLUICE_ENV", value_name = "NAME", global = true)]
+    pub environment: Option<String>,
 
     /// Config file [default: ./sluice.toml when it exists].
     #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE", global = true)]
@@ -64,6 +70,7 @@ impl GlobalArgs {
     pub fn overrides(&self, matches: &ArgMatches) -> CommonOverrides {
         CommonOverrides {
             database_url: with_origin(self.database_url.clone(), matches, "database_url"),
+            url_variable: None,
             schema: with_origin(self.schema.clone(), matches, "schema"),
             connect_timeout: with_origin(self.connect_timeout, matches, "connect_timeout"),
             connect_wait: with_origin(self.connect_wait, matches, "connect_wait"),
@@ -154,8 +161,11 @@ pub fn exit_codes_help() -> String {
 /// installed, and the shutdown handle wired to signals.
 #[derive(Debug)]
 pub struct Startup {
+    /// The file as the chosen environment sees it.
     pub file: FileConfig,
     pub file_path: Option<PathBuf>,
+    /// The environment chosen with `--env` / `SLUICE_ENV`, if any.
+    pub environment: Option<Chosen>,
     pub common: CommonConfig,
     pub shutdown: Shutdown,
 }
@@ -182,8 +192,41 @@ pub fn start(
     {
         crate::redact::register_secrets(url);
     }
-    let common = CommonConfig::resolve(global.overrides(matches), &file)?;
+    for env in file.environments.values() {
+        for url in [
+            env.database_url.as_deref(),
+            env.runner.direct_url.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            crate::redact::register_secrets(url);
+        }
+    }
+    let (file, environment) = match &global.environment {
+        Some(name) => {
+            let origin = origin_of(matches, "environment");
+            let (file, chosen) = file
+                .for_environment(name, origin, file_path.as_deref())
+                .inspect_err(|_| {
+                    crate::telemetry::init(
+                        global.log_format.unwrap_or_default(),
+                        global.verbosity(),
+                    );
+                })?;
+            (file, Some(chosen))
+        }
+        None => (file, None),
+    };
+    let mut overrides = global.overrides(matches);
+    if let Some(env) = &environment {
+        environment_url(env, &mut overrides);
+    }
+    let common = CommonConfig::resolve(overrides, &file)?;
     crate::telemetry::init(common.log_format.value, global.verbosity());
+    if let Some(env) = &environment {
+        tracing::debug!(environment = %env.name, "running in environment {}", env.name);
+    }
     let shutdown = Shutdown::new();
     if let Err(error) = install_signal_handler(shutdown.clone(), program) {
         tracing::warn!("cannot install the signal handler: {error}; Ctrl-C will stop at once");
@@ -191,9 +234,32 @@ pub fn start(
     Ok(Startup {
         file,
         file_path,
+        environment,
         common,
         shutdown,
     })
+}
+
+/// An environment that names its database (`database_url`, or `database_url_env`'s
+/// variable) is not overridden by `DATABASE_URL`, which may name another environment's
+/// database in the same shell: only `--database-url` wins over it.
+fn environment_url(env: &Chosen, overrides: &mut CommonOverrides) {
+    let from_flag = overrides.database_url.as_ref().map(|(_, o)| *o) == Some(Origin::Flag);
+    if from_flag {
+        return;
+    }
+    if let Some(variable) = &env.database_url_env {
+        overrides.database_url = std::env::var(variable)
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+            .map(|url| {
+                crate::redact::register_secrets(&url);
+                (url, Origin::Env)
+            });
+        overrides.url_variable = Some(variable.clone());
+    } else if env.overridden.contains(&"database_url") {
+        overrides.database_url = None;
+    }
 }
 
 /// One row of `config` output: name, value (passwords masked), origin.
@@ -203,7 +269,10 @@ pub type ConfigRow = (&'static str, String, Origin);
 pub fn common_config_rows(common: &CommonConfig) -> Vec<ConfigRow> {
     let url = match &common.database_url {
         Some(setting) => (setting.value.redacted(), setting.origin),
-        None => ("(not set)".to_owned(), Origin::Default),
+        None => (
+            format!("(not set: {})", common.url_variable),
+            Origin::Default,
+        ),
     };
     vec![
         ("database_url", url.0, url.1),
@@ -238,13 +307,34 @@ pub fn common_config_rows(common: &CommonConfig) -> Vec<ConfigRow> {
     ]
 }
 
-/// Renders `config` rows as aligned text.
-pub fn render_config_rows(file_path: Option<&std::path::Path>, rows: &[ConfigRow]) -> String {
+/// Renders `config` rows as aligned text: the file, the environment and its rules, then each
+/// setting with where it came from (the environment's section when it set it).
+pub fn render_config_rows(startup: &Startup, rows: &[ConfigRow]) -> String {
     let mut out = format!(
         "config file: {}\n",
-        file_path.map_or_else(|| "(none)".to_owned(), |p| p.display().to_string())
+        startup
+            .file_path
+            .as_ref()
+            .map_or_else(|| "(none)".to_owned(), |p| p.display().to_string())
     );
+    if let Some(env) = &startup.environment {
+        let rules = &env.rules;
+        out.push_str(&format!(
+            "environment: {} (from {})\n  require_backup = {}, require_approval = {}, \
+             forbid_skip_lint = {}, auto_apply = {}\n",
+            env.name,
+            env.origin,
+            rules.require_backup,
+            rules.require_approval,
+            rules.forbid_skip_lint,
+            rules.auto_apply
+        ));
+    }
     for (name, value, origin) in rows {
+        let origin = match &startup.environment {
+            Some(env) => env.origin_of(name, *origin),
+            None => origin.to_string(),
+        };
         out.push_str(&format!("{name:<20} {value:<40} ({origin})\n"));
     }
     out

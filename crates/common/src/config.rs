@@ -164,6 +164,23 @@ pub enum ConfigError {
         origin: Origin,
         error: IdentError,
     },
+    #[error(
+        "no environment {name:?} (from {origin}) in {}: {}",
+        path.as_ref().map_or_else(|| "(no config file)".to_owned(), |p| p.display().to_string()),
+        if known.is_empty() {
+            "it defines none; add [environments.<name>] to sluice.toml".to_owned()
+        } else {
+            format!("it defines {}", known.join(", "))
+        }
+    )]
+    UnknownEnvironment {
+        name: String,
+        origin: Origin,
+        path: Option<PathBuf>,
+        known: Vec<String>,
+    },
+    #[error("{0}")]
+    Environment(String),
 }
 
 impl ConfigError {
@@ -179,9 +196,12 @@ impl ConfigError {
                 origin: Origin::Flag | Origin::Env,
                 ..
             } => crate::exit::USAGE,
-            Self::Ident { .. } | Self::Value { .. } | Self::Read { .. } | Self::Parse { .. } => {
-                crate::exit::INVALID_INPUT
-            }
+            Self::Ident { .. }
+            | Self::Value { .. }
+            | Self::Read { .. }
+            | Self::Parse { .. }
+            | Self::UnknownEnvironment { .. }
+            | Self::Environment(_) => crate::exit::INVALID_INPUT,
         }
     }
 }
@@ -264,10 +284,13 @@ pub struct FileConfig {
     pub runner: RunnerFile,
     #[serde(default)]
     pub backfill: BackfillFile,
+    /// `[environments.<name>]`, chosen with `--env` / `SLUICE_ENV`.
+    #[serde(default)]
+    pub environments: crate::environment::Environments,
 }
 
 /// `[runner]` in `sluice.toml`: settings of `sluice`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunnerFile {
     /// A URL that reaches PostgreSQL directly, used by `sluice` instead of `database_url`
@@ -288,13 +311,30 @@ pub struct RunnerFile {
     pub actor: Option<String>,
     /// The PostgreSQL version migrations target, for lint rules that depend on it.
     pub pg_version: Option<String>,
+    /// Where `up`/`down` write a backup before changing anything (as `--backup`).
+    pub backup: Option<PathBuf>,
 }
 
 /// `[backfill]` in `sluice.toml`: settings of `sluice-backfill`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillFile {
     pub jobs: Option<PathBuf>,
+    /// Defaults for every job, over its spec and under the command line's flags (an
+    /// environment's limits: production gentler than staging).
+    pub pace: Option<crate::jobspec::PaceMode>,
+    pub max_rows_per_second: Option<u32>,
+    /// A size as PostgreSQL writes one, e.g. `8MB`.
+    pub max_wal_per_second: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_replication_lag: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub pause: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub lock_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub statement_timeout: Option<Duration>,
+    pub max_retries: Option<u32>,
 }
 
 impl FileConfig {
@@ -324,6 +364,8 @@ impl FileConfig {
 #[derive(Debug, Default, Clone)]
 pub struct CommonOverrides {
     pub database_url: Option<(String, Origin)>,
+    /// Where an unset URL should have come from, when not `DATABASE_URL`.
+    pub url_variable: Option<String>,
     pub schema: Option<(String, Origin)>,
     pub connect_timeout: Option<(Duration, Origin)>,
     pub connect_wait: Option<(Duration, Origin)>,
@@ -334,6 +376,8 @@ pub struct CommonOverrides {
 #[derive(Debug, Clone)]
 pub struct CommonConfig {
     pub database_url: Option<Setting<SecretUrl>>,
+    /// The variable the URL is read from (`DATABASE_URL`, or an environment's), for messages.
+    pub url_variable: String,
     pub schema: Setting<Ident>,
     pub connect_timeout: Setting<Duration>,
     pub connect_attempts: Setting<u32>,
@@ -363,6 +407,10 @@ impl CommonConfig {
             });
         }
         Ok(Self {
+            url_variable: cli
+                .url_variable
+                .clone()
+                .unwrap_or_else(|| "DATABASE_URL".to_owned()),
             // An empty value (`DATABASE_URL=` in a manifest) is no value: it falls through to
             // the file, then to "no database URL".
             database_url: layered_opt(

@@ -23,9 +23,12 @@ use crate::retry::{Backoff, sqlstate};
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error(
-        "no database URL: set DATABASE_URL, pass --database-url, or set database_url in sluice.toml"
+        "no database URL: set {variable}, pass --database-url, or set database_url in sluice.toml"
     )]
-    MissingUrl,
+    MissingUrl {
+        /// The variable the URL is read from: `DATABASE_URL`, or the environment's.
+        variable: String,
+    },
     #[error("invalid database URL {url}: {reason}")]
     InvalidUrl { url: String, reason: String },
     #[error(
@@ -72,7 +75,7 @@ pub enum DbError {
 impl DbError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::MissingUrl => crate::exit::USAGE,
+            Self::MissingUrl { .. } => crate::exit::USAGE,
             Self::InvalidUrl { .. } | Self::TransactionPooler { .. } => crate::exit::INVALID_INPUT,
             Self::Unreachable { .. }
             | Self::LoginRefused { .. }
@@ -204,7 +207,12 @@ impl ConnectSettings {
 
     /// Settings from resolved configuration; fails when no URL was given anywhere.
     pub fn from_config(config: &CommonConfig, application_name: &str) -> Result<Self, DbError> {
-        let url = config.database_url.as_ref().ok_or(DbError::MissingUrl)?;
+        let url = config
+            .database_url
+            .as_ref()
+            .ok_or_else(|| DbError::MissingUrl {
+                variable: config.url_variable.clone(),
+            })?;
         Ok(Self {
             connect_timeout: config.connect_timeout.value,
             attempts: config.connect_attempts.value.max(1),

@@ -9,6 +9,7 @@ pub mod backfill_gate;
 pub mod config;
 pub mod db;
 pub mod display;
+pub mod environment;
 pub mod exit;
 pub mod hosts;
 pub mod ident;

@@ -25,6 +25,11 @@ pub enum Error {
         expected: String,
     },
 
+    /// The configuration given to [`Migrator::environment`](crate::Migrator::environment)
+    /// cannot be read, or does not define that environment.
+    #[error(transparent)]
+    Config(sluice_common::config::ConfigError),
+
     /// The schema given to [`Migrator::schema`](crate::Migrator::schema) is not a valid name.
     #[error("invalid schema name for sluice's tables: {0}")]
     Schema(String),
@@ -92,6 +97,7 @@ impl Error {
         match self {
             Self::Invalid { .. } => exit::INVALID_INPUT,
             Self::Setting { .. } | Self::Schema(_) => exit::USAGE,
+            Self::Config(error) => error.exit_code(),
             Self::Pending { .. } => exit::PENDING,
             Self::Drift { .. } => exit::HISTORY_DRIFT,
             Self::Locked(_) => exit::LOCK_HELD,

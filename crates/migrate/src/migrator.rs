@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_common::config::{FILE_NAME, FileConfig, Origin};
 use sluice_common::db::{ConnectSettings, Endpoint};
+use sluice_common::environment::Rules;
 use sluice_common::ident::Ident;
 use sluice_common::redact::SecretUrl;
 use sluice_common::shutdown::Shutdown;
@@ -101,6 +103,8 @@ pub struct Migrator {
     actor: Option<String>,
     application_name: String,
     newer: Newer,
+    /// The environment chosen with [`Self::environment`], and its rules.
+    environment: Option<(String, Rules)>,
 }
 
 impl Migrator {
@@ -120,6 +124,7 @@ impl Migrator {
             actor: None,
             application_name: "sluice-migrate".to_owned(),
             newer: Newer::Refuse,
+            environment: None,
         })
     }
 
@@ -172,6 +177,55 @@ impl Migrator {
     pub fn application_name(mut self, name: impl Into<String>) -> Self {
         self.application_name = name.into();
         self
+    }
+
+    /// Runs as environment `name` of a `sluice.toml` (its text: `include_str!` it, or read
+    /// it at start-up): the environment's and the file's `schema`, `connect_wait` and
+    /// `[runner]` `lock_timeout`, `statement_timeout`, `max_retries`, `lock_wait` and `actor`
+    /// apply, and its rules: where `auto_apply = false`, or a backup or an approval is
+    /// required (which an application cannot give), [`Self::startup`] with
+    /// [`Policy::Apply`] checks instead of applying, and says so. Unknown environments and
+    /// keys are [`Error::Config`].
+    pub fn environment(mut self, name: &str, sluice_toml: &str) -> Result<Self, Error> {
+        let file = FileConfig::parse(sluice_toml, std::path::Path::new(FILE_NAME))
+            .map_err(Error::Config)?;
+        let (file, chosen) = file
+            .for_environment(name, Origin::Flag, None)
+            .map_err(Error::Config)?;
+        if let Some(schema) = &file.schema {
+            self = self.schema(schema)?;
+        }
+        let runner = &file.runner;
+        self.guards.lock_timeout = runner.lock_timeout.unwrap_or(self.guards.lock_timeout);
+        self.guards.statement_timeout = runner
+            .statement_timeout
+            .unwrap_or(self.guards.statement_timeout);
+        self.guards.max_retries = runner.max_retries.unwrap_or(self.guards.max_retries);
+        self.lock_wait = runner.lock_wait.unwrap_or(self.lock_wait);
+        self.connect_wait = file.connect_wait.unwrap_or(self.connect_wait);
+        if let Some(actor) = &runner.actor {
+            self.actor = Some(actor.clone());
+        }
+        self.environment = Some((chosen.name, chosen.rules));
+        Ok(self)
+    }
+
+    /// Why the chosen environment does not let a start-up apply, if it does not.
+    fn may_not_apply(&self) -> Option<String> {
+        let (name, rules) = self.environment.as_ref()?;
+        let rule = if !rules.auto_apply {
+            "auto_apply = false"
+        } else if rules.require_backup {
+            "require_backup = true: an application takes no backup"
+        } else if rules.require_approval {
+            "require_approval = true: approved migrations are applied by `sluice up`"
+        } else {
+            return None;
+        };
+        Some(format!(
+            "environment {name} does not let an application apply migrations ({rule}); \
+             checking instead: apply them with `sluice up --env {name}`"
+        ))
     }
 
     /// Let this build start on a database a newer build migrated: applied migrations it does
@@ -272,6 +326,13 @@ impl Migrator {
     /// anything the application needs is still not applied; with [`Policy::Check`],
     /// [`check`](Self::check).
     pub async fn startup(&self, db: impl Into<Database>, policy: Policy) -> Result<Report, Error> {
+        let policy = match (policy, self.may_not_apply()) {
+            (Policy::Apply, Some(reason)) => {
+                tracing::warn!("{reason}");
+                Policy::Check
+            }
+            (policy, _) => policy,
+        };
         match policy {
             Policy::Apply => {
                 let report = self.run(db).await?;

@@ -7,6 +7,8 @@
 //! its backfill does not stop it. `ALLOW_NEWER_MIGRATIONS=true` lets it start on a database a
 //! newer build migrated (rolling the application back after an expand migration). When it may
 //! start, it prints one line and exits 0 (a real application would go on to serve).
+//! `SLUICE_ENV=<name>` runs it as that environment of `sluice.toml` (`SLUICE_CONFIG`, else the
+//! working directory's): where `auto_apply = false`, `AUTO_MIGRATE` only checks.
 
 use std::process::ExitCode;
 
@@ -45,15 +47,30 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The `sluice.toml` an environment is read from: `SLUICE_CONFIG`, else the working
+/// directory's.
+fn read_config() -> Result<String, Error> {
+    let path = std::env::var("SLUICE_CONFIG").unwrap_or_else(|_| "sluice.toml".to_owned());
+    std::fs::read_to_string(&path).map_err(|e| Error::Setting {
+        name: "SLUICE_CONFIG".to_owned(),
+        value: path,
+        expected: format!("cannot be read ({e}): SLUICE_ENV names an environment of that file"),
+    })
+}
+
 async fn start(url: &str) -> Result<String, Error> {
     let db = Database::from_url(url)?;
     // The application's own pool; sluice connects with its options, on connections of its own.
     let pool = PgPoolOptions::new()
         .max_connections(4)
         .connect_lazy_with(db.connect_options().clone());
-    let report = Migrator::new(&MIGRATIONS)?
+    let mut migrator = Migrator::new(&MIGRATIONS)?
         .actor(format!("sluice-example-app pid {}", std::process::id()))
-        .allow_newer(sluice_migrate::flag_from_env("ALLOW_NEWER_MIGRATIONS")?)
+        .allow_newer(sluice_migrate::flag_from_env("ALLOW_NEWER_MIGRATIONS")?);
+    if let Some(env) = std::env::var("SLUICE_ENV").ok().filter(|e| !e.is_empty()) {
+        migrator = migrator.environment(&env, &read_config()?)?;
+    }
+    let report = migrator
         .startup(&pool, Policy::from_env("AUTO_MIGRATE")?)
         .await?;
     let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts")

@@ -4,6 +4,7 @@
 // Output goes through sluice_common::{outln, out, errln}, which survive a closed pipe.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod defaults;
 mod error;
 mod metrics;
 mod render;
@@ -333,10 +334,8 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<u8, CliError> {
             jobs_dir.origin,
         ));
         rows.extend(run.config_rows(matches));
-        out!(
-            "{}",
-            render_config_rows(startup.file_path.as_deref(), &rows)
-        );
+        rows.extend(defaults::rows(&startup.file.backfill));
+        out!("{}", render_config_rows(&startup, &rows));
         return Ok(exit::OK);
     }
     let settings = EngineSettings {
@@ -347,8 +346,9 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<u8, CliError> {
             actor: cli.actor.clone(),
         },
     };
-    let load = |spec: &str, overrides: OverrideArgs| {
-        Job::load(&spec_path(&jobs_dir.value, spec), &overrides.into())
+    let load = |spec: &str, overrides: OverrideArgs| -> Result<Job, CliError> {
+        let overrides = defaults::apply(overrides.into(), &startup.file.backfill)?;
+        Ok(Job::load(&spec_path(&jobs_dir.value, spec), &overrides)?)
     };
     match cli.command {
         Command::Run {

@@ -323,10 +323,18 @@ impl Command {
     /// (it takes the migration lock), `Some(false)` to any server.
     fn connects_first(&self) -> Option<bool> {
         match self {
-            Self::Up { dry_run: false, .. } | Self::Down { dry_run: false, .. } => Some(true),
+            _ if self.changes_schema() => Some(true),
             Self::Status { .. } => Some(false),
             _ => None,
         }
+    }
+
+    /// `up` or `down` for real: what an environment's backup and approval rules guard.
+    fn changes_schema(&self) -> bool {
+        matches!(
+            self,
+            Self::Up { dry_run: false, .. } | Self::Down { dry_run: false, .. }
+        )
     }
 
     /// The command's name when it was asked for JSON output.
@@ -359,10 +367,7 @@ async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> Result<u8, CliErro
     match cli.command {
         Command::Config => {
             let rows = settings::config_rows(&startup, &resolved);
-            out!(
-                "{}",
-                render_config_rows(startup.file_path.as_deref(), &rows)
-            );
+            out!("{}", render_config_rows(&startup, &rows));
             Ok(exit::OK)
         }
         Command::New {
@@ -426,6 +431,13 @@ async fn run_command(cli: Cli, matches: &clap::ArgMatches) -> Result<u8, CliErro
         .map_err(CliError::from),
         command => {
             let mut runner = resolved.into_runner(&startup)?;
+            if command.changes_schema() {
+                sluice_common::environment::check_backup(
+                    startup.environment.as_ref(),
+                    runner.backup.as_ref().map(|b| &b.dir),
+                )
+                .map_err(sluice_common::config::ConfigError::Environment)?;
+            }
             if let Command::Up { post_apply, .. } = &command {
                 runner.post_apply = post_apply.resolve().map_err(RunnerError::from)?;
             }

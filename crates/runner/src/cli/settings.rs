@@ -222,6 +222,22 @@ pub fn resolve(
 ) -> Result<Resolved, CliError> {
     let file = &startup.file.runner;
     let direct_url = direct_url(args, matches, startup);
+    let backup = layered_opt(
+        with_origin(args.backup.clone(), matches, "backup"),
+        file.backup.clone(),
+    );
+    if let Some(env) = &startup.environment
+        && env.rules.forbid_skip_lint
+        && args.skip_lint
+    {
+        return Err(sluice_common::config::ConfigError::Environment(format!(
+            "environment {} forbids --skip-lint (forbid_skip_lint = true): fix the finding, or \
+             approve it in the migration file with its reason (see `sluice lint`); nothing \
+             was run",
+            env.name
+        ))
+        .into());
+    }
     let pg_version = layered(
         with_origin(args.pg_version.clone(), matches, "pg_version"),
         file.pg_version.clone(),
@@ -314,16 +330,12 @@ pub fn resolve(
             pg_version: pg_version.value.clone(),
         },
         skip_lint: args.skip_lint,
-        backup: args.backup.clone(),
+        backup: backup.as_ref().map(|b| b.value.clone()),
         shown: vec![
             ("pg_version", Some((pg_version.value, pg_version.origin))),
             (
                 "backup",
-                with_origin(
-                    args.backup.as_ref().map(|p| p.display().to_string()),
-                    matches,
-                    "backup",
-                ),
+                backup.map(|b| (b.value.display().to_string(), b.origin)),
             ),
             (
                 "metrics_file",
