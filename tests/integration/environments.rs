@@ -189,3 +189,109 @@ async fn production_refuses_a_run_without_a_backup_or_with_lint_skipped() {
     production(&["up", "--dry-run"]).expect_code(exit::OK);
     assert_eq!(applied(&project.db).await, 0);
 }
+
+/// `sluice approve` records an approval of each migration's exact checksum; where approvals
+/// are required, `up` applies the approved ones before the first that is not and names the
+/// rest (exit 8); an edit voids an approval; applied and unknown versions are never approved.
+#[tokio::test]
+async fn up_applies_only_migrations_approved_as_their_files_are_now() {
+    let project = Project::new().await;
+    std::fs::write(
+        project.path().join("sluice.toml"),
+        "[environments.production]\nrequire_approval = true\n",
+    )
+    .unwrap();
+    project.write("1_a.sql", "CREATE TABLE a (id int);");
+    project.write("2_b.sql", "CREATE TABLE b (id int);");
+    project.write("3_c.sql", "CREATE TABLE c (id int);");
+    let production = |args: &[&str]| {
+        let mut all = vec!["--env", "production"];
+        all.extend_from_slice(args);
+        project.run(&all)
+    };
+
+    let none = production(&["up"]);
+    none.expect_code(exit::BLOCKED);
+    assert!(
+        none.stderr()
+            .contains("3 migration(s) not approved in environment production")
+            && none.stderr().contains("1_a: not approved")
+            && none
+                .stderr()
+                .contains("sluice approve --env production 1 2 3 --reason"),
+        "{}",
+        none.stderr()
+    );
+    assert_eq!(applied(&project.db).await, 0);
+
+    project
+        .run(&[
+            "approve",
+            "1",
+            "2",
+            "--reason",
+            "reviewed in PR 42",
+            "--actor",
+            "alice",
+        ])
+        .expect_code(exit::OK);
+    let status = project.run(&["status"]);
+    assert!(
+        status.stdout().contains("approved by alice at ")
+            && status.stdout().contains(": reviewed in PR 42"),
+        "{}",
+        status.stdout()
+    );
+
+    // Edited after its approval: void.
+    project.write("2_b.sql", "CREATE TABLE b (id bigint);");
+    let status = project.run(&["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    let states: Vec<&str> = doc["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["approval"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["approved", "void", "none"], "{doc}");
+
+    let partly = production(&["up"]);
+    partly.expect_code(exit::BLOCKED);
+    assert!(
+        partly.stdout().contains("applied 1_a")
+            && partly
+                .stderr()
+                .contains("2_b: its approval is void, the file changed since it was approved")
+            && partly.stderr().contains("3_c: not approved"),
+        "stdout:\n{}\nstderr:\n{}",
+        partly.stdout(),
+        partly.stderr()
+    );
+    assert_eq!(applied(&project.db).await, 1);
+
+    // Never for an applied or unknown version, and then nothing at all is approved.
+    let refused = project.run(&["approve", "1", "2", "99", "--reason", "oops"]);
+    refused.expect_code(exit::INVALID_INPUT);
+    assert!(
+        refused.stderr().contains("nothing was approved")
+            && refused.stderr().contains("1_a: already applied")
+            && refused
+                .stderr()
+                .contains("99: no migration file has that version"),
+        "{}",
+        refused.stderr()
+    );
+    let approvals = || {
+        project
+            .db
+            .scalar("SELECT count(*) FROM sluice.audit WHERE action = 'approve'")
+    };
+    assert_eq!(approvals().await, 2);
+
+    project
+        .run(&["approve", "2", "3_c", "--reason", "re-reviewed"])
+        .expect_code(exit::OK);
+    assert_eq!(approvals().await, 4);
+    production(&["up"]).expect_code(exit::OK);
+    assert_eq!(applied(&project.db).await, 3);
+}

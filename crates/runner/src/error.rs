@@ -31,6 +31,20 @@ pub enum RunnerError {
         reasons: Vec<String>,
         done: Vec<Done>,
     },
+    #[error(
+        "{} migration(s) not approved in environment {environment} (require_approval = true):\n{}\n\
+         approve each as its file is now: sluice approve --env {environment} {} --reason \"...\"",
+        unapproved.len(),
+        unapproved.iter().map(|u| format!("  {u}")).collect::<Vec<_>>().join("\n"),
+        unapproved.iter().map(|u| u.version_shown.as_str()).collect::<Vec<_>>().join(" ")
+    )]
+    Unapproved {
+        environment: String,
+        unapproved: Vec<crate::approval::Unapproved>,
+        done: Vec<Done>,
+    },
+    #[error("nothing was approved:\n{}", problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Approve { problems: Vec<String> },
     #[cfg(feature = "lint")]
     #[error(
         "{} unapproved dangerous change(s):\n{}\napprove each in its file with `-- sluice:approve <rule> reason: <why it is safe here>`, \
@@ -112,7 +126,8 @@ impl RunnerError {
                 ..
             } => exit::LOCK_HELD,
             Self::Apply { .. } => exit::FAILED,
-            Self::Blocked { .. } => exit::BLOCKED,
+            Self::Blocked { .. } | Self::Unapproved { .. } => exit::BLOCKED,
+            Self::Approve { .. } => exit::INVALID_INPUT,
             #[cfg(feature = "lint")]
             Self::Lint { .. } => exit::BLOCKED,
         }
@@ -124,6 +139,7 @@ impl RunnerError {
             Self::Apply { done, .. }
             | Self::Interrupted { done, .. }
             | Self::Blocked { done, .. }
+            | Self::Unapproved { done, .. }
             | Self::Verification { done, .. }
             | Self::Dump { done, .. } => done,
             _ => &[],

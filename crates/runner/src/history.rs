@@ -7,6 +7,7 @@
 //!   failure, with the database role, client address, program and actor.
 //! - `repeatables`: Flyway's repeatable migrations, one row per description.
 
+mod approvals;
 mod repeatables;
 
 pub use repeatables::AppliedRepeatable;
@@ -59,6 +60,8 @@ pub struct Rows {
     pub applied: Vec<Applied>,
     pub partial: Vec<Partial>,
     pub repeatables: Vec<AppliedRepeatable>,
+    /// Every approval (`sluice approve`), oldest first.
+    pub approvals: Vec<crate::approval::Approval>,
 }
 
 /// A row of `migration_progress`: a no-transaction migration that has not finished.
@@ -163,6 +166,7 @@ pub enum Action {
     Backup,
     SkipLint,
     Verify,
+    Approve,
 }
 
 impl Action {
@@ -174,6 +178,7 @@ impl Action {
             Self::Backup => "backup",
             Self::SkipLint => "skip-lint",
             Self::Verify => "verify",
+            Self::Approve => "approve",
         }
     }
 }
@@ -291,8 +296,11 @@ impl History {
                     applied_by_role, applied_by_host, applied_by_program, actor \
              FROM {} ORDER BY version;
              SELECT version, name, checksum, statements_done, statements_total, done_checksum, last_error \
-             FROM {} ORDER BY version",
-            self.migrations, self.progress
+             FROM {} ORDER BY version;
+             {}",
+            self.migrations,
+            self.progress,
+            self.approvals_sql()
         );
         if found.repeatables {
             sql.push_str(&format!(
@@ -314,7 +322,8 @@ impl History {
         Ok(Rows {
             applied: decode(sets.first())?,
             partial: decode(sets.get(1))?,
-            repeatables: decode(sets.get(2))?,
+            approvals: approvals::decode(sets.get(2))?,
+            repeatables: decode(sets.get(3))?,
         })
     }
 

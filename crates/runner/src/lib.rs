@@ -10,6 +10,7 @@
 //! `sluice` program, whose command line is [`cli`] (the `cli` feature).
 
 mod apply;
+pub mod approval;
 mod backup;
 #[cfg(feature = "lint")]
 pub mod baseline;

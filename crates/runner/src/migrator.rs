@@ -4,6 +4,7 @@
 //! tables if needed, compares files with history, and applies or reverts one migration at a
 //! time. The lock is released on every path; a shutdown request stops between migrations.
 
+mod approvals;
 mod post_apply;
 
 use std::path::PathBuf;
@@ -80,6 +81,8 @@ pub struct RunnerSettings {
     pub backup: Option<BackupSettings>,
     /// `up --verify`, `--dump-schema`: what runs after the last migration.
     pub post_apply: PostApply,
+    /// The environment whose `require_approval` holds: `up` applies approved migrations only.
+    pub require_approval: Option<String>,
 }
 
 impl RunnerSettings {
@@ -102,6 +105,7 @@ impl RunnerSettings {
             lint_gate: false,
             backup: None,
             post_apply: PostApply::default(),
+            require_approval: None,
         }
     }
 }
@@ -136,6 +140,8 @@ pub struct Recorded {
     pub repeatables: Vec<AppliedRepeatable>,
     /// The closed backfill gates of each not-yet-applied migration, by version (none: open).
     pub blocked: BTreeMap<Version, Vec<ClosedGate>>,
+    /// Every approval recorded (`sluice approve`), oldest first.
+    pub approvals: Vec<crate::approval::Approval>,
 }
 
 impl Migrator {
@@ -241,6 +247,7 @@ impl Migrator {
             .map_err(RunnerError::query("reading the applied migrations"))?;
         Ok(Recorded {
             blocked: BTreeMap::new(),
+            approvals: rows.approvals,
             repeatables: rows.repeatables,
             applied: rows.applied,
             partial: rows.partial,
@@ -274,7 +281,14 @@ impl Migrator {
             let gated = steps
                 .iter()
                 .position(|s| recorded.blocked.contains_key(&s.migration.version));
-            let report = self.render(&work[..gated.unwrap_or(work.len())], events);
+            let (approved, unapproved) = self.approved(&recorded.approvals, work.clone());
+            let shown = gated.unwrap_or(work.len()).min(approved.len());
+            let report = self.render(&work[..shown], events);
+            if gated.is_none_or(|at| at >= approved.len())
+                && let Some(error) = self.unapproved_error(unapproved, &Report::default())
+            {
+                return Err(error);
+            }
             if let Some(at) = gated {
                 let migration = steps[at].migration;
                 return Err(RunnerError::Blocked {
@@ -573,10 +587,14 @@ impl Migrator {
                 migration.up.path.display()
             );
         }
+        let (work, unapproved) = self.approved(&recorded.approvals, work);
         if !work.is_empty() {
             self.back_up(lock.connection()).await?;
         }
         let report = self.run_work(lock, &work, shutdown, events).await?;
+        if let Some(error) = self.unapproved_error(unapproved, &report) {
+            return Err(error);
+        }
         self.post_apply(lock.connection(), report, events).await
     }
 

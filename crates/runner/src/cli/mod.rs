@@ -236,6 +236,17 @@ enum Command {
         #[arg(long, value_name = "VERSION")]
         version: String,
     },
+    /// Approve pending migrations as their files are now, recorded in the database's audit
+    /// table: in an environment with require_approval, `up` applies only approved ones, and
+    /// an edit to the file after its approval voids it.
+    Approve {
+        /// Versions (or whole names) of the pending migrations to approve.
+        #[arg(required = true, value_name = "VERSION")]
+        versions: Vec<String>,
+        /// What was reviewed and why it may run (required; recorded with the actor).
+        #[arg(long, value_parser = non_empty)]
+        reason: String,
+    },
     /// Accept an intentionally edited migration that is already applied: its recorded
     /// checksum becomes the file's, with the reason and actor in the audit table.
     Repair {
@@ -570,6 +581,19 @@ async fn run_against_database(
             outln!(
                 "baseline at {version}: {} migration(s) recorded",
                 report.migrations.len()
+            );
+            Ok(exit::OK)
+        }
+        Command::Approve { versions, reason } => {
+            let approved = migrator
+                .approve(&versions, &reason, shutdown, &mut |_| {})
+                .await?;
+            for id in &approved {
+                outln!("approved {id} as its file is now");
+            }
+            outln!(
+                "{} migration(s) approved; an edit to a file voids its approval",
+                approved.len()
             );
             Ok(exit::OK)
         }

@@ -5,6 +5,7 @@ use super::error::CliError;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::approval::{self, Approval, Standing};
 use crate::error::RunnerError;
 use crate::event::{Direction, Event};
 use crate::migrator::{Migrator, Recorded, Report};
@@ -184,9 +185,10 @@ pub fn status(
     let blocked = &recorded.blocked;
     let repeatables = repeatable::status(migrator.repeatables(), &recorded.repeatables);
     if json {
-        status_document(migrator, entries, blocked, &repeatables);
+        status_document(migrator, entries, recorded, &repeatables);
         return Ok(());
     }
+    let required = migrator.settings().require_approval.is_some();
     // One write for the table: a line per write costs a system call each.
     let mut table = format!(
         "{:<16} {:<32} {:<13} {:<24} {:>9}  BY\n",
@@ -222,6 +224,9 @@ pub fn status(
         for reason in blocked.get(&entry.version).into_iter().flatten() {
             let _ = writeln!(table, "{:<16} └ {reason}", "");
         }
+        if let Some(line) = approval_line(entry, &recorded.approvals, required) {
+            let _ = writeln!(table, "{:<16} └ {line}", "");
+        }
     }
     out!("{table}");
     let counts = summary_counts(entries);
@@ -248,6 +253,47 @@ pub fn status(
         migrator.layout().describe()
     );
     Ok(())
+}
+
+/// A pending migration's approval, for the table: shown when there is one (valid or void),
+/// and its absence where approvals are required.
+fn approval_line(entry: &Entry<'_>, approvals: &[Approval], required: bool) -> Option<String> {
+    let file = entry.file.filter(|_| entry.applied.is_none())?;
+    match approval::standing(file, approvals) {
+        Standing::Approved(a) => Some(format!(
+            "approved by {} at {}: {}",
+            a.by,
+            human_time(a.at),
+            sluice_common::display::one_line(&a.reason)
+        )),
+        Standing::Voided(a) => Some(format!(
+            "approval void: the file changed since {} approved it at {}",
+            a.by,
+            human_time(a.at)
+        )),
+        Standing::Unapproved if required => {
+            Some("not approved (this environment requires it): sluice approve".to_owned())
+        }
+        Standing::Unapproved => None,
+    }
+}
+
+fn approval_json(entry: &Entry<'_>, approvals: &[Approval]) -> serde_json::Value {
+    let Some(file) = entry.file.filter(|_| entry.applied.is_none()) else {
+        return serde_json::Value::Null;
+    };
+    let (state, approval) = match approval::standing(file, approvals) {
+        Standing::Approved(a) => ("approved", Some(a)),
+        Standing::Voided(a) => ("void", Some(a)),
+        Standing::Unapproved => ("none", None),
+    };
+    json!({
+        "state": state,
+        "by": approval.map(|a| &a.by),
+        "at": approval.map(|a| a.at.to_rfc3339()),
+        "reason": approval.map(|a| &a.reason),
+        "checksum": approval.map(|a| &a.checksum),
+    })
 }
 
 /// A moment as `status` shows it.
@@ -278,7 +324,7 @@ pub type Blocked = std::collections::BTreeMap<
 fn status_document(
     migrator: &Migrator,
     entries: &[Entry<'_>],
-    blocked: &Blocked,
+    recorded: &Recorded,
     repeatables: &[repeatable::Line<'_>],
 ) {
     let layout = json!(migrator.layout().to_string());
@@ -288,7 +334,9 @@ fn status_document(
         if n > 0 {
             chunk.push(',');
         }
-        chunk.push_str(&status_json(entry, blocked).to_string());
+        let mut line = status_json(entry, &recorded.blocked);
+        line["approval"] = approval_json(entry, &recorded.approvals);
+        chunk.push_str(&line.to_string());
         if chunk.len() > 64 * 1024 {
             out!("{chunk}");
             chunk.clear();

@@ -392,6 +392,11 @@ impl Resolved {
                     .map_or_else(|| "pg_restore".into(), PathBuf::from),
             }),
             post_apply: PostApply::default(),
+            require_approval: startup
+                .environment
+                .as_ref()
+                .filter(|env| env.rules.require_approval)
+                .map(|env| env.name.clone()),
             who: Who {
                 program: format!("sluice {}", env!("CARGO_PKG_VERSION")),
                 actor: self.actor.map(|a| a.value),
